@@ -1,0 +1,52 @@
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+from toki_dashboard.roles import Role
+from usage.models import Account
+from usage.services import create_account
+
+
+@pytest.fixture
+def account(db) -> Account:
+    return create_account(name="Acme", slug="acme", currency="USD")
+
+
+@pytest.fixture
+def make_user(db) -> Callable[..., User]:
+    def make(username: str, *roles: Role) -> User:
+        user = User.objects.create_user(username=username, password="pw-for-tests")
+        user.groups.set(Group.objects.filter(name__in=[r.value for r in roles]))
+        return user
+
+    return make
+
+
+def _client_for(user: User) -> Client:
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def finance_client(make_user) -> Client:
+    return _client_for(make_user("fiona", Role.FINANCE))
+
+
+@pytest.fixture
+def engineer_client(make_user) -> Client:
+    return _client_for(make_user("enzo", Role.ENGINEER))
+
+
+@pytest.fixture
+def admin_client(make_user) -> Client:
+    return _client_for(make_user("ada", Role.ADMIN))
+
+
+@pytest.fixture
+def roleless_client(make_user) -> Client:
+    return _client_for(make_user("nobody"))

@@ -1,0 +1,21 @@
+"""Test settings: the production settings, with secrets for tests and nothing written to var/."""
+
+import os
+import tempfile
+import uuid
+
+os.environ.setdefault("SECRET_KEY", "test-secret-key-for-the-test-suite-only")
+os.environ.setdefault("FIELD_ENCRYPTION_KEY", "test-field-encryption-key")
+os.environ.setdefault("TOKI_VAR_DIR", tempfile.mkdtemp(prefix="toki-test-var-"))
+os.environ.setdefault("ALLOWED_HOSTS", "testserver,localhost,127.0.0.1")
+
+from toki_dashboard.settings import *  # noqa: F403
+
+SECURE_SSL_REDIRECT = False
+SESSION_COOKIE_SECURE = False
+CSRF_COOKIE_SECURE = False
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only
+STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# A queue of its own per run, so tasks left in a shared Redis by another run are never consumed.
+CELERY_TASK_DEFAULT_QUEUE = f"toki-test-{uuid.uuid4().hex[:8]}"

@@ -1,0 +1,104 @@
+"""Turn the environment of DESIGN.md §4.2 into settings, failing loudly on nonsense.
+
+Kept apart from settings.py so the parsing can be tested without reloading Django.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+TRUTHY = {"1", "true", "yes", "on"}
+FALSY = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(name: str, raw: str | None, *, default: bool) -> bool:
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in TRUTHY:
+        return True
+    if value in FALSY:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use true/false, 1/0, yes/no or on/off.")
+
+
+def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:
+    """A DATABASES entry for sqlite:///path or postgres://user:pass@host:port/name."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
+        raise ImproperlyConfigured(
+            f"DATABASE_URL has an unsupported scheme {scheme or '(none)'!r}; "
+            "expected sqlite:///path/to/db.sqlite3 or postgres://user:password@host:5432/name."
+        )
+    try:
+        config = environ.Env.db_url_config(url)
+    except Exception as exc:  # environ raises several types for malformed URLs
+        raise ImproperlyConfigured(f"DATABASE_URL could not be parsed: {exc}") from exc
+    if scheme == "sqlite":
+        name = config.get("NAME") or ""
+        if not name or name == ":memory:":
+            raise ImproperlyConfigured("DATABASE_URL for SQLite needs a file path, e.g. sqlite:///var/toki.sqlite3.")
+        path = Path(name)
+        if not path.is_absolute():
+            path = base_dir / path
+        config["NAME"] = str(path)
+        # WAL lets the web server read while the worker writes; IMMEDIATE avoids
+        # "database is locked" surprises when a read transaction turns into a write.
+        config["OPTIONS"] = {
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            "transaction_mode": "IMMEDIATE",
+            "timeout": 30,
+        }
+    else:
+        if not config.get("NAME"):
+            raise ImproperlyConfigured("DATABASE_URL for PostgreSQL needs a database name after the host.")
+        config.setdefault("CONN_MAX_AGE", 60)
+        config["CONN_HEALTH_CHECKS"] = True
+    return config
+
+
+def email_from_url(url: str) -> dict[str, Any]:
+    """Email settings for smtp://user:pass@host:port, smtps://…, console:// or file:///path."""
+    scheme = url.split("://", 1)[0] if "://" in url else ""
+    if scheme == "console":
+        return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if scheme == "file":
+        path = url.split("://", 1)[1]
+        if not path:
+            raise ImproperlyConfigured("EMAIL_URL file:// needs a folder, e.g. file:///var/mail.")
+        return {"EMAIL_BACKEND": "django.core.mail.backends.filebased.EmailBackend", "EMAIL_FILE_PATH": path}
+    if scheme not in {"smtp", "smtps", "smtp+tls", "smtp+ssl"}:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL has an unsupported scheme {scheme or '(none)'!r}; "
+            "expected smtp://user:pass@host:port, console:// or file:///path."
+        )
+    try:
+        config = environ.Env.email_url_config(url)
+    except Exception as exc:
+        raise ImproperlyConfigured(f"EMAIL_URL could not be parsed: {exc}") from exc
+    config["EMAIL_TIMEOUT"] = 10
+    return config
+
+
+def split_list(raw: str | None, *, default: list[str]) -> list[str]:
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+def require_secret_key(env: Mapping[str, str], *, debug: bool) -> str:
+    key = env.get("SECRET_KEY", "")
+    if key:
+        return key
+    if debug:
+        # Only for local development: sessions do not survive a change of this value.
+        return "insecure-development-key-do-not-use-in-production"
+    raise ImproperlyConfigured(
+        "SECRET_KEY is not set. Set it in the environment (e.g. `python -c 'import secrets; "
+        "print(secrets.token_urlsafe(50))'`) or run with DEBUG=true for local development."
+    )

@@ -1,0 +1,56 @@
+"""Who may see what. Roles are Django groups; the admin role (or a superuser) sees everything."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar
+
+from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
+from django.core.exceptions import PermissionDenied
+from django.http import HttpRequest, HttpResponse
+
+
+class Role(enum.StrEnum):
+    FINANCE = "finance"
+    ENGINEER = "engineer"
+    ADMIN = "admin"
+
+
+def roles_of(user: AbstractBaseUser | AnonymousUser) -> frozenset[Role]:
+    if not user.is_authenticated:
+        return frozenset()
+    if user.is_superuser:
+        return frozenset(Role)
+    cached = getattr(user, "_toki_roles", None)
+    if cached is None:
+        names = set(user.groups.values_list("name", flat=True))  # type: ignore[attr-defined]
+        cached = frozenset(role for role in Role if role.value in names)
+        if Role.ADMIN in cached:
+            cached = frozenset(Role)
+        user._toki_roles = cached  # type: ignore[union-attr]
+    return cached
+
+
+def has_any_role(user: AbstractBaseUser | AnonymousUser, *roles: Role) -> bool:
+    return bool(roles_of(user) & set(roles))
+
+
+ViewFunc = TypeVar("ViewFunc", bound=Callable[..., HttpResponse])
+
+
+def role_required(*roles: Role) -> Callable[[ViewFunc], ViewFunc]:
+    """403 unless the user holds one of `roles`; login itself is enforced by middleware."""
+
+    def decorator(view: ViewFunc) -> ViewFunc:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+            if not has_any_role(request.user, *roles):
+                raise PermissionDenied
+            return view(request, *args, **kwargs)
+
+        wrapper.required_roles = frozenset(roles)  # type: ignore[attr-defined]
+        return wrapper  # type: ignore[return-value]
+
+    return decorator

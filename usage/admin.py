@@ -1,0 +1,79 @@
+from django.contrib import admin
+
+from usage.models import Account, ApiKey, HourlyUsage, ModelPrice, UsageRecord
+
+
+@admin.register(Account)
+class AccountAdmin(admin.ModelAdmin):
+    list_display = ("name", "slug", "provider", "currency", "base_url", "credentials_hint")
+    list_filter = ("provider", "currency")
+    search_fields = ("name", "slug")
+    exclude = ("credentials_encrypted",)
+    readonly_fields = ("credentials_hint",)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    list_display = ("name", "account", "team", "last4", "provider_status", "first_seen_at")
+    list_filter = ("account", "team", "provider_status")
+    search_fields = ("name", "team")
+    readonly_fields = ("fingerprint", "last4", "first_seen_at")
+
+
+@admin.register(ModelPrice)
+class ModelPriceAdmin(admin.ModelAdmin):
+    list_display = (
+        "model_pattern",
+        "account",
+        "input_per_mtok",
+        "cached_input_per_mtok",
+        "output_per_mtok",
+        "currency",
+        "effective_from",
+        "effective_to",
+        "source",
+    )
+    list_filter = ("source", "currency", "account")
+    search_fields = ("model_pattern",)
+
+
+@admin.register(UsageRecord)
+class UsageRecordAdmin(admin.ModelAdmin):
+    list_display = (
+        "request_id",
+        "occurred_at",
+        "model",
+        "api_key",
+        "team",
+        "status_code",
+        "error_cause",
+        "prompt_tokens",
+        "completion_tokens",
+        "tokens_source",
+        "cost",
+        "source",
+    )
+    list_filter = ("account", "source", "tokens_source", "error_cause", "stream", "model")
+    search_fields = ("request_id", "model")
+    date_hierarchy = "occurred_at"
+    list_select_related = ("api_key",)
+    show_full_result_count = False  # counting millions of rows on every page is slow
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False  # records change only through ingestion, which keeps rollups exact
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(HourlyUsage)
+class HourlyUsageAdmin(admin.ModelAdmin):
+    list_display = ("hour", "account", "model", "api_key", "team", "requests", "errors", "cost")
+    list_filter = ("account", "model", "team")
+    date_hierarchy = "hour"
+
+    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
+        return False
+
+    def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False

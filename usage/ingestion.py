@@ -1,0 +1,148 @@
+"""From a validated RecordIn to the row stored for it: keys, error cause, tokens, cost.
+
+Pure apart from key resolution, which creates ApiKey rows on first sight.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC
+from typing import Any
+
+from django.utils import timezone
+
+from toki_dashboard.crypto import sha256_hex
+from usage.errors import classify_error
+from usage.estimation import Estimator, Lengths
+from usage.models import Account, ApiKey, CostSource, ErrorCause, TokensSource
+from usage.pricing import PriceBook, cost_of
+from usage.schemas import RecordIn
+
+FULL_SECRET = re.compile(r"^(sk|tk|pk)-[A-Za-z0-9_\-]{16,}$")
+
+
+@dataclass(frozen=True, slots=True)
+class KeyIdentity:
+    fingerprint: str
+    name: str
+    last4: str
+
+
+def key_identity(value: str) -> KeyIdentity:
+    """A full secret is kept only as its hash and last four; anything else is a key's name."""
+    value = value.strip()
+    if FULL_SECRET.match(value):
+        return KeyIdentity(f"sha256:{sha256_hex(value)}", f"{value[:3]}…{value[-4:]}", value[-4:])
+    return KeyIdentity(f"name:{value}", value, "")
+
+
+def resolve_keys(account: Account, values: set[str]) -> dict[str, ApiKey]:
+    """The ApiKey for each raw key value, created the first time a key is seen."""
+    identities = {value: key_identity(value) for value in values}
+    fingerprints = {i.fingerprint for i in identities.values()}
+    known = {k.fingerprint: k for k in ApiKey.objects.filter(account=account, fingerprint__in=fingerprints)}
+    missing = [i for i in {i.fingerprint: i for i in identities.values()}.values() if i.fingerprint not in known]
+    if missing:
+        ApiKey.objects.bulk_create(
+            [ApiKey(account=account, fingerprint=i.fingerprint, name=i.name, last4=i.last4) for i in missing],
+            ignore_conflicts=True,
+        )
+        known.update({k.fingerprint: k for k in ApiKey.objects.filter(account=account, fingerprint__in=fingerprints)})
+    return {value: known[identity.fingerprint] for value, identity in identities.items()}
+
+
+def content_hash(record: RecordIn) -> str:
+    """Digest of what the client sent, so a replay can be told from a conflict."""
+    payload = record.model_dump(mode="json", exclude_none=True)
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def lengths_of(record: RecordIn) -> Lengths:
+    return Lengths(
+        context_chars=record.context_chars,
+        context_bytes=record.context_bytes,
+        output_chars=record.output_chars,
+        output_bytes=record.output_bytes,
+        message_count=record.message_count,
+        context_profile=record.context_profile.model_dump() if record.context_profile else None,
+        output_profile=record.output_profile.model_dump() if record.output_profile else None,
+    )
+
+
+@dataclass
+class RowBuilder:
+    """Builds UsageRecord rows for one account and one batch."""
+
+    account: Account
+    keys: dict[str, ApiKey]
+    prices: PriceBook
+    estimator: Estimator
+    source: str
+
+    def build(self, record: RecordIn) -> dict[str, Any]:
+        key = self.keys.get(record.api_key) if record.api_key else None
+        error = record.error
+        error_type = (error.type or "") if error else ""
+        error_code = str(error.code) if error and error.code is not None else ""
+        cause = classify_error(record.status_code, error_type, error_code, (error.message or "") if error else "")
+        lengths = lengths_of(record)
+
+        prompt = completion = cached = reasoning = 0
+        tokens_source, estimator_version = TokensSource.NONE, ""
+        if record.usage is not None:
+            prompt, completion = record.usage.prompt or 0, record.usage.completion or 0
+            cached, reasoning = record.usage.cached, record.usage.reasoning
+            tokens_source = TokensSource.REPORTED
+        elif lengths.has_any:
+            estimate = self.estimator.estimate(record.model, lengths)
+            prompt, completion = estimate.prompt_tokens, estimate.completion_tokens
+            tokens_source, estimator_version = TokensSource.ESTIMATED, estimate.version
+
+        cost, cost_source, price = record.cost, "", None
+        if cost is not None:
+            cost_source = CostSource.REPORTED
+        elif tokens_source != TokensSource.NONE or cause != ErrorCause.NONE:
+            price = self.prices.find(record.model, record.occurred_at)
+            if price is not None:
+                cost = cost_of(price, prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion)
+                cost_source = CostSource.COMPUTED
+
+        return {
+            "account": self.account.pk,
+            "request_id": record.request_id,
+            "occurred_at": record.occurred_at.astimezone(UTC),
+            "model": record.model,
+            "api_key": key.pk if key else None,
+            "team": record.metadata.get("team") or (key.team if key else ""),
+            "endpoint": record.endpoint,
+            "stream": record.stream,
+            "status_code": record.status_code,
+            "error_cause": cause.value,
+            "error_type": error_type[:100],
+            "error_code": error_code[:100],
+            "prompt_tokens": prompt,
+            "completion_tokens": completion,
+            "cached_tokens": cached,
+            "reasoning_tokens": reasoning,
+            "tokens_source": tokens_source.value,
+            "estimator_version": estimator_version,
+            "context_chars": record.context_chars,
+            "context_bytes": record.context_bytes,
+            "output_chars": record.output_chars,
+            "output_bytes": record.output_bytes,
+            "message_count": record.message_count,
+            "context_profile": lengths.context_profile,
+            "output_profile": lengths.output_profile,
+            "latency_ms": record.latency_ms,
+            "ttft_ms": record.ttft_ms,
+            "cost": cost,
+            "cost_source": cost_source,
+            "price": price.pk if price else None,
+            "source": self.source,
+            "metadata": record.metadata,
+            "content_hash": content_hash(record),
+            "created_at": timezone.now(),
+        }

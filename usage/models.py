@@ -1,0 +1,263 @@
+"""Accounts, keys, per-request usage and its hourly rollup, and the price book (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from django.conf import settings
+from django.db import models
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from toki_dashboard import crypto
+
+MONEY = {"max_digits": 24, "decimal_places": 10}
+
+
+class Provider(models.TextChoices):
+    MANUAL = "manual", "Manual (balances recorded by finance)"
+    OPENAI_BILLING = "openai_billing", "OpenAI-style billing endpoints"
+    NEWAPI_CONSOLE = "newapi_console", "New API console"
+
+
+class Account(models.Model):
+    """A TOKI account: where its API lives, how to read its balance, and in what currency."""
+
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=100, unique=True)
+    base_url = models.URLField(max_length=500)
+    currency = models.CharField(max_length=3, default="USD")
+    provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.MANUAL)
+    # Fernet token of a JSON object; never shown back in full, never logged.
+    credentials_encrypted = models.TextField(blank=True, default="")
+    credentials_hint = models.CharField(max_length=32, blank=True, default="")
+    sync_interval_minutes = models.PositiveIntegerField(default=5)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def set_credentials(self, values: dict[str, str]) -> None:
+        cleaned = {k: v for k, v in values.items() if v}
+        self.credentials_encrypted = crypto.encrypt(json.dumps(cleaned)) if cleaned else ""
+        secret = cleaned.get("api_key") or cleaned.get("access_token") or ""
+        self.credentials_hint = f"…{secret[-4:]}" if len(secret) >= 8 else ("set" if cleaned else "")
+
+    def get_credentials(self) -> dict[str, str]:
+        if not self.credentials_encrypted:
+            return {}
+        return json.loads(crypto.decrypt(self.credentials_encrypted))
+
+    @classmethod
+    def default_base_url(cls) -> str:
+        return settings.TOKI_BASE_URL
+
+
+class ApiKey(models.Model):
+    """A TOKI API key as seen in usage: by name, or by the hash and last four of its secret."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_keys")
+    # "name:<name>" or "sha256:<hex>": one row per key however it was first seen.
+    fingerprint = models.CharField(max_length=300)
+    name = models.CharField(max_length=200)
+    last4 = models.CharField(max_length=4, blank=True, default="")
+    team = models.CharField(max_length=100, blank=True, default="")
+    provider_status = models.CharField(max_length=32, blank=True, default="")
+    first_seen_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "fingerprint"], name="apikey_unique_fingerprint"),
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class TokensSource(models.TextChoices):
+    REPORTED = "reported", "Reported"
+    ESTIMATED = "estimated", "Estimated"
+    NONE = "none", "None"
+
+
+class CostSource(models.TextChoices):
+    REPORTED = "reported", "Reported by provider"
+    COMPUTED = "computed", "Computed from price book"
+
+
+class RecordSource(models.TextChoices):
+    PROXY = "proxy", "Proxy"
+    API = "api", "Ingestion API"
+    IMPORT = "import", "File import"
+    SYNC = "sync", "Provider sync"
+    DEMO = "demo", "Demo data"
+
+
+class ErrorCause(models.TextChoices):
+    NONE = "none", "No error"
+    INVALID_API_KEY = "invalid_api_key", "Invalid API key"
+    KEY_DISABLED = "key_disabled", "Key disabled"
+    INSUFFICIENT_QUOTA = "insufficient_quota", "Insufficient quota"
+    MODEL_UNAVAILABLE = "model_unavailable", "Model unavailable"
+    UNSUPPORTED_PARAMETER = "unsupported_parameter", "Unsupported parameter"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    UPSTREAM_ERROR = "upstream_error", "Upstream error"
+    TIMEOUT = "timeout", "Timeout"
+    CLIENT_CANCELLED = "client_cancelled", "Cancelled by client"
+    OTHER = "other", "Other error"
+
+
+class PriceSource(models.TextChoices):
+    GENAI_PRICES = "genai-prices", "genai-prices"
+    PROVIDER = "provider", "Provider"
+    MANUAL = "manual", "Manual"
+
+
+class ModelPrice(models.Model):
+    """Price per million tokens for a model (exact name or glob pattern) over a period."""
+
+    account = models.ForeignKey(
+        Account,
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="prices",
+        help_text="Empty: applies to every account.",
+    )
+    model_pattern = models.CharField(max_length=200, help_text="Exact model name, or a glob such as gpt-4o*")
+    input_per_mtok = models.DecimalField(**MONEY)
+    cached_input_per_mtok = models.DecimalField(**MONEY, null=True, blank=True)
+    output_per_mtok = models.DecimalField(**MONEY)
+    currency = models.CharField(max_length=3, default="USD")
+    effective_from = models.DateTimeField()
+    effective_to = models.DateTimeField(null=True, blank=True)
+    source = models.CharField(max_length=20, choices=PriceSource.choices, default=PriceSource.MANUAL)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["model_pattern", "-effective_from"]
+        indexes = [models.Index(fields=["model_pattern", "effective_from"])]
+
+    def __str__(self) -> str:
+        return f"{self.model_pattern} from {self.effective_from:%Y-%m-%d}"
+
+    @property
+    def is_pattern(self) -> bool:
+        return any(ch in self.model_pattern for ch in "*?[")
+
+
+class UsageRecord(models.Model):
+    """One API request. Prompts and outputs are never stored: only their lengths."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records")
+    request_id = models.CharField(max_length=200)
+    occurred_at = models.DateTimeField()
+    model = models.CharField(max_length=200)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    team = models.CharField(max_length=100, blank=True, default="")
+    endpoint = models.CharField(max_length=200, default="/v1/chat/completions")
+    stream = models.BooleanField(default=False)
+    status_code = models.PositiveSmallIntegerField(default=200)
+    error_cause = models.CharField(max_length=32, choices=ErrorCause.choices, default=ErrorCause.NONE)
+    error_type = models.CharField(max_length=100, blank=True, default="")
+    error_code = models.CharField(max_length=100, blank=True, default="")
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    tokens_source = models.CharField(max_length=16, choices=TokensSource.choices, default=TokensSource.NONE)
+    estimator_version = models.CharField(max_length=64, blank=True, default="")
+    context_chars = models.PositiveIntegerField(null=True, blank=True)
+    context_bytes = models.PositiveIntegerField(null=True, blank=True)
+    output_chars = models.PositiveIntegerField(null=True, blank=True)
+    output_bytes = models.PositiveIntegerField(null=True, blank=True)
+    message_count = models.PositiveIntegerField(null=True, blank=True)
+    context_profile = models.JSONField(null=True, blank=True)
+    output_profile = models.JSONField(null=True, blank=True)
+    latency_ms = models.PositiveIntegerField(null=True, blank=True)
+    ttft_ms = models.PositiveIntegerField(null=True, blank=True)
+    cost = models.DecimalField(**MONEY, null=True, blank=True)
+    cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True, default="")
+    price = models.ForeignKey(ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    source = models.CharField(max_length=16, choices=RecordSource.choices)
+    metadata = models.JSONField(default=dict, blank=True)
+    # Digest of the record as submitted: a replay matches it, a conflict does not.
+    content_hash = models.CharField(max_length=64)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["-occurred_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["account", "request_id"], name="usagerecord_unique_request"),
+        ]
+        indexes = [
+            # The request log: newest first, keyset on (occurred_at, id).
+            models.Index(fields=["account", "-occurred_at", "-id"], name="usage_log_idx"),
+            models.Index(fields=["account", "model", "-occurred_at"], name="usage_model_time_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.request_id
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    @property
+    def is_error(self) -> bool:
+        return self.error_cause != ErrorCause.NONE
+
+
+class HourlyUsage(models.Model):
+    """Usage summed per (account, UTC hour, model, key, team): what pages and totals read."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    model = models.CharField(max_length=200)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    team = models.CharField(max_length=100, blank=True, default="")
+    requests = models.BigIntegerField(default=0)
+    errors = models.BigIntegerField(default=0)
+    prompt_tokens = models.BigIntegerField(default=0)
+    completion_tokens = models.BigIntegerField(default=0)
+    cached_tokens = models.BigIntegerField(default=0)
+    reasoning_tokens = models.BigIntegerField(default=0)
+    estimated_requests = models.BigIntegerField(default=0)
+    estimated_tokens = models.BigIntegerField(default=0)
+    unpriced_requests = models.BigIntegerField(default=0)
+    cost = models.DecimalField(**MONEY, default=Decimal(0))
+    latency_ms_sum = models.BigIntegerField(default=0)
+    latency_count = models.BigIntegerField(default=0)
+
+    # Summed columns, in the order the upsert and the rebuild use them.
+    COUNTERS = (
+        "requests",
+        "errors",
+        "prompt_tokens",
+        "completion_tokens",
+        "cached_tokens",
+        "reasoning_tokens",
+        "estimated_requests",
+        "estimated_tokens",
+        "unpriced_requests",
+        "cost",
+        "latency_ms_sum",
+        "latency_count",
+    )
+
+    class Meta:
+        constraints = [
+            # COALESCE so that "no key" is one group, on SQLite as on PostgreSQL.
+            models.UniqueConstraint(
+                "account", "hour", "model", Coalesce("api_key", 0), "team", name="hourlyusage_unique_group"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "hour"], name="hourly_account_hour_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.hour:%Y-%m-%d %H:00} {self.model}"

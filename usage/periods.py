@@ -1,0 +1,95 @@
+"""The period picker: a half-open [start, end) range of whole days in DASHBOARD_TIME_ZONE."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from django.conf import settings
+from django.http import QueryDict
+from django.utils import timezone
+
+PRESETS = {
+    "today": "Today",
+    "7d": "Last 7 days",
+    "30d": "Last 30 days",
+    "this_month": "This month",
+    "last_month": "Last month",
+    "custom": "Custom",
+}
+DEFAULT_PRESET = "30d"
+MAX_DAYS = 731
+
+
+def dashboard_tz() -> ZoneInfo:
+    return ZoneInfo(settings.DASHBOARD_TIME_ZONE)
+
+
+@dataclass(frozen=True)
+class Period:
+    preset: str
+    first_day: date
+    last_day: date  # inclusive
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return dashboard_tz()
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first_day, time.min, tzinfo=self.tz)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.last_day + timedelta(days=1), time.min, tzinfo=self.tz)
+
+    @property
+    def days(self) -> int:
+        return (self.last_day - self.first_day).days + 1
+
+    @property
+    def label(self) -> str:
+        if self.preset != "custom":
+            return PRESETS[self.preset]
+        return f"{self.first_day:%d %b %Y} – {self.last_day:%d %b %Y}"
+
+    def previous(self) -> Period:
+        """The period of the same length just before this one."""
+        last = self.first_day - timedelta(days=1)
+        return Period("custom", last - timedelta(days=self.days - 1), last)
+
+    def as_query(self) -> dict[str, str]:
+        if self.preset == "custom":
+            return {"period": "custom", "start": self.first_day.isoformat(), "end": self.last_day.isoformat()}
+        return {"period": self.preset}
+
+    @classmethod
+    def from_query(cls, query: QueryDict | dict[str, str], *, today: date | None = None) -> Period:
+        """A period from ?period=…[&start=&end=]; anything unparseable falls back to the default."""
+        today = today or timezone.localdate(timezone=dashboard_tz())
+        preset = query.get("period") or DEFAULT_PRESET
+        if preset == "custom" or (query.get("start") and query.get("end") and preset not in PRESETS):
+            try:
+                first = date.fromisoformat(str(query.get("start")))
+                last = date.fromisoformat(str(query.get("end")))
+            except ValueError:
+                return cls.preset_for(DEFAULT_PRESET, today)
+            if last < first:
+                first, last = last, first
+            first = max(first, last - timedelta(days=MAX_DAYS))
+            return cls("custom", first, last)
+        return cls.preset_for(preset if preset in PRESETS else DEFAULT_PRESET, today)
+
+    @classmethod
+    def preset_for(cls, preset: str, today: date) -> Period:
+        if preset == "today":
+            return cls(preset, today, today)
+        if preset == "7d":
+            return cls(preset, today - timedelta(days=6), today)
+        if preset == "this_month":
+            return cls(preset, today.replace(day=1), today)
+        if preset == "last_month":
+            last = today.replace(day=1) - timedelta(days=1)
+            return cls(preset, last.replace(day=1), last)
+        return cls("30d", today - timedelta(days=29), today)

@@ -1,0 +1,175 @@
+"""The ingestion record of DESIGN.md §4.3, validated the same way on every path.
+
+Strict types: a string where a number belongs is a rejection, not a guess.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Annotated, Any
+
+from django.utils import timezone
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+MAX_TOKENS = 10**9
+MAX_LENGTH = 2_000_000_000  # fits a 32-bit column
+MAX_METADATA_BYTES = 4096
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+TokenCount = Annotated[StrictInt, Field(ge=0, le=MAX_TOKENS)]
+Length = Annotated[StrictInt, Field(ge=0, le=MAX_LENGTH)]
+Millis = Annotated[StrictInt, Field(ge=0, le=86_400_000)]
+
+
+class Profile(BaseModel):
+    """Character-class counts of a text (DESIGN.md §5)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cjk: Length = 0
+    letters: Length = 0
+    digits: Length = 0
+    spaces: Length = 0
+    punct: Length = 0
+    other: Length = 0
+
+
+class ErrorBody(BaseModel):
+    """The OpenAI-style `error` object; extra provider fields are accepted and ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    type: StrictStr | None = Field(default=None, max_length=200)
+    code: StrictStr | StrictInt | None = None
+    message: StrictStr | None = Field(default=None, max_length=10_000)
+
+
+class TokenDetails(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    cached_tokens: TokenCount | None = None
+    reasoning_tokens: TokenCount | None = None
+
+
+class UsageBody(BaseModel):
+    """Chat Completions (`prompt_tokens`…) or Responses (`input_tokens`…) usage."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    prompt_tokens: TokenCount | None = None
+    completion_tokens: TokenCount | None = None
+    total_tokens: TokenCount | None = None
+    prompt_tokens_details: TokenDetails | None = None
+    completion_tokens_details: TokenDetails | None = None
+    input_tokens: TokenCount | None = None
+    output_tokens: TokenCount | None = None
+    input_tokens_details: TokenDetails | None = None
+    output_tokens_details: TokenDetails | None = None
+
+    @model_validator(mode="after")
+    def _has_counts(self) -> UsageBody:
+        if self.prompt is None and self.completion is None:
+            raise ValueError("needs prompt_tokens/completion_tokens or input_tokens/output_tokens")
+        if self.cached > (self.prompt or 0):
+            raise ValueError("cached_tokens cannot exceed the prompt tokens")
+        return self
+
+    @property
+    def prompt(self) -> int | None:
+        return self.prompt_tokens if self.prompt_tokens is not None else self.input_tokens
+
+    @property
+    def completion(self) -> int | None:
+        return self.completion_tokens if self.completion_tokens is not None else self.output_tokens
+
+    @property
+    def cached(self) -> int:
+        details = self.prompt_tokens_details or self.input_tokens_details
+        return (details.cached_tokens or 0) if details else 0
+
+    @property
+    def reasoning(self) -> int:
+        details = self.completion_tokens_details or self.output_tokens_details
+        return (details.reasoning_tokens or 0) if details else 0
+
+
+class RecordIn(BaseModel):
+    """One request's usage as clients send it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request_id: StrictStr = Field(min_length=1, max_length=200)
+    occurred_at: AwareDatetime
+    model: StrictStr = Field(min_length=1, max_length=200)
+    api_key: StrictStr | None = Field(default=None, min_length=1, max_length=300)
+    endpoint: StrictStr = Field(default="/v1/chat/completions", min_length=1, max_length=200)
+    stream: StrictBool = False
+    status_code: StrictInt = Field(default=200, ge=100, le=599)
+    error: ErrorBody | None = None
+    usage: UsageBody | None = None
+    context_chars: Length | None = None
+    context_bytes: Length | None = None
+    output_chars: Length | None = None
+    output_bytes: Length | None = None
+    message_count: Length | None = None
+    context_profile: Profile | None = None
+    output_profile: Profile | None = None
+    latency_ms: Millis | None = None
+    ttft_ms: Millis | None = None
+    cost: Decimal | None = Field(default=None, ge=0, max_digits=24, decimal_places=10)
+    metadata: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+
+    @field_validator("occurred_at")
+    @classmethod
+    def _not_in_future(cls, value: datetime) -> datetime:
+        if value > timezone.now() + FUTURE_TOLERANCE:
+            raise ValueError("is more than 5 minutes in the future")
+        return value
+
+    @field_validator("cost", mode="before")
+    @classmethod
+    def _cost_is_decimal_string(cls, value: Any) -> Any:
+        if isinstance(value, bool | float):
+            raise ValueError('must be a decimal string such as "0.0125"')
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _metadata_small(cls, value: dict[str, str]) -> dict[str, str]:
+        if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
+            raise ValueError("is larger than 4 KB")
+        return value
+
+
+def first_error(exc: ValidationError) -> tuple[str, str]:
+    """(field path, message) of a validation failure, phrased for people."""
+    errors = exc.errors(include_url=False)
+    messages = []
+    for err in errors:
+        loc = ".".join(str(part) for part in err["loc"]) or "record"
+        messages.append(f"{loc}: {_phrase(err)}")
+    field = ".".join(str(part) for part in errors[0]["loc"]) or "record"
+    return field, "; ".join(messages)
+
+
+def _phrase(err: dict[str, Any]) -> str:
+    kind = err["type"]
+    if kind == "missing":
+        return "is required"
+    if kind == "extra_forbidden":
+        return "is not a known field"
+    message = str(err["msg"])
+    return message.removeprefix("Value error, ")

@@ -1,0 +1,101 @@
+"""Writes for the usage app. Every ingestion path ends in `record_usage`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+from django.utils.text import slugify
+
+from usage import rollups
+from usage.estimation import current_estimator
+from usage.ingestion import RowBuilder, content_hash, resolve_keys
+from usage.models import Account, Provider, UsageRecord
+from usage.pricing import PriceBook
+from usage.schemas import RecordIn
+from usage.signals import usage_recorded
+from usage.sql import insert_ignoring_conflicts
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+    def merge(self, other: IngestResult) -> None:
+        self.accepted += other.accepted
+        self.duplicates += other.duplicates
+        self.conflicts.extend(other.conflicts)
+
+
+def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, source: str) -> IngestResult:
+    """Store validated records exactly once and add them to the hourly rollup.
+
+    `records` pairs each record with its index in the caller's batch, so that
+    conflicts can be reported against it. A replay (same request_id, same content)
+    is a duplicate and changes nothing; the same request_id with other content is
+    a conflict and the stored record is kept.
+    """
+    result = IngestResult()
+    if not records:
+        return result
+
+    first_by_id: dict[str, tuple[int, RecordIn, str]] = {}
+    repeats: list[tuple[int, RecordIn, str]] = []
+    for index, record in records:
+        entry = (index, record, content_hash(record))
+        if record.request_id in first_by_id:
+            repeats.append(entry)
+        else:
+            first_by_id[record.request_id] = entry
+
+    keys = resolve_keys(account, {r.api_key for _, r, _ in first_by_id.values() if r.api_key})
+    builder = RowBuilder(account, keys, PriceBook.for_account(account), current_estimator(), source)
+    # Sorted so that concurrent batches take row locks in the same order.
+    rows = [builder.build(record) for _, record, _ in sorted(first_by_id.values(), key=lambda e: e[1].request_id)]
+
+    with transaction.atomic():
+        inserted = set(
+            insert_ignoring_conflicts(UsageRecord, rows, conflict=("account", "request_id"), returning="request_id")
+        )
+        rollups.add(row for row in rows if row["request_id"] in inserted)
+        if inserted:
+            transaction.on_commit(
+                lambda: usage_recorded.send(sender=UsageRecord, account=account, inserted=len(inserted))
+            )
+
+    result.accepted = len(inserted)
+    not_inserted = [e for rid, e in first_by_id.items() if rid not in inserted]
+    stored_hash = (
+        dict(
+            UsageRecord.objects.filter(
+                account=account, request_id__in=[e[1].request_id for e in not_inserted + repeats]
+            ).values_list("request_id", "content_hash")
+        )
+        if not_inserted or repeats
+        else {}
+    )
+    for index, record, digest in sorted(not_inserted + repeats, key=lambda e: e[0]):
+        if stored_hash.get(record.request_id) == digest:
+            result.duplicates += 1
+        else:
+            result.conflicts.append({"index": index, "request_id": record.request_id})
+    return result
+
+
+def create_account(
+    *, name: str, slug: str = "", currency: str = "USD", provider: str = Provider.MANUAL, base_url: str = ""
+) -> Account:
+    account = Account(
+        name=name,
+        slug=slug or slugify(name),
+        currency=currency.upper(),
+        provider=provider,
+        base_url=base_url or Account.default_base_url(),
+    )
+    account.full_clean()
+    account.save()
+    return account

@@ -1,0 +1,9 @@
+from django.urls import path
+
+from usage import views
+
+app_name = "usage"
+
+urlpatterns = [
+    path("", views.overview, name="overview"),
+]
