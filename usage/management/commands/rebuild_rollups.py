@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from argparse import ArgumentParser
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+
+from usage import rollups
+from usage.models import Account
+
+
+class Command(BaseCommand):
+    help = "Check the hourly rollups against a recount of the raw records, and rebuild them if asked."
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("--account", help="account slug (default: every account)")
+        parser.add_argument("--verify-only", action="store_true", help="report differences, change nothing")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        accounts = Account.objects.all()
+        if options["account"]:
+            accounts = accounts.filter(slug=options["account"])
+            if not accounts:
+                raise CommandError(f"No account with slug {options['account']!r}.")
+        failed = False
+        for account in accounts:
+            mismatches = rollups.verify(account)
+            if not mismatches:
+                self.stdout.write(f"{account.slug}: rollups match the records.")
+                continue
+            self.stdout.write(f"{account.slug}: {len(mismatches)} hourly groups differ from a recount.")
+            for m in mismatches[:10]:
+                self.stdout.write(f"  {m.group}: stored {m.stored} vs recount {m.recounted}")
+            if options["verify_only"]:
+                failed = True
+                continue
+            groups = rollups.rebuild(account)
+            remaining = rollups.verify(account)
+            self.stdout.write(f"{account.slug}: rebuilt {groups} groups; {len(remaining)} differ afterwards.")
+            failed |= bool(remaining)
+        if failed:
+            raise CommandError("Rollups do not match the records.")
