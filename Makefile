@@ -25,6 +25,7 @@ run: export DEBUG ?= true
 run: $(VENV)/.installed-run
 	@mkdir -p var
 	$(MANAGE) migrate --noinput
+	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) seed_demo
 	@printf '\n  TOKI Dashboard → http://127.0.0.1:%s/\n  Log in as admin, finance or engineer; password: toki-demo\n  Ctrl-C stops the web server, the worker and the scheduler.\n\n' "$(PORT)"
 	TOKI_PORT=$(PORT) exec $(BIN)/honcho -f Procfile start

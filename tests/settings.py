@@ -19,3 +19,4 @@ STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.Static
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # A queue of its own per run, so tasks left in a shared Redis by another run are never consumed.
 CELERY_TASK_DEFAULT_QUEUE = f"toki-test-{uuid.uuid4().hex[:8]}"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (WhiteNoise warns when it is missing)

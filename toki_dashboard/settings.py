@@ -98,7 +98,7 @@ USE_I18N = False
 DASHBOARD_TIME_ZONE = os.environ.get("DASHBOARD_TIME_ZONE", "UTC")
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = VAR_DIR / "staticfiles"
 STATICFILES_DIRS = [
     BASE_DIR / "static",
     # plotly.js ships inside the plotly package; serve that exact copy, no CDN.
@@ -194,3 +194,7 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+# The ingestion API takes up to 10 MB per request (DESIGN.md §4.3) and checks it itself.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
+NINJA_PAGINATION_MAX_LIMIT = 1000

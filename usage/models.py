@@ -261,3 +261,44 @@ class HourlyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} {self.model}"
+
+
+class TokenScope(models.TextChoices):
+    INGEST = "ingest", "Send usage (POST /api/v1/usage)"
+    READ = "read", "Read usage and balances (GET endpoints)"
+    BILLING = "billing", "Record purchases and wallet entries"
+
+
+class ApiToken(models.Model):
+    """A bearer token for the dashboard's own API, scoped to one account.
+
+    Only a SHA-256 of the token is stored: tokens are long random strings, so a
+    fast hash is as safe as a slow one and keeps every API call cheap.
+    """
+
+    PREFIX = "toki_"
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=200)
+    scopes = models.JSONField(default=list)
+    token_hash = models.CharField(max_length=64, unique=True)
+    hint = models.CharField(max_length=16, help_text="The token's first characters, to recognise it")
+    created_at = models.DateTimeField(default=timezone.now)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["account", "name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.hint}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    def allows(self, scope: str) -> bool:
+        return self.is_active and scope in self.scopes

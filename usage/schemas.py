@@ -19,6 +19,7 @@ from pydantic import (
     StrictBool,
     StrictInt,
     StrictStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -154,22 +155,56 @@ class RecordIn(BaseModel):
         return value
 
 
-def first_error(exc: ValidationError) -> tuple[str, str]:
-    """(field path, message) of a validation failure, phrased for people."""
-    errors = exc.errors(include_url=False)
+def describe(errors: list[Any]) -> tuple[str, str]:
+    """(first field path, every problem) of one record's validation errors, phrased for people."""
     messages = []
     for err in errors:
         loc = ".".join(str(part) for part in err["loc"]) or "record"
         messages.append(f"{loc}: {_phrase(err)}")
-    field = ".".join(str(part) for part in errors[0]["loc"]) or "record"
-    return field, "; ".join(messages)
+    return ".".join(str(part) for part in errors[0]["loc"]) or "record", "; ".join(messages)
 
 
 def _phrase(err: dict[str, Any]) -> str:
     kind = err["type"]
+    if kind in ("model_type", "model_attributes_type"):
+        return "must be a JSON object"
     if kind == "missing":
         return "is required"
     if kind == "extra_forbidden":
         return "is not a known field"
     message = str(err["msg"])
     return message.removeprefix("Value error, ")
+
+
+MAX_BATCH = 10_000
+
+
+class IngestBatch(BaseModel):
+    """The body of POST /api/v1/usage (documentation; records are validated one by one)."""
+
+    records: list[RecordIn] = Field(min_length=1, max_length=MAX_BATCH)
+
+
+_RECORDS = TypeAdapter(list[RecordIn])
+
+
+def validate_records(items: list[Any]) -> tuple[list[tuple[int, RecordIn]], list[dict[str, Any]]]:
+    """Valid records with their batch index, and one rejection per invalid record.
+
+    The whole list is validated in one pass (fast, in pydantic's core); only when
+    something is wrong are the valid records validated again without the bad ones.
+    """
+    try:
+        return list(enumerate(_RECORDS.validate_python(items))), []
+    except ValidationError as exc:
+        errors_by_index: dict[int, list[Any]] = {}
+        for err in exc.errors(include_url=False):
+            index, *path = err["loc"]
+            errors_by_index.setdefault(int(index), []).append({**err, "loc": tuple(path)})
+    rejected = []
+    for index, errors in sorted(errors_by_index.items()):
+        field, message = describe(errors)
+        rejected.append({"index": index, "field": field, "message": message})
+    keep = [i for i in range(len(items)) if i not in errors_by_index]
+    valid = _RECORDS.validate_python([items[i] for i in keep])
+    return list(zip(keep, valid, strict=True)), rejected

@@ -111,3 +111,26 @@ def unpriced_models(*, account: Account, period: Period) -> list[str]:
         .distinct()
         .order_by("model")
     )
+
+
+SUMMARY_DIMENSIONS = {"model": "model", "api_key": "api_key__name", "team": "team", "day": "day"}
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    key: str
+    totals: Totals
+
+
+def summary(*, account: Account, period: Period, group_by: str) -> tuple[list[SummaryRow], Totals]:
+    """Totals per model, key, team or day (in the dashboard's time zone) and overall."""
+    dimension = SUMMARY_DIMENSIONS[group_by]
+    rows = hourly(account, period)
+    if group_by == "day":
+        rows = rows.annotate(day=TruncDate("hour", tzinfo=period.tz))
+    grouped = rows.values(dimension).annotate(**_sums()).order_by(dimension)
+    result = []
+    for row in grouped:
+        key = row.pop(dimension)
+        result.append(SummaryRow(key=key.isoformat() if group_by == "day" else (key or ""), totals=Totals(**row)))
+    return result, totals(account=account, period=period)

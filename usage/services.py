@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from django.db import transaction
+from django.utils import timezone
 from django.utils.text import slugify
 
+from toki_dashboard.crypto import sha256_hex
 from usage import rollups
 from usage.estimation import current_estimator
 from usage.ingestion import RowBuilder, content_hash, resolve_keys
-from usage.models import Account, Provider, UsageRecord
+from usage.models import Account, ApiToken, Provider, TokenScope, UsageRecord
 from usage.pricing import PriceBook
 from usage.schemas import RecordIn
 from usage.signals import usage_recorded
 from usage.sql import insert_ignoring_conflicts
+
+LAST_USED_RESOLUTION = timedelta(minutes=1)
 
 
 @dataclass
@@ -99,3 +105,41 @@ def create_account(
     account.full_clean()
     account.save()
     return account
+
+
+def create_api_token(
+    *, account: Account, name: str, scopes: Sequence[str], created_by: Any = None
+) -> tuple[ApiToken, str]:
+    """A new token and its plaintext, which is shown once and never stored."""
+    unknown = sorted(set(scopes) - set(TokenScope.values))
+    if unknown or not scopes:
+        raise ValueError(f"scopes must be some of {', '.join(TokenScope.values)}; got {', '.join(unknown) or 'none'}")
+    plaintext = ApiToken.PREFIX + secrets.token_urlsafe(32)
+    token = ApiToken.objects.create(
+        account=account,
+        name=name,
+        scopes=sorted(set(scopes)),
+        token_hash=sha256_hex(plaintext),
+        hint=plaintext[: len(ApiToken.PREFIX) + 4],
+        created_by=created_by,
+    )
+    return token, plaintext
+
+
+def revoke_api_token(token: ApiToken) -> None:
+    ApiToken.objects.filter(pk=token.pk, revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
+def authenticate_api_token(plaintext: str) -> ApiToken | None:
+    """The active token with this plaintext, noting when it was last used (at most once a minute)."""
+    token = (
+        ApiToken.objects.select_related("account")
+        .filter(token_hash=sha256_hex(plaintext), revoked_at__isnull=True)
+        .first()
+    )
+    if token is not None:
+        now = timezone.now()
+        if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+            ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
+            token.last_used_at = now
+    return token

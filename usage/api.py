@@ -1,0 +1,248 @@
+"""The usage API of DESIGN.md §4.3: ingestion, summaries and single records."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from django.http import HttpRequest
+from ninja import Field, Query, Router, Schema
+from ninja.errors import HttpError
+
+from usage import requestlog, selectors, services
+from usage.auth import TokenAuth, read_access
+from usage.models import ErrorCause, RecordSource, TokenScope
+from usage.periods import Period
+from usage.schemas import MAX_BATCH, validate_records
+
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+router = Router(tags=["usage"])
+
+
+def decimal_string(value: Decimal | None) -> str | None:
+    if value is None:
+        return None
+    text = format(value.quantize(Decimal("1e-10")).normalize(), "f")
+    return "0" if text in ("-0", "0") else text
+
+
+class Rejection(Schema):
+    index: int
+    field: str
+    message: str
+
+
+class Conflict(Schema):
+    index: int
+    request_id: str
+
+
+class IngestResponse(Schema):
+    accepted: int
+    duplicates: int
+    conflicts: list[Conflict]
+    rejected: list[Rejection]
+
+
+class Problem(Schema):
+    detail: str
+
+
+def _records_of(request: HttpRequest) -> list[Any]:
+    """The `records` list of the body, or a 400/413 that says what is wrong with it."""
+    declared = request.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        raise HttpError(413, f"Body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.")
+    body = request.body
+    if len(body) > MAX_BODY_BYTES:
+        raise HttpError(413, f"Body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.")
+    try:
+        payload = json.loads(body)
+    except UnicodeDecodeError as exc:
+        raise HttpError(400, f"Body is not valid UTF-8 (byte {exc.start}).") from exc
+    except ValueError as exc:
+        raise HttpError(400, f"Body is not valid JSON: {exc}.") from exc
+    if not isinstance(payload, dict) or "records" not in payload:
+        raise HttpError(400, 'Body must be a JSON object {"records": [...]}.')
+    if unknown := sorted(set(payload) - {"records"}):
+        raise HttpError(400, f"Unknown top-level field(s): {', '.join(unknown)}.")
+    records = payload["records"]
+    if not isinstance(records, list):
+        raise HttpError(400, "records must be a JSON array.")
+    if not records:
+        raise HttpError(400, "records is empty; send 1 to 10,000 records.")
+    if len(records) > MAX_BATCH:
+        raise HttpError(413, f"records holds {len(records):,} records; at most {MAX_BATCH:,} per request.")
+    return records
+
+
+@router.post(
+    "/usage",
+    auth=TokenAuth(TokenScope.INGEST),
+    response={200: IngestResponse, 400: Problem, 413: Problem},
+    summary="Send per-request usage records",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestBatch"}}},
+        }
+    },
+)
+def ingest_usage(request: HttpRequest) -> dict[str, Any]:
+    """Stores valid records, reports each invalid one by index and field. Replays are duplicates."""
+    valid, rejected = validate_records(_records_of(request))
+    result = services.record_usage(request.auth.account(), valid, source=RecordSource.API)  # type: ignore[attr-defined]
+    return {
+        "accepted": result.accepted,
+        "duplicates": result.duplicates,
+        "conflicts": result.conflicts,
+        "rejected": rejected,
+    }
+
+
+class SummaryQuery(Schema):
+    start: date
+    end: date
+    group_by: Literal["model", "api_key", "team", "day"]
+    account: str | None = None
+
+
+class SummaryFigures(Schema):
+    requests: int
+    errors: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    estimated_requests: int
+    cost: str
+
+
+class SummaryRowOut(SummaryFigures):
+    key: str
+
+
+class SummaryOut(Schema):
+    start: date
+    end: date
+    currency: str
+    rows: list[SummaryRowOut]
+    total: SummaryFigures
+
+
+def _figures(totals: selectors.Totals) -> dict[str, Any]:
+    return {
+        "requests": totals.requests,
+        "errors": totals.errors,
+        "prompt_tokens": totals.prompt_tokens,
+        "completion_tokens": totals.completion_tokens,
+        "cached_tokens": totals.cached_tokens,
+        "estimated_requests": totals.estimated_requests,
+        "cost": decimal_string(totals.cost),
+    }
+
+
+@router.get("/usage/summary", auth=read_access(), response=SummaryOut, summary="Usage totals by a dimension")
+def usage_summary(request: HttpRequest, query: Query[SummaryQuery]) -> dict[str, Any]:
+    """Dates are inclusive days in DASHBOARD_TIME_ZONE."""
+    if query.end < query.start:
+        raise HttpError(400, "end is before start.")
+    account = request.auth.account(query.account)  # type: ignore[attr-defined]
+    period = Period("custom", query.start, query.end)
+    rows, total = selectors.summary(account=account, period=period, group_by=query.group_by)
+    return {
+        "start": query.start,
+        "end": query.end,
+        "currency": account.currency,
+        "rows": [{"key": row.key, **_figures(row.totals)} for row in rows],
+        "total": _figures(total),
+    }
+
+
+class RecordsQuery(Schema):
+    start: date
+    end: date
+    model: str = ""
+    api_key: str = ""
+    team: str = ""
+    error_cause: ErrorCause | Literal[""] = ""
+    source: RecordSource | Literal[""] = ""
+    estimated: bool | None = None
+    account: str | None = None
+    limit: int = Field(100, ge=1, le=requestlog.MAX_PAGE)
+    cursor: str | None = None
+
+
+class RecordOut(Schema):
+    request_id: str
+    occurred_at: datetime
+    model: str
+    api_key: str | None
+    team: str
+    status_code: int
+    error_cause: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    reasoning_tokens: int
+    tokens_source: str
+    estimator_version: str
+    cost: str | None
+    latency_ms: int | None
+    ttft_ms: int | None
+    source: str
+
+
+class RecordsOut(Schema):
+    records: list[RecordOut]
+    next_cursor: str | None
+
+
+@router.get("/usage/records", auth=read_access(), response=RecordsOut, summary="Single requests, newest first")
+def usage_records(request: HttpRequest, query: Query[RecordsQuery]) -> dict[str, Any]:
+    """Keyset-paginated: pass `next_cursor` back as `cursor` for the next page."""
+    if query.end < query.start:
+        raise HttpError(400, "end is before start.")
+    account = request.auth.account(query.account)  # type: ignore[attr-defined]
+    period = Period("custom", query.start, query.end)
+    filters = requestlog.RecordFilters(
+        start=period.start,
+        end=period.end,
+        model=query.model,
+        api_key=query.api_key,
+        team=query.team,
+        error_cause=query.error_cause,
+        source=query.source,
+        estimated=query.estimated,
+    )
+    try:
+        rows, next_cursor = requestlog.page(account, filters, cursor=query.cursor, limit=query.limit)
+    except requestlog.BadCursor as exc:
+        raise HttpError(400, str(exc)) from exc
+    return {
+        "records": [
+            {
+                "request_id": r.request_id,
+                "occurred_at": r.occurred_at,
+                "model": r.model,
+                "api_key": r.api_key.name if r.api_key else None,
+                "team": r.team,
+                "status_code": r.status_code,
+                "error_cause": r.error_cause,
+                "prompt_tokens": r.prompt_tokens,
+                "completion_tokens": r.completion_tokens,
+                "cached_tokens": r.cached_tokens,
+                "reasoning_tokens": r.reasoning_tokens,
+                "tokens_source": r.tokens_source,
+                "estimator_version": r.estimator_version,
+                "cost": decimal_string(r.cost),
+                "latency_ms": r.latency_ms,
+                "ttft_ms": r.ttft_ms,
+                "source": r.source,
+            }
+            for r in rows
+        ],
+        "next_cursor": next_cursor,
+    }

@@ -1,0 +1,95 @@
+"""Reads of single requests: filtered, newest first, keyset-paginated at any depth.
+
+Shared by the request log page, its CSV export and GET /api/v1/usage/records.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from django.db.models import Q, QuerySet
+
+from usage.models import Account, TokensSource, UsageRecord
+
+MAX_PAGE = 1000
+
+
+class BadCursor(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class RecordFilters:
+    start: datetime
+    end: datetime
+    model: str = ""
+    api_key: str = ""  # a key's name
+    team: str = ""
+    error_cause: str = ""
+    source: str = ""
+    estimated: bool | None = None
+
+
+def encode_cursor(record: UsageRecord) -> str:
+    raw = f"{record.occurred_at.isoformat()}|{record.pk}"
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        moment, pk = raw.rsplit("|", 1)
+        when = datetime.fromisoformat(moment)
+        if when.tzinfo is None:
+            raise ValueError("naive time")
+        return when, int(pk)
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise BadCursor("cursor is not one this API returned") from exc
+
+
+def filtered(account: Account, filters: RecordFilters) -> QuerySet[UsageRecord]:
+    rows = UsageRecord.objects.filter(account=account, occurred_at__gte=filters.start, occurred_at__lt=filters.end)
+    if filters.model:
+        rows = rows.filter(model=filters.model)
+    if filters.api_key:
+        rows = rows.filter(api_key__name=filters.api_key)
+    if filters.team:
+        rows = rows.filter(team=filters.team)
+    if filters.error_cause:
+        rows = rows.filter(error_cause=filters.error_cause)
+    if filters.source:
+        rows = rows.filter(source=filters.source)
+    if filters.estimated is True:
+        rows = rows.filter(tokens_source=TokensSource.ESTIMATED)
+    elif filters.estimated is False:
+        rows = rows.exclude(tokens_source=TokensSource.ESTIMATED)
+    return rows.select_related("api_key").order_by("-occurred_at", "-id")
+
+
+def page(
+    account: Account, filters: RecordFilters, *, cursor: str | None = None, limit: int = 100
+) -> tuple[list[UsageRecord], str | None]:
+    """One page of records and the cursor of the next page (None on the last one)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    rows = filtered(account, filters)
+    if cursor:
+        when, pk = decode_cursor(cursor)
+        rows = rows.filter(Q(occurred_at__lt=when) | Q(occurred_at=when, id__lt=pk))
+    found = list(rows[: limit + 1])
+    if len(found) > limit:
+        return found[:limit], encode_cursor(found[limit - 1])
+    return found, None
+
+
+def iterate(account: Account, filters: RecordFilters, *, chunk: int = 2000) -> Iterator[UsageRecord]:
+    """Every matching record, newest first, in keyset chunks (flat memory for exports)."""
+    cursor = None
+    while True:
+        rows, cursor = page(account, filters, cursor=cursor, limit=min(chunk, MAX_PAGE))
+        yield from rows
+        if cursor is None:
+            return
