@@ -20,3 +20,7 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 # A queue of its own per run, so tasks left in a shared Redis by another run are never consumed.
 CELERY_TASK_DEFAULT_QUEUE = f"toki-test-{uuid.uuid4().hex[:8]}"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (WhiteNoise warns when it is missing)
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
+    # A file, not shared-cache memory: threads and worker processes then wait for locks
+    # (busy timeout, WAL) as they do in production instead of failing at once.
+    DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["TOKI_VAR_DIR"], "test.sqlite3")}  # noqa: F405

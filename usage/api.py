@@ -51,6 +51,10 @@ class Problem(Schema):
     detail: str
 
 
+# Answers every endpoint may give besides its success (documented so clients and fuzzers know them).
+PROBLEMS = {400: Problem, 401: Problem, 403: Problem, 404: Problem}
+
+
 def _records_of(request: HttpRequest) -> list[Any]:
     """The `records` list of the body, or a 400/413 that says what is wrong with it."""
     declared = request.headers.get("Content-Length")
@@ -82,7 +86,7 @@ def _records_of(request: HttpRequest) -> list[Any]:
 @router.post(
     "/usage",
     auth=TokenAuth(TokenScope.INGEST),
-    response={200: IngestResponse, 400: Problem, 413: Problem},
+    response={200: IngestResponse, 413: Problem, **PROBLEMS},
     summary="Send per-request usage records",
     openapi_extra={
         "requestBody": {
@@ -144,7 +148,9 @@ def _figures(totals: selectors.Totals) -> dict[str, Any]:
     }
 
 
-@router.get("/usage/summary", auth=read_access(), response=SummaryOut, summary="Usage totals by a dimension")
+@router.get(
+    "/usage/summary", auth=read_access(), response={200: SummaryOut, **PROBLEMS}, summary="Usage totals by a dimension"
+)
 def usage_summary(request: HttpRequest, query: Query[SummaryQuery]) -> dict[str, Any]:
     """Dates are inclusive days in DASHBOARD_TIME_ZONE."""
     if query.end < query.start:
@@ -200,7 +206,12 @@ class RecordsOut(Schema):
     next_cursor: str | None
 
 
-@router.get("/usage/records", auth=read_access(), response=RecordsOut, summary="Single requests, newest first")
+@router.get(
+    "/usage/records",
+    auth=read_access(),
+    response={200: RecordsOut, **PROBLEMS},
+    summary="Single requests, newest first",
+)
 def usage_records(request: HttpRequest, query: Query[RecordsQuery]) -> dict[str, Any]:
     """Keyset-paginated: pass `next_cursor` back as `cursor` for the next page."""
     if query.end < query.start:

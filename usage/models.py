@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -302,3 +303,25 @@ class ApiToken(models.Model):
 
     def allows(self, scope: str) -> bool:
         return self.is_active and scope in self.scopes
+
+
+class RepricingRun(models.Model):
+    """Progress of one background repricing of an account's records, so pages can say
+    "Repricing N records…" while it runs. Counters move with each committed chunk."""
+
+    # A run not updated for this long is taken as dead (worker lost) and no longer shown.
+    STALE_AFTER = timedelta(minutes=15)
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    total = models.BigIntegerField(help_text="Records to look at when the run started")
+    done = models.BigIntegerField(default=0)
+    changed = models.BigIntegerField(default=0, help_text="Records whose cost changed")
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["account", "finished_at"], name="repricing_account_open_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.done}/{self.total}"

@@ -8,24 +8,30 @@ from fnmatch import fnmatchcase
 
 from django.db.models import Q
 
-from usage.models import Account, ModelPrice
+from usage.models import Account, ModelPrice, PriceSource
 
 PER_MILLION = Decimal(1_000_000)
 COST_QUANTUM = Decimal("1e-10")
+# What this deployment was told it pays beats a public list price: finance's own
+# prices first, then what the provider reports, then genai-prices.
+SOURCE_RANK = {PriceSource.MANUAL: 0, PriceSource.PROVIDER: 1, PriceSource.GENAI_PRICES: 2}
 
 
 class PriceBook:
     """Prices for one account in its currency, loaded once per batch.
 
-    Precedence: the account's own prices before shared ones, exact names before
+    Precedence: the account's own prices before shared ones; within a scope,
+    manual prices before provider-reported ones before genai-prices (so a manual
+    `gpt-4o*` beats genai-prices' exact `gpt-4o`); then exact names before
     patterns, longer patterns before shorter, then the latest `effective_from`
     that is not after the request.
     """
 
     def __init__(self, prices: list[ModelPrice]) -> None:
-        def rank(p: ModelPrice) -> tuple[int, int, int, float]:
+        def rank(p: ModelPrice) -> tuple[int, int, int, int, float]:
             return (
                 0 if p.account_id else 1,
+                SOURCE_RANK.get(p.source, len(SOURCE_RANK)),
                 1 if p.is_pattern else 0,
                 -len(p.model_pattern),
                 -p.effective_from.timestamp(),

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from django.utils import timezone
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -28,8 +29,23 @@ from pydantic import (
 MAX_TOKENS = 10**9
 MAX_LENGTH = 2_000_000_000  # fits a 32-bit column
 MAX_METADATA_BYTES = 4096
+MAX_TEAM_LENGTH = 100
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
+
+def _storable(value: str) -> str:
+    # PostgreSQL stores neither NUL nor lone surrogates (valid JSON escapes, invalid UTF-8):
+    # reject them here, naming the field, rather than fail at insert time.
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError as exc:
+        raise ValueError("is not valid Unicode (lone surrogate)") from exc
+    return value
+
+
+Text = Annotated[StrictStr, AfterValidator(_storable)]
 TokenCount = Annotated[StrictInt, Field(ge=0, le=MAX_TOKENS)]
 Length = Annotated[StrictInt, Field(ge=0, le=MAX_LENGTH)]
 Millis = Annotated[StrictInt, Field(ge=0, le=86_400_000)]
@@ -53,9 +69,9 @@ class ErrorBody(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    type: StrictStr | None = Field(default=None, max_length=200)
-    code: StrictStr | StrictInt | None = None
-    message: StrictStr | None = Field(default=None, max_length=10_000)
+    type: Text | None = Field(default=None, max_length=200)
+    code: Text | StrictInt | None = None
+    message: Text | None = Field(default=None, max_length=10_000)
 
 
 class TokenDetails(BaseModel):
@@ -112,11 +128,11 @@ class RecordIn(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    request_id: StrictStr = Field(min_length=1, max_length=200)
+    request_id: Text = Field(min_length=1, max_length=200)
     occurred_at: AwareDatetime
-    model: StrictStr = Field(min_length=1, max_length=200)
-    api_key: StrictStr | None = Field(default=None, min_length=1, max_length=300)
-    endpoint: StrictStr = Field(default="/v1/chat/completions", min_length=1, max_length=200)
+    model: Text = Field(min_length=1, max_length=200)
+    api_key: Text | None = Field(default=None, min_length=1, max_length=200)
+    endpoint: Text = Field(default="/v1/chat/completions", min_length=1, max_length=200)
     stream: StrictBool = False
     status_code: StrictInt = Field(default=200, ge=100, le=599)
     error: ErrorBody | None = None
@@ -131,7 +147,7 @@ class RecordIn(BaseModel):
     latency_ms: Millis | None = None
     ttft_ms: Millis | None = None
     cost: Decimal | None = Field(default=None, ge=0, max_digits=24, decimal_places=10)
-    metadata: dict[StrictStr, StrictStr] = Field(default_factory=dict)
+    metadata: dict[Text, Text] = Field(default_factory=dict)
 
     @field_validator("occurred_at")
     @classmethod
@@ -152,6 +168,8 @@ class RecordIn(BaseModel):
     def _metadata_small(cls, value: dict[str, str]) -> dict[str, str]:
         if len(json.dumps(value, ensure_ascii=False).encode()) > MAX_METADATA_BYTES:
             raise ValueError("is larger than 4 KB")
+        if len(value.get("team", "")) > MAX_TEAM_LENGTH:
+            raise ValueError(f"team is longer than {MAX_TEAM_LENGTH} characters")
         return value
 
 

@@ -134,3 +134,19 @@ def summary(*, account: Account, period: Period, group_by: str) -> tuple[list[Su
         key = row.pop(dimension)
         result.append(SummaryRow(key=key.isoformat() if group_by == "day" else (key or ""), totals=Totals(**row)))
     return result, totals(account=account, period=period)
+
+
+def repricing_in_progress(account: Account) -> int | None:
+    """Records still to be repriced for the account after a price change, or None when idle.
+
+    Runs not updated for RepricingRun.STALE_AFTER are taken as dead workers and ignored.
+    """
+    # Imported here: this function was appended to a module shared with other work.
+    from django.utils import timezone
+
+    from usage.models import RepricingRun
+
+    remaining = RepricingRun.objects.filter(
+        account=account, finished_at__isnull=True, updated_at__gte=timezone.now() - RepricingRun.STALE_AFTER
+    ).aggregate(remaining=Sum(F("total") - F("done")))["remaining"]
+    return None if remaining is None else max(remaining, 0)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from celery import shared_task
 
-from usage import rollups
+from usage import repricing, rollups
 from usage.models import Account
 
 
@@ -12,3 +14,9 @@ from usage.models import Account
 def rebuild_hourly_usage(account_id: int) -> int:
     """Recount an account's hourly rollup from its raw records; returns the number of groups."""
     return rollups.rebuild(Account.objects.get(pk=account_id))
+
+
+@shared_task
+def reprice_records(scopes: list[dict[str, Any]]) -> int:
+    """Recompute the cost of the records a price change affects; returns how many changed."""
+    return repricing.reprice([repricing.Scope.from_json(scope) for scope in scopes])

@@ -4,15 +4,24 @@ from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.vary import vary_on_headers
 
 from toki_dashboard.roles import Role, role_required
 from usage import graphs, selectors
 from usage.periods import PRESETS, Period
 
 
+def wants_fragment(request: HttpRequest) -> bool:
+    """htmx swaps a fragment, except when it restores history: then it replaces the whole body."""
+    htmx = request.htmx  # type: ignore[attr-defined]
+    return bool(htmx) and not htmx.history_restore_request
+
+
 @role_required(Role.FINANCE, Role.ENGINEER)
+@vary_on_headers("HX-Request")  # the same URL answers a full page or a fragment
 def overview(request: HttpRequest) -> HttpResponse:
-    account = request.account  # type: ignore[attr-defined]
+    # The middleware's lazy account is never `None` itself, only falsy when there is no account.
+    account = request.account or None  # type: ignore[attr-defined]
     period = Period.from_query(request.GET)
     context = {"period": period, "presets": PRESETS, "account": account}
     if account is not None:
@@ -29,5 +38,5 @@ def overview(request: HttpRequest) -> HttpResponse:
             if current.unpriced_requests
             else [],
         }
-    template = "usage/partials/overview_body.html" if request.htmx else "usage/overview.html"  # type: ignore[attr-defined]
+    template = "usage/partials/overview_body.html" if wants_fragment(request) else "usage/overview.html"
     return render(request, template, context)

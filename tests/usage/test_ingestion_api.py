@@ -67,7 +67,10 @@ def test_responses_api_usage_shape_is_understood(post, account):
 
     stored = UsageRecord.objects.get(request_id="r")
     assert (stored.prompt_tokens, stored.completion_tokens, stored.cached_tokens, stored.reasoning_tokens) == (
-        800, 90, 500, 40,
+        800,
+        90,
+        500,
+        40,
     )
 
 
@@ -234,9 +237,29 @@ def test_a_float_cost_is_rejected_because_money_is_a_decimal_string(post):
 
 def test_error_calls_carry_their_classified_cause(post):
     quota = record(
-        "q", status_code=429, usage=None,
+        "q",
+        status_code=429,
+        usage=None,
         error={"type": "insufficient_quota", "code": "insufficient_quota", "message": "You exceeded your quota"},
     )
     post({"records": [quota]})
 
     assert UsageRecord.objects.get(request_id="q").error_cause == "insufficient_quota"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field"),
+    [
+        ({"request_id": "nul\x00byte"}, "request_id"),
+        ({"model": "\ud800"}, "model"),
+        ({"api_key": "k" * 201}, "api_key"),
+        ({"metadata": {"team": "t" * 101}}, "metadata"),
+        ({"metadata": {"user": 5}}, "metadata.user"),
+    ],
+)
+def test_values_the_database_cannot_store_are_rejected_by_field(post, overrides, field):
+    response = post({"records": [record("fine"), record("bad") | overrides]})
+
+    assert response.status_code == 200
+    assert response.json()["accepted"] == 1
+    assert response.json()["rejected"][0]["field"] == field

@@ -1,0 +1,132 @@
+"""manage.py import_usage PATH [--format jsonl|csv|newapi] [--account SLUG] (DESIGN.md §4.5)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from argparse import ArgumentParser
+from pathlib import Path
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from usage.importers import (
+    DEFAULT_BATCH_SIZE,
+    ImportFileError,
+    ImportFormat,
+    ImportSummary,
+    Source,
+    format_for,
+    import_records,
+    open_export,
+)
+from usage.models import Account
+
+
+class Command(BaseCommand):
+    help = (
+        "Import per-request usage from a file: JSON lines of ingestion records, CSV, or New API console "
+        "log rows. Bad lines are reported and skipped; running it twice stores nothing twice."
+    )
+
+    def add_arguments(self, parser: ArgumentParser) -> None:
+        parser.add_argument("path", type=Path, help="the file to import")
+        parser.add_argument(
+            "--format",
+            choices=[f.value for f in ImportFormat],
+            help="default: from the extension (.jsonl/.ndjson → jsonl, .csv → csv)",
+        )
+        parser.add_argument("--account", help="account slug (default: the only account)")
+        parser.add_argument(
+            "--batch-size",
+            type=int,
+            default=DEFAULT_BATCH_SIZE,
+            help=f"records validated and stored together (default {DEFAULT_BATCH_SIZE})",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        path: Path = options["path"]
+        import_format = self._format(path, options["format"])
+        account = self._account(options["account"])
+        if options["batch_size"] < 1:
+            raise CommandError("--batch-size must be at least 1.")
+
+        started = time.perf_counter()
+        try:
+            with open_export(path, import_format) as source:
+                summary = self._run(account, source, path, options["batch_size"])
+        except OSError as exc:
+            raise CommandError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
+        except ImportFileError as exc:
+            raise CommandError(f"{path}: {exc}") from exc
+        self._print_summary(summary, time.perf_counter() - started, account)
+        if summary.fatal:
+            raise CommandError(f"{path}: {summary.fatal} Records before that point are stored.")
+
+    def _format(self, path: Path, chosen: str | None) -> ImportFormat:
+        if chosen:
+            return ImportFormat(chosen)
+        detected = format_for(path)
+        if detected is None:
+            raise CommandError(
+                f"Cannot tell the format of {path.name!r} from its extension; pass --format jsonl, csv or newapi."
+            )
+        return detected
+
+    def _account(self, slug: str | None) -> Account:
+        if slug:
+            account = Account.objects.filter(slug=slug).first()
+            if account is None:
+                raise CommandError(f"No account with slug {slug!r}. Accounts: {self._slugs() or 'none'}.")
+            return account
+        accounts = list(Account.objects.order_by("slug")[:2])
+        if len(accounts) == 1:
+            return accounts[0]
+        if not accounts:
+            raise CommandError("No account exists yet; create one with `manage.py create_account`.")
+        raise CommandError(f"Several accounts exist; choose one with --account: {self._slugs()}.")
+
+    def _slugs(self) -> str:
+        return ", ".join(Account.objects.order_by("slug").values_list("slug", flat=True))
+
+    def _run(self, account: Account, source: Source, path: Path, batch_size: int) -> ImportSummary:
+        on_terminal = self.stderr.isatty() and sys.stderr.isatty()
+        with tqdm(
+            total=path.stat().st_size,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1024,
+            desc=path.name,
+            file=sys.stderr,
+            disable=not on_terminal,
+            leave=False,
+        ) as bar:
+
+            def report(message: str) -> None:
+                if on_terminal:
+                    bar.write(message, file=sys.stderr)
+                else:
+                    self.stderr.write(message)
+
+            def progress() -> None:
+                bar.update(source.bytes_read() - bar.n)
+
+            return import_records(account, source, batch_size=batch_size, report=report, progress=progress)
+
+    def _print_summary(self, summary: ImportSummary, elapsed: float, account: Account) -> None:
+        rate = summary.valid / elapsed if elapsed > 0 else 0.0
+        skipped = f"{summary.skipped:,} skipped"
+        if summary.skipped_why:
+            skipped += " (" + ", ".join(f"{n:,} {why}" for why, n in sorted(summary.skipped_why.items())) + ")"
+        self.stdout.write(
+            f"Read {summary.read:,} rows into {account.slug!r}: {summary.accepted:,} accepted, "
+            f"{summary.duplicates:,} duplicates, {summary.conflicts:,} conflicts, "
+            f"{summary.rejected:,} rejected, {skipped}."
+        )
+        self.stdout.write(f"Elapsed {elapsed:.2f} s, {rate:,.0f} records/s.")
+        if summary.rejected or summary.conflicts:
+            self.stdout.write(
+                "Every valid record is stored; the rejected rows and conflicts are listed on stderr. "
+                "Fix them and run again: stored records will count as duplicates."
+            )

@@ -1,0 +1,93 @@
+"""Number formatting for the usage pages: money, ratios and change against the previous period."""
+
+from __future__ import annotations
+
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+
+from django import template
+from django.utils.html import format_html
+from django.utils.numberformat import format as number_format
+from django.utils.safestring import SafeString
+
+register = template.Library()
+
+CENT = Decimal("0.01")
+MINUS = "\u2212"  # a true minus sign is as wide as "+" in tabular figures, so columns line up
+
+
+def _decimal(value: object) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    try:
+        return Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return None
+
+
+def _grouped(value: Decimal, places: int) -> str:
+    return number_format(value, ".", decimal_pos=places, grouping=3, thousand_sep=",", force_grouping=True)
+
+
+@register.filter
+def money(value: object) -> str:
+    """1234.5 → "1,234.50"; money stays Decimal end to end, rounded half up like an invoice."""
+    amount = _decimal(value)
+    if amount is None:
+        return "—"
+    return _grouped(amount.quantize(CENT, rounding=ROUND_HALF_UP), 2)
+
+
+@register.filter
+def percent(ratio: object, places: int = 1) -> str:
+    """0.1234 → "12.3%"."""
+    value = _decimal(ratio)
+    if value is None:
+        return "—"
+    return f"{_grouped(value * 100, int(places))}%"
+
+
+@register.filter
+def share_of(part: object, whole: object) -> float:
+    """The fraction `part / whole`, 0 when the whole is zero (an empty period has no shares)."""
+    numerator, denominator = _decimal(part), _decimal(whole)
+    if numerator is None or not denominator:
+        return 0.0
+    return float(numerator / denominator)
+
+
+def relative_change(current: object, previous: object) -> Decimal | None:
+    """(current − previous) / previous, or None when there is nothing to compare with."""
+    now, before = _decimal(current), _decimal(previous)
+    if now is None or not before:
+        return None
+    return (now - before) / before
+
+
+@register.simple_tag
+def change_badge(current: object, previous: object, *, up_is_bad: bool = False) -> SafeString | str:
+    """A "+12.3%" / "−4.0%" badge against the previous period; nothing when it was zero.
+
+    Spend and volume going up is neither good nor bad, so those badges stay neutral;
+    for error rates `up_is_bad` colours a rise as a problem and a fall as a relief.
+    """
+    change = relative_change(current, previous)
+    if change is None:
+        return ""
+    points = change * 100
+    magnitude = abs(points)
+    text = _grouped(magnitude, 1 if magnitude < 100 else 0)  # "+1,520%" needs no decimal
+    if points > 0:
+        sign, direction, tone = "+", "up", "bad" if up_is_bad else "neutral"
+    elif points < 0:
+        sign, direction, tone = MINUS, "down", "good" if up_is_bad else "neutral"
+    else:
+        sign, direction, tone = "", "flat", "neutral"
+    return format_html(
+        '<span class="change change--{} change--{}" title="{} {}% vs previous period">{}{}%</span>',
+        direction,
+        tone,
+        direction.capitalize(),
+        text,
+        sign,
+        text,
+    )
