@@ -82,7 +82,8 @@ class RowBuilder:
     estimator: Estimator
     source: str
 
-    def build(self, record: RecordIn) -> dict[str, Any]:
+    def build(self, record: RecordIn, digest: str) -> dict[str, Any]:
+        """The row for `record`; `digest` is its content_hash, computed once by the caller."""
         key = self.keys.get(record.api_key) if record.api_key else None
         error = record.error
         error_type = (error.type or "") if error else ""
@@ -143,6 +144,6 @@ class RowBuilder:
             "price": price.pk if price else None,
             "source": self.source,
             "metadata": record.metadata,
-            "content_hash": content_hash(record),
+            "content_hash": digest,
             "created_at": timezone.now(),
         }

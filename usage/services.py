@@ -61,7 +61,10 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
     keys = resolve_keys(account, {r.api_key for _, r, _ in first_by_id.values() if r.api_key})
     builder = RowBuilder(account, keys, PriceBook.for_account(account), current_estimator(), source)
     # Sorted so that concurrent batches take row locks in the same order.
-    rows = [builder.build(record) for _, record, _ in sorted(first_by_id.values(), key=lambda e: e[1].request_id)]
+    rows = [
+        builder.build(record, digest)
+        for _, record, digest in sorted(first_by_id.values(), key=lambda e: e[1].request_id)
+    ]
 
     with transaction.atomic():
         inserted = set(
