@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from fnmatch import fnmatchcase
@@ -45,8 +46,13 @@ class PriceBook:
         self._cache: dict[str, list[ModelPrice]] = {}
 
     @classmethod
-    def for_account(cls, account: Account) -> PriceBook:
+    def for_account(cls, account: Account, models: Iterable[str] | None = None) -> PriceBook:
+        """The account's book; given `models`, only the rows that can match them (their exact
+        names and every pattern), which is all a batch of those models can use."""
         prices = ModelPrice.objects.filter(Q(account__isnull=True) | Q(account=account), currency=account.currency)
+        if models is not None:
+            patterns = Q(model_pattern__contains="*") | Q(model_pattern__contains="?") | Q(model_pattern__contains="[")
+            prices = prices.filter(Q(model_pattern__in=set(models)) | patterns)
         return cls(list(prices))
 
     def _candidates(self, model: str) -> list[ModelPrice]:

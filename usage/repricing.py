@@ -36,6 +36,10 @@ from usage.models import (
 from usage.pricing import PriceBook, cost_of
 
 CHUNK_SIZE = 2_000
+# An ingestion batch prices its records with the book it loaded when it started and
+# commits a moment later; waiting a little lets batches in flight during a price
+# change commit before their records are repriced.
+SETTLE_SECONDS = 5
 # What pricing and the rollup read from a record; the JSON columns stay unloaded.
 FIELDS = (
     "id",
@@ -129,7 +133,9 @@ def schedule(scopes: Iterable[Scope]) -> None:
 
     # robust: the price is committed by then; a broker that is down must not turn the
     # save into an error. It is logged, and the next change to the price reprices again.
-    transaction.on_commit(lambda: tasks.reprice_records.delay(payload), robust=True)
+    transaction.on_commit(
+        lambda: tasks.reprice_records.apply_async(args=[payload], countdown=SETTLE_SECONDS), robust=True
+    )
 
 
 def reprice(scopes: Sequence[Scope], *, chunk_size: int = CHUNK_SIZE) -> int:
@@ -212,7 +218,7 @@ def _reprice_in_chunks(account: Account, records: QuerySet[UsageRecord], run: Re
                 return changed
             # Loaded per chunk, under the locks: a price saved meanwhile is seen by the
             # chunks still to come, and its own job reprices the ones already done.
-            done = reprice_chunk(chunk, PriceBook.for_account(account))
+            done = reprice_chunk(chunk, PriceBook.for_account(account, {r.model for r in chunk}))
             RepricingRun.objects.filter(pk=run.pk).update(
                 done=F("done") + len(chunk), changed=F("changed") + done, updated_at=timezone.now()
             )
