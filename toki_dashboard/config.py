@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -81,8 +82,30 @@ def email_from_url(url: str) -> dict[str, Any]:
         config = environ.Env.email_url_config(url)
     except Exception as exc:
         raise ImproperlyConfigured(f"EMAIL_URL could not be parsed: {exc}") from exc
+    if not config.get("EMAIL_HOST"):
+        raise ImproperlyConfigured("EMAIL_URL needs a host, e.g. smtp://user:pass@mail.example.com:587.")
     config["EMAIL_TIMEOUT"] = 10
     return config
+
+
+def time_zone_name(name: str, raw: str) -> str:
+    try:
+        ZoneInfo(raw)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a known time zone; use an IANA name such as Europe/Paris."
+        ) from exc
+    return raw
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def log_level(raw: str) -> str:
+    level = raw.strip().upper()
+    if level not in LOG_LEVELS:
+        raise ImproperlyConfigured(f"LOG_LEVEL={raw!r} is not one of {', '.join(LOG_LEVELS)}.")
+    return level
 
 
 def split_list(raw: str | None, *, default: list[str]) -> list[str]:

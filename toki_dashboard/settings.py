@@ -10,9 +10,11 @@ import plotly
 from toki_dashboard.config import (
     database_from_url,
     email_from_url,
+    log_level,
     parse_bool,
     require_secret_key,
     split_list,
+    time_zone_name,
 )
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -95,7 +97,7 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"  # storage and logic; pages convert to DASHBOARD_TIME_ZONE
 USE_TZ = True
 USE_I18N = False
-DASHBOARD_TIME_ZONE = os.environ.get("DASHBOARD_TIME_ZONE", "UTC")
+DASHBOARD_TIME_ZONE = time_zone_name("DASHBOARD_TIME_ZONE", os.environ.get("DASHBOARD_TIME_ZONE", "UTC"))
 
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "staticfiles"
@@ -128,13 +130,14 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 if EMBEDDED:
     _broker_dir = VAR_DIR / "broker"
     # kombu's file-system transport does not create its folders; every process needs them.
-    for _folder in ("queue", "processed"):
+    for _folder in ("queue", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
     CELERY_BROKER_URL = "filesystem://"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
     CACHES = {
@@ -194,7 +197,7 @@ LOGGING = {
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {"handlers": ["console"], "level": log_level(os.environ.get("LOG_LEVEL", "INFO"))},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 

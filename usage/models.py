@@ -7,6 +7,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 from django.conf import settings
+from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -14,6 +15,7 @@ from django.utils import timezone
 from toki_dashboard import crypto
 
 MONEY = {"max_digits": 24, "decimal_places": 10}
+CURRENCY_CODE = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code such as USD.")
 
 
 class Provider(models.TextChoices):
@@ -28,7 +30,7 @@ class Account(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=100, unique=True)
     base_url = models.URLField(max_length=500)
-    currency = models.CharField(max_length=3, default="USD")
+    currency = models.CharField(max_length=3, default="USD", validators=[CURRENCY_CODE])
     provider = models.CharField(max_length=32, choices=Provider.choices, default=Provider.MANUAL)
     # Fernet token of a JSON object; never shown back in full, never logged.
     credentials_encrypted = models.TextField(blank=True, default="")

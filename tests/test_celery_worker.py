@@ -1,0 +1,94 @@
+"""A real Celery worker, on the broker the settings configure, repairs a corrupted rollup.
+
+Embedded mode (no REDIS_URL) uses the file-system broker under TOKI_VAR_DIR; with
+REDIS_URL set (CI) the same test goes through Redis. tests/settings.py gives every
+run its own queue, so nothing left behind by another run is consumed here.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from celery.contrib.testing.worker import start_worker
+from celery.signals import task_postrun
+from celery.worker import WorkController
+from django.db import connections
+from django.utils import timezone
+
+from toki_dashboard.celery import app
+from usage import rollups
+from usage.models import Account, HourlyUsage
+from usage.schemas import RecordIn
+from usage.services import record_usage
+from usage.tasks import rebuild_hourly_usage
+
+DEADLINE_SECONDS = 30
+
+
+def _close_worker_connections(**kwargs: object) -> None:
+    # The test worker runs in a thread of this process and skips Celery's Django
+    # fixup, which closes connections after each task; without this the thread's
+    # connection would outlive it and keep the test database busy at teardown.
+    connections.close_all()
+
+
+@pytest.fixture
+def worker(transactional_db: None) -> Iterator[WorkController]:
+    task_postrun.connect(_close_worker_connections, weak=False)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as started:
+            yield started
+    finally:
+        task_postrun.disconnect(_close_worker_connections)
+        # Leave nothing of this run's queue behind in a shared Redis. (Declared first:
+        # a channel deletes only the bindings it knows about.)
+        with app.connection_for_write() as connection:
+            queue = app.amqp.queues[app.conf.task_default_queue].bind(connection.default_channel)
+            queue.declare()
+            queue.delete()
+
+
+def _records(count: int) -> list[tuple[int, RecordIn]]:
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    return [
+        (
+            i,
+            RecordIn(
+                request_id=f"req-{i}",
+                occurred_at=start + timedelta(minutes=17 * i),
+                model=("gpt-4o", "deepseek-chat")[i % 2],
+                api_key=f"key-{i % 3}",
+                usage={"prompt_tokens": 100 + i, "completion_tokens": 10 * i},
+                latency_ms=200 + i,
+                cost="0.0012",
+                metadata={"team": "search" if i % 2 else "chat"},
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+def _corrupt(account: Account) -> None:
+    """Wrong counters in one group, a group missing, and a group that has no records."""
+    groups = list(HourlyUsage.objects.filter(account=account).order_by("pk"))
+    first, second = groups[0], groups[1]
+    HourlyUsage.objects.filter(pk=first.pk).update(requests=first.requests + 40, prompt_tokens=7)
+    HourlyUsage.objects.filter(pk=second.pk).delete()
+    HourlyUsage.objects.create(account=account, hour=first.hour, model="ghost-model", requests=3, cost=9)
+
+
+def test_the_worker_rebuilds_a_corrupted_rollup_to_match_the_records(worker: WorkController, account: Account) -> None:
+    record_usage(account, _records(12), source="api")
+    _corrupt(account)
+    assert len(rollups.verify(account)) == 3
+
+    rebuild_hourly_usage.delay(account.pk)
+
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while rollups.verify(account) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert rollups.verify(account) == [], f"the worker did not repair the rollup within {DEADLINE_SECONDS}s"
+    assert not HourlyUsage.objects.filter(account=account, model="ghost-model").exists()
