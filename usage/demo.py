@@ -25,11 +25,13 @@ from typing import Any
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.db import transaction
 from django.utils import timezone
 
 from toki_dashboard.roles import Role
 from usage.ingestion import key_identity
 from usage.models import Account, ApiKey, ModelPrice, PriceSource, Provider, RecordSource, UsageRecord
+from usage.repricing import Scope, schedule
 from usage.schemas import RecordIn
 from usage.services import IngestResult, create_account, record_usage
 
@@ -69,7 +71,8 @@ MODELS = {
         ModelSpec("deepseek-reasoner", 1100, 40, ("0.55", "0.14", "2.19"), reasoning=True),
         ModelSpec("qwen-max", 800, 40, ("1.60", None, "6.40")),
         ModelSpec("text-embedding-3-small", 60, 0, ("0.02", None, "0"), embedding=True),
-        ModelSpec("glm-4.5", 650, 55, None),  # being trialled, not in the price book: the "unpriced" warning
+        # Being trialled and in no price book (genai-prices has no Doubao either): the "unpriced" warning.
+        ModelSpec("doubao-1.5-pro-32k", 650, 55, None),
     )
 }
 
@@ -140,56 +143,56 @@ class KeySpec:
 
 KEYS = (
     KeySpec(
-        "search-prod", "search", ("answer-synthesis", "query-rewrite"), "customers", 28,
+        "search-prod", "search", ("answer-synthesis", "query-rewrite"), "customers", 19,
         {"gpt-4o-mini": 6, "gpt-4o": 2.5, "deepseek-chat": 1.5}, {"prose": 7, "chinese": 2, "json": 1},
         2400, 0, 1, 220, stream_share=0.5, cache_share=0.5,
     ),
     KeySpec(
-        "search-rerank", "search", ("rerank",), "customers", 16,
+        "search-rerank", "search", ("rerank",), "customers", 11,
         {"gpt-4o-mini": 1}, {"prose": 8, "chinese": 2}, 1800, 0, 1, 12, cache_share=0.3,
     ),
     KeySpec(
-        "search-staging", "search", ("answer-synthesis",), "office", 3,
+        "search-staging", "search", ("answer-synthesis",), "office", 2,
         {"gpt-4o": 1, "claude-sonnet-4": 1}, {"prose": 1}, 2400, 0, 1, 250, stream_share=0.5,
     ),
     KeySpec(
-        "support-bot-prod", "support-bot", ("chat-widget", "email-reply"), "customers", 22,
+        "support-bot-prod", "support-bot", ("chat-widget", "email-reply"), "customers", 15,
         {"claude-sonnet-4": 5, "deepseek-chat": 3, "qwen-max": 2}, {"prose": 11, "chinese": 9},
         700, 160, 24, 170, stream_share=0.85, usage_missing_share=0.45, cache_share=0.4,
     ),
     KeySpec(
-        "support-bot-eval", "support-bot", ("grading",), "nightly", 16,
+        "support-bot-eval", "support-bot", ("grading",), "nightly", 11,
         {"deepseek-reasoner": 1, "gpt-4o": 1}, {"prose": 6, "chinese": 4}, 3000, 0, 1, 120,
     ),
     KeySpec(
-        "support-summaries", "support-bot", ("ticket-summary",), "customers", 6,
-        {"gpt-4o-mini": 7, "glm-4.5": 3}, {"prose": 6, "chinese": 4}, 4000, 0, 1, 150, cache_share=0.2,
+        "support-summaries", "support-bot", ("ticket-summary",), "customers", 4,
+        {"gpt-4o-mini": 7, "doubao-1.5-pro-32k": 3}, {"prose": 6, "chinese": 4}, 4000, 0, 1, 150, cache_share=0.2,
     ),
     KeySpec(
-        "etl-enrichment", "data-platform", ("entity-extraction",), "nightly", 40,
+        "etl-enrichment", "data-platform", ("entity-extraction",), "nightly", 27,
         {"deepseek-chat": 7, "gpt-4o-mini": 3}, {"json": 8, "prose": 2}, 1500, 0, 1, 350, cache_share=0.7,
     ),
     KeySpec(
-        "embeddings-indexer", "data-platform", ("document-index",), "nightly", 24,
+        "embeddings-indexer", "data-platform", ("document-index",), "nightly", 16,
         {"text-embedding-3-small": 1}, {"prose": 6, "chinese": 2, "code": 2}, 700, 0, 1, 0,
         endpoint="/v1/embeddings",
     ),
     KeySpec(
-        "analytics-notebooks", "data-platform", ("sql-assistant", "notebook-chat"), "office", 5,
+        "analytics-notebooks", "data-platform", ("sql-assistant", "notebook-chat"), "office", 3.5,
         {"deepseek-reasoner": 4, "claude-sonnet-4": 3, "gpt-4o": 3}, {"code": 5, "json": 2, "prose": 3},
         1200, 400, 12, 450, stream_share=0.7, usage_missing_share=0.3, cache_share=0.5,
     ),
     KeySpec(
-        "growth-emails", "growth", ("campaign-copy",), "office", 6,
+        "growth-emails", "growth", ("campaign-copy",), "office", 4,
         {"gpt-4o": 6, "qwen-max": 4}, {"prose": 9, "chinese": 1}, 900, 0, 1, 600,
     ),
     KeySpec(
-        "growth-experiments", "growth", ("ab-variants", "landing-copy"), "office", 5,
-        {"gpt-4o": 5, "claude-sonnet-4": 3, "glm-4.5": 2}, {"prose": 1}, 1100, 250, 6, 400,
+        "growth-experiments", "growth", ("ab-variants", "landing-copy"), "office", 3.5,
+        {"gpt-4o": 5, "claude-sonnet-4": 3, "doubao-1.5-pro-32k": 2}, {"prose": 1}, 1100, 250, 6, 400,
         stream_share=0.4, endpoint="/v1/responses",
     ),
     KeySpec(
-        "growth-seo", "growth", ("seo-articles",), "office", 3.5,
+        "growth-seo", "growth", ("seo-articles",), "office", 2.5,
         {"deepseek-chat": 6, "qwen-max": 4}, {"prose": 7, "chinese": 3}, 800, 0, 1, 1400, stream_share=0.3,
     ),
 )  # fmt: skip
@@ -310,8 +313,8 @@ INCIDENTS = (
         "notebooks use a rotated key", 0.62, 9, 3, 0.8, (INVALID_KEY,), keys=frozenset({"analytics-notebooks"})
     ),
     Incident(
-        "deepseek-reasoner missing from the channel", 0.75, 13, 3, 1.0, (MODEL_NOT_FOUND,),
-        models=frozenset({"deepseek-reasoner"}),
+        "qwen-max missing from the channel", 0.75, 10, 4, 1.0, (MODEL_NOT_FOUND,),
+        models=frozenset({"qwen-max"}),
     ),
     Incident(
         "claude-sonnet-4 upstream trouble", 0.9, 11, 1, 0.35, (SERVER_ERROR, BAD_GATEWAY, OVERLOADED),
@@ -358,14 +361,17 @@ class DemoWindow:
 
 
 def _place(incident: Incident, start: datetime, until: datetime) -> tuple[datetime, datetime]:
-    """The incident's start at its hour of day, on the day at its position in the window."""
+    """At its hour of day, on the weekday nearest its position that keeps it inside the window."""
     near = start + (until - start) * incident.position
-    begin = near.replace(hour=incident.hour_of_day, minute=0, second=0, microsecond=0)
-    if begin + incident.hours * HOUR > until:
-        begin -= timedelta(days=1)
-    if begin < start:
-        begin += timedelta(days=1)
-    return begin, begin + incident.hours * HOUR
+    near = near.replace(hour=incident.hour_of_day, minute=0, second=0, microsecond=0)
+    length = incident.hours * HOUR
+    fitting = [
+        begin
+        for begin in (near + timedelta(days=shift) for shift in (0, -1, 1, -2, 2, -3, 3))
+        if start <= begin and begin + length <= until
+    ]
+    begin = next((b for b in fitting if b.weekday() < 5), fitting[0] if fitting else start)
+    return begin, begin + length
 
 
 def records_for_hour(window: DemoWindow, hour: datetime) -> list[dict[str, Any]]:
@@ -447,7 +453,7 @@ def _failed(rng: random.Random, failure: Failure, key: KeySpec, model: ModelSpec
     fields: dict[str, Any] = {"status_code": failure.status, "latency_ms": rng.randint(*failure.latency_ms)}
     if failure.error is not None:
         fields["error"] = {name: value.format(model=model.name) for name, value in failure.error.items()}
-    if failure.partial_output:
+    if failure.partial_output and not model.embedding:
         tokens = _tokens(rng, key, model)
         received = tokens.visible_completion * rng.uniform(0.05, 0.6)
         partial = Tokens(tokens.prompt, int(received) + 1, 0, 0, tokens.messages)
@@ -474,7 +480,7 @@ def _tokens(rng: random.Random, key: KeySpec, model: ModelSpec) -> Tokens:
     prompt = int(key.prompt_tokens * rng.lognormvariate(0, 0.5)) + key.tokens_per_message * (messages - 1)
     prompt = min(max(prompt, 8), 120_000)
     completion = 0 if model.embedding else max(1, int(key.completion_tokens * rng.lognormvariate(0, 0.6)))
-    reasoning = int(completion * rng.uniform(1.5, 6)) if model.reasoning else 0
+    reasoning = int(completion * rng.uniform(1, 4)) if model.reasoning else 0
     cached = 0
     if model.caches_prompts and prompt >= 1024 and rng.random() < key.cache_share:
         cached = int(prompt * rng.uniform(0.4, 0.95)) // 128 * 128
@@ -581,25 +587,31 @@ def ensure_account() -> Account:
 
 def ensure_prices() -> int:
     """Shared manual prices for every priced demo model; returns how many were created."""
-    created = 0
-    for model in MODELS.values():
-        if model.price is None:
-            continue
-        input_rate, cached_rate, output_rate = model.price
-        _, was_created = ModelPrice.objects.get_or_create(
-            account=None,
-            model_pattern=model.name,
-            currency="USD",
-            source=PriceSource.MANUAL,
-            effective_from=PRICES_EFFECTIVE_FROM,
-            defaults={
-                "input_per_mtok": Decimal(input_rate),
-                "cached_input_per_mtok": Decimal(cached_rate) if cached_rate is not None else None,
-                "output_per_mtok": Decimal(output_rate),
-            },
-        )
-        created += was_created
-    return created
+    ours = ModelPrice.objects.filter(
+        account=None, currency="USD", source=PriceSource.MANUAL, effective_from=PRICES_EFFECTIVE_FROM
+    )
+    present = set(ours.filter(model_pattern__in=MODELS).values_list("model_pattern", flat=True))
+    missing = [_price_row(m.name, m.price) for m in MODELS.values() if m.price is not None and m.name not in present]
+    with transaction.atomic():
+        ModelPrice.objects.bulk_create(missing)
+        # bulk_create sends no post_save: reprice here, and only when records could change cost.
+        if UsageRecord.objects.filter(model__in=[p.model_pattern for p in missing]).exists():
+            schedule(Scope.of(p) for p in missing)
+    return len(missing)
+
+
+def _price_row(model: str, rates: tuple[str, str | None, str]) -> ModelPrice:
+    input_rate, cached_rate, output_rate = rates
+    return ModelPrice(
+        account=None,
+        model_pattern=model,
+        input_per_mtok=Decimal(input_rate),
+        cached_input_per_mtok=Decimal(cached_rate) if cached_rate is not None else None,
+        output_per_mtok=Decimal(output_rate),
+        currency="USD",
+        effective_from=PRICES_EFFECTIVE_FROM,
+        source=PriceSource.MANUAL,
+    )
 
 
 def label_key_teams(account: Account) -> None:
@@ -641,6 +653,8 @@ def ingest_window(account: Account, window: DemoWindow, report: DemoReport, *, b
 
 def seed_demo_usage(*, days: int = 30, seed: int = 1, until: datetime | None = None) -> DemoReport:
     """Users, account, prices, keys and `days` of usage ending at `until` (default: this hour)."""
+    if until is not None and until > timezone.now():
+        raise ValueError("the demo data cannot end in the future")
     window = DemoWindow.ending(until or current_hour(), days=days, seed=seed)
     account = ensure_account()
     report = DemoReport(account=account, window=window, users_created=ensure_users(), prices_created=ensure_prices())
