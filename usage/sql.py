@@ -42,7 +42,7 @@ def _array_params(
         else:
             casts.append(f"%s::{db_type}[]")
         params.append(values)
-    return f"SELECT * FROM unnest({', '.join(casts)})", params
+    return f"SELECT * FROM unnest({', '.join(casts)})", params  # noqa: S608  (casts come from model fields)
 
 
 def _values_params(
