@@ -4,3 +4,6 @@ from django.apps import AppConfig
 class BillingConfig(AppConfig):
     name = "billing"
     verbose_name = "Billing"
+
+    def ready(self) -> None:
+        from billing import receivers  # noqa: F401  (connects the signal receivers)

@@ -37,6 +37,7 @@ api = TokiAPI(
     docs_decorator=login_required,
 )
 api.add_router("", usage_router)
+api.add_router("", "billing.api.router")
 
 
 @api.exception_handler(ValidationError)

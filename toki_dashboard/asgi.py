@@ -9,4 +9,9 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "toki_dashboard.settings")
 # wraps (correctly) with a warning per file; the files are small and cached by browsers.
 warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume synchronous iterators")
 
-application = get_asgi_application()
+django_application = get_asgi_application()
+
+# The logging proxy answers /proxy/… before Django's request handling (see usage.proxy.app).
+from usage.proxy.app import with_proxy  # noqa: E402  (needs the apps loaded by get_asgi_application)
+
+application = with_proxy(django_application)

@@ -204,3 +204,53 @@ LOGGING = {
 # The ingestion API takes up to 10 MB per request (DESIGN.md §4.3) and checks it itself.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
 NINJA_PAGINATION_MAX_LIMIT = 1000
+
+# --- Billing -----------------------------------------------------------------------
+# Provider sync and allocation (billing app). Owned by the billing issue; see README
+# "Billing and provider sync".
+BILLING_SYNC_TIMEOUT_SECONDS = float(os.environ.get("BILLING_SYNC_TIMEOUT_SECONDS", "20"))
+BILLING_SYNC_MAX_RETRIES = 5  # after timeouts, 429 and 5xx; 401/403 are never retried
+BILLING_SYNC_RETRY_BASE_SECONDS = 15.0  # doubled on each retry (or Retry-After, if longer)
+BILLING_SYNC_RETRY_MAX_SECONDS = 600.0
+BILLING_SYNC_INITIAL_LOOKBACK_DAYS = 30  # how far back the first log read of an account goes
+BILLING_RECONCILIATION_HOURS = 24  # window each sync reconciles the provider's balance over
+BILLING_ALLOCATION_DELAY_SECONDS = 10.0  # allocation requests within this delay share one task
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Enqueues a sync for each account whose Account.sync_interval_minutes has elapsed.
+        "billing-dispatch-syncs": {"task": "billing.tasks.dispatch_due_syncs", "schedule": 60.0},
+        # Expiries that pass without new records, and anything a lost task missed.
+        "billing-refresh-allocations": {"task": "billing.tasks.refresh_all_allocations", "schedule": 600.0},
+        "billing-full-allocation-check": {
+            "task": "billing.tasks.refresh_all_allocations",
+            "schedule": 86400.0,
+            "kwargs": {"full": True},
+        },
+    }
+)
+
+# --- Proxy -------------------------------------------------------------------------
+# The logging proxy (usage.proxy) and the calibrated token estimator it feeds. Owned by
+# the proxy issue; see README "Logging proxy".
+TOKI_PROXY_CONNECT_TIMEOUT = float(os.environ.get("TOKI_PROXY_CONNECT_TIMEOUT", "10"))
+# Longest wait for upstream bytes: the answer of a non-streamed call, the next chunk of a stream.
+TOKI_PROXY_TIMEOUT = float(os.environ.get("TOKI_PROXY_TIMEOUT", "600"))
+TOKI_PROXY_MAX_CONNECTIONS = int(os.environ.get("TOKI_PROXY_MAX_CONNECTIONS", "1000"))
+# "lean": the proxy's own HTTP/1.1 transport (fast); "httpx": httpx's, which honours HTTP(S)_PROXY.
+TOKI_PROXY_TRANSPORT = os.environ.get("TOKI_PROXY_TRANSPORT", "lean")
+# Ask upstream for usage on streams whose caller did not, and hide it from the caller.
+TOKI_PROXY_FORCE_STREAM_USAGE = parse_bool(
+    "TOKI_PROXY_FORCE_STREAM_USAGE", os.environ.get("TOKI_PROXY_FORCE_STREAM_USAGE"), default=True
+)
+TOKI_PROXY_ACCOUNT_CACHE_SECONDS = float(os.environ.get("TOKI_PROXY_ACCOUNT_CACHE_SECONDS", "30"))
+TOKI_PROXY_SPOOL_DIR = Path(os.environ.get("TOKI_PROXY_SPOOL_DIR", VAR_DIR / "spool"))
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Records the proxy kept on disk while the database was unavailable.
+        "usage-replay-proxy-spool": {"task": "usage.tasks.replay_proxy_spool", "schedule": 60.0},
+        # Refit the token estimator on the day's reported usage; re-estimate estimated records.
+        "usage-calibrate-estimator": {"task": "usage.tasks.calibrate_estimator", "schedule": 86400.0},
+    }
+)
+# httpx logs every request at INFO: one line per proxied call is noise, and costs time.
+LOGGING["loggers"]["httpx"] = {"level": "WARNING"}

@@ -9,5 +9,6 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api_urls()),
+    path("proxy/", include("usage.proxy.urls")),
     path("", include("usage.urls")),
 ]

@@ -29,6 +29,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from django.db import reset_queries
+
 from usage.models import Account, RecordSource
 from usage.schemas import validate_records
 from usage.services import record_usage
@@ -66,7 +68,7 @@ class Row:
     position: int
     data: Any = None
     problem: str = ""
-    skipped: str = ""  # why the row is not usage, e.g. "type 1 (top-up)"
+    skipped: str = ""  # why the row is not usage, e.g. "top-up (type 1)"
 
 
 @dataclass
@@ -681,6 +683,7 @@ def import_records(
                 if len(batch.records) >= batch_size:
                     _store(account, source, batch, summary, report)
                     batch = _Batch()
+                    reset_queries()  # with DEBUG on, Django keeps every statement: keep memory flat
                     progress()
     except ImportFileError as exc:
         summary.fatal = str(exc)

@@ -20,3 +20,20 @@ def rebuild_hourly_usage(account_id: int) -> int:
 def reprice_records(scopes: list[dict[str, Any]]) -> int:
     """Recompute the cost of the records a price change affects; returns how many changed."""
     return repricing.reprice([repricing.Scope.from_json(scope) for scope in scopes])
+
+
+@shared_task
+def calibrate_estimator(account_id: int | None = None) -> int:
+    """Refit the token estimator and re-estimate estimated records; returns how many changed."""
+    from usage.calibration import calibrate
+
+    account = Account.objects.get(pk=account_id) if account_id is not None else None
+    return calibrate(account).reestimated
+
+
+@shared_task
+def replay_proxy_spool() -> int:
+    """Write the records the logging proxy spooled while the database was unavailable."""
+    from usage.proxy.spool import replay
+
+    return replay()

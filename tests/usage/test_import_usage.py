@@ -205,7 +205,7 @@ def test_a_csv_with_every_column_is_stored_field_by_field(account, tmp_path):
 def test_a_csv_missing_a_required_column_fails_at_once_naming_it(account, tmp_path):
     path = write(tmp_path, "usage.csv", "request_id,prompt_tokens\nr1,5\n")
 
-    with pytest.raises(CommandError, match="required column.*occurred_at, model"):
+    with pytest.raises(CommandError, match=r"required column.*occurred_at, model"):
         run(path)
     assert not UsageRecord.objects.exists()
 
@@ -213,7 +213,7 @@ def test_a_csv_missing_a_required_column_fails_at_once_naming_it(account, tmp_pa
 def test_a_csv_with_an_unknown_column_fails_at_once_naming_it(account, tmp_path):
     path = write(tmp_path, "usage.csv", "request_id,occurred_at,model,prompt_token\nr1,2026-11-20T10:00:00Z,m,5\n")
 
-    with pytest.raises(CommandError, match="unknown column.*'prompt_token'"):
+    with pytest.raises(CommandError, match=r"unknown column.*'prompt_token'"):
         run(path)
 
 
@@ -254,7 +254,7 @@ def test_csv_line_numbers_count_physical_lines_and_blank_rows_are_skipped(accoun
 def test_an_invalid_utf8_csv_row_is_rejected_and_the_next_row_is_stored(account, tmp_path):
     content = b"request_id,occurred_at,model\nr\xe9,2026-11-20T10:00:00Z,m\nr2,2026-11-20T10:00:00Z,m\n"
 
-    out, err = run(write(tmp_path, "usage.csv", content))
+    _, err = run(write(tmp_path, "usage.csv", content))
 
     assert err.startswith("line 2: not valid UTF-8")
     assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["r2"]
@@ -391,3 +391,13 @@ def test_a_console_error_response_is_a_clear_command_error(account, tmp_path):
 
     with pytest.raises(CommandError, match="no `data`"):
         run(path, "--format", "newapi")
+
+
+@pytest.mark.parametrize("chunk_bytes", [1, 2, 3, 5, 8, 13])
+def test_a_json_array_read_in_tiny_chunks_yields_exactly_its_items(chunk_bytes, monkeypatch):
+    monkeypatch.setattr(JsonDocument, "CHUNK_BYTES", chunk_bytes)
+    items = [1e-07, 12345678901234567890, -0.5, 'é中"\\', True, None, [], {"a": [1, {"b": 2.5e300}]}, 0]
+    for document in (items, {"success": True, "data": {"total": 9, "items": items}}, {"data": items}):
+        text = json.dumps(document, ensure_ascii=False, indent=1)
+
+        assert list(JsonDocument(io.BytesIO(text.encode())).log_items()) == items

@@ -11,9 +11,6 @@ from django.utils.safestring import SafeString
 
 register = template.Library()
 
-CENT = Decimal("0.01")
-MINUS = "\u2212"  # a true minus sign is as wide as "+" in tabular figures, so columns line up
-
 
 def _decimal(value: object) -> Decimal | None:
     if value is None or value == "":
@@ -25,16 +22,18 @@ def _decimal(value: object) -> Decimal | None:
 
 
 def _grouped(value: Decimal, places: int) -> str:
-    return number_format(value, ".", decimal_pos=places, grouping=3, thousand_sep=",", force_grouping=True)
+    # number_format cuts surplus digits off; round first, half up, as people expect.
+    rounded = value.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    return number_format(rounded, ".", decimal_pos=places, grouping=3, thousand_sep=",", force_grouping=True)
 
 
 @register.filter
 def money(value: object) -> str:
-    """1234.5 → "1,234.50"; money stays Decimal end to end, rounded half up like an invoice."""
+    """1234.5 → "1,234.50"; money stays Decimal end to end and rounds half up, like an invoice."""
     amount = _decimal(value)
     if amount is None:
         return "—"
-    return _grouped(amount.quantize(CENT, rounding=ROUND_HALF_UP), 2)
+    return _grouped(amount, 2)
 
 
 @register.filter
@@ -65,7 +64,7 @@ def relative_change(current: object, previous: object) -> Decimal | None:
 
 @register.simple_tag
 def change_badge(current: object, previous: object, *, up_is_bad: bool = False) -> SafeString | str:
-    """A "+12.3%" / "−4.0%" badge against the previous period; nothing when it was zero.
+    """A "+12.3%" / "-4.0%" badge against the previous period; nothing when it was zero.
 
     Spend and volume going up is neither good nor bad, so those badges stay neutral;
     for error rates `up_is_bad` colours a rise as a problem and a fall as a relief.
@@ -74,13 +73,14 @@ def change_badge(current: object, previous: object, *, up_is_bad: bool = False) 
     if change is None:
         return ""
     points = change * 100
-    magnitude = abs(points)
-    text = _grouped(magnitude, 1 if magnitude < 100 else 0)  # "+1,520%" needs no decimal
-    if points > 0:
+    places = 1 if abs(points) < 100 else 0  # "+1,520%" needs no decimal
+    shown = points.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
+    text = _grouped(abs(shown), places)
+    if shown > 0:
         sign, direction, tone = "+", "up", "bad" if up_is_bad else "neutral"
-    elif points < 0:
-        sign, direction, tone = MINUS, "down", "good" if up_is_bad else "neutral"
-    else:
+    elif shown < 0:
+        sign, direction, tone = "-", "down", "good" if up_is_bad else "neutral"
+    else:  # too small to show is no change
         sign, direction, tone = "", "flat", "neutral"
     return format_html(
         '<span class="change change--{} change--{}" title="{} {}% vs previous period">{}{}%</span>',

@@ -6,11 +6,15 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from billing.demo import seed_demo_billing
 from usage.demo import MAX_DAYS, seed_demo_usage
 
 
 class Command(BaseCommand):
-    help = "Load the demo data set: users, an account, prices, keys and N days of usage up to this hour (idempotent)."
+    help = (
+        "Load the demo data set: users, an account, prices, keys, N days of usage up to this hour, "
+        "plans, purchases, top-ups and console balances (idempotent)."
+    )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--days", type=int, default=30, help=f"days of usage, 1..{MAX_DAYS} (default 30)")
@@ -22,6 +26,7 @@ class Command(BaseCommand):
             raise CommandError(f"--days must be between 1 and {MAX_DAYS}, not {days}.")
         started = time.perf_counter()
         report = seed_demo_usage(days=days, seed=seed)
+        billing = seed_demo_billing(report.account, report.window)
         elapsed = time.perf_counter() - started
         ingested, window = report.ingested, report.window
         self.stdout.write(
@@ -30,5 +35,7 @@ class Command(BaseCommand):
             f"  {ingested.accepted:,} records added, {ingested.duplicates:,} duplicates, "
             f"{len(ingested.conflicts):,} conflicts in {elapsed:.1f} s "
             f"({report.hours_generated:,} hours generated, {report.hours_skipped:,} already seeded; "
-            f"{report.users_created} users and {report.prices_created} prices created)."
+            f"{report.users_created} users and {report.prices_created} prices created).\n"
+            f"  Billing: {billing.purchases_created} purchases, {billing.entries_created} wallet entries and "
+            f"{billing.snapshots_created} console balances added; {billing.records_allocated:,} records allocated."
         )

@@ -1,0 +1,279 @@
+"""The billing API of DESIGN.md §4.3: balances, plan purchases and wallet entries."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from django.http import HttpRequest
+from ninja import Query, Router, Schema
+from ninja.errors import HttpError
+from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+
+from billing import selectors, services
+from billing.audit import Actor
+from billing.models import PlanPurchase, TokenBasis, WalletEntry
+from billing.services import MAX_TOKENS, BillingError, IdempotencyConflict, PurchaseData, WalletEntryData
+from usage.api import PROBLEMS, Problem, decimal_string
+from usage.auth import TokenAuth, read_access
+from usage.models import TokenScope
+from usage.schemas import Text
+
+try:
+    from ninja import Status
+except ImportError:  # django-ninja before 1.5 answers (status, body) tuples
+
+    def Status(status_code: int, value: Any) -> Any:  # type: ignore[no-redef]
+        return status_code, value
+
+
+router = Router(tags=["billing"])
+
+DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
+
+
+def _decimal(value: Any) -> Decimal:
+    """Money arrives as a decimal string ("12.50"); integers are accepted, floats are not."""
+    if isinstance(value, bool | float):
+        raise ValueError('send money as a decimal string such as "12.50", not a JSON number')
+    if isinstance(value, int):
+        return Decimal(value)
+    if not isinstance(value, str) or not DECIMAL.fullmatch(value.strip()):
+        raise ValueError('must be a decimal string such as "12.50"')
+    try:
+        return Decimal(value.strip())
+    except InvalidOperation as exc:
+        raise ValueError("is not a decimal number") from exc
+
+
+Money = Annotated[Decimal, BeforeValidator(_decimal), Field(max_digits=24, decimal_places=10)]
+Currency = Annotated[StrictStr, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217 code; default: the account's")]
+Key = Annotated[Text, Field(min_length=1, max_length=200)]  # Text: no NUL, no lone surrogates
+
+
+class PurchaseIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    plan: Annotated[Text, Field(min_length=1, max_length=200)]
+    tokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)]
+    price: Money
+    currency: Currency | None = None
+    effective_at: AwareDatetime
+    expires_at: AwareDatetime
+    models: Annotated[list[Annotated[Text, Field(min_length=1, max_length=200)]], Field(max_length=200)] = []
+    priority: Annotated[StrictInt, Field(ge=-1000, le=1000, description="Higher burns first")] = 0
+    paid_from_wallet: StrictBool = False
+    token_basis: TokenBasis | None = Field(
+        None, description="Which tokens the plan counts; default: the catalogue plan's, else prompt + completion"
+    )
+    idempotency_key: Key
+
+
+class PurchaseOut(Schema):
+    id: int
+    plan: str
+    tokens: int
+    price: str
+    currency: str
+    effective_at: datetime
+    expires_at: datetime
+    models: list[str]
+    priority: int
+    token_basis: str
+    paid_from_wallet: bool
+    idempotency_key: str
+    created_at: datetime
+    voided_at: datetime | None
+
+
+class WalletEntryIn(Schema):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["top_up", "refund", "adjustment"]
+    amount: Money
+    currency: Currency | None = None
+    occurred_at: AwareDatetime
+    note: Annotated[Text, Field(max_length=2000)] = ""
+    idempotency_key: Key
+
+
+class WalletEntryOut(Schema):
+    id: int
+    kind: str
+    amount: str
+    currency: str
+    occurred_at: datetime
+    note: str
+    idempotency_key: str
+    created_at: datetime
+
+
+def _purchase_out(purchase: PlanPurchase) -> dict[str, Any]:
+    return {
+        "id": purchase.pk,
+        "plan": purchase.name,
+        "tokens": purchase.tokens,
+        "price": decimal_string(purchase.price),
+        "currency": purchase.currency,
+        "effective_at": purchase.effective_at,
+        "expires_at": purchase.expires_at,
+        "models": purchase.allowed_models,
+        "priority": purchase.priority,
+        "token_basis": purchase.token_basis,
+        "paid_from_wallet": purchase.paid_from_wallet,
+        "idempotency_key": purchase.idempotency_key,
+        "created_at": purchase.created_at,
+        "voided_at": purchase.voided_at,
+    }
+
+
+def _entry_out(entry: WalletEntry) -> dict[str, Any]:
+    return {
+        "id": entry.pk,
+        "kind": entry.kind,
+        "amount": decimal_string(entry.amount),
+        "currency": entry.currency,
+        "occurred_at": entry.occurred_at,
+        "note": entry.note,
+        "idempotency_key": entry.idempotency_key,
+        "created_at": entry.created_at,
+    }
+
+
+WRITE_ANSWERS: dict[int, Any] = {409: Problem, **PROBLEMS}
+
+
+@router.post(
+    "/purchases",
+    auth=TokenAuth(TokenScope.BILLING),
+    response={201: PurchaseOut, 200: PurchaseOut, **WRITE_ANSWERS},
+    summary="Record a Token Plan purchase",
+)
+def record_purchase(request: HttpRequest, body: PurchaseIn) -> Any:
+    """201 with the purchase; 200 with the same purchase when `idempotency_key` was seen
+    before with the same content; 409 when it was used for something else."""
+    caller = request.auth  # type: ignore[attr-defined]
+    account = caller.account()
+    data = PurchaseData(
+        plan=body.plan.strip(),
+        tokens=body.tokens,
+        price=body.price,
+        currency=body.currency or account.currency,
+        effective_at=body.effective_at,
+        expires_at=body.expires_at,
+        idempotency_key=body.idempotency_key,
+        models=body.models,
+        priority=body.priority,
+        paid_from_wallet=body.paid_from_wallet,
+        token_basis=body.token_basis,
+    )
+    try:
+        purchase, created = services.record_purchase(account, data, Actor.of_token(caller.token))
+    except IdempotencyConflict as exc:
+        raise HttpError(409, str(exc)) from exc
+    except BillingError as exc:
+        raise HttpError(400, str(exc)) from exc
+    return Status(201 if created else 200, _purchase_out(purchase))
+
+
+@router.post(
+    "/wallet/entries",
+    auth=TokenAuth(TokenScope.BILLING),
+    response={201: WalletEntryOut, 200: WalletEntryOut, **WRITE_ANSWERS},
+    summary="Record a wallet top-up, refund or adjustment",
+)
+def record_wallet_entry(request: HttpRequest, body: WalletEntryIn) -> Any:
+    """Amounts are signed decimal strings: top-ups and refunds positive, adjustments either way.
+    201 with the entry; 200 for a replay of the same key and content; 409 for other content."""
+    caller = request.auth  # type: ignore[attr-defined]
+    account = caller.account()
+    data = WalletEntryData(
+        kind=body.kind,
+        amount=body.amount,
+        currency=body.currency or account.currency,
+        occurred_at=body.occurred_at,
+        idempotency_key=body.idempotency_key,
+        note=body.note,
+    )
+    try:
+        entry, created = services.record_wallet_entry(account, data, Actor.of_token(caller.token))
+    except IdempotencyConflict as exc:
+        raise HttpError(409, str(exc)) from exc
+    except BillingError as exc:
+        raise HttpError(400, str(exc)) from exc
+    return Status(201 if created else 200, _entry_out(entry))
+
+
+class BalanceQuery(Schema):
+    account: str | None = None
+
+
+class PlanOut(Schema):
+    id: int
+    name: str
+    tokens_total: int
+    tokens_used: int
+    tokens_remaining: int
+    effective_at: datetime
+    expires_at: datetime
+    models: list[str]
+    priority: int
+    projected_unused_at_expiry: int | None
+
+
+class ProviderReportedOut(Schema):
+    balance: str
+    currency: str
+    at: datetime
+
+
+class BalanceOut(Schema):
+    account: str
+    currency: str
+    wallet_balance: str
+    plans: list[PlanOut]
+    token_balance: int
+    burn_rate_tokens_per_day: str | None
+    projected_runout_at: datetime | None
+    provider_reported: ProviderReportedOut | None
+    last_synced_at: datetime | None
+
+
+@router.get("/balance", auth=read_access(), response={200: BalanceOut, **PROBLEMS}, summary="Wallet and plan balances")
+def balance(request: HttpRequest, query: Query[BalanceQuery]) -> dict[str, Any]:
+    """The wallet, the plans not yet expired (in burn order) and what the provider last reported.
+    Forecast fields are null until a forecast is available."""
+    account = request.auth.account(query.account)  # type: ignore[attr-defined]
+    view = selectors.balance_view(account)
+    reported = view.provider_reported
+    return {
+        "account": account.slug,
+        "currency": account.currency,
+        "wallet_balance": decimal_string(view.wallet_balance),
+        "plans": [
+            {
+                "id": s.purchase.pk,
+                "name": s.purchase.name,
+                "tokens_total": s.purchase.tokens,
+                "tokens_used": s.tokens_used,
+                "tokens_remaining": s.tokens_remaining,
+                "effective_at": s.purchase.effective_at,
+                "expires_at": s.purchase.expires_at,
+                "models": s.purchase.allowed_models,
+                "priority": s.purchase.priority,
+                "projected_unused_at_expiry": view.projected_unused.get(s.purchase.pk),
+            }
+            for s in view.plans
+        ],
+        "token_balance": view.token_balance,
+        "burn_rate_tokens_per_day": decimal_string(view.burn_rate_tokens_per_day),
+        "projected_runout_at": view.projected_runout_at,
+        "provider_reported": (
+            {"balance": decimal_string(reported.balance), "currency": reported.currency, "at": reported.taken_at}
+            if reported is not None
+            else None
+        ),
+        "last_synced_at": view.last_synced_at,
+    }

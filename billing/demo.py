@@ -1,0 +1,189 @@
+"""The billing half of the demo data set (`manage.py seed_demo`).
+
+Placed relative to the usage window (start S, end U, N days) so that the story
+holds for any --days:
+
+- a small Claude trial that expires early with tokens left (recorded as expired);
+- a Starter plan for GPT, Claude and Qwen that runs out about a quarter into the
+  window, so the wallet pays for a while ("plans used up before the top-up");
+- a top-up after that incident, then a Pro plan for GPT models paid from the wallet,
+  after which Claude and Qwen are paid from the wallet;
+- a DeepSeek pack with a higher priority that expires three days after U with
+  tokens left;
+- a Pro purchase entered twice by mistake and voided (see the audit trail);
+- no plan covers doubao or the embeddings model: they go to the wallet;
+- daily balances read off the console (manual provider) that drift about 3% from
+  what the dashboard computes.
+
+Deterministic (every amount follows from N and the seed) and idempotent: purchases
+and entries carry fixed idempotency keys and are only recorded when missing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+from decimal import Decimal
+
+from django.db.models import Sum
+
+from billing import services
+from billing.audit import Actor
+from billing.models import (
+    Allocation,
+    BalanceSnapshot,
+    BalanceSource,
+    PlanPurchase,
+    WalletEntry,
+    WalletEntryKind,
+)
+from billing.recompute import refresh_allocations
+from usage.demo import DemoWindow
+from usage.models import Account
+
+ACTOR = Actor.system("seed_demo")
+DRIFT = Decimal("0.03")  # the console's balance goes down 3% faster than the dashboard's
+CHAT_MODELS = ["gpt-*", "claude-*", "qwen-*"]
+SNAPSHOT_NOTE = "Read off the TOKI console (demo data)"
+CENT = Decimal("0.01")
+
+
+@dataclass
+class BillingReport:
+    purchases_created: int = 0
+    entries_created: int = 0
+    snapshots_created: int = 0
+    records_allocated: int = 0
+
+
+def _key(seed: int, name: str) -> str:
+    return f"demo:{seed}:{name}"
+
+
+def _purchase(account: Account, report: BillingReport, data: services.PurchaseData) -> PlanPurchase:
+    found = PlanPurchase.objects.filter(account=account, idempotency_key=data.idempotency_key).first()
+    if found is not None:
+        return found
+    purchase, created = services.record_purchase(account, data, ACTOR)
+    report.purchases_created += created
+    return purchase
+
+
+def _entry(account: Account, report: BillingReport, data: services.WalletEntryData) -> None:
+    if not WalletEntry.objects.filter(account=account, idempotency_key=data.idempotency_key).exists():
+        report.entries_created += services.record_wallet_entry(account, data, ACTOR)[1]
+
+
+def seed_demo_billing(account: Account, window: DemoWindow) -> BillingReport:
+    report = BillingReport()
+    start, until = window.start, window.until
+    days = (until - start) / timedelta(days=1)
+    seed = window.seed
+
+    def at(fraction: float, hours: float = 0) -> datetime:
+        return start + (until - start) * fraction + timedelta(hours=hours)
+
+    def tokens(per_day: float) -> int:
+        return round(per_day * days / 10_000) * 10_000
+
+    def purchase(name: str, key: str, **fields: object) -> PlanPurchase:
+        data = services.PurchaseData(
+            plan=name,
+            currency=account.currency,
+            idempotency_key=_key(seed, key),
+            **fields,  # type: ignore[arg-type]
+        )
+        return _purchase(account, report, data)
+
+    def entry(key: str, kind: str, amount: str, occurred_at: datetime, note: str) -> None:
+        data = services.WalletEntryData(
+            kind=kind,
+            amount=Decimal(amount),
+            currency=account.currency,
+            occurred_at=occurred_at,
+            idempotency_key=_key(seed, key),
+            note=note,
+        )
+        _entry(account, report, data)
+
+    entry("opening-top-up", WalletEntryKind.TOP_UP, "60.00", start - timedelta(days=1), "Opening top-up")
+    purchase(
+        "Claude Trial",
+        "trial",
+        tokens=tokens(60_000),
+        price=Decimal("0"),
+        effective_at=start - timedelta(days=10),
+        expires_at=at(0.1),
+        models=["claude-*"],
+        priority=5,
+    )
+    purchase(
+        "Starter",
+        "starter",
+        tokens=tokens(450_000),
+        price=Decimal("39.00"),
+        effective_at=start,
+        expires_at=start + timedelta(days=max(days, 30)),
+        models=CHAT_MODELS,
+    )
+    entry("top-up-after-incident", WalletEntryKind.TOP_UP, "150.00", at(0.3, 6), "Top-up after the quota errors")
+    pro = dict(
+        tokens=tokens(1_500_000),
+        price=Decimal("49.00"),
+        effective_at=at(0.3, 8),
+        expires_at=at(0.3, 8) + timedelta(days=90),
+        models=["gpt-*"],
+        paid_from_wallet=True,
+    )
+    purchase("Pro", "pro", **pro)
+    mistake = purchase("Pro", "pro-entered-twice", **(pro | {"paid_from_wallet": False}))
+    if mistake.voided_at is None:
+        services.void_purchase(mistake, ACTOR, "Entered twice: the same Pro purchase as the one paid from the wallet")
+    purchase(
+        "DeepSeek Pack",
+        "deepseek",
+        tokens=tokens(750_000),
+        price=Decimal("25.00"),
+        effective_at=start,
+        expires_at=until + timedelta(days=3),
+        models=["deepseek-*"],
+        priority=10,
+    )
+    report.records_allocated = refresh_allocations(account).records
+    report.snapshots_created = _console_balances(account, window)
+    return report
+
+
+def _console_balances(account: Account, window: DemoWindow) -> int:
+    """One balance a day at noon UTC, as finance would read it off the console: the
+    dashboard's wallet at that moment, less 3% more usage than the dashboard charged."""
+    first = datetime.combine(window.start.date(), time(12), tzinfo=window.start.tzinfo)
+    taken = set(
+        BalanceSnapshot.objects.filter(account=account, source=BalanceSource.MANUAL, note=SNAPSHOT_NOTE).values_list(
+            "taken_at", flat=True
+        )
+    )
+    created = 0
+    moment = first if first >= window.start else first + timedelta(days=1)
+    while moment < window.until:
+        if moment not in taken:
+            entries = WalletEntry.objects.filter(account=account, occurred_at__lte=moment).exclude(
+                kind=WalletEntryKind.USAGE_CHARGE
+            )
+            charged = Allocation.objects.filter(
+                account=account, purchase__isnull=True, occurred_at__lte=moment, amount__isnull=False
+            )
+            since_start = charged.filter(occurred_at__gt=window.start)
+            paid = entries.aggregate(t=Sum("amount"))["t"] or Decimal(0)
+            used = charged.aggregate(t=Sum("amount"))["t"] or Decimal(0)
+            drift = (since_start.aggregate(t=Sum("amount"))["t"] or Decimal(0)) * DRIFT
+            services.record_manual_balance(
+                account,
+                balance=(paid - used - drift).quantize(CENT),
+                taken_at=moment,
+                actor=ACTOR,
+                note=SNAPSHOT_NOTE,
+            )
+            created += 1
+        moment += timedelta(days=1)
+    return created

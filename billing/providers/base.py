@@ -1,0 +1,61 @@
+"""What every provider adapter gets and gives back."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, ClassVar
+
+import httpx
+
+
+@dataclass(frozen=True)
+class BalanceReading:
+    """A balance as the provider reported it, converted to money where possible."""
+
+    balance: Decimal | None  # money left, in `currency`
+    currency: str
+    token_balance: int | None = None
+    used: Decimal | None = None  # lifetime spend, in `currency`
+    request_count: int | None = None  # lifetime requests
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Connection:
+    """Where the provider is, who we are to it, and the HTTP client to use (with its timeouts)."""
+
+    base_url: str
+    currency: str
+    credentials: Mapping[str, str]
+    client: httpx.Client
+
+    def credential(self, name: str) -> str:
+        from billing.providers.errors import NotConfigured
+
+        value = str(self.credentials.get(name) or "").strip()
+        if not value:
+            raise NotConfigured(f"The account's credentials lack {name!r}.")
+        return value
+
+
+class Adapter:
+    """A provider: reads a balance, and optionally per-request logs and key statuses.
+
+    Adapters only talk HTTP and parse answers; storing is the sync service's job.
+    """
+
+    name: ClassVar[str]
+    reads_logs: ClassVar[bool] = False
+
+    def balance(self, connection: Connection) -> BalanceReading | None:
+        return None
+
+    def log_pages(self, connection: Connection, *, start: int, end: int) -> Iterator[list[dict[str, Any]]]:
+        """Raw log rows with start <= created_at <= end (unix seconds), a page at a time."""
+        return iter(())
+
+    def key_statuses(self, connection: Connection) -> dict[str, str]:
+        """Key name → status (enabled, disabled, expired, exhausted)."""
+        return {}

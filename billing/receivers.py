@@ -1,0 +1,31 @@
+"""Signal receivers of the billing app, connected in BillingConfig.ready.
+
+New records and repricing make allocations stale; both schedule a refresh, which
+finds the records without allocations and the charges whose cost changed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models.signals import post_save
+from django.dispatch import receiver
+
+from billing.recompute import schedule_allocation
+from usage.models import Account, RepricingRun, UsageRecord
+from usage.signals import usage_recorded
+
+
+@receiver(usage_recorded, sender=UsageRecord, dispatch_uid="billing.allocate_new_records")
+def allocate_new_records(sender: type[UsageRecord], account: Account, **kwargs: Any) -> None:
+    schedule_allocation(account.pk)
+
+
+@receiver(post_save, sender=RepricingRun, dispatch_uid="billing.recheck_charges_after_repricing")
+def recheck_charges_after_repricing(
+    sender: type[RepricingRun], instance: RepricingRun, created: bool, **kwargs: Any
+) -> None:
+    # The refresh waits while the repricing runs, then recomputes from the first
+    # wallet charge whose record's cost changed.
+    if created:
+        schedule_allocation(instance.account_id)

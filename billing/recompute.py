@@ -1,0 +1,339 @@
+"""Keeping allocations, expiries and the wallet's usage charges up to date (a write service).
+
+`refresh_allocations(account)` finds the earliest moment whose allocations may be
+wrong, the **checkpoint**, and recomputes forward from it:
+
+- the earliest record that has no allocation yet (new or late records);
+- the earliest moment a recompute was asked for (a purchase recorded or voided);
+- the expiry of a purchase that has expired without its expiry being recorded;
+- the earliest record whose tokens or cost changed after it was allocated (checked
+  after a repricing, and by the daily full check).
+
+The checkpoint is that exact instant, not a day boundary: allocations before it
+stay as they are and the tokens they used are read back per purchase; allocations
+and expiries from it on are deleted and rewritten by `billing.allocation`, taking
+records in (occurred_at, request_id) order, so the result is the same whatever
+order or batches the records arrived in. It runs in one transaction under a lock
+on the account's BillingState row, so concurrent runs serialise and readers never
+see a half-done recompute.
+
+The wallet's usage charges are posted per UTC day as the difference between the
+day's wallet allocations and what was posted for it before: the ledger stays
+append-only and the entries of a day always add up to that day's allocations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from django.db.models import Exists, F, Max, Min, OuterRef, Q, Sum
+from django.utils import timezone
+
+from billing.allocation import Allocator, Grant, Usage
+from billing.models import (
+    Allocation,
+    BillingState,
+    PlanExpiry,
+    PlanPurchase,
+    RecomputeRequest,
+    WalletEntry,
+    WalletEntryKind,
+)
+from usage.models import Account, RepricingRun, UsageRecord
+
+logger = logging.getLogger(__name__)
+
+CHUNK_SIZE = 2000
+# A transaction inserting records is assumed to commit within this long: records
+# with ids seen this long ago are not scanned again for missing allocations.
+SETTLE = timedelta(minutes=10)
+USAGE_KEY_PREFIX = "sys:usage:"
+RECORD_FIELDS = (
+    "id",
+    "request_id",
+    "occurred_at",
+    "model",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "cost",
+)
+
+
+# --- Asking for work -----------------------------------------------------------------
+
+
+def schedule_allocation(account_id: int, *, delay: float | None = None) -> None:
+    """Refresh the account's allocations in the background once the current transaction
+    commits; requests within `delay` seconds of one another share one task."""
+    wait = settings.BILLING_ALLOCATION_DELAY_SECONDS if delay is None else delay
+    key = f"billing:allocate:{connection.settings_dict['NAME']}:{account_id}"
+
+    def enqueue() -> None:
+        if cache.add(key, 1, timeout=max(1, int(wait))):
+            from billing import tasks  # tasks imports this module
+
+            tasks.refresh_allocations.apply_async(args=[account_id], countdown=wait)
+
+    # robust: what was committed stays committed if the broker is down; the periodic
+    # refresh (CELERY_BEAT_SCHEDULE) picks the work up.
+    transaction.on_commit(enqueue, robust=True)
+
+
+def request_recompute(account: Account, from_time: datetime, reason: str) -> None:
+    """Allocations from `from_time` on must be recomputed; done in the background."""
+    RecomputeRequest.objects.create(account=account, from_time=from_time, reason=reason[:200])
+    schedule_allocation(account.pk)
+
+
+# --- Refreshing ------------------------------------------------------------------------
+
+
+@dataclass
+class RefreshResult:
+    checkpoint: datetime | None = None
+    records: int = 0
+    allocations: int = 0
+    expiries: int = 0
+    ledger_entries: int = 0
+
+
+def repricing_in_progress(account: Account) -> bool:
+    fresh = timezone.now() - RepricingRun.STALE_AFTER
+    return RepricingRun.objects.filter(account=account, finished_at__isnull=True, updated_at__gte=fresh).exists()
+
+
+def refresh_allocations(account: Account, *, now: datetime | None = None, full: bool = False) -> RefreshResult:
+    """Bring allocations, expiries and usage charges up to date; `now` decides which
+    purchases have expired. `full` also rescans records and costs already settled."""
+    now = now or timezone.now()
+    clock = timezone.now()
+    with transaction.atomic():
+        state = _locked_state(account)
+        requests = list(RecomputeRequest.objects.filter(account=account).values_list("pk", "from_time"))
+        newest_id = UsageRecord.objects.filter(account=account).aggregate(m=Max("pk"))["m"] or 0
+        reasons = [at for _, at in requests] + [
+            _earliest_unallocated(account, after_id=0 if full else state.settled_record_id),
+            _earliest_unrecorded_expiry(account, now),
+            _earliest_changed_record(account, state, clock, full=full),
+        ]
+        starts = [at for at in reasons if at is not None]
+        result = RefreshResult()
+        if starts:
+            result = recompute_from(account, min(starts), now=now)
+            RecomputeRequest.objects.filter(pk__in=[pk for pk, _ in requests]).delete()
+            state.last_checkpoint = result.checkpoint
+        _advance_watermark(state, newest_id, clock)
+        state.last_allocated_at = clock
+        state.save()
+    if result.checkpoint is not None:
+        logger.info(
+            "allocations of %s recomputed from %s: %d records, %d rows, %d expiries, %d ledger entries",
+            account.slug,
+            result.checkpoint.isoformat(),
+            result.records,
+            result.allocations,
+            result.expiries,
+            result.ledger_entries,
+        )
+    return result
+
+
+def _locked_state(account: Account) -> BillingState:
+    BillingState.objects.get_or_create(account=account)
+    return BillingState.objects.select_for_update().get(account=account)
+
+
+def _earliest_unallocated(account: Account, *, after_id: int) -> datetime | None:
+    has_rows = Exists(Allocation.objects.filter(record=OuterRef("pk")))
+    pending = UsageRecord.objects.filter(account=account, pk__gt=after_id).filter(~has_rows)
+    return pending.aggregate(at=Min("occurred_at"))["at"]
+
+
+def _earliest_unrecorded_expiry(account: Account, now: datetime) -> datetime | None:
+    expired = PlanPurchase.objects.filter(
+        account=account, voided_at__isnull=True, expires_at__lte=now, expiry__isnull=True
+    )
+    return expired.aggregate(at=Min("expires_at"))["at"]
+
+
+def _earliest_changed_record(account: Account, state: BillingState, clock: datetime, *, full: bool) -> datetime | None:
+    """After a repricing (or in a full check): the earliest record whose tokens or cost are
+    no longer those its allocation was computed from."""
+    finished = RepricingRun.objects.filter(account=account, finished_at__isnull=False)
+    if state.costs_checked_at is not None:
+        finished = finished.filter(finished_at__gte=state.costs_checked_at)
+    if not full and not finished.exists():
+        return None
+    if not repricing_in_progress(account):
+        state.costs_checked_at = clock  # a repricing still running is checked again when it has finished
+    wallet = Q(purchase__isnull=True)
+    changed = ~Q(record_tokens=F("record__prompt_tokens") + F("record__completion_tokens")) | (
+        wallet
+        & (
+            Q(record_cost__isnull=True, record__cost__isnull=False)
+            | Q(record_cost__isnull=False, record__cost__isnull=True)
+            | (Q(record_cost__isnull=False, record__cost__isnull=False) & ~Q(record_cost=F("record__cost")))
+        )
+    )
+    stale = Allocation.objects.filter(account=account).filter(changed)
+    return stale.aggregate(at=Min("occurred_at"))["at"]
+
+
+def _advance_watermark(state: BillingState, newest_id: int, clock: datetime) -> None:
+    if state.candidate_at is not None and state.candidate_at <= clock - SETTLE:
+        state.settled_record_id = max(state.settled_record_id, state.candidate_record_id)
+        state.candidate_at = None
+    if state.candidate_at is None:
+        state.candidate_record_id, state.candidate_at = newest_id, clock
+
+
+# --- Recomputing -------------------------------------------------------------------------
+
+
+def grants_of(account: Account, *, expiring_from: datetime | None = None) -> list[Grant]:
+    """The account's purchases that are not voided (and expire at or after `expiring_from`)."""
+    purchases = PlanPurchase.objects.filter(account=account, voided_at__isnull=True)
+    if expiring_from is not None:
+        purchases = purchases.filter(expires_at__gte=expiring_from)
+    return [
+        Grant(
+            id=p.pk,
+            tokens=p.tokens,
+            effective_at=p.effective_at,
+            expires_at=p.expires_at,
+            models=tuple(p.allowed_models),
+            priority=p.priority,
+            basis=p.token_basis,
+        )
+        for p in purchases
+    ]
+
+
+def _records_from(account: Account, checkpoint: datetime) -> Iterator[list[Usage]]:
+    """The account's records from the checkpoint on, in allocation order, a chunk at a time."""
+    records = (
+        UsageRecord.objects.filter(account=account, occurred_at__gte=checkpoint)
+        .order_by("occurred_at", "request_id")
+        .values_list(*RECORD_FIELDS)
+    )
+    last: tuple[datetime, str] | None = None
+    while True:
+        page = records
+        if last is not None:
+            page = records.filter(Q(occurred_at__gt=last[0]) | Q(occurred_at=last[0], request_id__gt=last[1]))
+        chunk = [Usage(*row) for row in page[:CHUNK_SIZE]]
+        if not chunk:
+            return
+        yield chunk
+        last = chunk[-1].order
+
+
+def recompute_from(account: Account, checkpoint: datetime, *, now: datetime) -> RefreshResult:
+    """Rewrite allocations and expiries from `checkpoint` on and post the usage charges
+    that follow. Call inside a transaction holding the account's BillingState lock."""
+    grants = grants_of(account, expiring_from=checkpoint)
+    used_before = dict(
+        Allocation.objects.filter(purchase_id__in=[g.id for g in grants], occurred_at__lt=checkpoint)
+        .values("purchase_id")
+        .annotate(tokens=Sum("tokens"))
+        .values_list("purchase_id", "tokens")
+    )
+    Allocation.objects.filter(account=account, occurred_at__gte=checkpoint).delete()
+    PlanExpiry.objects.filter(account=account).filter(
+        Q(purchase__expires_at__gte=checkpoint) | Q(purchase__voided_at__isnull=False)
+    ).delete()
+
+    result = RefreshResult(checkpoint=checkpoint)
+    allocator = Allocator(grants, used_before)
+    charged: dict[date, Decimal] = defaultdict(Decimal)
+    for chunk in _records_from(account, checkpoint):
+        rows = []
+        for usage in chunk:
+            for share in allocator.allocate(usage):
+                rows.append(
+                    Allocation(
+                        account=account,
+                        record_id=share.record_id,
+                        occurred_at=share.occurred_at,
+                        purchase_id=share.purchase_id,
+                        tokens=share.tokens,
+                        amount=share.amount,
+                        record_tokens=usage.total_tokens,
+                        record_cost=share.record_cost,
+                    )
+                )
+                if share.purchase_id is None and share.amount:
+                    charged[_utc_day(share.occurred_at)] += share.amount
+        Allocation.objects.bulk_create(rows, batch_size=1000)
+        result.records += len(chunk)
+        result.allocations += len(rows)
+
+    expiries = [
+        PlanExpiry(account=account, purchase_id=e.purchase_id, tokens=e.tokens, expired_at=e.expired_at)
+        for e in allocator.expiries(now=now, since=checkpoint)
+    ]
+    PlanExpiry.objects.bulk_create(expiries)
+    result.expiries = len(expiries)
+    result.ledger_entries = _settle_usage(account, checkpoint, charged)
+    return result
+
+
+def _utc_day(moment: datetime) -> date:
+    return moment.astimezone(UTC).date()
+
+
+def _day_start(day: date) -> datetime:
+    return datetime.combine(day, time(0), tzinfo=UTC)
+
+
+def _settle_usage(account: Account, checkpoint: datetime, charged: dict[date, Decimal]) -> int:
+    """Post, for each UTC day from the checkpoint's, what its wallet allocations add up to
+    minus what was already posted for it. Returns how many entries were posted."""
+    first_day = _utc_day(checkpoint)
+    earlier_same_day = Allocation.objects.filter(
+        account=account,
+        purchase__isnull=True,
+        amount__isnull=False,
+        occurred_at__gte=_day_start(first_day),
+        occurred_at__lt=checkpoint,
+    ).values_list("amount", flat=True)
+    for amount in earlier_same_day:  # summed here, exactly, rather than as floats by SQLite
+        charged[first_day] += amount
+
+    posted: dict[date, Decimal] = defaultdict(Decimal)
+    lines: Counter[date] = Counter()
+    entries = WalletEntry.objects.filter(account=account, kind=WalletEntryKind.USAGE_CHARGE, usage_day__gte=first_day)
+    for day, amount in entries.values_list("usage_day", "amount"):
+        posted[day] += amount
+        lines[day] += 1
+
+    new = []
+    for day in sorted(set(charged) | set(posted)):
+        delta = -charged.get(day, Decimal(0)) - posted.get(day, Decimal(0))
+        if not delta:
+            continue
+        note = f"Usage not covered by plans on {day:%Y-%m-%d}" + (" (recomputed)" if lines[day] else "")
+        new.append(
+            WalletEntry(
+                account=account,
+                kind=WalletEntryKind.USAGE_CHARGE,
+                amount=delta,
+                currency=account.currency,
+                occurred_at=_day_start(day),
+                usage_day=day,
+                note=note,
+                idempotency_key=f"{USAGE_KEY_PREFIX}{day:%Y-%m-%d}:{lines[day] + 1}",
+                created_via="allocation",
+            )
+        )
+    WalletEntry.objects.bulk_create(new)
+    return len(new)

@@ -1,0 +1,322 @@
+"""Reads of the billing app, aggregated in the database: balances, plan burn-down,
+the wallet statement, why a record cost what it did, and reconciliation with what
+the provider reports."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+
+from django.db.models import Count, Q, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce
+from django.utils import timezone
+
+from billing.models import (
+    Allocation,
+    BalanceSnapshot,
+    BillingState,
+    PlanExpiry,
+    PlanPurchase,
+    SyncRun,
+    SyncState,
+    WalletEntry,
+    WalletEntryKind,
+)
+from usage.models import Account, HourlyUsage, UsageRecord
+
+ZERO = Decimal(0)
+
+
+def _money(value: Decimal | None) -> Decimal:
+    return ZERO if value is None else Decimal(value)
+
+
+# --- Wallet ------------------------------------------------------------------------------
+
+
+def wallet_balance(account: Account, *, at: datetime | None = None) -> Decimal:
+    """The sum of the ledger (up to `at`, inclusive)."""
+    entries = WalletEntry.objects.filter(account=account)
+    if at is not None:
+        entries = entries.filter(occurred_at__lte=at)
+    return _money(entries.aggregate(total=Sum("amount"))["total"])
+
+
+def wallet_entries(account: Account, *, start: datetime, end: datetime) -> QuerySet[WalletEntry]:
+    """Ledger lines with start <= occurred_at < end, oldest first."""
+    return WalletEntry.objects.filter(account=account, occurred_at__gte=start, occurred_at__lt=end).order_by(
+        "occurred_at", "id"
+    )
+
+
+# --- Plans -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PlanStatus:
+    purchase: PlanPurchase
+    tokens_used: int
+    tokens_expired: int | None  # None: not expired (yet)
+
+    @property
+    def tokens_remaining(self) -> int:
+        return 0 if self.tokens_expired is not None else self.purchase.tokens - self.tokens_used
+
+
+def plan_statuses(account: Account, *, now: datetime | None = None, include_expired: bool = False) -> list[PlanStatus]:
+    """Purchases that are not voided, in burn order, with the tokens they had given by `now`."""
+    now = now or timezone.now()
+    purchases = PlanPurchase.objects.filter(account=account, voided_at__isnull=True)
+    if not include_expired:
+        purchases = purchases.filter(expires_at__gt=now)
+    given = Sum("allocations__tokens", filter=Q(allocations__occurred_at__lte=now))
+    purchases = purchases.annotate(used=Coalesce(given, Value(0))).select_related("expiry")
+    statuses = [
+        PlanStatus(p, p.used, p.expiry.tokens if hasattr(p, "expiry") and p.expires_at <= now else None)
+        for p in purchases
+    ]
+    return sorted(statuses, key=lambda s: (-s.purchase.priority, s.purchase.expires_at, s.purchase.effective_at))
+
+
+def token_balance(statuses: list[PlanStatus], *, now: datetime) -> int:
+    """Tokens usable now: what purchases in effect have left."""
+    return sum(s.tokens_remaining for s in statuses if s.purchase.effective_at <= now < s.purchase.expires_at)
+
+
+def expired_tokens(account: Account) -> int:
+    return PlanExpiry.objects.filter(account=account).aggregate(t=Coalesce(Sum("tokens"), Value(0)))["t"]
+
+
+# --- Provider ----------------------------------------------------------------------------
+
+
+def latest_snapshot(account: Account, *, at: datetime | None = None) -> BalanceSnapshot | None:
+    snapshots = BalanceSnapshot.objects.filter(account=account, balance__isnull=False)
+    if at is not None:
+        snapshots = snapshots.filter(taken_at__lte=at)
+    return snapshots.order_by("-taken_at", "-id").first()
+
+
+def sync_state(account: Account) -> SyncState | None:
+    return SyncState.objects.filter(account=account).first()
+
+
+def sync_history(account: Account, *, limit: int = 20) -> list[SyncRun]:
+    return list(SyncRun.objects.filter(account=account).order_by("-started_at", "-id")[:limit])
+
+
+# --- The balance of /api/v1/balance ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BalanceView:
+    account: Account
+    wallet_balance: Decimal
+    plans: list[PlanStatus]
+    token_balance: int
+    provider_reported: BalanceSnapshot | None
+    last_synced_at: datetime | None
+    # Filled in by the forecast (billing.forecast) when it exists.
+    burn_rate_tokens_per_day: Decimal | None = None
+    projected_runout_at: datetime | None = None
+    projected_unused: dict[int, int] = field(default_factory=dict)
+
+
+def balance_view(account: Account, *, now: datetime | None = None) -> BalanceView:
+    now = now or timezone.now()
+    plans = plan_statuses(account, now=now)
+    state = sync_state(account)
+    return BalanceView(
+        account=account,
+        wallet_balance=wallet_balance(account),
+        plans=plans,
+        token_balance=token_balance(plans, now=now),
+        provider_reported=latest_snapshot(account),
+        last_synced_at=state.last_success_at if state else None,
+    )
+
+
+# --- Explaining a record -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class AllocationLine:
+    purchase_id: int | None
+    purchase_name: str  # "wallet" for the wallet
+    tokens: int
+    amount: Decimal | None
+    record_cost: Decimal | None
+
+
+def explain_record(record: UsageRecord) -> list[AllocationLine]:
+    """Where a record's tokens went: purchases in burn order, then the wallet."""
+    rows = Allocation.objects.filter(record=record).select_related("purchase").order_by("purchase_id")
+    lines = [
+        AllocationLine(
+            row.purchase_id,
+            row.purchase.name if row.purchase else "wallet",
+            row.tokens,
+            row.amount,
+            row.record_cost,
+        )
+        for row in rows
+    ]
+    return sorted(lines, key=lambda line: line.purchase_id is None)
+
+
+# --- Reconciliation ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Cause:
+    code: str  # missing_records | duplicate_records | unpriced_records | estimated_tokens | price_mismatch
+    message: str
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """Over (opening.taken_at, closing.taken_at]: how much the provider's balance went down
+    beyond what the ledger's own entries explain, against what the dashboard charged."""
+
+    opening: BalanceSnapshot
+    closing: BalanceSnapshot
+    ledger_entries: Decimal  # top-ups, refunds, adjustments and wallet-paid purchases in the window
+    provider_consumption: Decimal
+    dashboard_consumption: Decimal
+    drift: Decimal  # provider − dashboard: positive when the provider charged more
+    threshold: Decimal
+    provider_requests: int | None
+    dashboard_requests: int
+    causes: list[Cause]
+
+    @property
+    def exceeds_threshold(self) -> bool:
+        return abs(self.drift) > self.threshold
+
+    @property
+    def start(self) -> datetime:
+        return self.opening.taken_at
+
+    @property
+    def end(self) -> datetime:
+        return self.closing.taken_at
+
+
+def _snapshots_for(account: Account, start: datetime, end: datetime) -> tuple[BalanceSnapshot, BalanceSnapshot] | None:
+    usable = BalanceSnapshot.objects.filter(account=account, balance__isnull=False, currency=account.currency)
+    closing = usable.filter(taken_at__lte=end).order_by("-taken_at", "-id").first()
+    opening = usable.filter(taken_at__lte=start).order_by("-taken_at", "-id").first()
+    if opening is None:
+        opening = usable.filter(taken_at__gt=start, taken_at__lte=end).order_by("taken_at", "id").first()
+    if opening is None or closing is None or closing.taken_at <= opening.taken_at:
+        return None
+    return opening, closing
+
+
+def reconcile(account: Account, *, start: datetime, end: datetime) -> Reconciliation | None:
+    """The provider's balance change against the dashboard's consumption between the last
+    snapshot at or before `start` (else the first after it) and the last one by `end`.
+    None without two snapshots in the account's currency."""
+    pair = _snapshots_for(account, start, end)
+    if pair is None:
+        return None
+    opening, closing = pair
+    window = {"occurred_at__gt": opening.taken_at, "occurred_at__lte": closing.taken_at}
+    ledger = WalletEntry.objects.filter(account=account, **window).exclude(kind=WalletEntryKind.USAGE_CHARGE)
+    ledger_entries = _money(ledger.aggregate(t=Sum("amount"))["t"])
+    wallet_rows = Allocation.objects.filter(account=account, purchase__isnull=True, **window)
+    charged = wallet_rows.aggregate(t=Sum("amount"), unpriced=Count("id", filter=Q(amount__isnull=True)))
+    dashboard = _money(charged["t"])
+    provider = ledger_entries - (closing.balance - opening.balance)
+    drift = provider - dashboard
+    state = BillingState.objects.filter(account=account).first() or BillingState(account=account)
+    threshold = max(state.drift_threshold_amount, dashboard.copy_abs() * state.drift_threshold_percent / 100)
+    provider_requests = None
+    if opening.request_count is not None and closing.request_count is not None:
+        provider_requests = closing.request_count - opening.request_count
+    dashboard_requests = UsageRecord.objects.filter(account=account, **window).count()
+    causes = likely_causes(
+        account,
+        opening=opening,
+        closing=closing,
+        drift=drift,
+        threshold=threshold,
+        dashboard=dashboard,
+        provider_requests=provider_requests,
+        dashboard_requests=dashboard_requests,
+        unpriced=charged["unpriced"],
+    )
+    return Reconciliation(
+        opening=opening,
+        closing=closing,
+        ledger_entries=ledger_entries,
+        provider_consumption=provider,
+        dashboard_consumption=dashboard,
+        drift=drift,
+        threshold=threshold,
+        provider_requests=provider_requests,
+        dashboard_requests=dashboard_requests,
+        causes=causes,
+    )
+
+
+def likely_causes(
+    account: Account,
+    *,
+    opening: BalanceSnapshot,
+    closing: BalanceSnapshot,
+    drift: Decimal,
+    threshold: Decimal,
+    dashboard: Decimal,
+    provider_requests: int | None,
+    dashboard_requests: int,
+    unpriced: int,
+) -> list[Cause]:
+    """Why the two may differ, most likely first; empty when the drift is within the threshold."""
+    if abs(drift) <= threshold:
+        return []
+    causes: list[Cause] = []
+    if provider_requests is not None and provider_requests > dashboard_requests:
+        causes.append(
+            Cause(
+                "missing_records",
+                f"The provider counted {provider_requests:,} requests, the dashboard has {dashboard_requests:,}: "
+                f"{provider_requests - dashboard_requests:,} records are missing (traffic that bypasses the "
+                "proxy, or a gap in the sync).",
+            )
+        )
+    elif provider_requests is not None and provider_requests < dashboard_requests:
+        causes.append(
+            Cause(
+                "duplicate_records",
+                f"The dashboard has {dashboard_requests:,} requests, the provider counted {provider_requests:,}: "
+                "some records may be counted twice (the same traffic sent through the proxy and synced?).",
+            )
+        )
+    if unpriced:
+        causes.append(
+            Cause(
+                "unpriced_records",
+                f"{unpriced:,} requests charged to the wallet have no price, so their cost is missing.",
+            )
+        )
+    hours = HourlyUsage.objects.filter(account=account, hour__gte=opening.taken_at, hour__lt=closing.taken_at)
+    tokens = hours.aggregate(
+        all=Coalesce(Sum("prompt_tokens"), Value(0)) + Coalesce(Sum("completion_tokens"), Value(0)),
+        estimated=Coalesce(Sum("estimated_tokens"), Value(0)),
+    )
+    if tokens["estimated"]:
+        share = 100 * tokens["estimated"] / max(tokens["all"], 1)
+        causes.append(Cause("estimated_tokens", f"{share:.0f}% of the tokens were estimated, not reported by the API."))
+    if provider_requests is None or provider_requests == dashboard_requests:
+        direction = "more" if drift > 0 else "less"
+        share = f" ({abs(drift) * 100 / dashboard:.1f}% of its own figure)" if dashboard else ""
+        causes.append(
+            Cause(
+                "price_mismatch",
+                f"The provider charged {abs(drift)} {account.currency} {direction} than the dashboard computed"
+                f"{share}: the price book may not match TOKI's prices.",
+            )
+        )
+    return causes

@@ -1,0 +1,81 @@
+"""The billing half of seed_demo: plans, purchases (one expiring soon with tokens left),
+top-ups, a voided mistake, and console balances that drift slightly. Deterministic and idempotent."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.utils import timezone
+
+from billing import selectors
+from billing.demo import seed_demo_billing
+from billing.models import Allocation, BalanceSnapshot, PlanExpiry, PlanPurchase, WalletEntry
+from usage import demo
+
+
+@pytest.fixture
+def seeded(db):
+    report = demo.seed_demo_usage(days=2, seed=1)
+    billing = seed_demo_billing(report.account, report.window)
+    return report.account, report.window, billing
+
+
+def billing_rows(account) -> tuple:
+    return (
+        sorted(PlanPurchase.objects.filter(account=account).values_list("idempotency_key", "tokens", "voided_at")),
+        sorted(WalletEntry.objects.filter(account=account).values_list("idempotency_key", "amount")),
+        sorted(BalanceSnapshot.objects.filter(account=account).values_list("taken_at", "balance")),
+        Allocation.objects.filter(account=account).count(),
+    )
+
+
+def test_running_it_again_adds_nothing(seeded):
+    account, window, first = seeded
+    before = billing_rows(account)
+
+    again = seed_demo_billing(account, window)
+
+    assert (again.purchases_created, again.entries_created, again.snapshots_created) == (0, 0, 0)
+    assert billing_rows(account) == before
+    assert first.purchases_created == 5 and first.entries_created == 2
+
+
+def test_one_plan_expires_within_days_with_tokens_left_and_one_expired_unused(seeded):
+    account, _, _ = seeded
+    now = timezone.now()
+
+    soon = [s for s in selectors.plan_statuses(account, now=now) if s.purchase.expires_at - now < timedelta(days=4)]
+    assert [s.purchase.name for s in soon] == ["DeepSeek Pack"]
+    assert soon[0].tokens_remaining > 0
+    trial = PlanExpiry.objects.get(purchase__name="Claude Trial")
+    assert 0 < trial.tokens < trial.purchase.tokens
+
+
+def test_some_usage_is_paid_from_the_wallet_and_a_mistake_was_voided(seeded):
+    account, _, _ = seeded
+
+    wallet_rows = Allocation.objects.filter(account=account, purchase__isnull=True)
+    assert set(wallet_rows.values_list("record__model", flat=True)) >= {"doubao-1.5-pro-32k", "text-embedding-3-small"}
+    assert PlanPurchase.objects.filter(account=account, voided_at__isnull=False).count() == 1
+    assert selectors.wallet_balance(account) > 0
+
+
+def test_the_console_balances_drift_slightly_from_the_dashboard(seeded):
+    account, window, billing = seeded
+
+    result = selectors.reconcile(account, start=window.start, end=window.until)
+
+    assert billing.snapshots_created == 2
+    assert result.dashboard_consumption > 0
+    assert 0 < result.drift <= result.dashboard_consumption * 4 / 100 + 1
+
+
+def test_the_command_reports_the_billing_data(db):
+    out = StringIO()
+
+    call_command("seed_demo", "--days", "1", stdout=out)
+
+    assert "Billing: 5 purchases, 2 wallet entries" in out.getvalue()
