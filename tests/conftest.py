@@ -20,7 +20,8 @@ def account(db) -> Account:
 def make_user(db) -> Callable[..., User]:
     def make(username: str, *roles: Role) -> User:
         user = User.objects.create_user(username=username, password="pw-for-tests")
-        user.groups.set(Group.objects.filter(name__in=[r.value for r in roles]))
+        # get_or_create: a transactional test's flush deletes the groups the data migration made.
+        user.groups.set([Group.objects.get_or_create(name=role.value)[0] for role in roles])
         return user
 
     return make

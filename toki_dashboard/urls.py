@@ -11,4 +11,5 @@ urlpatterns = [
     path("api/v1/", api_urls()),
     path("proxy/", include("usage.proxy.urls")),
     path("", include("usage.urls")),
+    path("", include("billing.urls")),
 ]

@@ -1,9 +1,9 @@
 from django.urls import path
 
-from usage import views
+from usage.views import overview
 
 app_name = "usage"
 
 urlpatterns = [
-    path("", views.overview, name="overview"),
+    path("", overview.overview, name="overview"),
 ]

@@ -1,24 +1,16 @@
-"""Usage pages: thin views over selectors; htmx requests get only the swapped region."""
+"""The Overview: spend, tokens and requests for the period, thin over the selectors."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-from django.views.decorators.vary import vary_on_headers
 
+from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
 from usage import graphs, selectors
 from usage.periods import PRESETS, Period
 
 
-def wants_fragment(request: HttpRequest) -> bool:
-    """htmx swaps a fragment, except when it restores history: then it replaces the whole body."""
-    htmx = request.htmx  # type: ignore[attr-defined]
-    return bool(htmx) and not htmx.history_restore_request
-
-
 @role_required(Role.FINANCE, Role.ENGINEER)
-@vary_on_headers("HX-Request")  # the same URL answers a full page or a fragment
 def overview(request: HttpRequest) -> HttpResponse:
     # The middleware's lazy account is never `None` itself, only falsy when there is no account.
     account = request.account or None  # type: ignore[attr-defined]
@@ -38,5 +30,4 @@ def overview(request: HttpRequest) -> HttpResponse:
             if current.unpriced_requests
             else [],
         }
-    template = "usage/partials/overview_body.html" if wants_fragment(request) else "usage/overview.html"
-    return render(request, template, context)
+    return render_page(request, "usage/overview.html", "usage/partials/overview_body.html", context)
