@@ -72,6 +72,8 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "toki_dashboard.context_processors.navigation",
+                "usage.context_processors.repricing_status",
+                "billing.context_processors.firing_alerts",
             ],
         },
     },
