@@ -6,12 +6,14 @@ finds the records without allocations and the charges whose cost changed.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from billing.recompute import schedule_allocation
+from billing.recompute import request_recompute, schedule_allocation
+from usage.calibration import tokens_reestimated
 from usage.models import Account, RepricingRun, UsageRecord
 from usage.signals import usage_recorded
 
@@ -29,3 +31,9 @@ def recheck_charges_after_repricing(
     # wallet charge whose record's cost changed.
     if created:
         schedule_allocation(instance.account_id)
+
+
+@receiver(tokens_reestimated, sender=UsageRecord, dispatch_uid="billing.reallocate_reestimated_tokens")
+def reallocate_reestimated_tokens(sender: type[UsageRecord], account: Account, since: datetime, **kwargs: Any) -> None:
+    # Plans burn tokens, not money: a better estimate moves every allocation after it.
+    request_recompute(account, since, "token estimates recalibrated")

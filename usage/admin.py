@@ -1,6 +1,7 @@
 from django.contrib import admin
+from django.http import HttpRequest
 
-from usage.models import Account, ApiKey, HourlyUsage, ModelPrice, UsageRecord
+from usage.models import Account, ApiKey, EstimatorFit, HourlyUsage, ModelPrice, UsageRecord
 
 
 @admin.register(Account)
@@ -76,4 +77,28 @@ class HourlyUsageAdmin(admin.ModelAdmin):
         return False
 
     def has_add_permission(self, request) -> bool:  # noqa: ANN001
+        return False
+
+
+@admin.register(EstimatorFit)
+class EstimatorFitAdmin(admin.ModelAdmin):
+    """Fits are made by calibration; the admin shows them and their measured error, never edits them."""
+
+    list_display = (
+        "scope",
+        "kind",
+        "active",
+        "samples",
+        "median_error",
+        "p90_error",
+        "fallback_median_error",
+        "trained_at",
+    )
+    list_filter = ("kind", "active")
+    search_fields = ("scope",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: EstimatorFit | None = None) -> bool:
         return False

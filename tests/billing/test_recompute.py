@@ -174,3 +174,23 @@ def test_a_record_re_estimated_after_allocation_is_allocated_again(account):
         ("r2", False, 200),
         ("r2", True, 100),
     ]
+
+
+def test_the_tokens_reestimated_signal_alone_reallocates_from_the_earliest_change(
+    account, django_capture_on_commit_callbacks
+):
+    from usage.calibration import tokens_reestimated
+
+    buy(account, "p", 1000, at(1), at(20))
+    ingest(account, record("r1", at(2), "gpt-4o", 600, 0, "0.6"), record("r2", at(3), "gpt-4o", 300, 0, "0.3"))
+    allocate(account, at(25))
+    UsageRecord.objects.filter(request_id="r1").update(prompt_tokens=900)
+
+    with django_capture_on_commit_callbacks():  # the refresh it schedules is run by hand below
+        tokens_reestimated.send(sender=UsageRecord, account=account, since=at(2))
+    refresh_allocations(account, now=at(25))
+
+    plan_tokens = dict(
+        Allocation.objects.filter(purchase__isnull=False).values_list("record__request_id", "tokens")
+    )
+    assert plan_tokens == {"r1": 900, "r2": 100}
