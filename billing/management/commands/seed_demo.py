@@ -17,7 +17,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
-        parser.add_argument("--days", type=int, default=30, help=f"days of usage, 1..{MAX_DAYS} (default 30)")
+        parser.add_argument("--days", type=int, default=60, help=f"days of usage, 1..{MAX_DAYS} (default 60)")
         parser.add_argument("--seed", type=int, default=1, help="the same seed gives the same data (default 1)")
 
     def handle(self, *args: Any, **options: Any) -> None:
