@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -58,6 +59,11 @@ class Period:
         """The period of the same length just before this one."""
         last = self.first_day - timedelta(days=1)
         return Period("custom", last - timedelta(days=self.days - 1), last)
+
+    @property
+    def query_string(self) -> str:
+        """The period as URL query parameters, for links and fragment URLs that keep it."""
+        return urlencode(self.as_query())
 
     def as_query(self) -> dict[str, str]:
         if self.preset == "custom":

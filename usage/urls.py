@@ -6,4 +6,5 @@ app_name = "usage"
 
 urlpatterns = [
     path("", overview.overview, name="overview"),
+    path("overview/spend-chart/", overview.spend_chart, name="overview_spend_chart"),
 ]

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
@@ -21,9 +22,6 @@ def overview(request: HttpRequest) -> HttpResponse:
         context |= {
             "totals": current,
             "previous": selectors.totals(account=account, period=period.previous()),
-            "spend_chart": graphs.spend_by_model_chart(
-                selectors.spend_by_model_per_day(account=account, period=period), account.currency
-            ),
             "top_models": selectors.top_by(account=account, period=period, dimension="model"),
             "top_keys": selectors.top_by(account=account, period=period, dimension="api_key__name"),
             "unpriced_models": selectors.unpriced_models(account=account, period=period)
@@ -31,3 +29,16 @@ def overview(request: HttpRequest) -> HttpResponse:
             else [],
         }
     return render_page(request, "usage/overview.html", "usage/partials/overview_body.html", context)
+
+
+@role_required(Role.FINANCE, Role.ENGINEER)
+def spend_chart(request: HttpRequest) -> HttpResponse:
+    """The daily spend-by-model card, loaded on its own so the totals never wait for it."""
+    account = request.account or None  # type: ignore[attr-defined]
+    if account is None:
+        raise Http404("No TOKI account yet.")
+    period = Period.from_query(request.GET)
+    figure = graphs.spend_by_model_chart(
+        selectors.spend_by_model_per_day(account=account, period=period), account.currency
+    )
+    return render(request, "usage/partials/overview_spend_chart.html", {"spend_chart": figure, "period": period})
