@@ -14,6 +14,7 @@ from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, StrictBo
 
 from billing import selectors, services
 from billing.audit import Actor
+from billing.forecast import AccountForecast, account_forecast
 from billing.models import PlanPurchase, TokenBasis, WalletEntry
 from billing.services import MAX_TOKENS, BillingError, IdempotencyConflict, PurchaseData, WalletEntryData
 from usage.api import PROBLEMS, Problem, decimal_string
@@ -206,6 +207,11 @@ def record_wallet_entry(request: HttpRequest, body: WalletEntryIn) -> Any:
     return Status(201 if created else 200, _entry_out(entry))
 
 
+def _plan_forecast(forecast: AccountForecast, purchase_id: int, name: str) -> int | None:
+    plan = forecast.plans.get(purchase_id)
+    return None if plan is None else getattr(plan, name)
+
+
 class BalanceQuery(Schema):
     account: str | None = None
 
@@ -221,6 +227,8 @@ class PlanOut(Schema):
     models: list[str]
     priority: int
     projected_unused_at_expiry: int | None
+    projected_unused_low: int | None = None
+    projected_unused_high: int | None = None
 
 
 class ProviderReportedOut(Schema):
@@ -237,16 +245,22 @@ class BalanceOut(Schema):
     token_balance: int
     burn_rate_tokens_per_day: str | None
     projected_runout_at: datetime | None
+    projected_runout_earliest: datetime | None = Field(None, description="p10–p90 range of projected_runout_at")
+    projected_runout_latest: datetime | None = None
+    wallet_projected_runout_at: datetime | None = None
     provider_reported: ProviderReportedOut | None
     last_synced_at: datetime | None
 
 
 @router.get("/balance", auth=read_access(), response={200: BalanceOut, **PROBLEMS}, summary="Wallet and plan balances")
 def balance(request: HttpRequest, query: Query[BalanceQuery]) -> dict[str, Any]:
-    """The wallet, the plans not yet expired (in burn order) and what the provider last reported.
-    Forecast fields are null until a forecast is available."""
+    """The wallet, the plans not yet expired (in burn order) and what the provider last reported,
+    with the forecast (billing.forecast): the token burn rate of the models the plans cover, when
+    the token balance and the wallet run out (null: not within a year) with the p10–p90 range,
+    and per plan the tokens projected to expire unused."""
     account = request.auth.account(query.account)  # type: ignore[attr-defined]
     view = selectors.balance_view(account)
+    forecast = account_forecast(account)
     reported = view.provider_reported
     return {
         "account": account.slug,
@@ -263,13 +277,18 @@ def balance(request: HttpRequest, query: Query[BalanceQuery]) -> dict[str, Any]:
                 "expires_at": s.purchase.expires_at,
                 "models": s.purchase.allowed_models,
                 "priority": s.purchase.priority,
-                "projected_unused_at_expiry": view.projected_unused.get(s.purchase.pk),
+                "projected_unused_at_expiry": _plan_forecast(forecast, s.purchase.pk, "projected_unused_tokens"),
+                "projected_unused_low": _plan_forecast(forecast, s.purchase.pk, "unused_low"),
+                "projected_unused_high": _plan_forecast(forecast, s.purchase.pk, "unused_high"),
             }
             for s in view.plans
         ],
         "token_balance": view.token_balance,
-        "burn_rate_tokens_per_day": decimal_string(view.burn_rate_tokens_per_day),
-        "projected_runout_at": view.projected_runout_at,
+        "burn_rate_tokens_per_day": decimal_string(forecast.burn_rate_tokens_per_day),
+        "projected_runout_at": forecast.token_run_out.at,
+        "projected_runout_earliest": forecast.token_run_out.earliest,
+        "projected_runout_latest": forecast.token_run_out.latest,
+        "wallet_projected_runout_at": forecast.wallet_run_out.at,
         "provider_reported": (
             {"balance": decimal_string(reported.balance), "currency": reported.currency, "at": reported.taken_at}
             if reported is not None

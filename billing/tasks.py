@@ -50,6 +50,10 @@ def sync_account(self: Task, account_id: int, trigger: str = SyncTrigger.SCHEDUL
             logger.warning("sync of %s gave up after %d attempts", account.slug, self.request.retries + 1)
             return "gave up"
         raise self.retry(countdown=sync.retry_delay(self.request.retries, exc.retry_after)) from None
+    if run is not None:
+        from billing.alerts import schedule_evaluation
+
+        schedule_evaluation(account.pk)  # balances and sync health changed: check the alert rules soon
     return run.outcome if run is not None else "already running"
 
 
@@ -60,3 +64,43 @@ def dispatch_due_syncs() -> int:
     for account_id in due:
         sync_account.delay(account_id, SyncTrigger.SCHEDULE)
     return len(due)
+
+
+# --- Alerts ------------------------------------------------------------------------------
+
+
+@shared_task
+def evaluate_account_alerts(account_id: int) -> int:
+    """Evaluate an account's alert rules; returns how many emails it queued."""
+    from billing import alerts
+
+    account = Account.objects.filter(pk=account_id).first()
+    if account is None:
+        return 0
+    return sum(len(outcome.emails) for outcome in alerts.evaluate_account(account))
+
+
+@shared_task
+def evaluate_all_alerts() -> int:
+    """Run every 5 minutes by beat: every account with an enabled rule, and emails a lost task left."""
+    from billing import alerts
+
+    alerts.resend_stuck()
+    account_ids = alerts.accounts_with_rules()
+    for account_id in account_ids:
+        evaluate_account_alerts.delay(account_id)
+    return len(account_ids)
+
+
+@shared_task(bind=True, max_retries=None)
+def send_alert_email(self: Task, email_id: int) -> str:
+    """One more delivery attempt; a failure is retried with exponential backoff until
+    ALERT_EMAIL_MAX_ATTEMPTS attempts (counted on the AlertEmail) have failed."""
+    from billing import alerts
+    from billing.models import AlertEmail, AlertEmailStatus
+
+    status = alerts.deliver(email_id)
+    if status == AlertEmailStatus.FAILED:
+        attempts = AlertEmail.objects.filter(pk=email_id).values_list("attempts", flat=True).first() or 1
+        raise self.retry(countdown=alerts.retry_delay(attempts))
+    return status

@@ -231,6 +231,18 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- Forecasts and alerts ------------------------------------------------------------
+# billing.forecast and billing.alerts (DESIGN.md §7); see README "Forecasts and alerts".
+# The address people open the dashboard at: alert emails link to its pages with it.
+DASHBOARD_URL = os.environ.get("DASHBOARD_URL", "http://127.0.0.1:8000").rstrip("/")
+ALERTS_EVALUATION_DELAY_SECONDS = 30.0  # after an ingested batch or a sync; requests within it share one run
+ALERT_EMAIL_MAX_ATTEMPTS = 6  # a failed email is retried with exponential backoff up to this many attempts
+ALERT_EMAIL_RETRY_BASE_SECONDS = 30.0  # doubled after each failure
+ALERT_EMAIL_RETRY_MAX_SECONDS = 3600.0
+CELERY_BEAT_SCHEDULE.update(
+    {"billing-evaluate-alerts": {"task": "billing.tasks.evaluate_all_alerts", "schedule": 300.0}},
+)
+
 # --- Proxy -------------------------------------------------------------------------
 # The logging proxy (usage.proxy) and the calibrated token estimator it feeds. Owned by
 # the proxy issue; see README "Logging proxy".

@@ -32,3 +32,87 @@ def spend_by_model_chart(days: list[ModelDay], currency: str) -> dict[str, Any]:
         )
     fig.update_layout(barmode="stack", yaxis_title=f"Spend ({currency})", yaxis_tickformat=",.2f")
     return fig.to_plotly_json()
+
+
+def spend_by_team_chart(teams: list[Any], currency: str) -> dict[str, Any]:
+    """Horizontal bars of spend per team (usage_by_team rows), the biggest on top."""
+    rows = list(reversed(teams))  # plotly draws the first category at the bottom
+    labels = [row.team or "No team" for row in rows]
+    fig = go.Figure(layout=BASE_LAYOUT)
+    fig.add_bar(
+        orientation="h",
+        name="Spend",
+        x=[float(row.totals.cost) for row in rows],
+        y=labels,
+        customdata=[[row.totals.requests, row.totals.tokens] for row in rows],
+        hovertemplate=(
+            f"<b>%{{y}}</b><br>%{{x:,.2f}} {currency}<br>%{{customdata[0]:,}} requests · "
+            "%{customdata[1]:,} tokens<extra></extra>"
+        ),
+    )
+    fig.update_layout(
+        xaxis_title=f"Spend ({currency})",
+        xaxis_tickformat=",.2f",
+        yaxis={"automargin": True},
+        hovermode="closest",
+        showlegend=False,
+        bargap=0.45,
+        margin={"l": 16, "r": 16, "t": 8, "b": 48},
+    )
+    return fig.to_plotly_json()
+
+
+# --- Engineer pages: Models and Errors (appended) ---------------------------------------------
+
+
+def model_tokens_chart(days: list[Any]) -> dict[str, Any]:
+    """One model's daily prompt and completion tokens, stacked. `days` are selectors.ModelDayUsage."""
+    fig = go.Figure(layout=BASE_LAYOUT)
+    x = [d.day.isoformat() for d in days]
+    for name, values in (
+        ("Prompt tokens", [d.prompt_tokens for d in days]),
+        ("Completion tokens", [d.completion_tokens for d in days]),
+    ):
+        fig.add_bar(name=name, x=x, y=values, hovertemplate=f"%{{y:,}} tokens<extra>{name}</extra>")
+    fig.update_layout(barmode="stack", yaxis_title="Tokens", yaxis_tickformat=",.3~s")
+    return fig.to_plotly_json()
+
+
+def model_cost_chart(days: list[Any], currency: str) -> dict[str, Any]:
+    """One model's daily cost. `days` are selectors.ModelDayUsage."""
+    fig = go.Figure(layout=BASE_LAYOUT)
+    fig.add_scatter(
+        name="Cost",
+        x=[d.day.isoformat() for d in days],
+        y=[float(d.cost) for d in days],
+        mode="lines+markers",
+        fill="tozeroy",
+        hovertemplate=f"%{{y:,.2f}} {currency}<extra>Cost</extra>",
+    )
+    fig.update_layout(yaxis_title=f"Cost ({currency})", yaxis_tickformat=",.2f", showlegend=False)
+    return fig.to_plotly_json()
+
+
+def errors_per_day_chart(days: list[Any], labels: dict[str, str]) -> dict[str, Any]:
+    """Failed requests per day, stacked by cause. `days` are selectors.CauseDay."""
+    fig = go.Figure(layout=BASE_LAYOUT)
+    for cause, points in groupby(sorted(days, key=attrgetter("cause", "day")), key=attrgetter("cause")):
+        rows = list(points)
+        label = labels.get(cause, cause)
+        fig.add_bar(
+            name=label,
+            x=[p.day.isoformat() for p in rows],
+            y=[p.requests for p in rows],
+            hovertemplate=f"%{{y:,}} requests<extra>{label}</extra>",
+        )
+    per_day: dict[Any, int] = {}
+    for point in days:
+        per_day[point.day] = per_day.get(point.day, 0) + point.requests
+    # Counts are whole: with a small maximum, plotly would otherwise put ticks at 0.5 steps.
+    fig.update_layout(
+        barmode="stack",
+        yaxis_title="Failed requests",
+        yaxis_tickformat=",d",
+        yaxis_dtick=1 if max(per_day.values(), default=0) <= 8 else None,
+    )
+    return fig.to_plotly_json()

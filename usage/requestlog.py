@@ -13,7 +13,7 @@ from datetime import datetime
 
 from django.db.models import Q, QuerySet
 
-from usage.models import Account, TokensSource, UsageRecord
+from usage.models import Account, ErrorCause, TokensSource, UsageRecord
 
 MAX_PAGE = 1000
 
@@ -32,6 +32,7 @@ class RecordFilters:
     error_cause: str = ""
     source: str = ""
     estimated: bool | None = None
+    failed: bool | None = None  # True: only failed requests (any cause); False: only successes
 
 
 def encode_cursor(record: UsageRecord) -> str:
@@ -67,6 +68,10 @@ def filtered(account: Account, filters: RecordFilters) -> QuerySet[UsageRecord]:
         rows = rows.filter(tokens_source=TokensSource.ESTIMATED)
     elif filters.estimated is False:
         rows = rows.exclude(tokens_source=TokensSource.ESTIMATED)
+    if filters.failed is True:
+        rows = rows.exclude(error_cause=ErrorCause.NONE)
+    elif filters.failed is False:
+        rows = rows.filter(error_cause=ErrorCause.NONE)
     return rows.select_related("api_key").order_by("-occurred_at", "-id")
 
 
@@ -83,6 +88,22 @@ def page(
     if len(found) > limit:
         return found[:limit], encode_cursor(found[limit - 1])
     return found, None
+
+
+def newer_page(
+    account: Account, filters: RecordFilters, *, cursor: str, limit: int = 100
+) -> tuple[list[UsageRecord], bool]:
+    """The `limit` records just newer than `cursor`, newest first, and whether still newer ones
+    exist (the "Newer" link of the request log: walks back up with the same keyset)."""
+    limit = max(1, min(limit, MAX_PAGE))
+    when, pk = decode_cursor(cursor)
+    rows = (
+        filtered(account, filters)
+        .filter(Q(occurred_at__gt=when) | Q(occurred_at=when, id__gt=pk))
+        .order_by("occurred_at", "id")
+    )
+    found = list(rows[: limit + 1])
+    return list(reversed(found[:limit])), len(found) > limit
 
 
 def iterate(account: Account, filters: RecordFilters, *, chunk: int = 2000) -> Iterator[UsageRecord]:

@@ -1,10 +1,26 @@
 from django.urls import path
 
-from usage.views import overview
+from usage.views import errors, keys, models, overview, requests
+from usage.views import settings as settings_views
 
 app_name = "usage"
 
 urlpatterns = [
     path("", overview.overview, name="overview"),
+    path("models/", models.models_page, name="models"),
+    # Model names may hold slashes and dots: the card route comes first, the path converter is greedy.
+    path("models/<path:model>/cards/<slug:card>/", models.model_card, name="model_card"),
+    path("models/<path:model>/", models.model_detail, name="model_detail"),
+    path("requests/", requests.requests_log, name="requests"),
+    path("requests/export.csv", requests.requests_csv, name="requests_csv"),
+    path("requests/<int:pk>/", requests.request_detail, name="request_detail"),
+    path("errors/", errors.errors_page, name="errors"),
+    path("keys/", keys.keys, name="keys"),
+    path("keys/<int:pk>/edit/", keys.key_edit, name="key_edit"),
+    path("settings/", settings_views.api_tokens, name="settings"),
+    path("settings/tokens/new/", settings_views.api_token_create, name="token_create"),
+    path("settings/tokens/<int:pk>/revoke/", settings_views.api_token_revoke, name="token_revoke"),
+    path("settings/prices/", settings_views.prices, name="prices"),
+    path("settings/accounts/", settings_views.accounts, name="accounts"),
     path("overview/spend-chart/", overview.spend_chart, name="overview_spend_chart"),
 ]

@@ -173,8 +173,9 @@ def test_the_balance_shows_wallet_plans_in_burn_order_and_the_provider(account, 
     ]
     assert body["token_balance"] == 6_000_000
     assert body["provider_reported"]["balance"] == "74.5"
-    assert body["burn_rate_tokens_per_day"] is None and body["projected_runout_at"] is None
-    assert body["plans"][0]["projected_unused_at_expiry"] is None
+    # The forecast (billing.forecast, tested in test_forecast.py): yesterday's 4M gpt tokens a day.
+    assert body["burn_rate_tokens_per_day"] == "4000000" and body["projected_runout_at"] is not None
+    assert isinstance(body["plans"][0]["projected_unused_at_expiry"], int)
     assert body["last_synced_at"] is None
 
 

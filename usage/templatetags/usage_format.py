@@ -46,6 +46,15 @@ def percent(ratio: object, places: int = 1) -> str:
 
 
 @register.filter
+def number(value: object, places: int = 0) -> str:
+    """1234.56 → "1,235" (or "1,234.6" with places=1); "—" for nothing."""
+    amount = _decimal(value)
+    if amount is None:
+        return "—"
+    return _grouped(amount, int(places))
+
+
+@register.filter
 def share_of(part: object, whole: object) -> float:
     """The fraction `part / whole`, 0 when the whole is zero (an empty period has no shares)."""
     numerator, denominator = _decimal(part), _decimal(whole)

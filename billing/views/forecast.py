@@ -1,0 +1,36 @@
+"""The forecast chart card of Plans & wallet: balance history, projected line and its band."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+
+from billing import graphs
+from billing.forecast import account_forecast, balance_history, reported_balances
+from toki_dashboard.htmx import render_page
+from toki_dashboard.roles import Role, role_required
+
+
+@role_required(Role.FINANCE)
+def forecast_chart(request: HttpRequest) -> HttpResponse:
+    """htmx loads the card into the Plans page; a plain visit gets it as a page of its own."""
+    account = request.account or None  # type: ignore[attr-defined]
+    context: dict[str, object] = {"account": account, "tz_name": settings.DASHBOARD_TIME_ZONE}
+    if account is not None:
+        now = timezone.now()
+        forecast = account_forecast(account, now=now)
+        history = balance_history(account, now=now)
+        context |= {
+            "forecast": forecast,
+            "token_chart": graphs.token_balance_chart(history, forecast.projection, forecast.token_run_out, now=now),
+            "wallet_chart": graphs.wallet_chart(
+                history,
+                forecast.projection,
+                reported_balances(account, now=now),
+                forecast.wallet_run_out,
+                currency=account.currency,
+                now=now,
+            ),
+        }
+    return render_page(request, "billing/forecast_chart_page.html", "billing/partials/forecast_chart.html", context)

@@ -1,0 +1,330 @@
+"""Plans & wallet: purchases and their burn-down, the wallet ledger, provider sync and
+reconciliation, and finance's forms. Thin: reads come from billing.selectors, writes
+go through billing.services (which keep the audit trail), every form posts and redirects."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db import transaction
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from billing import selectors, services, tasks
+from billing.audit import Actor
+from billing.forecast import AccountForecast, PlanState, account_forecast, forecast_from_inputs, read_inputs
+from billing.forms import AdjustmentForm, FinanceForm, PurchaseForm, TopUpForm, VoidPurchaseForm
+from billing.models import AuditEvent, PlanPurchase, SyncOutcome, SyncTrigger, models_match
+from billing.services import BillingError
+from toki_dashboard.htmx import render_page, wants_fragment
+from toki_dashboard.roles import Role, role_required
+from usage.models import Account, Provider
+
+LEDGER_PAGE_SIZE = 25
+AUDIT_PAGE_SIZE = 15
+MODELS_IN_USE_DAYS = 30
+STALE_AFTER_INTERVALS = 3
+
+
+def _account(request: HttpRequest) -> Account | None:
+    # The middleware's lazy account is never `None` itself, only falsy when there is no account.
+    return request.account or None  # type: ignore[attr-defined]
+
+
+def _tz_name() -> str:
+    return settings.DASHBOARD_TIME_ZONE
+
+
+@dataclass(frozen=True)
+class SyncHealth:
+    """How fresh the balances are: the last successful sync (or manual reading) and whether to worry."""
+
+    provider: str
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str
+    last_duration_ms: int | None
+    failing: bool
+    stale: bool
+
+    @property
+    def warning(self) -> bool:
+        return self.failing or self.stale
+
+
+def sync_health(account: Account, *, now: datetime) -> SyncHealth:
+    state = selectors.sync_state(account)
+    last_success = state.last_success_at if state else None
+    if account.provider == Provider.MANUAL:
+        # Nothing is fetched: the balance is as fresh as finance's last reading.
+        snapshot = selectors.latest_snapshot(account)
+        last_success = snapshot.taken_at if snapshot else last_success
+    last_error_at = state.last_error_at if state else None
+    failing = last_error_at is not None and (last_success is None or last_error_at > last_success)
+    stale = False
+    if account.provider != Provider.MANUAL and account.sync_interval_minutes:
+        allowed = timedelta(minutes=account.sync_interval_minutes * STALE_AFTER_INTERVALS)
+        stale = last_success is None or now - last_success > allowed
+    return SyncHealth(
+        provider=account.get_provider_display(),  # type: ignore[attr-defined]
+        last_success_at=last_success,
+        last_error_at=last_error_at,
+        last_error=state.last_error if state else "",
+        last_duration_ms=state.last_duration_ms if state else None,
+        failing=failing,
+        stale=stale,
+    )
+
+
+CAUSE_LABELS = {
+    "missing_records": "Missing records",
+    "duplicate_records": "Records counted twice",
+    "unpriced_records": "Unpriced records",
+    "estimated_tokens": "Estimated tokens",
+    "price_mismatch": "Price mismatch",
+}
+
+
+@dataclass(frozen=True)
+class CauseRow:
+    label: str
+    message: str
+
+
+OBJECT_LABELS = {
+    "billing.planpurchase": "Purchase",
+    "billing.walletentry": "Wallet entry",
+    "billing.tokenplan": "Catalogue plan",
+    "billing.balancesnapshot": "Balance reading",
+    "billing.syncstate": "Provider sync",
+}
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    event: AuditEvent
+    what: str
+    detail: str
+
+
+def _audit_row(event: AuditEvent) -> AuditRow:
+    after = event.after if isinstance(event.after, dict) else {}
+    what = f"{OBJECT_LABELS.get(event.object_type, event.object_type)} #{event.object_id}"
+    if after.get("void_reason"):
+        detail = f"{after.get('name', '')} — voided: {after['void_reason']}".lstrip(" —")
+    elif "amount" in after:
+        amount = f"{Decimal(str(after['amount'])):,.2f} {after.get('currency', '')}".strip()
+        detail = " · ".join(v for v in (amount, after.get("note")) if v)
+    else:
+        detail = str(after.get("name") or after.get("note") or "")
+    return AuditRow(event, what, detail)
+
+
+@dataclass(frozen=True)
+class PlanRow:
+    status: selectors.PlanStatus
+    projected_unused: int | None  # None: the forecast has nothing for it (not in effect yet…)
+
+
+def _projected_unused(forecast: AccountForecast, purchase_id: int) -> int | None:
+    plan = forecast.plans.get(purchase_id)
+    return plan.projected_unused_tokens if plan is not None else None
+
+
+def _plans_context(request: HttpRequest, account: Account, **forms: FinanceForm) -> dict[str, Any]:
+    now = timezone.now()
+    statuses = selectors.plan_statuses(account, now=now, include_expired=True)
+    active = [s for s in statuses if s.purchase.expires_at > now]
+    expired = sorted(
+        (s for s in statuses if s.purchase.expires_at <= now), key=lambda s: s.purchase.expires_at, reverse=True
+    )
+    forecast = account_forecast(account, now=now)
+    # The window each sync reconciles (and alerts on), so the page and the alert agree.
+    hours = settings.BILLING_RECONCILIATION_HOURS
+    reconciliation = selectors.reconcile(account, start=now - timedelta(hours=hours), end=now)
+    ledger = Paginator(selectors.wallet_ledger(account), LEDGER_PAGE_SIZE).get_page(request.GET.get("page"))
+    audit = Paginator(selectors.audit_trail(account), AUDIT_PAGE_SIZE).get_page(request.GET.get("audit_page"))
+    return {
+        "account": account,
+        "tz_name": _tz_name(),
+        "now": now,
+        "active_plans": active,
+        "expired_plans": expired,
+        "voided_purchases": PlanPurchase.objects.filter(account=account, voided_at__isnull=False)
+        .select_related("voided_by")
+        .order_by("-voided_at"),
+        "token_balance": selectors.token_balance(active, now=now),
+        "wallet_balance": selectors.wallet_balance(account),
+        "provider_reported": selectors.latest_snapshot(account),
+        "forecast": forecast,
+        "active_rows": [PlanRow(s, _projected_unused(forecast, s.purchase.pk)) for s in active],
+        "sync": sync_health(account, now=now),
+        "sync_runs": selectors.sync_history(account, limit=5),
+        "sync_running": SyncOutcome.RUNNING,
+        "reconciliation": reconciliation,
+        "reconciliation_causes": [
+            CauseRow(CAUSE_LABELS.get(c.code, c.code.replace("_", " ").capitalize()), c.message)
+            for c in (reconciliation.causes if reconciliation else [])
+        ],
+        "reconciliation_hours": hours,
+        "ledger": ledger,
+        "audit": audit,
+        "audit_rows": [_audit_row(event) for event in audit.object_list],
+        "purchase_form": forms.get("purchase_form") or PurchaseForm(account=account),
+        "top_up_form": forms.get("top_up_form") or TopUpForm(account=account),
+        "adjustment_form": forms.get("adjustment_form") or AdjustmentForm(account=account),
+        "void_error": forms.get("void_error"),
+    }
+
+
+@role_required(Role.FINANCE)
+@require_GET
+def plans(request: HttpRequest) -> HttpResponse:
+    account = _account(request)
+    if account is None:
+        return render(request, "billing/plans.html", {"account": None})
+    context = _plans_context(request, account)
+    htmx = getattr(request, "htmx", None)
+    if wants_fragment(request) and htmx is not None and htmx.target == "wallet-ledger":
+        return render_page(request, "billing/plans.html", "billing/partials/plans_ledger.html", context)
+    return render(request, "billing/plans.html", context)
+
+
+def _invalid(request: HttpRequest, account: Account, **forms: Any) -> HttpResponse:
+    """The page again, with the submitted form and its errors, as a 400."""
+    return render(request, "billing/plans.html", _plans_context(request, account, **forms), status=400)
+
+
+def _no_account(request: HttpRequest) -> HttpResponse:
+    messages.error(request, "There is no TOKI account to record this against yet.")
+    return redirect("billing:plans")
+
+
+@role_required(Role.FINANCE)
+@require_POST
+def record_purchase(request: HttpRequest) -> HttpResponse:
+    account = _account(request)
+    if account is None:
+        return _no_account(request)
+    form = PurchaseForm(request.POST, account=account)
+    if form.is_valid():
+        try:
+            purchase, created = services.record_purchase(account, form.purchase_data(), Actor.of_user(request.user))
+        except BillingError as exc:
+            form.add_error(None, str(exc))
+        else:
+            if created:
+                messages.success(request, f"Recorded the purchase {purchase.name} ({purchase.tokens:,} tokens).")
+            else:
+                messages.info(request, f"The purchase {purchase.name} was already recorded; nothing was added.")
+            return redirect("billing:plans")
+    return _invalid(request, account, purchase_form=form)
+
+
+def _record_entry(request: HttpRequest, form_class: type[TopUpForm | AdjustmentForm], form_name: str) -> HttpResponse:
+    account = _account(request)
+    if account is None:
+        return _no_account(request)
+    form = form_class(request.POST, account=account)
+    if form.is_valid():
+        try:
+            entry, created = services.record_wallet_entry(account, form.entry_data(), Actor.of_user(request.user))
+        except BillingError as exc:
+            form.add_error(None, str(exc))
+        else:
+            what = entry.get_kind_display().lower()  # type: ignore[attr-defined]
+            if created:
+                messages.success(request, f"Recorded the {what} of {entry.amount:,.2f} {entry.currency}.")
+            else:
+                messages.info(request, f"This {what} was already recorded; nothing was added.")
+            return redirect("billing:plans")
+    return _invalid(request, account, **{form_name: form})
+
+
+@role_required(Role.FINANCE)
+@require_POST
+def record_top_up(request: HttpRequest) -> HttpResponse:
+    return _record_entry(request, TopUpForm, "top_up_form")
+
+
+@role_required(Role.FINANCE)
+@require_POST
+def record_adjustment(request: HttpRequest) -> HttpResponse:
+    return _record_entry(request, AdjustmentForm, "adjustment_form")
+
+
+@role_required(Role.FINANCE)
+@require_POST
+def void_purchase(request: HttpRequest) -> HttpResponse:
+    account = _account(request)
+    if account is None:
+        return _no_account(request)
+    form = VoidPurchaseForm(request.POST, account=account)
+    if form.is_valid():
+        try:
+            purchase = services.void_purchase(
+                form.cleaned_data["purchase"], Actor.of_user(request.user), form.cleaned_data["reason"]
+            )
+        except BillingError as exc:
+            form.add_error(None, str(exc))
+        else:
+            messages.success(request, f"Voided the purchase {purchase.name} (#{purchase.pk}).")
+            return redirect("billing:plans")
+    problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+    return _invalid(request, account, void_error=f"The purchase was not voided — {problems}")
+
+
+@role_required(Role.FINANCE)
+@require_POST
+def sync_now(request: HttpRequest) -> HttpResponse:
+    account = _account(request)
+    if account is None:
+        return _no_account(request)
+    account_id = account.pk
+    transaction.on_commit(lambda: tasks.sync_account.delay(account_id, SyncTrigger.MANUAL))
+    messages.success(request, f"A sync of {account.name} was requested; it runs in the background.")
+    return redirect("billing:plans")
+
+
+def token_balance_for_models(plans: Sequence[PlanState], models: list[str], *, now: datetime) -> int:
+    """Tokens usable now by the models in use: what purchases in effect that cover at least
+    one of them have left (every purchase in effect when no model is in use)."""
+    return sum(
+        plan.remaining
+        for plan in plans
+        if plan.effective_at <= now < plan.expires_at
+        and (not models or any(models_match(plan.models, model) for model in models))
+    )
+
+
+@role_required(Role.FINANCE, Role.ENGINEER)
+@require_GET
+def balance_card(request: HttpRequest) -> HttpResponse:
+    """The Overview's balance card: an htmx fragment, or a small page without JavaScript."""
+    account = _account(request)
+    context: dict[str, Any] = {"account": account, "tz_name": _tz_name()}
+    if account is not None:
+        now = timezone.now()
+        models = selectors.models_in_use(account, since=now - timedelta(days=MODELS_IN_USE_DAYS))
+        # The forecast's inputs carry the plans' balances: read once, used for both.
+        inputs = read_inputs(account, now=now)
+        forecast = forecast_from_inputs(inputs)
+        context |= {
+            "now": now,
+            "models_in_use": models,
+            "models_in_use_days": MODELS_IN_USE_DAYS,
+            "token_balance": token_balance_for_models(inputs.plans, models, now=now),
+            "wallet_balance": selectors.wallet_balance(account),
+            "sync": sync_health(account, now=now),
+            "forecast": forecast,
+        }
+    return render_page(request, "billing/balance_card.html", "billing/partials/balance_card.html", context)

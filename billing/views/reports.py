@@ -1,0 +1,135 @@
+"""Reports: a monthly statement (usage by model, key and team from the hourly rollups, plan
+and wallet consumption) and its CSV download. Months are calendar months in
+DASHBOARD_TIME_ZONE; the default is the last complete one."""
+
+from __future__ import annotations
+
+import csv
+import re
+from datetime import date, timedelta
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+
+from billing import selectors
+from toki_dashboard.roles import Role, role_required
+from usage.periods import dashboard_tz
+
+MONTH = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
+FIRST_YEAR, LAST_YEAR = 2000, 9998
+SECTION_LABELS = {"model": "Model", "key": "API key", "team": "Team"}
+SECTION_TITLES = {"model": "By model", "key": "By API key", "team": "By team"}
+NO_GROUP = {"model": "(no model)", "key": "(no key)", "team": "(no team)"}
+CSV_HEADER = [
+    "section",
+    "key",
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_tokens",
+    "tokens",
+    "cost",
+    "currency",
+]
+
+
+def parse_month(text: str) -> date | None:
+    """The first day of "YYYY-MM", or None when it is not a month we can show."""
+    match = MONTH.fullmatch(text.strip())
+    if match is None:
+        return None
+    year, month = int(match["year"]), int(match["month"])
+    if not (FIRST_YEAR <= year <= LAST_YEAR and 1 <= month <= 12):
+        return None
+    return date(year, month, 1)
+
+
+def last_complete_month(today: date | None = None) -> date:
+    today = today or timezone.localdate(timezone=dashboard_tz())
+    return (today.replace(day=1) - timedelta(days=1)).replace(day=1)
+
+
+def _shift(first_day: date, months: int) -> date:
+    index = first_day.year * 12 + first_day.month - 1 + months
+    return date(index // 12, index % 12 + 1, 1)
+
+
+@role_required(Role.FINANCE)
+@require_GET
+def reports(request: HttpRequest) -> HttpResponse:
+    account = request.account or None  # type: ignore[attr-defined]
+    requested = request.GET.get("month", "")
+    month = parse_month(requested) if requested else None
+    month_error = (
+        f"“{requested[:20]}” is not a month (YYYY-MM, {FIRST_YEAR}–{LAST_YEAR}); showing the last complete month."
+        if requested and month is None
+        else ""
+    )
+    month = month or last_complete_month()
+    context: dict[str, Any] = {
+        "account": account,
+        "month": month,
+        "month_value": f"{month:%Y-%m}",
+        "month_error": month_error,
+        "previous_month": f"{_shift(month, -1):%Y-%m}",
+        "next_month": f"{_shift(month, 1):%Y-%m}",
+        "tz_name": settings.DASHBOARD_TIME_ZONE,
+    }
+    if account is not None:
+        statement = selectors.monthly_statement(account, first_day=month)
+        context |= {
+            "statement": statement,
+            "sections": [
+                (name, SECTION_TITLES[name], SECTION_LABELS[name], NO_GROUP[name], rows)
+                for name, rows in statement.sections
+            ],
+        }
+    return render(request, "billing/reports.html", context, status=400 if month_error else 200)
+
+
+@role_required(Role.FINANCE)
+@require_GET
+def report_csv(request: HttpRequest, month: str) -> HttpResponse:
+    """The statement as CSV: one row per model, key and team (section column), then the total."""
+    account = request.account or None  # type: ignore[attr-defined]
+    first_day = parse_month(month)
+    if first_day is None or account is None:
+        raise Http404("No such statement")
+    statement = selectors.monthly_statement(account, first_day=first_day)
+    response = HttpResponse(content_type="text/csv; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="toki-statement-{account.slug}-{first_day:%Y-%m}.csv"'
+    writer = csv.writer(response)
+    writer.writerow(CSV_HEADER)
+    for name, rows in statement.sections:
+        for row in rows:
+            writer.writerow(_csv_row(name, row.key, row.totals, account.currency))
+    writer.writerow(_csv_row("total", "", statement.total, account.currency))
+    return response
+
+
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(text: str) -> str:
+    """A name as spreadsheet text: one starting like a formula is quoted, never evaluated."""
+    return f"'{text}" if text.startswith(FORMULA_STARTS) else text
+
+
+def _csv_row(section: str, key: str, totals: Any, currency: str) -> list[Any]:
+    return [
+        section,
+        _cell(key),
+        totals.requests,
+        totals.errors,
+        totals.prompt_tokens,
+        totals.completion_tokens,
+        totals.cached_tokens,
+        totals.tokens,
+        f"{totals.cost:f}",
+        currency,
+    ]

@@ -1,0 +1,48 @@
+"""Errors: failed requests of the period by cause (DESIGN.md §6), each with its remedy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest, HttpResponse, QueryDict
+from django.urls import reverse
+
+from toki_dashboard.htmx import render_page
+from toki_dashboard.roles import Role, role_required
+from usage import graphs, selectors
+from usage.errors import REMEDIES
+from usage.models import ErrorCause
+from usage.periods import PRESETS
+from usage.views.requests import PERIOD_FIELDS, keep, period_of, with_query
+
+
+@role_required(Role.ENGINEER)
+def errors_page(request: HttpRequest) -> HttpResponse:
+    account = request.account or None  # type: ignore[attr-defined]
+    period, period_warning = period_of(request.GET)
+    context: dict[str, Any] = {
+        "period": period,
+        "presets": PRESETS,
+        "account": account,
+        "notices": [period_warning] if period_warning else [],
+        "picker_url": reverse("usage:errors"),
+        "picker_target": "#errors-body",
+        "picker_keep": [],
+    }
+    if account is not None:
+        period_params = QueryDict(mutable=True)
+        for name, value in keep(request.GET, *PERIOD_FIELDS):
+            period_params[name] = value
+        requests_url = reverse("usage:requests")
+        causes = selectors.errors_by_cause(account=account, period=period)
+        labels = dict(ErrorCause.choices)
+        context |= {
+            "totals": selectors.totals(account=account, period=period),
+            "causes": [(c, with_query(requests_url, period_params, error_cause=c.cause)) for c in causes],
+            "all_failed_url": with_query(requests_url, period_params, status="failed"),
+            "chart": graphs.errors_per_day_chart(selectors.errors_per_day(account=account, period=period), labels)
+            if causes
+            else None,
+            "reference": [(labels[cause], REMEDIES[cause]) for cause in REMEDIES],
+        }
+    return render_page(request, "usage/errors.html", "usage/partials/errors_body.html", context)

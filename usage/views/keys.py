@@ -1,0 +1,66 @@
+"""Keys & teams: usage per API key and per team for the period, and a key's name and team."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import urlencode
+
+from toki_dashboard.htmx import render_page
+from toki_dashboard.roles import Role, role_required
+from usage import graphs, selectors
+from usage.forms import ApiKeyForm
+from usage.models import ApiKey
+from usage.periods import PRESETS, Period, dashboard_tz
+
+
+def _team_from(request: HttpRequest) -> str | None:
+    # NUL cannot be stored (PostgreSQL refuses it in text), so no team can be named with it.
+    team = request.GET.get("team", "").replace("\x00", "").strip()
+    return team[:100] or None
+
+
+@role_required(Role.ENGINEER)
+def keys(request: HttpRequest) -> HttpResponse:
+    account = request.account or None  # type: ignore[attr-defined]
+    period = Period.from_query(request.GET)
+    team = _team_from(request)
+    context = {"period": period, "presets": PRESETS, "account": account, "team": team, "no_team": selectors.NO_TEAM}
+    if account is not None:
+        teams = selectors.usage_by_team(account=account, period=period)
+        context |= {
+            "key_rows": selectors.usage_by_key(account=account, period=period, team=team),
+            "team_rows": teams,
+            "team_names": selectors.team_names(account=account),
+            "totals": selectors.totals(account=account, period=period),
+            "team_chart": graphs.spend_by_team_chart(teams, account.currency),
+            "period_query": urlencode(period.as_query()),
+            "query": urlencode(period.as_query() | ({"team": team} if team else {})),
+        }
+    with timezone.override(dashboard_tz()):
+        return render_page(request, "usage/keys.html", "usage/partials/keys_body.html", context)
+
+
+@role_required(Role.ENGINEER, Role.ADMIN)
+def key_edit(request: HttpRequest, pk: int) -> HttpResponse:
+    account = request.account or None  # type: ignore[attr-defined]
+    if account is None:
+        raise Http404("No account")
+    key = get_object_or_404(ApiKey, pk=pk, account=account)
+    back = request.POST.get("next") or request.GET.get("next") or ""
+    if not back.startswith("?"):
+        back = ""  # only a query string of the keys page, never another site
+    if request.method == "POST":
+        form = ApiKeyForm(request.POST)
+        if form.is_valid():
+            form.save(key)
+            messages.success(request, f"Saved key “{key.name}”.")
+            return redirect(reverse("usage:keys") + back)
+    else:
+        form = ApiKeyForm(initial={"name": key.name, "team": key.team})
+    status = 400 if form.errors else 200
+    with timezone.override(dashboard_tz()):
+        return render(request, "usage/keys_edit.html", {"form": form, "key": key, "next": back}, status=status)

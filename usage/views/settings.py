@@ -1,0 +1,128 @@
+"""Settings (admin only): API tokens, the price book, and the TOKI accounts."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+from django.utils.http import urlencode
+from django.views.decorators.http import require_POST
+
+from toki_dashboard.roles import Role, role_required
+from usage import selectors
+from usage.forms import ApiTokenForm, PriceForm
+from usage.models import Account, ApiToken, ModelPrice, TokenScope
+from usage.periods import Period, dashboard_tz
+from usage.services import revoke_api_token
+
+PRICES_PER_PAGE = 100
+
+
+def _text(value: str | None) -> str:
+    """A query value fit for a lookup: no NUL (PostgreSQL refuses it in text), at most a model name long."""
+    return (value or "").replace("\x00", "").strip()[:200]
+
+
+def _page(request: HttpRequest, template: str, context: dict[str, Any], *, status: int = 200) -> HttpResponse:
+    """Settings pages show times in the dashboard's time zone and are never cached."""
+    with timezone.override(dashboard_tz()):
+        response = render(request, template, context, status=status)
+    add_never_cache_headers(response)
+    return response
+
+
+def _token_context(request: HttpRequest, form: ApiTokenForm) -> dict[str, Any]:
+    tokens = ApiToken.objects.select_related("account", "created_by").order_by("revoked_at", "account__name", "name")
+    return {"section": "tokens", "form": form, "tokens": tokens, "scope_labels": dict(TokenScope.choices)}
+
+
+@role_required(Role.ADMIN)
+def api_tokens(request: HttpRequest) -> HttpResponse:
+    account = request.account or None  # type: ignore[attr-defined]
+    form = ApiTokenForm(initial={"account": account, "scopes": [TokenScope.INGEST]})
+    return _page(request, "usage/settings_tokens.html", _token_context(request, form))
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def api_token_create(request: HttpRequest) -> HttpResponse:
+    form = ApiTokenForm(request.POST)
+    if not form.is_valid():
+        return _page(request, "usage/settings_tokens.html", _token_context(request, form), status=400)
+    token, plaintext = form.save(created_by=request.user)
+    # Shown in this answer only: never stored, logged, put in a URL or the session.
+    context = {"section": "tokens", "token": token, "plaintext": plaintext, "scope_labels": dict(TokenScope.choices)}
+    return _page(request, "usage/settings_token_created.html", context, status=201)
+
+
+@role_required(Role.ADMIN)
+def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    token = get_object_or_404(ApiToken.objects.select_related("account"), pk=pk)
+    if request.method == "POST":
+        if token.is_active:
+            revoke_api_token(token)
+            messages.success(request, f"Revoked “{token.name}”: it no longer authenticates.")
+        return redirect("usage:settings")
+    return _page(request, "usage/settings_token_revoke.html", {"section": "tokens", "token": token})
+
+
+def _price_context(request: HttpRequest, form: PriceForm) -> dict[str, Any]:
+    account = request.account or None  # type: ignore[attr-defined]
+    search = _text(request.GET.get("q") or request.GET.get("model"))
+    prices = ModelPrice.objects.select_related("account").order_by("model_pattern", "account__name", "-effective_from")
+    if search:
+        prices = prices.filter(model_pattern__icontains=search)
+    page = Paginator(prices, PRICES_PER_PAGE).get_page(request.GET.get("page"))
+    unpriced = selectors.unpriced_models(account=account, period=Period.from_query({})) if account else []
+    return {
+        "section": "prices",
+        "form": form,
+        "page": page,
+        "search": search,
+        "now": timezone.now(),
+        "unpriced": unpriced,
+        "search_query": urlencode({"q": search}) if search else "",
+        "time_zone_name": dashboard_tz().key,
+    }
+
+
+@role_required(Role.ADMIN)
+def prices(request: HttpRequest) -> HttpResponse:
+    account = request.account or None  # type: ignore[attr-defined]
+    if request.method == "POST":
+        form = PriceForm(request.POST)
+        with timezone.override(dashboard_tz()):  # a datetime-local means the dashboard's time zone
+            valid = form.is_valid()
+        if valid:
+            price = form.save()
+            messages.success(
+                request,
+                f"Added a price for {price.model_pattern}. "
+                "The requests it applies to are being re-costed in the background.",
+            )
+            return redirect(reverse("usage:prices") + "?" + urlencode({"q": price.model_pattern}))
+        return _page(request, "usage/settings_prices.html", _price_context(request, form), status=400)
+    model = _text(request.GET.get("model"))
+    initial: dict[str, Any] = {
+        "model_pattern": model,
+        "account": account,
+        "currency": account.currency if account else "",
+    }
+    if model and ModelPrice.objects.filter(model_pattern=model).exists():
+        initial["effective_from"] = timezone.now().replace(second=0, microsecond=0)  # a change: from now on
+    form = PriceForm(initial=initial)
+    return _page(request, "usage/settings_prices.html", _price_context(request, form))
+
+
+@role_required(Role.ADMIN)
+def accounts(request: HttpRequest) -> HttpResponse:
+    rows = Account.objects.order_by("name").only(
+        "name", "slug", "currency", "provider", "base_url", "credentials_encrypted", "created_at"
+    )
+    return _page(request, "usage/settings_accounts.html", {"section": "accounts", "accounts": rows})
