@@ -326,7 +326,7 @@ def likely_causes(
         causes.append(
             Cause(
                 "price_mismatch",
-                f"The provider charged {abs(drift)} {account.currency} {direction} than the dashboard computed"
+                f"The provider charged {abs(drift):,.2f} {account.currency} {direction} than the dashboard computed"
                 f"{share}: the price book may not match TOKI's prices.",
             )
         )
