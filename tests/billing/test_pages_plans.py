@@ -91,7 +91,7 @@ def test_the_plans_page_shows_each_purchases_used_and_remaining_tokens_and_the_w
     assert f">{expected['used']:,}<" in row
     assert f"{expected['granted'] - expected['used']:,}" in row
     remaining = expected["granted"] - expected["used"]
-    assert f'<progress class="burn__bar" max="{expected["granted"]}" value="{remaining}"' in row
+    assert f'<progress class="share__bar" max="{expected["granted"]}" value="{remaining}"' in row
     assert "gpt-4o*" in row
     assert text_of(html, "token-balance").startswith(f"{expected['granted'] - expected['used']:,}")
     assert text_of(html, "wallet-balance").startswith(f"{expected['wallet']:,.2f}")
