@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 PORT ?= 8000
 
-.PHONY: run test lint format bench-ingest clean
+.PHONY: run test lint format bench-ingest bench-pages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# Benchmarks (DESIGN.md §8) against PostgreSQL: BENCH_DATABASE_URL names a disposable database.
+BENCH_DATABASE_URL ?= postgres://toki:toki@127.0.0.1:5432/toki_bench
+
+bench-ingest: $(VENV)/.installed-dev
+	$(BIN)/python bench/ingest.py --database-url $(BENCH_DATABASE_URL)
+
+bench-pages: $(VENV)/.installed-dev
+	$(BIN)/python bench/generate.py --database-url $(BENCH_DATABASE_URL)
+	$(BIN)/python bench/pages.py --database-url $(BENCH_DATABASE_URL)
 
 clean:
 	rm -rf var staticfiles .pytest_cache

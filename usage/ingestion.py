@@ -8,8 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import dataclass
-from datetime import UTC
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from django.utils import timezone
@@ -54,10 +54,17 @@ def resolve_keys(account: Account, values: set[str]) -> dict[str, ApiKey]:
     return {value: known[identity.fingerprint] for value, identity in identities.items()}
 
 
+# json.dumps(payload, sort_keys=True, separators=(",", ":")) without building an encoder per call.
+_CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
+
+
 def content_hash(record: RecordIn) -> str:
-    """Digest of what the client sent, so a replay can be told from a conflict."""
+    """Digest of what the client sent, so a replay can be told from a conflict.
+
+    Stored with every record: any change to it would turn replays of stored records into conflicts.
+    """
     payload = record.model_dump(mode="json", exclude_none=True)
-    return hashlib.sha256(json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    return hashlib.sha256(_CANONICAL_JSON(payload).encode()).hexdigest()
 
 
 def lengths_of(record: RecordIn) -> Lengths:
@@ -81,6 +88,8 @@ class RowBuilder:
     prices: PriceBook
     estimator: Estimator
     source: str
+    # One creation time for the batch: the rows are written together.
+    created_at: datetime = field(default_factory=timezone.now)
 
     def build(self, record: RecordIn, digest: str) -> dict[str, Any]:
         """The row for `record`; `digest` is its content_hash, computed once by the caller."""
@@ -145,5 +154,5 @@ class RowBuilder:
             "source": self.source,
             "metadata": record.metadata,
             "content_hash": digest,
-            "created_at": timezone.now(),
+            "created_at": self.created_at,
         }

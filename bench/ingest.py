@@ -1,0 +1,319 @@
+"""Ingestion speed into PostgreSQL against a raw COPY into the same table (DESIGN.md §8).
+
+    .venv/bin/python bench/ingest.py [--records 200000] [--batch 1000] [--workers 2] [--clients 4]
+                                     [--database-url postgres://toki:toki@127.0.0.1:5432/toki_bench]
+
+The database must exist and be disposable (it is migrated; the accounts bench-copy,
+bench-import and bench-api are emptied before and after their runs; other data is left
+alone). In one run, on the same generated records (bench/_common.generate_records; spread
+so that there are as many per hour as 1,000,000 over 60 days):
+
+1. raw COPY: the rows ingestion would store, prepared beforehand in COPY's text format,
+   streamed with one `COPY usage_usagerecord FROM STDIN` and committed (every index and
+   foreign-key check of the real table; no parsing, validation, pricing or rollup). The
+   baseline the others are measured against.
+2. `manage.py import_usage FILE` of the same records as JSONL, in a subprocess, then the
+   same file again (a replay: nothing new may be stored).
+3. `POST /api/v1/usage` in batches of --batch through a real server: uvicorn running
+   toki_dashboard.asgi (--workers processes, DEBUG off) and --clients concurrent httpx
+   clients with an ingestion token created for the run; then one replayed pass.
+
+Afterwards the rollups of the import and API accounts must equal a recount of their records.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench._common import (
+    BENCH_DATABASE_URL,
+    BENCH_ENV,
+    PYTHON,
+    ROOT,
+    generate_records,
+    machine,
+    setup_django,
+)
+from bench.proxy import free_port, wait_for_port
+
+DESIGN_RATE_PER_DAY = 1_000_000 / 60  # the pages benchmark's density of records
+
+
+def empty_account(slug: str) -> Any:
+    """The account `slug` with its prices, with no records or rollups left (fast SQL, then VACUUM)."""
+    from django.db import connection
+
+    from bench._common import ensure_account
+
+    account = ensure_account(slug)
+    with connection.cursor() as cursor:
+        for table in ("billing_allocation", "usage_usagerecord", "usage_hourlyusage"):
+            column = "record_id IN (SELECT id FROM usage_usagerecord WHERE account_id = %s)"
+            where = column if table == "billing_allocation" else "account_id = %s"
+            cursor.execute(f"DELETE FROM {table} WHERE {where}", [account.pk])
+    vacuum()
+    return account
+
+
+def vacuum() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("VACUUM ANALYZE usage_usagerecord")
+        cursor.execute("VACUUM ANALYZE usage_hourlyusage")
+
+
+def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
+    with path.open("w") as file:
+        for record in records:
+            file.write(json.dumps(record, separators=(",", ":")) + "\n")
+
+
+def copy_text(account: Any, records: list[dict[str, Any]]) -> tuple[bytes, str]:
+    """The rows ingestion would store for `records`, in COPY text format, and their column list.
+
+    Built through the production row builder, then turned into COPY text by the server
+    itself (COPY into a temporary table, COPY out): what psql's \\copy would send.
+    """
+    from django.db import connection, transaction
+
+    from usage.estimation import current_estimator
+    from usage.ingestion import RowBuilder, content_hash, resolve_keys
+    from usage.models import UsageRecord
+    from usage.pricing import PriceBook
+    from usage.schemas import validate_records
+    from usage.sql import _json_text
+
+    valid, rejected = validate_records(records)
+    assert not rejected, rejected[:3]
+    keys = resolve_keys(account, {r.api_key for _, r in valid if r.api_key})
+    builder = RowBuilder(account, keys, PriceBook.for_account(account), current_estimator(), "import")
+    rows = [builder.build(record, content_hash(record)) for _, record in valid]
+    names = list(rows[0])
+    fields = [UsageRecord._meta.get_field(name) for name in names]
+    columns = ", ".join(f.column for f in fields)  # type: ignore[union-attr]
+    json_names = {n for n, f in zip(names, fields, strict=True) if f.get_internal_type() == "JSONField"}
+    out = io.BytesIO()
+    with transaction.atomic(), connection.cursor() as cursor:
+        cursor.execute(
+            f"CREATE TEMP TABLE bench_copy ON COMMIT DROP AS SELECT {columns} FROM usage_usagerecord LIMIT 0"
+        )
+        with cursor.cursor.copy(f"COPY bench_copy ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row([_json_text(row[n]) if n in json_names else row[n] for n in names])
+        with cursor.cursor.copy(f"COPY bench_copy ({columns}) TO STDOUT") as copy:
+            for block in copy:
+                out.write(block)
+    return out.getvalue(), columns
+
+
+def raw_copy(data: bytes, columns: str) -> float:
+    """Seconds to COPY `data` into usage_usagerecord and commit."""
+    from django.db import connection, transaction
+
+    block = 1 << 20
+    started = time.perf_counter()
+    with (
+        transaction.atomic(),
+        connection.cursor() as cursor,
+        cursor.cursor.copy(f"COPY usage_usagerecord ({columns}) FROM STDIN") as copy,
+    ):
+        for start in range(0, len(data), block):
+            copy.write(data[start : start + block])
+    return time.perf_counter() - started
+
+
+def child_env(database_url: str, var: Path) -> dict[str, str]:
+    env = os.environ | BENCH_ENV | {"DATABASE_URL": database_url, "TOKI_VAR_DIR": str(var)}
+    env.pop("REDIS_URL", None)
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return env
+
+
+def run_import(path: Path, slug: str, env: dict[str, str]) -> tuple[float, str, int]:
+    """(wall seconds, the command's summary, peak RSS in MB) of `manage.py import_usage`."""
+    started = time.perf_counter()
+    code = (
+        "import resource, subprocess, sys; "
+        "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+        "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr[-2000:]); "
+        "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)"
+    )
+    out = subprocess.run(
+        [PYTHON, "-c", code, PYTHON, str(ROOT / "manage.py"), "import_usage", str(path), "--account", slug],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    wall = time.perf_counter() - started
+    if out.returncode:
+        raise RuntimeError(f"import_usage failed: {out.stderr[-2000:]}")
+    rss = int(re.search(r"MAXRSS (\d+)", out.stdout).group(1)) // 1024  # type: ignore[union-attr]
+    summary = " ".join(line for line in out.stdout.splitlines() if not line.startswith("MAXRSS"))
+    return wall, summary, rss
+
+
+def elapsed_of(summary: str) -> float:
+    return float(re.search(r"Elapsed ([0-9.]+) s", summary).group(1))  # type: ignore[union-attr]
+
+
+def post_batches(port: int, token: str, records: list[dict[str, Any]], batch: int, clients: int) -> tuple[float, dict]:
+    """Seconds to POST every record in batches from `clients` threads, and the summed answers."""
+    import httpx
+
+    bodies = [json.dumps({"records": records[i : i + batch]}).encode() for i in range(0, len(records), batch)]
+    totals = {"accepted": 0, "duplicates": 0, "conflicts": 0, "rejected": 0}
+    lock = threading.Lock()
+    cursor = iter(range(len(bodies)))
+    errors: list[str] = []
+
+    def client() -> None:
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=headers, timeout=120) as http:
+            while True:
+                with lock:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                answer = http.post("/api/v1/usage", content=bodies[index])
+                if answer.status_code != 200:
+                    errors.append(f"{answer.status_code}: {answer.text[:300]}")
+                    return
+                body = answer.json()
+                with lock:
+                    for name in totals:
+                        value = body[name]
+                        totals[name] += len(value) if isinstance(value, list) else value
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    if errors:
+        raise RuntimeError(f"the API answered {errors[0]}")
+    return elapsed, totals
+
+
+def start_server(env: dict[str, str], workers: int) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    server = subprocess.Popen(
+        [PYTHON, "-m", "uvicorn", "toki_dashboard.asgi:application", "--port", str(port), "--workers", str(workers)]
+        + ["--no-access-log", "--log-level", "warning"],
+        env=env,
+        cwd=ROOT,
+    )
+    wait_for_port(port, server)
+    # The port opens before every worker has imported Django: warm each one up.
+    import httpx
+
+    for _ in range(workers * 4):
+        httpx.get(f"http://127.0.0.1:{port}/api/v1/openapi.json", timeout=60)
+    return server, port
+
+
+def line(label: str, records: int, seconds: float, baseline: float | None) -> str:
+    rate = records / seconds if seconds else float("inf")
+    ratio = f"{rate / baseline:6.1%} of raw COPY" if baseline else ""
+    return f"{label:48} {records:>9,} records {seconds:8.2f} s {rate:>10,.0f} records/s  {ratio}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--batch", type=int, default=1000, help="records per API request (default 1000)")
+    parser.add_argument("--workers", type=int, default=2, help="uvicorn worker processes (default 2)")
+    parser.add_argument("--clients", type=int, default=4, help="concurrent API clients (default 4)")
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", BENCH_DATABASE_URL))
+    parser.add_argument("--seed", type=int, default=3)
+    args = parser.parse_args()
+    if not args.database_url.startswith("postgres"):
+        parser.error("this benchmark measures PostgreSQL: pass a postgres:// --database-url")
+
+    var = Path(tempfile.mkdtemp(prefix="toki-bench-ingest-"))
+    os.environ["TOKI_VAR_DIR"] = str(var)
+    setup_django(args.database_url)
+    from django.core.management import call_command
+
+    from usage import rollups
+    from usage.services import create_api_token
+
+    call_command("migrate", verbosity=0)
+    print(f"machine: {machine()}")
+    days = max(1, round(args.records / DESIGN_RATE_PER_DAY))
+    print(f"generating {args.records:,} records over {days} days …", flush=True)
+    records = list(generate_records(args.records, days=days, seed=args.seed, prefix="ingest"))
+    path = var / "usage.jsonl"
+    write_jsonl(path, records)
+    print(f"file: {path.stat().st_size / 1e6:,.1f} MB", flush=True)
+
+    results: list[str] = []
+    copy_account = empty_account("bench-copy")
+    data, columns = copy_text(copy_account, records)
+    vacuum()
+    copy_seconds = raw_copy(data, columns)
+    baseline = args.records / copy_seconds
+    results.append(line("raw COPY into usage_usagerecord", args.records, copy_seconds, None))
+    print(results[-1], flush=True)
+    del data
+    empty_account("bench-copy")
+
+    env = child_env(args.database_url, var)
+    import_account = empty_account("bench-import")
+    wall, summary, rss = run_import(path, "bench-import", env)
+    seconds = elapsed_of(summary)
+    assert f"{args.records:,} accepted" in summary, summary
+    results.append(line("import_usage (JSONL)", args.records, seconds, baseline))
+    print(results[-1], f"| wall {wall:.1f} s with start-up, peak RSS {rss} MB", flush=True)
+    wall, summary, rss = run_import(path, "bench-import", env)
+    assert "0 accepted" in summary and f"{args.records:,} duplicates" in summary, summary
+    results.append(line("import_usage replay (all duplicates)", args.records, elapsed_of(summary), baseline))
+    print(results[-1], f"| peak RSS {rss} MB", flush=True)
+    mismatches = rollups.verify(import_account)
+    print(f"import rollups equal a recount: {not mismatches}")
+
+    api_account = empty_account("bench-api")
+    _token, secret = create_api_token(account=api_account, name="bench", scopes=["ingest"])
+    server, port = start_server(env, args.workers)
+    try:
+        label = f"POST /api/v1/usage, {args.batch:,}/request, {args.workers}w {args.clients}c"
+        seconds, totals = post_batches(port, secret, records, args.batch, args.clients)
+        assert totals["accepted"] == args.records, totals
+        results.append(line(label, args.records, seconds, baseline))
+        print(results[-1], flush=True)
+        seconds, totals = post_batches(port, secret, records, args.batch, args.clients)
+        assert totals["duplicates"] == args.records, totals
+        results.append(line("POST /api/v1/usage replay (all duplicates)", args.records, seconds, baseline))
+        print(results[-1], flush=True)
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
+    mismatches_api = rollups.verify(api_account)
+    print(f"API rollups equal a recount: {not mismatches_api}")
+    for slug in ("bench-import", "bench-api"):
+        empty_account(slug)
+    print("\nsummary")
+    print("\n".join(results))
+    if mismatches or mismatches_api:
+        sys.exit("rollups differ from a recount")
+
+
+if __name__ == "__main__":
+    main()
