@@ -83,7 +83,9 @@ def page(
     rows = filtered(account, filters)
     if cursor:
         when, pk = decode_cursor(cursor)
-        rows = rows.filter(Q(occurred_at__lt=when) | Q(occurred_at=when, id__lt=pk))
+        # The plain bound lets the (account, occurred_at) index start at the cursor; the OR alone
+        # is not an index condition, and the database would filter every newer row first.
+        rows = rows.filter(Q(occurred_at__lt=when) | Q(occurred_at=when, id__lt=pk), occurred_at__lte=when)
     found = list(rows[: limit + 1])
     if len(found) > limit:
         return found[:limit], encode_cursor(found[limit - 1])
@@ -99,7 +101,7 @@ def newer_page(
     when, pk = decode_cursor(cursor)
     rows = (
         filtered(account, filters)
-        .filter(Q(occurred_at__gt=when) | Q(occurred_at=when, id__gt=pk))
+        .filter(Q(occurred_at__gt=when) | Q(occurred_at=when, id__gt=pk), occurred_at__gte=when)
         .order_by("occurred_at", "id")
     )
     found = list(rows[: limit + 1])
