@@ -6,4 +6,4 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage"
 
     def ready(self) -> None:
-        from usage import receivers  # noqa: F401  (connects the signal receivers)
+        from usage import checks, receivers  # noqa: F401  (registers the checks, connects the receivers)

@@ -24,6 +24,10 @@ class Provider(models.TextChoices):
     NEWAPI_CONSOLE = "newapi_console", "New API console"
 
 
+def dashboard_time_zone() -> str:
+    return settings.DASHBOARD_TIME_ZONE
+
+
 class Account(models.Model):
     """A TOKI account: where its API lives, how to read its balance, and in what currency."""
 
@@ -37,6 +41,9 @@ class Account(models.Model):
     credentials_hint = models.CharField(max_length=32, blank=True, default="")
     sync_interval_minutes = models.PositiveIntegerField(default=5)
     created_at = models.DateTimeField(default=timezone.now)
+    # The time zone whose days the account's DailyUsage rows hold; pages fall back to the
+    # hourly rollup while it differs from DASHBOARD_TIME_ZONE (until rebuild_rollups).
+    daily_rollup_zone = models.CharField(max_length=64, default=dashboard_time_zone, editable=False)
 
     class Meta:
         ordering = ["name"]
@@ -216,14 +223,9 @@ class UsageRecord(models.Model):
         return self.error_cause != ErrorCause.NONE
 
 
-class HourlyUsage(models.Model):
-    """Usage summed per (account, UTC hour, model, key, team): what pages and totals read."""
+class UsageTotals(models.Model):
+    """The summed columns of both rollups."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
-    hour = models.DateTimeField()
-    model = models.CharField(max_length=200)
-    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    team = models.CharField(max_length=100, blank=True, default="")
     requests = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
@@ -254,6 +256,19 @@ class HourlyUsage(models.Model):
     )
 
     class Meta:
+        abstract = True
+
+
+class HourlyUsage(UsageTotals):
+    """Usage summed per (account, UTC hour, model, key, team): hourly charts and time windows read it."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    hour = models.DateTimeField()
+    model = models.CharField(max_length=200)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    team = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
         constraints = [
             # COALESCE so that "no key" is one group, on SQLite as on PostgreSQL.
             models.UniqueConstraint(
@@ -264,6 +279,33 @@ class HourlyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.hour:%Y-%m-%d %H:00} {self.model}"
+
+
+class DailyUsage(UsageTotals):
+    """Usage summed per (account, day in DASHBOARD_TIME_ZONE, model, key, team).
+
+    Pages pick whole days, so their totals and tables read this: a month is some
+    thousands of rows instead of a hundred thousand hourly ones. Days follow the
+    dashboard's time zone; after changing DASHBOARD_TIME_ZONE, `manage.py
+    rebuild_rollups` recomputes them (the rollup check of `manage.py check` says so).
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    team = models.CharField(max_length=100, blank=True, default="")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                "account", "day", "model", Coalesce("api_key", 0), "team", name="dailyusage_unique_group"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "day"], name="daily_account_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.model}"
 
 
 class TokenScope(models.TextChoices):

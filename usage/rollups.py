@@ -1,38 +1,68 @@
-"""HourlyUsage: the rollup every page reads. Added to by ingestion in the same
-transaction as the records, and rebuildable from the records to prove it exact."""
+"""The rollups every page reads: HourlyUsage (UTC hours) and DailyUsage (days in
+DASHBOARD_TIME_ZONE). Added to by ingestion in the same transaction as the records,
+and rebuildable from the records to prove them exact."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
+from functools import cache
 from typing import Any
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Count, F, Q, Sum
-from django.db.models.functions import Coalesce, TruncHour
+from django.db.models.functions import Coalesce, TruncDate, TruncHour
 
-from usage.models import Account, ErrorCause, HourlyUsage, TokensSource, UsageRecord
+from usage.models import Account, DailyUsage, ErrorCause, HourlyUsage, TokensSource, UsageRecord, UsageTotals
 from usage.sql import upsert_adding
 
-GROUP = ("account", "hour", "model", "api_key", "team")
-CONFLICT_SQL = "account_id, hour, model, COALESCE(api_key_id, 0), team"
+
+@dataclass(frozen=True)
+class Rollup:
+    model: type[UsageTotals]
+    bucket_field: str  # "hour" or "day"
+    bucket: Callable[[datetime], datetime | date]  # a record's occurred_at → its bucket
+
+    @property
+    def group(self) -> tuple[str, ...]:
+        return ("account", self.bucket_field, "model", "api_key", "team")
+
+    @property
+    def conflict_sql(self) -> str:
+        return f"account_id, {self.bucket_field}, model, COALESCE(api_key_id, 0), team"
 
 
 def _hour(moment: datetime) -> datetime:
     return moment.replace(minute=0, second=0, microsecond=0)
 
 
-def deltas_for(rows: Iterable[dict[str, Any]], *, sign: int = 1) -> list[dict[str, Any]]:
+@cache
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def _local_day(moment: datetime) -> date:
+    return moment.astimezone(_zone(settings.DASHBOARD_TIME_ZONE)).date()
+
+
+HOURLY = Rollup(HourlyUsage, "hour", _hour)
+DAILY = Rollup(DailyUsage, "day", _local_day)
+ROLLUPS = (HOURLY, DAILY)
+
+
+def deltas_for(rows: Iterable[dict[str, Any]], *, sign: int = 1, rollup: Rollup = HOURLY) -> list[dict[str, Any]]:
     """Per-group sums of record rows (as built for insertion), sorted so that
     concurrent writers lock groups in the same order."""
     groups: dict[tuple, dict[str, Any]] = {}
     for row in rows:
-        group = (row["account"], _hour(row["occurred_at"]), row["model"], row["api_key"], row["team"])
+        group = (row["account"], rollup.bucket(row["occurred_at"]), row["model"], row["api_key"], row["team"])
         acc = groups.get(group)
         if acc is None:
-            acc = dict(zip(GROUP, group, strict=True)) | {c: 0 for c in HourlyUsage.COUNTERS}
+            acc = dict(zip(rollup.group, group, strict=True)) | {c: 0 for c in UsageTotals.COUNTERS}
             acc["cost"] = Decimal(0)
             groups[group] = acc
         estimated = row["tokens_source"] == TokensSource.ESTIMATED
@@ -53,10 +83,19 @@ def deltas_for(rows: Iterable[dict[str, Any]], *, sign: int = 1) -> list[dict[st
 
 
 def add(rows: Iterable[dict[str, Any]], *, sign: int = 1) -> None:
-    upsert_adding(HourlyUsage, deltas_for(rows, sign=sign), conflict_sql=CONFLICT_SQL, counters=HourlyUsage.COUNTERS)
+    rows = list(rows)
+    for rollup in ROLLUPS:
+        deltas = deltas_for(rows, sign=sign, rollup=rollup)
+        upsert_adding(rollup.model, deltas, conflict_sql=rollup.conflict_sql, counters=UsageTotals.COUNTERS)
 
 
-def recount(account: Account) -> dict[tuple, dict[str, Any]]:
+def _bucket_expression(rollup: Rollup) -> TruncHour | TruncDate:
+    if rollup is DAILY:
+        return TruncDate("occurred_at", tzinfo=_zone(settings.DASHBOARD_TIME_ZONE))
+    return TruncHour("occurred_at")
+
+
+def recount(account: Account, rollup: Rollup = HOURLY) -> dict[tuple, dict[str, Any]]:
     """Rollup values computed from scratch from the raw records, keyed by group."""
     estimated = Q(tokens_source=TokensSource.ESTIMATED)
     # Aliases differ from the field names: Django refuses Sum("x") annotated as "x".
@@ -76,25 +115,26 @@ def recount(account: Account) -> dict[tuple, dict[str, Any]]:
     }
     rows = (
         UsageRecord.objects.filter(account=account)
-        .annotate(hour=TruncHour("occurred_at"))
-        .values("hour", "model", "api_key", "team")
+        .annotate(bucket=_bucket_expression(rollup))
+        .values("bucket", "model", "api_key", "team")
         .annotate(**{f"sum_{name}": agg for name, agg in aggregates.items()})
         .order_by()
     )
     result = {}
     for row in rows:
-        group = (row["hour"], row["model"], row["api_key"], row["team"])
+        group = (row["bucket"], row["model"], row["api_key"], row["team"])
         result[group] = {name: row[f"sum_{name}"] for name in aggregates}
     return result
 
 
-def stored(account: Account) -> dict[tuple, dict[str, Any]]:
+def stored(account: Account, rollup: Rollup = HOURLY) -> dict[tuple, dict[str, Any]]:
     """The stored rollup, keyed like `recount`; empty groups are ignored."""
     result: dict[tuple, dict[str, Any]] = {}
-    for row in HourlyUsage.objects.filter(account=account).values(
-        "hour", "model", "api_key", "team", *HourlyUsage.COUNTERS
+    bucket = rollup.bucket_field
+    for row in rollup.model.objects.filter(account=account).values(
+        bucket, "model", "api_key", "team", *UsageTotals.COUNTERS
     ):
-        key = (row.pop("hour"), row.pop("model"), row.pop("api_key"), row.pop("team"))
+        key = (row.pop(bucket), row.pop("model"), row.pop("api_key"), row.pop("team"))
         if row["requests"]:
             result[key] = row
     return result
@@ -108,13 +148,16 @@ class Mismatch:
 
 
 def verify(account: Account) -> list[Mismatch]:
-    """Groups where the stored rollup differs from a recount of the records."""
-    expected, actual = recount(account), stored(account)
-    return [
-        Mismatch(group, actual.get(group), expected.get(group))
-        for group in sorted(set(expected) | set(actual), key=repr)
-        if not _same(actual.get(group), expected.get(group))
-    ]
+    """Groups of either rollup where the stored values differ from a recount of the records."""
+    mismatches = []
+    for rollup in ROLLUPS:
+        expected, actual = recount(account, rollup), stored(account, rollup)
+        mismatches += [
+            Mismatch((rollup.bucket_field, *group), actual.get(group), expected.get(group))
+            for group in sorted(set(expected) | set(actual), key=repr)
+            if not _same(actual.get(group), expected.get(group))
+        ]
+    return mismatches
 
 
 def _same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
@@ -123,17 +166,24 @@ def _same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     # SQLite keeps decimals as floating point; compare money to a ten-millionth there.
     return all(
         abs(Decimal(a[c]) - Decimal(b[c])) < Decimal("1e-7") if c == "cost" else a[c] == b[c]
-        for c in HourlyUsage.COUNTERS
+        for c in UsageTotals.COUNTERS
     )
 
 
 @transaction.atomic
 def rebuild(account: Account) -> int:
-    """Replace the account's rollup with a recount of its records; returns the group count."""
-    HourlyUsage.objects.filter(account=account).delete()
-    rows = [
-        HourlyUsage(account=account, hour=hour, model=model, api_key_id=key, team=team, **values)
-        for (hour, model, key, team), values in recount(account).items()
-    ]
-    HourlyUsage.objects.bulk_create(rows, batch_size=2000)
-    return len(rows)
+    """Replace the account's rollups with a recount of its records; returns the hourly group count."""
+    counts = []
+    for rollup in ROLLUPS:
+        rollup.model.objects.filter(account=account).delete()
+        rows = [
+            rollup.model(
+                account=account, **{rollup.bucket_field: bucket}, model=model, api_key_id=key, team=team, **values
+            )
+            for (bucket, model, key, team), values in recount(account, rollup).items()
+        ]
+        rollup.model.objects.bulk_create(rows, batch_size=2000)
+        counts.append(len(rows))
+    Account.objects.filter(pk=account.pk).update(daily_rollup_zone=settings.DASHBOARD_TIME_ZONE)
+    account.daily_rollup_zone = settings.DASHBOARD_TIME_ZONE
+    return counts[0]

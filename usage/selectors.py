@@ -1,4 +1,4 @@
-"""Reads for the usage pages and API. Totals come from HourlyUsage, aggregated in the database."""
+"""Reads for the usage pages and API. Totals come from the daily rollup, aggregated in the database."""
 
 from __future__ import annotations
 
@@ -6,10 +6,11 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 
+from django.conf import settings
 from django.db.models import F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
-from usage.models import Account, HourlyUsage
+from usage.models import Account, DailyUsage, HourlyUsage
 from usage.periods import Period
 
 ZERO = Decimal(0)
@@ -58,12 +59,22 @@ def _sums() -> dict[str, Coalesce]:
     return sums
 
 
-def hourly(account: Account, period: Period) -> QuerySet[HourlyUsage]:
-    return HourlyUsage.objects.filter(account=account, hour__gte=period.start, hour__lt=period.end)
+def rollup_rows(account: Account, period: Period) -> QuerySet[DailyUsage] | QuerySet[HourlyUsage]:
+    """The rollup rows of the period, each with its `day` in the dashboard's time zone.
+
+    Periods are whole days, so the daily rollup answers them; while its days belong to
+    another time zone (DASHBOARD_TIME_ZONE changed, rebuild_rollups not run yet) the
+    hourly rollup does, more slowly but right.
+    """
+    if account.daily_rollup_zone == settings.DASHBOARD_TIME_ZONE:
+        return DailyUsage.objects.filter(account=account, day__gte=period.first_day, day__lte=period.last_day)
+    return HourlyUsage.objects.filter(account=account, hour__gte=period.start, hour__lt=period.end).annotate(
+        day=TruncDate("hour", tzinfo=period.tz)
+    )
 
 
 def totals(*, account: Account, period: Period) -> Totals:
-    return Totals(**hourly(account, period).aggregate(**_sums()))
+    return Totals(**rollup_rows(account, period).aggregate(**_sums()))
 
 
 @dataclass(frozen=True)
@@ -77,8 +88,7 @@ class ModelDay:
 def spend_by_model_per_day(*, account: Account, period: Period) -> list[ModelDay]:
     """Daily spend per model in the dashboard's time zone."""
     rows = (
-        hourly(account, period)
-        .annotate(day=TruncDate("hour", tzinfo=period.tz))
+        rollup_rows(account, period)
         .values("day", "model")
         .annotate(cost=Coalesce(Sum("cost"), ZERO), tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
         .order_by("day", "model")
@@ -95,7 +105,7 @@ class GroupTotals:
 def top_by(*, account: Account, period: Period, dimension: str, limit: int = 5) -> list[GroupTotals]:
     """The groups (model, api_key__name or team) with the highest spend, then tokens."""
     rows = (
-        hourly(account, period)
+        rollup_rows(account, period)
         .values(dimension)
         .annotate(**_sums())
         .order_by("-cost", "-prompt_tokens", dimension)[:limit]
@@ -105,7 +115,7 @@ def top_by(*, account: Account, period: Period, dimension: str, limit: int = 5) 
 
 def unpriced_models(*, account: Account, period: Period) -> list[str]:
     return list(
-        hourly(account, period)
+        rollup_rows(account, period)
         .filter(unpriced_requests__gt=0)
         .values_list("model", flat=True)
         .distinct()
@@ -125,9 +135,7 @@ class SummaryRow:
 def summary(*, account: Account, period: Period, group_by: str) -> tuple[list[SummaryRow], Totals]:
     """Totals per model, key, team or day (in the dashboard's time zone) and overall."""
     dimension = SUMMARY_DIMENSIONS[group_by]
-    rows = hourly(account, period)
-    if group_by == "day":
-        rows = rows.annotate(day=TruncDate("hour", tzinfo=period.tz))
+    rows = rollup_rows(account, period)
     grouped = rows.values(dimension).annotate(**_sums()).order_by(dimension)
     result = []
     for row in grouped:
@@ -159,7 +167,7 @@ NO_TEAM = "~none"  # the team filter's value for usage recorded without a team
 
 @dataclass(frozen=True)
 class KeyUsage:
-    """A key's usage in the period (zeros when unused) and the last hour it was seen at all."""
+    """A key's usage in the period (zeros when unused) and the last day it was seen at all."""
 
     key_id: int | None
     name: str
@@ -167,10 +175,10 @@ class KeyUsage:
     team: str
     provider_status: str
     totals: Totals
-    last_seen: datetime | None
+    last_seen: date | None
 
 
-def _team_filter(rows: QuerySet[HourlyUsage], team: str | None) -> QuerySet[HourlyUsage]:
+def _team_filter(rows: QuerySet[DailyUsage], team: str | None) -> QuerySet[DailyUsage]:
     if team is None:
         return rows
     return rows.filter(team="" if team == NO_TEAM else team)
@@ -180,7 +188,7 @@ def usage_by_key(*, account: Account, period: Period, team: str | None = None) -
     """Every key of the account (or, with `team`, those used by or belonging to that team), with its
     usage in the period, plus one row without a key for requests that named none; by spend, then name.
 
-    Two grouped queries over the rollup (period sums, and the last hour seen ever) and one over ApiKey.
+    Two grouped queries over the rollup (period sums, and the last day seen ever) and one over ApiKey.
     """
     from django.db.models import Max
 
@@ -188,12 +196,12 @@ def usage_by_key(*, account: Account, period: Period, team: str | None = None) -
 
     sums = {
         row.pop("api_key"): Totals(**row)
-        for row in _team_filter(hourly(account, period), team).values("api_key").annotate(**_sums()).order_by()
+        for row in _team_filter(rollup_rows(account, period), team).values("api_key").annotate(**_sums()).order_by()
     }
     last_seen = dict(
-        HourlyUsage.objects.filter(account=account, requests__gt=0)
+        DailyUsage.objects.filter(account=account, requests__gt=0)
         .values("api_key")
-        .annotate(last=Max("hour"))
+        .annotate(last=Max("day"))
         .order_by()
         .values_list("api_key", "last")
     )
@@ -230,7 +238,7 @@ def usage_by_team(*, account: Account, period: Period) -> list[TeamUsage]:
     from django.db.models import Count
 
     rows = (
-        hourly(account, period)
+        rollup_rows(account, period)
         .filter(requests__gt=0)
         .values("team")
         .annotate(**_sums(), keys=Count("api_key", distinct=True))
@@ -243,7 +251,7 @@ def team_names(*, account: Account) -> list[str]:
     """Teams the filter offers: those keys belong to and those recorded on usage (without "")."""
     from usage.models import ApiKey
 
-    recorded = HourlyUsage.objects.filter(account=account).exclude(team="").values_list("team", flat=True)
+    recorded = DailyUsage.objects.filter(account=account).exclude(team="").values_list("team", flat=True)
     owners = ApiKey.objects.filter(account=account).exclude(team="").values_list("team", flat=True)
     return sorted(set(recorded.distinct().order_by()) | set(owners.distinct().order_by()), key=str.lower)
 
@@ -317,7 +325,7 @@ def model_rows(*, account: Account, period: Period, search: str = "", sort: str 
     contains `search` (case-insensitive), in the order `sort` names ("-cost", "model"…).
     Ties are broken by model name, so the order is stable."""
     whole = totals(account=account, period=period).cost
-    rows = hourly(account, period)
+    rows = rollup_rows(account, period)
     if search:
         rows = rows.filter(model__icontains=search)
     found = [
@@ -342,7 +350,7 @@ def dimension_values(*, account: Account, period: Period, dimension: str) -> lis
     """The distinct models, key names ("api_key__name") or teams with usage in the period."""
     return [
         value
-        for value in hourly(account, period).values_list(dimension, flat=True).distinct().order_by(dimension)
+        for value in rollup_rows(account, period).values_list(dimension, flat=True).distinct().order_by(dimension)
         if value
     ]
 
@@ -360,9 +368,8 @@ class ModelDayUsage:
 def model_usage_per_day(*, account: Account, period: Period, model: str) -> list[ModelDayUsage]:
     """One model's daily tokens and cost in the dashboard's time zone, from the rollup."""
     rows = (
-        hourly(account, period)
+        rollup_rows(account, period)
         .filter(model=model)
-        .annotate(day=TruncDate("hour", tzinfo=period.tz))
         .values("day")
         .annotate(
             requests=Coalesce(Sum("requests"), 0),
@@ -377,7 +384,7 @@ def model_usage_per_day(*, account: Account, period: Period, model: str) -> list
 
 
 def model_totals(*, account: Account, period: Period, model: str) -> Totals:
-    return Totals(**hourly(account, period).filter(model=model).aggregate(**_sums()))
+    return Totals(**rollup_rows(account, period).filter(model=model).aggregate(**_sums()))
 
 
 def top_by_for_model(
@@ -385,7 +392,7 @@ def top_by_for_model(
 ) -> list[GroupTotals]:
     """Like top_by, within one model: its keys ("api_key__name") or teams by spend, then tokens."""
     rows = (
-        hourly(account, period)
+        rollup_rows(account, period)
         .filter(model=model)
         .values(dimension)
         .annotate(**_sums())
@@ -414,7 +421,7 @@ def model_latency(*, account: Account, period: Period, model: str) -> Latency:
     from usage.models import UsageRecord
 
     rollup = (
-        hourly(account, period)
+        rollup_rows(account, period)
         .filter(model=model)
         .aggregate(total=Coalesce(Sum("latency_ms_sum"), 0), count=Coalesce(Sum("latency_count"), 0))
     )
