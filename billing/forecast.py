@@ -49,7 +49,9 @@ from django.utils import timezone
 
 from billing import selectors
 from billing.models import Allocation, BalanceSnapshot, PlanPurchase, TokenBasis, WalletEntry, models_match
-from usage.models import Account, HourlyUsage
+from usage import selectors as usage_selectors
+from usage.models import Account
+from usage.periods import Period
 
 HORIZON_DAYS = 365  # run-outs later than this are reported as None
 MAX_SIMULATED_DAYS = 730  # plans expiring later are judged by what they have left then
@@ -538,12 +540,12 @@ def dashboard_tz() -> tzinfo:
     return ZoneInfo(settings.DASHBOARD_TIME_ZONE)
 
 
-def read_history(account: Account, *, now: datetime, tz: tzinfo) -> list[DayUsage]:
-    """Complete days of consumption per model, from the hourly rollups (aggregated in the database)."""
-    today = datetime.combine(now.astimezone(tz).date(), time(0), tzinfo=tz)
+def read_history(account: Account, *, now: datetime) -> list[DayUsage]:
+    """Complete days (of the dashboard's time zone) of consumption per model, from the rollup."""
+    today = now.astimezone(dashboard_tz()).date()
+    days = Period("custom", today - timedelta(days=LOOKBACK_DAYS), today - timedelta(days=1))
     rows = (
-        HourlyUsage.objects.filter(account=account, hour__gte=today - timedelta(days=LOOKBACK_DAYS), hour__lt=today)
-        .annotate(day=TruncDate("hour", tzinfo=tz))
+        usage_selectors.rollup_rows(account, days)
         .values("day", "model")
         .annotate(
             prompt=Sum("prompt_tokens"),
@@ -586,7 +588,7 @@ def read_inputs(account: Account, *, now: datetime | None = None) -> ForecastInp
     ]
     return ForecastInputs(
         now=now,
-        history=read_history(account, now=now, tz=tz),
+        history=read_history(account, now=now),
         plans=plans,
         wallet_balance=selectors.wallet_balance(account, at=now),
         tz=tz,

@@ -7,7 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -25,7 +27,7 @@ from billing.models import (
     WalletEntryKind,
 )
 from usage import selectors as usage_selectors
-from usage.models import Account, HourlyUsage, UsageRecord
+from usage.models import Account, DailyUsage, HourlyUsage, UsageRecord
 from usage.periods import Period
 from usage.selectors import SummaryRow, Totals
 
@@ -351,9 +353,10 @@ def audit_trail(account: Account) -> QuerySet[AuditEvent]:
 
 
 def models_in_use(account: Account, *, since: datetime) -> list[str]:
-    """Models with traffic since `since`, from the hourly rollups."""
+    """Models with traffic since the day `since` falls on, from the daily rollup."""
+    first_day = timezone.localtime(since, ZoneInfo(settings.DASHBOARD_TIME_ZONE)).date()
     return list(
-        HourlyUsage.objects.filter(account=account, hour__gte=since, requests__gt=0)
+        DailyUsage.objects.filter(account=account, day__gte=first_day, requests__gt=0)
         .values_list("model", flat=True)
         .distinct()
         .order_by("model")
