@@ -224,8 +224,12 @@ class UsageRecord(models.Model):
 
 
 class UsageTotals(models.Model):
-    """The summed columns of both rollups."""
+    """What both rollups hold: the group (with the time bucket each adds) and the summed columns."""
 
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    model = models.CharField(max_length=200)
+    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    team = models.CharField(max_length=100, blank=True, default="")
     requests = models.BigIntegerField(default=0)
     errors = models.BigIntegerField(default=0)
     prompt_tokens = models.BigIntegerField(default=0)
@@ -262,11 +266,7 @@ class UsageTotals(models.Model):
 class HourlyUsage(UsageTotals):
     """Usage summed per (account, UTC hour, model, key, team): hourly charts and time windows read it."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     hour = models.DateTimeField()
-    model = models.CharField(max_length=200)
-    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    team = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         constraints = [
@@ -287,14 +287,10 @@ class DailyUsage(UsageTotals):
     Pages pick whole days, so their totals and tables read this: a month is some
     thousands of rows instead of a hundred thousand hourly ones. Days follow the
     dashboard's time zone; after changing DASHBOARD_TIME_ZONE, `manage.py
-    rebuild_rollups` recomputes them (the rollup check of `manage.py check` says so).
+    rebuild_rollups` recomputes them (`manage.py check --database default` says so).
     """
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     day = models.DateField()
-    model = models.CharField(max_length=200)
-    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
-    team = models.CharField(max_length=100, blank=True, default="")
 
     class Meta:
         constraints = [
