@@ -7,11 +7,14 @@ Two halves, so the arithmetic is testable on plain series:
   the plans not yet expired with what they have left (`selectors.plan_statuses`) and
   the wallet balance.
 - **Pure computation** (`forecast_from_inputs`):
-  1. *Burn model.* The daily total is fitted by a weighted linear regression whose
-     weights halve every `HALF_LIFE_DAYS` (recent days weigh more), on values divided
-     by a weekday factor once there are `WEEKLY_MIN_DAYS` of history (a weekday
-     pattern needs at least three of each weekday). The slope is damped when
-     projected, so a trend is followed for a few weeks and not extrapolated forever.
+  1. *Burn model.* The daily total is divided by a weekday factor once there are
+     `WEEKLY_MIN_DAYS` of history (a weekday pattern needs at least three of each
+     weekday). The trend is a regression with weights halving every
+     `LONG_HALF_LIFE_DAYS`, shrunk towards zero by 1 − 4/t² (dropped when it is within
+     two standard errors of zero: noise is not extrapolated), and damped when projected,
+     so it is followed for a few weeks and not forever. The level now is the mean of the
+     detrended days weighted by a blend of `HALF_LIFE_DAYS` (follows recent changes) and
+     `LONG_HALF_LIFE_DAYS` (is not thrown about by a few noisy days).
      Each model takes its recent (equally weighted) share of the total, with its own
      cost per token and its ratios of uncached and completion tokens.
   2. *Simulation.* From `now`, in steps cut at local midnights and at every plan's
@@ -21,12 +24,14 @@ Two halves, so the arithmetic is testable on plain series:
      gives the token run-out (the moment the plans that cover the models in use have
      nothing left: used up or expired), the wallet run-out, and per plan the tokens
      left at its expiry.
-  3. *Band.* The relative day-to-day variation (`cv`, the weighted spread of the
-     residuals) gives the p10–p90 range of the consumption over `h` days as
-     ±z·cv·√(1/h + 1/n_eff): the first term is the noise of the days to come, the
-     second the uncertainty of the fitted level. The simulation is run again with the
-     consumption scaled by 1 ± that factor; high consumption gives the earliest
-     run-out and the fewest unused tokens.
+  3. *Band.* The relative spread of the consumption over `h` days combines the noise of
+     the days to come (`cv`, the weighted spread of the residuals, over √h), the
+     uncertainty of the level (cv/√n_eff) and that of the trend (its standard error times
+     the days it is followed). That spread is calibrated on the model's own errors: the
+     model is refitted at earlier origins of the history and, per horizon (1, 3, 7, 14
+     days), scaled so that 80% of its past errors fall inside ±z·spread. The simulation
+     is run again with the consumption scaled by 1 ± that half-width; high consumption
+     gives the earliest run-out and the fewest unused tokens.
 
 Everything returned is in UTC; `None` means "does not run out within the horizon".
 """
@@ -36,7 +41,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from itertools import pairwise
@@ -57,12 +62,18 @@ HORIZON_DAYS = 365  # run-outs later than this are reported as None
 MAX_SIMULATED_DAYS = 730  # plans expiring later are judged by what they have left then
 LOOKBACK_DAYS = 56  # eight weeks of history: enough for a weekday pattern
 HALF_LIFE_DAYS = 7.0
+LONG_HALF_LIFE_DAYS = 28.0  # the level blends both half-lives; the trend uses the long one
 MIX_DAYS = 14  # model shares come from the last two weeks
 WEEKLY_MIN_DAYS = 21
 TREND_MIN_DAYS = 10
 DAMPING = 0.97  # per day: a trend adds at most ~32 days' worth of its slope
 Z90 = 1.2815515655446004  # p90 of the standard normal
 MAX_BAND = 0.95
+CALIBRATION_MIN_DAYS = 14  # an origin needs two weeks of history before it
+CALIBRATION_ORIGINS = 42  # the last six weeks of origins
+CALIBRATION_HORIZONS = (1, 3, 7, 14)
+CALIBRATION_MIN_ERRORS = 8  # per horizon
+MIN_BAND_SCALE, MAX_BAND_SCALE = 0.75, 4.0
 EPSILON = 1e-6
 DAY = timedelta(days=1)
 
@@ -178,6 +189,8 @@ class BurnModel:
     weekday_factors: tuple[float, ...] = (1.0,) * 7
     cv: float = 0.0  # relative day-to-day variation
     n_eff: float = 1.0
+    slope_var: float = 0.0  # variance of the slope, relative to the level squared
+    band_scales: tuple[float, ...] = ()  # per CALIBRATION_HORIZONS: the band fitted to the model's past errors
     days_observed: int = 0
     mix: dict[str, ModelMix] = field(default_factory=dict)
 
@@ -189,11 +202,31 @@ class BurnModel:
         trend = DAMPING * (1 - DAMPING**days_ahead) / (1 - DAMPING) if days_ahead > 0 else 0.0
         return self.weekday_factors[weekday] * max(0.0, self.level + self.slope * trend)
 
+    def spread(self, days: float) -> float:
+        """The relative standard deviation of the consumption over `days`: the noise of
+        the days to come, the uncertainty of the level now and that of the trend (which
+        grows with the days the trend is followed)."""
+        days = max(days, 1.0)
+        trend_days = DAMPING * (1 - DAMPING ** (days / 2)) / (1 - DAMPING)
+        return math.sqrt(self.cv**2 * (1 / days + 1 / max(self.n_eff, 1.0)) + self.slope_var * trend_days**2)
+
     def band(self, days: float) -> float:
         """Half-width of the p10–p90 range of the consumption over `days`, relative to it."""
-        if self.cv <= 0:
+        if self.cv <= 0 and self.slope_var <= 0:
             return 0.0
-        return min(MAX_BAND, Z90 * self.cv * math.sqrt(1 / max(days, 1.0) + 1 / max(self.n_eff, 1.0)))
+        return min(MAX_BAND, Z90 * self.band_scale(days) * self.spread(days))
+
+    def band_scale(self, days: float) -> float:
+        """The calibration factor at `days`, interpolated in log(days) between the calibrated horizons."""
+        if not self.band_scales:
+            return 1.0
+        points = list(zip(CALIBRATION_HORIZONS, self.band_scales, strict=True))
+        if days <= points[0][0]:
+            return points[0][1]
+        for (h0, s0), (h1, s1) in pairwise(points):
+            if days <= h1:
+                return s0 + (s1 - s0) * math.log(days / h0) / math.log(h1 / h0)
+        return points[-1][1]
 
 
 @dataclass(frozen=True)
@@ -238,7 +271,8 @@ def _totals_by_day(history: Iterable[DayUsage], last_day: date) -> dict[date, fl
 
 def fit_burn(history: Sequence[DayUsage], *, now: datetime, tz: tzinfo = UTC) -> BurnModel:
     """The burn model of complete days before today (in `tz`); days after the first
-    day with usage that have no rows count as zero."""
+    day with usage that have no rows count as zero. Its band is calibrated on the
+    model's own errors at earlier origins of the same history (see `_calibrate`)."""
     last_day = now.astimezone(tz).date() - DAY
     totals = _totals_by_day(history, last_day)
     used = [d for d, v in totals.items() if v > 0]
@@ -247,48 +281,104 @@ def fit_burn(history: Sequence[DayUsage], *, now: datetime, tz: tzinfo = UTC) ->
     first = max(min(used), last_day - timedelta(days=LOOKBACK_DAYS - 1))
     days = [first + timedelta(days=i) for i in range((last_day - first).days + 1)]
     values = [totals.get(d, 0.0) for d in days]
-    ages = [(_noon(d, tz) - now) / DAY for d in days]  # negative: days before now
-    weights = [0.5 ** (-x / HALF_LIFE_DAYS) for x in ages]
+    burn = _fit(days, values, now, tz)
+    return replace(burn, band_scales=_calibrate(days, values, tz), mix=_model_mix(history, last_day))
 
+
+def _weights(ages: Sequence[float]) -> list[float]:
+    """Half recent (half-life `HALF_LIFE_DAYS`), half long (`LONG_HALF_LIFE_DAYS`): the level
+    follows recent days without being thrown about by a few noisy ones."""
+    short = [0.5 ** (-x / HALF_LIFE_DAYS) for x in ages]
+    long = [0.5 ** (-x / LONG_HALF_LIFE_DAYS) for x in ages]
+    s_short, s_long = sum(short), sum(long)
+    return [a / s_short + b / s_long for a, b in zip(short, long, strict=True)]
+
+
+def _fit(days: list[date], values: list[float], now: datetime, tz: tzinfo) -> BurnModel:
+    """Level, damped trend and weekday factors of a complete, gap-free daily series ending before `now`."""
+    ages = [(_noon(d, tz) - now) / DAY for d in days]  # negative: days before now
     factors = weekday_factors(days, values) if len(days) >= WEEKLY_MIN_DAYS else [1.0] * 7
     # Deseasonalised points; a weekday with no usage at all says nothing about the level.
-    points = [
-        (x, v / f, w) for x, v, w, d in zip(ages, values, weights, days, strict=True) if (f := factors[d.weekday()])
-    ]
-    sw = sum(w for _, _, w in points)
-    mean_x = sum(w * x for x, _, w in points) / sw
-    mean_y = sum(w * y for _, y, w in points) / sw
-    slope = 0.0
-    if len(days) >= TREND_MIN_DAYS:
-        sxx = sum(w * (x - mean_x) ** 2 for x, _, w in points)
-        if sxx > 0:
-            slope = sum(w * (x - mean_x) * (y - mean_y) for x, y, w in points) / sxx
-            # Keep a trend only when it stands out from the noise (|slope| > 2 standard errors):
-            # bursty traffic would otherwise be extrapolated from its last spike.
-            intercept = mean_y - slope * mean_x
-            variance = sum(w * (y - intercept - slope * x) ** 2 for x, y, w in points) / sw
-            n_eff = sw**2 / sum(w * w for _, _, w in points)
-            if abs(slope) <= 2 * math.sqrt(variance * sw / (sxx * max(n_eff - 2, 1))):
-                slope = 0.0
-    level = mean_y - slope * mean_x  # at x = 0, that is now
+    points = [(x, v / f) for x, v, d in zip(ages, values, days, strict=True) if (f := factors[d.weekday()])]
+    xs = [x for x, _ in points]
+    ys = [y for _, y in points]
+    slope, slope_var = _trend(xs, ys) if len(days) >= TREND_MIN_DAYS else (0.0, 0.0)
+    weights = _weights(xs)
+    sw = sum(weights)
+    level = sum(w * (y - slope * x) for x, y, w in zip(xs, ys, weights, strict=True)) / sw  # at x = 0, now
     if level < 0:  # a steep fall: do not project negative consumption
-        level, slope = max(mean_y, 0.0), 0.0
+        level, slope, slope_var = max(sum(w * y for y, w in zip(ys, weights, strict=True)) / sw, 0.0), 0.0, 0.0
 
+    all_weights = _weights(ages)
     fitted = [factors[d.weekday()] * max(0.0, level + slope * x) for d, x in zip(days, ages, strict=True)]
-    sw_all = sum(weights)
-    spread = math.sqrt(sum(w * (v - f) ** 2 for v, f, w in zip(values, fitted, weights, strict=True)) / sw_all)
-    weighted_mean = sum(w * v for v, w in zip(values, weights, strict=True)) / sw_all
+    sw_all = sum(all_weights)
+    spread = math.sqrt(sum(w * (v - f) ** 2 for v, f, w in zip(values, fitted, all_weights, strict=True)) / sw_all)
+    weighted_mean = sum(w * v for v, w in zip(values, all_weights, strict=True)) / sw_all
     cv = spread / weighted_mean if weighted_mean > 0 else 0.0
-    n_eff = sw_all**2 / sum(w * w for w in weights)
+    n_eff = sw_all**2 / sum(w * w for w in all_weights)
     return BurnModel(
         level=level,
         slope=slope,
         weekday_factors=tuple(factors),
         cv=cv,
         n_eff=n_eff,
+        slope_var=slope_var / level**2 if level > 0 else 0.0,
         days_observed=len(days),
-        mix=_model_mix(history, last_day),
     )
+
+
+def _trend(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """The slope of a regression weighted with the long half-life, shrunk towards zero by
+    how little it stands out from the noise (factor 1 − 4/t², none at |t| ≤ 2), and the
+    variance of the estimate."""
+    weights = [0.5 ** (-x / LONG_HALF_LIFE_DAYS) for x in xs]
+    sw = sum(weights)
+    mean_x = sum(w * x for x, w in zip(xs, weights, strict=True)) / sw
+    mean_y = sum(w * y for y, w in zip(ys, weights, strict=True)) / sw
+    sxx = sum(w * (x - mean_x) ** 2 for x, w in zip(xs, weights, strict=True))
+    if sxx <= 0:
+        return 0.0, 0.0
+    slope = sum(w * (x - mean_x) * (y - mean_y) for x, y, w in zip(xs, ys, weights, strict=True)) / sxx
+    intercept = mean_y - slope * mean_x
+    residual = [y - intercept - slope * x for x, y in zip(xs, ys, strict=True)]
+    n_eff = sw**2 / sum(w * w for w in weights)
+    variance = sum(w * r * r for r, w in zip(residual, weights, strict=True)) / sw * n_eff / max(n_eff - 2, 1.0)
+    slope_var = variance * sum((w * (x - mean_x)) ** 2 for x, w in zip(xs, weights, strict=True)) / sxx**2
+    if slope_var <= 0:
+        return slope, 0.0
+    t2 = slope * slope / slope_var
+    return slope * max(0.0, 1 - 4 / t2) if t2 > 0 else 0.0, slope_var
+
+
+def _calibrate(days: list[date], values: list[float], tz: tzinfo) -> tuple[float, ...]:
+    """How much wider (or narrower) the band must be to cover the model's own errors: the
+    model is refitted at earlier origins of the history and its relative error over the
+    next 1, 3, 7 and 14 days is compared with the spread it claimed. Per horizon, the
+    factor that puts 80% of those errors inside the band; the previous horizon's (or 1)
+    when there are too few origins to tell."""
+    ratios: dict[int, list[float]] = {h: [] for h in CALIBRATION_HORIZONS}
+    for origin in range(max(CALIBRATION_MIN_DAYS, len(days) - CALIBRATION_ORIGINS), len(days)):
+        start = next((i for i in range(origin) if values[i] > 0), None)
+        if start is None or origin - start < CALIBRATION_MIN_DAYS:
+            continue
+        at = datetime.combine(days[origin], time(0), tzinfo=tz)
+        burn = _fit(days[start:origin], values[start:origin], at, tz)
+        for h in CALIBRATION_HORIZONS:
+            if origin + h > len(days):
+                break
+            predicted = sum(burn.tokens_per_day(j + 0.5, days[origin + j].weekday()) for j in range(h))
+            spread = burn.spread(h)
+            if predicted > 0 and spread > 0:
+                ratios[h].append(abs(sum(values[origin : origin + h]) / predicted - 1) / spread)
+    scales: list[float] = []
+    for h in CALIBRATION_HORIZONS:
+        errors = sorted(ratios[h])
+        if len(errors) < CALIBRATION_MIN_ERRORS:
+            scales.append(scales[-1] if scales else 1.0)
+            continue
+        covered = errors[math.ceil(0.8 * len(errors)) - 1]  # 80% of the errors are within
+        scales.append(min(MAX_BAND_SCALE, max(MIN_BAND_SCALE, covered / Z90)))
+    return tuple(scales)
 
 
 def weekday_factors(days: list[date], values: list[float]) -> list[float]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+from dataclasses import replace
 from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
@@ -243,3 +245,65 @@ def test_only_complete_days_are_read(account: Account):
     result = account_forecast(account, now=NOW)
 
     assert result.token_demand_per_day == 4_000
+
+
+# --- Trend, level and band on noisy series ----------------------------------------------------
+
+
+def noisy_days(count: int, tokens: float, *, seed: int, noise: float = 0.2, growth: float = 0.0) -> list[DayUsage]:
+    """`count` complete days before today around `tokens` a day (lognormal noise, optional daily growth)."""
+    rng = random.Random(seed)
+    return [
+        DayUsage(
+            day=TODAY - timedelta(days=back),
+            model="m",
+            tokens=round(tokens * (1 + growth) ** (count - back) * rng.lognormvariate(0, noise)),
+        )
+        for back in range(1, count + 1)
+    ]
+
+
+def test_a_trend_that_does_not_stand_out_from_the_noise_is_not_extrapolated():
+    for seed in range(5):
+        burn = fit_burn(noisy_days(56, 10_000, seed=seed, noise=0.3), now=NOW)
+
+        # Flat traffic: whatever slope the noise suggests, two weeks out stays near today's level.
+        assert burn.tokens_per_day(14, 0) == pytest.approx(burn.tokens_per_day(0, 0), rel=0.08)
+
+
+def test_a_clear_trend_in_noisy_data_is_still_followed():
+    burn = fit_burn(noisy_days(56, 10_000, seed=1, noise=0.1, growth=0.02), now=NOW)
+
+    assert burn.tokens_per_day(14, 0) > 1.15 * burn.tokens_per_day(0, 0)
+
+
+def test_the_band_far_ahead_includes_the_uncertainty_of_the_trend():
+    burn = fit_burn(noisy_days(56, 10_000, seed=2, noise=0.2, growth=0.01), now=NOW)
+
+    assert burn.slope_var > 0
+    assert burn.band(60) > replace(burn, slope_var=0.0).band(60)
+
+
+def test_the_band_holds_the_true_run_out_about_four_times_in_five():
+    # A mini backtest: on noisy traffic, balances that truly run out after 7 days.
+    series = sorted(noisy_days(120, 10_000, seed=11, noise=0.35), key=lambda r: r.day)
+    inside = []
+    for origin in range(56, 112):
+        now = datetime.combine(series[origin].day, time(0), tzinfo=UTC)
+        balance = sum(r.tokens for r in series[origin : origin + 7])
+        truth = now + timedelta(days=7)
+        history = [DayUsage(day=r.day, model="m", tokens=r.tokens) for r in series[:origin]]
+        balance_plan = PlanState(
+            id=1,
+            tokens=balance,
+            remaining=balance,
+            effective_at=now - timedelta(days=200),
+            expires_at=now + timedelta(days=70),
+        )
+        result = forecast_from_inputs(
+            ForecastInputs(now=now, history=history, plans=[balance_plan], wallet_balance=Decimal(0), horizon_days=60)
+        )
+        run_out = result.token_run_out
+        inside.append(run_out.earliest <= truth <= run_out.latest)
+
+    assert 0.65 <= sum(inside) / len(inside) <= 0.95
