@@ -61,6 +61,7 @@ def main() -> None:
             )
             cursor.execute("DELETE FROM usage_usagerecord WHERE account_id = %s", [account.pk])
             cursor.execute("DELETE FROM usage_hourlyusage WHERE account_id = %s", [account.pk])
+            cursor.execute("DELETE FROM usage_dailyusage WHERE account_id = %s", [account.pk])
         print(f"emptied account {account.slug!r}")
 
     def rows() -> Iterator[Row]:
@@ -83,7 +84,7 @@ def main() -> None:
         print(f"  {problem}")
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
-            for table in ("usage_usagerecord", "usage_hourlyusage", "usage_apikey"):
+            for table in ("usage_usagerecord", "usage_hourlyusage", "usage_dailyusage", "usage_apikey"):
                 cursor.execute(f"VACUUM ANALYZE {table}")
     records = UsageRecord.objects.filter(account=account).count()
     groups = HourlyUsage.objects.filter(account=account).count()

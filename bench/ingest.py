@@ -60,7 +60,7 @@ def empty_account(slug: str) -> Any:
 
     account = ensure_account(slug)
     with connection.cursor() as cursor:
-        for table in ("billing_allocation", "usage_usagerecord", "usage_hourlyusage"):
+        for table in ("billing_allocation", "usage_usagerecord", "usage_hourlyusage", "usage_dailyusage"):
             column = "record_id IN (SELECT id FROM usage_usagerecord WHERE account_id = %s)"
             where = column if table == "billing_allocation" else "account_id = %s"
             cursor.execute(f"DELETE FROM {table} WHERE {where}", [account.pk])
@@ -74,6 +74,7 @@ def vacuum() -> None:
     with connection.cursor() as cursor:
         cursor.execute("VACUUM ANALYZE usage_usagerecord")
         cursor.execute("VACUUM ANALYZE usage_hourlyusage")
+        cursor.execute("VACUUM ANALYZE usage_dailyusage")
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
