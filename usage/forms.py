@@ -1,7 +1,7 @@
 """Forms of the usage pages: a key's name and team, API tokens, and new prices for the price book.
 
-Each form validates what a person typed and names the field at fault; `save()` does the
-write in one transaction and touches nothing but what the form is about.
+Each form validates what a person typed and names the field at fault; `save()` hands the
+write to `usage.services`.
 """
 
 from __future__ import annotations
@@ -11,11 +11,10 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
-from django.db import transaction
 
-from usage.models import MONEY, Account, ApiKey, ApiToken, ModelPrice, PriceSource, TokenScope
+from usage.models import MONEY, Account, ApiKey, ApiToken, ModelPrice, TokenScope
 from usage.prices import BEGINNING
-from usage.services import create_api_token
+from usage.services import add_manual_price, create_api_token, manual_price_history, rename_api_key
 
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 
@@ -47,10 +46,7 @@ class ApiKeyForm(StyledForm):
     )
 
     def save(self, key: ApiKey) -> ApiKey:
-        # An UPDATE of these two columns only: records keep pointing at the same row.
-        ApiKey.objects.filter(pk=key.pk).update(name=self.cleaned_data["name"], team=self.cleaned_data["team"])
-        key.name, key.team = self.cleaned_data["name"], self.cleaned_data["team"]
-        return key
+        return rename_api_key(key, name=self.cleaned_data["name"], team=self.cleaned_data["team"])
 
 
 class ApiTokenForm(StyledForm):
@@ -149,43 +145,18 @@ class PriceForm(StyledForm):
 
     @staticmethod
     def _siblings(data: dict[str, Any]) -> Any:
-        return ModelPrice.objects.filter(
-            account=data.get("account"),
-            model_pattern=data["model_pattern"],
-            currency=data["currency"],
-            source=PriceSource.MANUAL,
+        return manual_price_history(
+            account=data.get("account"), model_pattern=data["model_pattern"], currency=data["currency"]
         )
 
-    @transaction.atomic
     def save(self) -> ModelPrice:
-        """Insert the price into its model's manual history: the row in effect at its start ends
-        there, and it runs until that row's old end or the next row's start."""
         data = self.cleaned_data
-        start: datetime = data["effective_from"] or BEGINNING
-        rows = list(self._siblings(data).select_for_update().order_by("effective_from", "pk"))
-        current = next(
-            (
-                r
-                for r in reversed(rows)
-                if r.effective_from < start and (r.effective_to is None or r.effective_to > start)
-            ),
-            None,
-        )
-        following = next((r for r in rows if r.effective_from > start), None)
-        ends = [e for e in (current.effective_to if current else None, following and following.effective_from) if e]
-        price = ModelPrice(
+        return add_manual_price(
             account=data["account"],
             model_pattern=data["model_pattern"],
             currency=data["currency"],
             input_per_mtok=data["input_per_mtok"],
             cached_input_per_mtok=data["cached_input_per_mtok"],
             output_per_mtok=data["output_per_mtok"],
-            effective_from=start,
-            effective_to=min(ends) if ends else None,
-            source=PriceSource.MANUAL,
+            effective_from=data["effective_from"] or BEGINNING,
         )
-        if current is not None:
-            current.effective_to = start
-            current.save(update_fields=["effective_to"])  # post_save reprices its old window
-        price.save()  # post_save reprices the new window after commit
-        return price

@@ -5,10 +5,12 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from django.db import transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -16,7 +18,7 @@ from toki_dashboard.crypto import sha256_hex
 from usage import rollups
 from usage.estimation import current_estimator
 from usage.ingestion import RowBuilder, content_hash, resolve_keys
-from usage.models import Account, ApiToken, Provider, TokenScope, UsageRecord
+from usage.models import Account, ApiKey, ApiToken, ModelPrice, PriceSource, Provider, TokenScope, UsageRecord
 from usage.pricing import PriceBook
 from usage.schemas import RecordIn
 from usage.signals import usage_recorded
@@ -146,3 +148,68 @@ def authenticate_api_token(plaintext: str) -> ApiToken | None:
             ApiToken.objects.filter(pk=token.pk).update(last_used_at=now)
             token.last_used_at = now
     return token
+
+
+# --- Keys and the price book, as people edit them ------------------------------------------------
+
+
+def rename_api_key(key: ApiKey, *, name: str, team: str) -> ApiKey:
+    # An UPDATE of these two columns only: records keep pointing at the same row, and the
+    # fingerprint that recognises the key is never touched.
+    ApiKey.objects.filter(pk=key.pk).update(name=name, team=team)
+    key.name, key.team = name, team
+    return key
+
+
+def manual_price_history(*, account: Account | None, model_pattern: str, currency: str) -> QuerySet[ModelPrice]:
+    """The prices people entered for one model (account-wide or every account) and currency."""
+    return ModelPrice.objects.filter(
+        account=account, model_pattern=model_pattern, currency=currency, source=PriceSource.MANUAL
+    )
+
+
+@transaction.atomic
+def add_manual_price(
+    *,
+    account: Account | None,
+    model_pattern: str,
+    currency: str,
+    input_per_mtok: Decimal,
+    cached_input_per_mtok: Decimal | None,
+    output_per_mtok: Decimal,
+    effective_from: datetime,
+) -> ModelPrice:
+    """Insert a price into its model's manual history: the row in effect at its start ends there,
+    and it runs until that row's old end or the next row's start. The price book's signal
+    receivers reprice the affected records in the background once this commits."""
+    rows = list(
+        manual_price_history(account=account, model_pattern=model_pattern, currency=currency)
+        .select_for_update()
+        .order_by("effective_from", "pk")
+    )
+    current = next(
+        (
+            r
+            for r in reversed(rows)
+            if r.effective_from < effective_from and (r.effective_to is None or r.effective_to > effective_from)
+        ),
+        None,
+    )
+    following = next((r for r in rows if r.effective_from > effective_from), None)
+    ends = [e for e in (current.effective_to if current else None, following and following.effective_from) if e]
+    price = ModelPrice(
+        account=account,
+        model_pattern=model_pattern,
+        currency=currency,
+        input_per_mtok=input_per_mtok,
+        cached_input_per_mtok=cached_input_per_mtok,
+        output_per_mtok=output_per_mtok,
+        effective_from=effective_from,
+        effective_to=min(ends) if ends else None,
+        source=PriceSource.MANUAL,
+    )
+    if current is not None:
+        current.effective_to = effective_from
+        current.save(update_fields=["effective_to"])  # post_save reprices its old window
+    price.save()  # post_save reprices the new window after commit
+    return price
