@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
@@ -45,6 +46,14 @@ class ExchangeRate(models.Model):
     def __str__(self) -> str:
         rate = f"1 {self.from_currency} = {self.rate.normalize():f} {self.to_currency}"
         return f"{rate} from {self.effective_from:%Y-%m-%d %H:%M}"
+
+    def clean(self) -> None:
+        if self.from_currency and self.from_currency == self.to_currency:
+            raise ValidationError({"to_currency": "A rate converts between two different currencies."})
+        if self.rate is not None and self.rate <= 0:
+            raise ValidationError({"rate": "A rate is a positive number."})
+        if self.effective_from is not None and timezone.is_naive(self.effective_from):
+            raise ValidationError({"effective_from": "Give the moment with its time zone (e.g. …T00:00:00Z)."})
 
     @property
     def pair(self) -> tuple[str, str]:

@@ -23,6 +23,7 @@ from usage.models import (
     ApiKey,
     ApiToken,
     CallSighting,
+    ExchangeRate,
     ModelPrice,
     PriceSource,
     Provider,
@@ -239,3 +240,37 @@ def add_manual_price(
         current.save(update_fields=["effective_to"])  # post_save reprices its old window
     price.save()  # post_save reprices the new window after commit
     return price
+
+
+# --- Exchange rates -------------------------------------------------------------------------------
+
+
+def set_exchange_rate(
+    *,
+    from_currency: str,
+    to_currency: str,
+    rate: Decimal,
+    effective_from: datetime,
+    source: str,
+    entered_by: Any = None,
+    note: str = "",
+) -> ExchangeRate:
+    """Enter a rate: 1 `from_currency` = `rate` `to_currency` from `effective_from` until the
+    pair's next rate. An entry for a moment that already has one wins over it (the earlier
+    entry stays, as history). Raises ValidationError naming the field at fault.
+
+    The records of accounts kept in `to_currency` that the rate can value are re-valued in
+    the background once this commits (usage.receivers).
+    """
+    entry = ExchangeRate(
+        from_currency=from_currency.strip().upper(),
+        to_currency=to_currency.strip().upper(),
+        rate=rate,
+        effective_from=effective_from,
+        source=source,
+        entered_by=entered_by,
+        note=note.strip()[:200],
+    )
+    entry.full_clean()
+    entry.save()
+    return entry
