@@ -239,6 +239,15 @@ def test_a_non_integer_token_cell_is_rejected_naming_the_column_and_the_line(acc
     assert "1 accepted" in out and "3 rejected" in out
 
 
+def test_csv_rows_keep_the_providers_ids_of_the_call(account, tmp_path):
+    content = "request_id,occurred_at,model,response_id,upstream_request_id\n"
+    content += "r1,2026-11-20T10:00:00Z,m,chatcmpl-1,rid-1\n"
+
+    run(write(tmp_path, "usage.csv", content))
+
+    assert UsageRecord.objects.values_list("response_id", "upstream_request_id").get() == ("chatcmpl-1", "rid-1")
+
+
 def test_csv_line_numbers_count_physical_lines_and_blank_rows_are_skipped(account, tmp_path):
     path = write(
         tmp_path,
