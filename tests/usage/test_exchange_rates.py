@@ -6,7 +6,6 @@ from __future__ import annotations
 import io
 import re
 import time
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,7 +15,6 @@ from django.core.management import CommandError, call_command
 from django.test import Client
 
 from tests.test_celery_worker import worker  # noqa: F401  (a real worker on the configured broker)
-from toki_dashboard.celery import app
 from toki_dashboard.roles import Role
 from usage import rollups
 from usage.exchange import rates_applied
@@ -39,18 +37,6 @@ def cny(db):
         effective_from=datetime(2000, 1, 1, tzinfo=UTC), source=PriceSource.GENAI_PRICES,
     )  # fmt: skip
     return create_account(name="Shanghai", slug="sh", currency="CNY")
-
-
-@pytest.fixture
-def revaluation_runs_after_commit(django_capture_on_commit_callbacks: Callable[..., Any]) -> Iterator[Callable]:
-    """`with after_commit(): …` enters rates as a committed transaction would, then runs the
-    re-valuation task it enqueued (Celery's eager mode; the real worker is tested elsewhere)."""
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    try:
-        yield lambda: django_capture_on_commit_callbacks(execute=True)
-    finally:
-        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
 
 
 def rate(value: str, start: datetime, **extra: Any) -> ExchangeRate:
@@ -134,11 +120,11 @@ def test_a_price_in_the_accounts_own_currency_wins_over_a_converted_one(cny):
     assert (record.cost, record.exchange_rate) == (Decimal("0.28"), None)
 
 
-def test_entering_a_rate_revalues_the_records_it_applies_to_in_the_background(cny, revaluation_runs_after_commit):
+def test_entering_a_rate_revalues_the_records_it_applies_to_in_the_background(cny, repricing_runs_after_commit):
     ingest(cny, call("early", NOV_1 + timedelta(days=1)), call("late", NOV_15 + timedelta(days=1)))
-    with revaluation_runs_after_commit():
+    with repricing_runs_after_commit():
         rate("7.12", NOV_1)
-    with revaluation_runs_after_commit():
+    with repricing_runs_after_commit():
         rate("7.20", NOV_15)
 
     costs = dict(UsageRecord.objects.values_list("request_id", "cost"))
@@ -151,12 +137,12 @@ def test_entering_a_rate_revalues_the_records_it_applies_to_in_the_background(cn
 
 
 def test_a_new_entry_for_the_same_moment_replaces_the_earlier_one_and_a_deleted_rate_leaves_records_unpriced(
-    cny, revaluation_runs_after_commit
+    cny, repricing_runs_after_commit
 ):
-    with revaluation_runs_after_commit():
+    with repricing_runs_after_commit():
         rate("7.12", NOV_1)
     ingest(cny, call("r1", NOV_1 + timedelta(days=2)))
-    with revaluation_runs_after_commit():
+    with repricing_runs_after_commit():
         corrected = rate("7.02", NOV_1, note="typo in the first entry")
 
     record = UsageRecord.objects.get(request_id="r1")
@@ -166,7 +152,7 @@ def test_a_new_entry_for_the_same_moment_replaces_the_earlier_one_and_a_deleted_
     )
     assert ExchangeRate.objects.count() == 2  # the first entry stays, as history
 
-    with revaluation_runs_after_commit():
+    with repricing_runs_after_commit():
         ExchangeRate.objects.all().delete()
     assert UsageRecord.objects.get(request_id="r1").cost is None
     assert rollups.verify(cny) == []
