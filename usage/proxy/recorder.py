@@ -175,10 +175,15 @@ def to_record(call: Call) -> RecordIn:
 
 
 def _identifier(value: Any) -> str | None:
-    """An id the provider gave the call, as RecordIn takes it (a string of 1 to 200 characters)."""
+    """An id the provider gave the call, as RecordIn takes it (1 to 200 storable characters);
+    anything else is left out rather than cost the call its record."""
     if not isinstance(value, str):
         return None
     value = value.replace("\x00", "").strip()[:200]
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return None
     return value or None
 
 
