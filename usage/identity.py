@@ -52,16 +52,17 @@ class Plan:
 
     records: list[Row]  # to insert as records (replays among them are skipped by the insert)
     seen: list[tuple[Row, int]] = field(default_factory=list)  # (row, id of the record that counts the call)
-    sighted: set[str] = field(default_factory=set)  # request_ids already stored as sightings
+    sighted: dict[str, str] = field(default_factory=dict)  # request_id → content hash, of stored sightings
 
 
 def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
     """Which rows are calls another source already recorded, and which are new records."""
-    sighted = set(
-        CallSighting.objects.filter(account=account, request_id__in=[r["request_id"] for r in rows]).values_list(
-            "request_id", flat=True
-        )
-    )
+    sighted: dict[str, str] = {}
+    # A sighting's request_id is its own source's: only that source can replay it. Most
+    # batches come from a source without any, and skip the lookup.
+    if CallSighting.objects.filter(account=account, source=source).exists():
+        stored = CallSighting.objects.filter(account=account, request_id__in=[r["request_id"] for r in rows])
+        sighted = dict(stored.values_list("request_id", "content_hash"))
     rows = [r for r in rows if r["request_id"] not in sighted]
     keyed = [(row, keys) for row in rows if (keys := keys_of(row))]
     if not keyed:

@@ -104,7 +104,7 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
     result.other_source_duplicates = len(linked)
     result.duplicates = len(linked)
     others = [e for rid, e in first_by_id.items() if rid not in stored and rid not in linked] + repeats
-    stored_hash = _stored_hashes(account, [e[1].request_id for e in others])
+    stored_hash = _stored_hashes(account, [e[1].request_id for e in others], placed.sighted)
     for index, record, digest in sorted(others, key=lambda e: e[0]):
         if stored_hash.get(record.request_id) == digest:
             result.duplicates += 1
@@ -113,13 +113,15 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
     return result
 
 
-def _stored_hashes(account: Account, request_ids: list[str]) -> dict[str, str]:
-    """The content hash stored under each request_id, as a record or as another source's sighting."""
-    if not request_ids:
-        return {}
-    found: dict[str, str] = {}
+def _stored_hashes(account: Account, request_ids: list[str], sighted: dict[str, str]) -> dict[str, str]:
+    """The content hash stored under each request_id, as a record or as another source's
+    sighting (`sighted`: those known already)."""
+    found = {request_id: sighted[request_id] for request_id in request_ids if request_id in sighted}
     for model in (UsageRecord, CallSighting):
-        rows = model.objects.filter(account=account, request_id__in=request_ids)
+        missing = [request_id for request_id in request_ids if request_id not in found]
+        if not missing:
+            break
+        rows = model.objects.filter(account=account, request_id__in=missing)
         found.update(rows.values_list("request_id", "content_hash"))
     return found
 
