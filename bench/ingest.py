@@ -60,7 +60,8 @@ def empty_account(slug: str) -> Any:
 
     account = ensure_account(slug)
     with connection.cursor() as cursor:
-        for table in ("billing_allocation", "usage_usagerecord", "usage_hourlyusage", "usage_dailyusage"):
+        tables = ("billing_allocation", "usage_callkey", "usage_callsighting", "usage_usagerecord")
+        for table in (*tables, "usage_hourlyusage", "usage_dailyusage"):
             column = "record_id IN (SELECT id FROM usage_usagerecord WHERE account_id = %s)"
             where = column if table == "billing_allocation" else "account_id = %s"
             cursor.execute(f"DELETE FROM {table} WHERE {where}", [account.pk])

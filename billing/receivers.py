@@ -1,7 +1,8 @@
 """Signal receivers of the billing app, connected in BillingConfig.ready.
 
-New records and repricing make allocations stale; both schedule a refresh, which
-finds the records without allocations and the charges whose cost changed.
+New records, repricing, re-estimation and corrections make allocations stale; each
+schedules a refresh, which finds the records without allocations and the charges whose
+cost changed, or recomputes from the moment it was told.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from billing.alerts import schedule_evaluation
 from billing.recompute import request_recompute, schedule_allocation
 from usage.calibration import tokens_reestimated
 from usage.models import Account, RepricingRun, UsageRecord
-from usage.signals import usage_recorded
+from usage.signals import usage_recorded, usage_revised
 
 
 @receiver(usage_recorded, sender=UsageRecord, dispatch_uid="billing.allocate_new_records")
@@ -44,3 +45,11 @@ def recheck_charges_after_repricing(
 def reallocate_reestimated_tokens(sender: type[UsageRecord], account: Account, since: datetime, **kwargs: Any) -> None:
     # Plans burn tokens, not money: a better estimate moves every allocation after it.
     request_recompute(account, since, "token estimates recalibrated")
+
+
+@receiver(usage_revised, sender=UsageRecord, dispatch_uid="billing.reallocate_revised_usage")
+def reallocate_revised_usage(
+    sender: type[UsageRecord], account: Account, since: datetime, reason: str = "", **kwargs: Any
+) -> None:
+    # Corrected tokens or costs (failed calls no longer billed…) move every allocation after them.
+    request_recompute(account, since, reason or "usage corrected")

@@ -27,6 +27,7 @@ from billing.models import (
     WalletEntryKind,
 )
 from usage import selectors as usage_selectors
+from usage.identity import SourceOverlap, source_overlap
 from usage.models import Account, DailyUsage, HourlyUsage, UsageRecord
 from usage.periods import Period
 from usage.selectors import SummaryRow, Totals
@@ -202,6 +203,12 @@ class Reconciliation:
     provider_requests: int | None
     dashboard_requests: int
     causes: list[Cause]
+    # Calls two sources both brought in the window, each counted once (per pair of sources).
+    overlap: list[SourceOverlap] = field(default_factory=list)
+
+    @property
+    def calls_seen_twice(self) -> int:
+        return sum(pair.calls for pair in self.overlap)
 
     @property
     def exceeds_threshold(self) -> bool:
@@ -271,6 +278,7 @@ def reconcile(account: Account, *, start: datetime, end: datetime) -> Reconcilia
         provider_requests=provider_requests,
         dashboard_requests=dashboard_requests,
         causes=causes,
+        overlap=source_overlap(account, start=opening.taken_at, end=closing.taken_at),
     )
 
 
@@ -304,7 +312,7 @@ def likely_causes(
             Cause(
                 "duplicate_records",
                 f"The dashboard has {dashboard_requests:,} requests, the provider counted {provider_requests:,}: "
-                "some records may be counted twice (the same traffic sent through the proxy and synced?).",
+                "some records may be counted twice (the same calls from two sources that share no request id?).",
             )
         )
     if unpriced:

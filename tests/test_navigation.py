@@ -13,8 +13,8 @@ def menu(response) -> dict[str, bool]:
     return {m["url"]: bool(m["current"]) for m in MENU_LINK.finditer(response.content.decode())}
 
 
-def test_finance_sees_spend_plans_and_reports_but_not_engineering_or_admin_pages(finance_client, account):
-    assert list(menu(finance_client.get("/"))) == ["/", "/plans/", "/reports/"]
+def test_finance_sees_spend_plans_reports_and_rates_but_not_engineering_or_admin_pages(finance_client, account):
+    assert list(menu(finance_client.get("/"))) == ["/", "/plans/", "/reports/", "/rates/"]
 
 
 def test_engineers_see_usage_models_requests_errors_and_keys(engineer_client, account):

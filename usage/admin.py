@@ -1,7 +1,9 @@
+from typing import Any
+
 from django.contrib import admin
 from django.http import HttpRequest
 
-from usage.models import Account, ApiKey, EstimatorFit, HourlyUsage, ModelPrice, UsageRecord
+from usage.models import Account, ApiKey, EstimatorFit, ExchangeRate, HourlyUsage, ModelPrice, RateSource, UsageRecord
 
 
 @admin.register(Account)
@@ -102,3 +104,21 @@ class EstimatorFitAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: EstimatorFit | None = None) -> bool:
         return False
+
+
+@admin.register(ExchangeRate)
+class ExchangeRateAdmin(admin.ModelAdmin):
+    """Rates are entered, never edited: a correction is a new entry for the same moment (the
+    latest entered wins), so the list is also the audit of who entered what."""
+
+    list_display = ("from_currency", "to_currency", "rate", "effective_from", "source", "entered_by", "entered_at")
+    list_filter = ("to_currency", "from_currency", "source")
+    fields = ("from_currency", "to_currency", "rate", "effective_from", "note")
+    date_hierarchy = "effective_from"
+
+    def has_change_permission(self, request: HttpRequest, obj: ExchangeRate | None = None) -> bool:
+        return False
+
+    def save_model(self, request: HttpRequest, obj: ExchangeRate, form: Any, change: bool) -> None:
+        obj.source, obj.entered_by = RateSource.ADMIN, request.user
+        super().save_model(request, obj, form, change)

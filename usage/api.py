@@ -45,6 +45,10 @@ class IngestResponse(Schema):
     duplicates: int
     conflicts: list[Conflict]
     rejected: list[Rejection]
+    other_source_duplicates: int = Field(
+        description="Among the duplicates: calls another source (the proxy, a sync, an import) had already "
+        "recorded, recognised by the provider's response or request id; linked to that record, counted once."
+    )
 
 
 class Problem(Schema):
@@ -104,6 +108,7 @@ def ingest_usage(request: HttpRequest) -> dict[str, Any]:
         "duplicates": result.duplicates,
         "conflicts": result.conflicts,
         "rejected": rejected,
+        "other_source_duplicates": result.other_source_duplicates,
     }
 
 

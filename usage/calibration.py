@@ -54,7 +54,7 @@ from usage.estimation import (
 from usage.models import Account, ErrorCause, EstimatorFit, RepricingRun, TokensSource, UsageRecord
 from usage.pricing import PriceBook
 from usage.repricing import FIELDS as PRICING_FIELDS
-from usage.repricing import priced, rollup_row
+from usage.repricing import VALUATION_FIELDS, priced, rollup_row, set_valuation
 
 logger = logging.getLogger(__name__)
 
@@ -330,13 +330,13 @@ def _reestimate_chunk(
         before.append(rollup_row(record))
         record.prompt_tokens, record.completion_tokens = estimate.prompt_tokens, estimate.completion_tokens
         record.estimator_version = estimate.version
-        record.cost, record.cost_source, record.price_id = priced(record, book)
+        set_valuation(record, priced(record, book))
         after.append(rollup_row(record))
         dirty.append(record)
     if dirty:
         UsageRecord.objects.bulk_update(
             dirty,
-            ["prompt_tokens", "completion_tokens", "estimator_version", "cost", "cost_source", "price"],
+            ["prompt_tokens", "completion_tokens", "estimator_version", *VALUATION_FIELDS],
             batch_size=500,
         )
         rollups.add(before, sign=-1)

@@ -1,4 +1,5 @@
-"""Forms of the usage pages: a key's name and team, API tokens, and new prices for the price book.
+"""Forms of the usage pages: a key's name and team, API tokens, new prices for the price book,
+and exchange rates.
 
 Each form validates what a person typed and names the field at fault; `save()` hands the
 write to `usage.services`.
@@ -7,14 +8,21 @@ write to `usage.services`.
 from __future__ import annotations
 
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
 
-from usage.models import MONEY, Account, ApiKey, ApiToken, ModelPrice, TokenScope
+from usage.models import MONEY, Account, ApiKey, ApiToken, ExchangeRate, ModelPrice, RateSource, TokenScope
 from usage.prices import BEGINNING
-from usage.services import add_manual_price, create_api_token, manual_price_history, rename_api_key
+from usage.services import (
+    add_manual_price,
+    create_api_token,
+    manual_price_history,
+    rename_api_key,
+    set_exchange_rate,
+)
 
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 
@@ -159,4 +167,61 @@ class PriceForm(StyledForm):
             cached_input_per_mtok=data["cached_input_per_mtok"],
             output_per_mtok=data["output_per_mtok"],
             effective_from=data["effective_from"] or BEGINNING,
+        )
+
+
+CURRENCY_FIELD = {
+    "regex": r"^\s*[A-Za-z]{3}\s*$",
+    "max_length": 5,
+    "error_messages": {"invalid": "Use a three-letter ISO 4217 code such as USD."},
+}
+
+
+class ExchangeRateForm(StyledForm):
+    """A rate finance enters: 1 FROM = RATE TO from a moment on (the dashboard's time zone).
+    Entries are never edited; entering one for a moment that has one already replaces it."""
+
+    from_currency = forms.RegexField(label="From (the price's currency)", **CURRENCY_FIELD)
+    to_currency = forms.RegexField(label="To (the account's currency)", **CURRENCY_FIELD)
+    rate = forms.DecimalField(
+        label="Rate",
+        max_digits=MONEY["max_digits"],
+        decimal_places=MONEY["decimal_places"],
+        help_text="How many units of the account's currency one unit of the price's currency is worth.",
+    )
+    effective_from = forms.DateTimeField(
+        label="Effective from",
+        input_formats=[DATETIME_LOCAL, "%Y-%m-%d %H:%M", "%Y-%m-%d"],
+        widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
+    )
+    note = forms.CharField(label="Source of the rate", max_length=200, required=False)
+
+    def clean_from_currency(self) -> str:
+        return self.cleaned_data["from_currency"].strip().upper()
+
+    def clean_to_currency(self) -> str:
+        return self.cleaned_data["to_currency"].strip().upper()
+
+    def clean_rate(self) -> Decimal:
+        rate = self.cleaned_data["rate"]
+        if rate <= 0:
+            raise ValidationError("A rate is a positive number.")
+        return rate
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("from_currency") and data.get("from_currency") == data.get("to_currency"):
+            self.add_error("to_currency", "A rate converts between two different currencies.")
+        return data
+
+    def save(self, *, entered_by: Any) -> ExchangeRate:
+        data = self.cleaned_data
+        return set_exchange_rate(
+            from_currency=data["from_currency"],
+            to_currency=data["to_currency"],
+            rate=data["rate"],
+            effective_from=data["effective_from"],
+            source=RateSource.DASHBOARD,
+            entered_by=entered_by,
+            note=data["note"],
         )

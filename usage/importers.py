@@ -153,7 +153,7 @@ def _json_reason(exc: ValueError) -> str:
 
 # ── CSV ───────────────────────────────────────────────────────────────────────
 
-STRING_COLUMNS = ("request_id", "occurred_at", "model", "api_key", "endpoint")
+STRING_COLUMNS = ("request_id", "occurred_at", "model", "api_key", "endpoint", "response_id", "upstream_request_id")
 INTEGER_COLUMNS = (
     "status_code",
     "context_chars",
@@ -375,6 +375,7 @@ def newapi_record(row: Any) -> dict[str, Any] | None:
     other = _other_of(row)
     token_name = row.get("token_name") or None
 
+    own_id = row.get("request_id")
     record: dict[str, Any] = {
         "request_id": newapi_request_id(row),
         "occurred_at": _unix_time(created_at),
@@ -384,6 +385,10 @@ def newapi_record(row: Any) -> dict[str, Any] | None:
         "latency_ms": use_time * 1000,
         "metadata": {"newapi_quota": str(quota)},
     }
+    if isinstance(own_id, str) and own_id.strip():
+        # The console's id of the call (the X-Oneapi-Request-Id its API answered with): the
+        # proxy's record of the same call carries it too, so the call is counted once.
+        record["upstream_request_id"] = own_id.strip()[:200]
     usage = _newapi_usage(row, other)
     if log_type == CONSUME or usage["prompt_tokens"] or usage["completion_tokens"]:
         record["usage"] = usage  # a failed call that reported no tokens has no usage, as through the proxy
@@ -643,6 +648,7 @@ class ImportSummary:
     read: int = 0
     accepted: int = 0
     duplicates: int = 0
+    other_source_duplicates: int = 0  # among the duplicates: calls another source had recorded
     conflicts: int = 0
     rejected: int = 0
     skipped: int = 0
@@ -775,4 +781,5 @@ class _Stored:
             )
         summary.accepted += self.result.accepted
         summary.duplicates += self.result.duplicates
+        summary.other_source_duplicates += self.result.other_source_duplicates
         summary.conflicts += len(self.result.conflicts)

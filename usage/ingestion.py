@@ -17,8 +17,8 @@ from django.utils import timezone
 from toki_dashboard.crypto import sha256_hex
 from usage.errors import classify_error
 from usage.estimation import Estimator, Lengths
-from usage.models import Account, ApiKey, CostSource, ErrorCause, TokensSource
-from usage.pricing import PriceBook, cost_of
+from usage.models import Account, ApiKey, TokensSource
+from usage.pricing import PriceBook, valuation, was_served
 from usage.schemas import RecordIn
 
 FULL_SECRET = re.compile(r"^(sk|tk|pk)-[A-Za-z0-9_\-]{16,}$")
@@ -58,12 +58,16 @@ def resolve_keys(account: Account, values: set[str]) -> dict[str, ApiKey]:
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
+# Names of the call rather than what it used: a replay that adds or lacks them is still a replay.
+NOT_CONTENT = frozenset({"response_id", "upstream_request_id"})
+
+
 def content_hash(record: RecordIn) -> str:
     """Digest of what the client sent, so a replay can be told from a conflict.
 
     Stored with every record: any change to it would turn replays of stored records into conflicts.
     """
-    payload = record.model_dump(mode="json", exclude_none=True)
+    payload = record.model_dump(mode="json", exclude_none=True, exclude=NOT_CONTENT)
     return hashlib.sha256(_CANONICAL_JSON(payload).encode()).hexdigest()
 
 
@@ -100,25 +104,31 @@ class RowBuilder:
         cause = classify_error(record.status_code, error_type, error_code, (error.message or "") if error else "")
         lengths = lengths_of(record)
 
+        served = was_served(record.status_code, cause)
         prompt = completion = cached = reasoning = 0
         tokens_source, estimator_version = TokensSource.NONE, ""
         if record.usage is not None:
             prompt, completion = record.usage.prompt or 0, record.usage.completion or 0
             cached, reasoning = record.usage.cached, record.usage.reasoning
             tokens_source = TokensSource.REPORTED
-        elif lengths.has_any:
+        elif served and lengths.has_any:
+            # Estimates stand in for usage a served call did not report; a failed call
+            # without usage served nothing, so it gets no tokens (its lengths stay).
             estimate = self.estimator.estimate(record.model, lengths)
             prompt, completion = estimate.prompt_tokens, estimate.completion_tokens
             tokens_source, estimator_version = TokensSource.ESTIMATED, estimate.version
 
-        cost, cost_source, price = record.cost, "", None
-        if cost is not None:
-            cost_source = CostSource.REPORTED
-        elif tokens_source != TokensSource.NONE or cause != ErrorCause.NONE:
-            price = self.prices.find(record.model, record.occurred_at)
-            if price is not None:
-                cost = cost_of(price, prompt_tokens=prompt, cached_tokens=cached, completion_tokens=completion)
-                cost_source = CostSource.COMPUTED
+        value = valuation(
+            self.prices,
+            model=record.model,
+            at=record.occurred_at,
+            served=served,
+            tokens_source=tokens_source,
+            prompt_tokens=prompt,
+            cached_tokens=cached,
+            completion_tokens=completion,
+            reported_cost=record.cost,
+        )
 
         return {
             "account": self.account.pk,
@@ -148,9 +158,12 @@ class RowBuilder:
             "output_profile": lengths.output_profile,
             "latency_ms": record.latency_ms,
             "ttft_ms": record.ttft_ms,
-            "cost": cost,
-            "cost_source": cost_source,
-            "price": price.pk if price else None,
+            "cost": value.cost,
+            "cost_source": value.cost_source,
+            "price": value.price_id,
+            "exchange_rate": value.rate_id,
+            "response_id": record.response_id or "",
+            "upstream_request_id": record.upstream_request_id or "",
             "source": self.source,
             "metadata": record.metadata,
             "content_hash": digest,

@@ -1,4 +1,8 @@
-"""Accounts, keys, per-request usage and its hourly rollup, and the price book (DESIGN.md §3)."""
+"""Accounts, keys, per-request usage and its rollups, and the price book (DESIGN.md §3).
+
+Exchange rates live in `usage.models_rates`, call identities and sightings in
+`usage.models_identity`; both are imported at the end of this module.
+"""
 
 from __future__ import annotations
 
@@ -194,6 +198,14 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(**MONEY, null=True, blank=True)
     cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True, default="")
     price = models.ForeignKey(ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    # The rate `cost` was converted at, when the price was in another currency than the account's.
+    exchange_rate = models.ForeignKey(
+        "usage.ExchangeRate", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+    )
+    # Ids the provider gave the call (its response's `id`; its request id, from a response header
+    # or a console log): how the same call is recognised when another source brings it too.
+    response_id = models.CharField(max_length=200, blank=True, default="")
+    upstream_request_id = models.CharField(max_length=200, blank=True, default="")
     source = models.CharField(max_length=16, choices=RecordSource.choices)
     metadata = models.JSONField(default=dict, blank=True)
     # Digest of the record as submitted: a replay matches it, a conflict does not.
@@ -209,6 +221,12 @@ class UsageRecord(models.Model):
             # The request log: newest first, keyset on (occurred_at, id).
             models.Index(fields=["account", "-occurred_at", "-id"], name="usage_log_idx"),
             models.Index(fields=["account", "model", "-occurred_at"], name="usage_model_time_idx"),
+            # Which rates a window's costs were converted at (and what a deleted rate leaves).
+            models.Index(
+                fields=["exchange_rate", "account", "occurred_at"],
+                condition=models.Q(exchange_rate__isnull=False),
+                name="usage_converted_idx",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -405,3 +423,10 @@ class EstimatorFit(models.Model):
     @property
     def version(self) -> str:
         return f"calibrated-{self.pk}"
+
+
+# Models of their own modules, which build on the ones above (re-exported from here).
+from usage.models_identity import CallKey as CallKey  # noqa: E402
+from usage.models_identity import CallSighting as CallSighting  # noqa: E402
+from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402
+from usage.models_rates import RateSource as RateSource  # noqa: E402

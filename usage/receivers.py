@@ -1,18 +1,20 @@
 """Signal receivers of the usage app, connected in UsageConfig.ready.
 
-However a price is added, edited or deleted (admin, a settings page, the shell),
-the records it can affect are repriced in the background after commit. Bulk writes
-send no signals: `usage.prices.sync_prices` schedules its own repricing.
+However a price or an exchange rate is added, edited or deleted (admin, a dashboard
+page, a command, the shell), the records it can affect are repriced in the background
+after commit. Bulk writes send no signals: `usage.prices.sync_prices` schedules its own
+repricing.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from django.db.models import Min
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from usage.models import ModelPrice
+from usage.models import ExchangeRate, ModelPrice
 from usage.repricing import Scope, schedule
 
 # Everything that decides which records a price applies to, and what they cost.
@@ -57,3 +59,26 @@ def reprice_after_price_save(sender: type[ModelPrice], instance: ModelPrice, raw
 def reprice_after_price_delete(sender: type[ModelPrice], instance: ModelPrice, **kwargs: Any) -> None:
     # Records that used it lost their price link (SET_NULL) but kept its cost until then.
     schedule([Scope.of(instance)])
+
+
+# --- Exchange rates -------------------------------------------------------------------------------
+
+
+def _rate_scope(rate: ExchangeRate) -> Scope:
+    """The records a rate can value: its target currency's accounts, until the pair's next rate."""
+    later = ExchangeRate.objects.filter(
+        from_currency=rate.from_currency, to_currency=rate.to_currency, effective_from__gt=rate.effective_from
+    )
+    return Scope.of_rate(rate, later.aggregate(next=Min("effective_from"))["next"])
+
+
+@receiver(post_save, sender=ExchangeRate, dispatch_uid="usage.revalue_after_rate_save")
+def revalue_after_rate_save(sender: type[ExchangeRate], instance: ExchangeRate, raw: bool, **kwargs: Any) -> None:
+    if not raw:
+        schedule([_rate_scope(instance)])
+
+
+@receiver(post_delete, sender=ExchangeRate, dispatch_uid="usage.revalue_after_rate_delete")
+def revalue_after_rate_delete(sender: type[ExchangeRate], instance: ExchangeRate, **kwargs: Any) -> None:
+    # Its records lost their rate link (SET_NULL) but kept their cost until they are re-valued.
+    schedule([_rate_scope(instance)])

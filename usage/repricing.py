@@ -1,12 +1,13 @@
-"""Repricing: when a price is added, changed or removed, the records it affects get
-their cost recomputed in the background, and the hourly rollup follows exactly.
+"""Repricing: when a price or an exchange rate is added, changed or removed, the records
+it affects get their cost recomputed in the background, and the rollups follow exactly.
 
-A price change is described by Scopes (account or every account of a currency, a
-model name or glob, a time window). The Celery task `usage.tasks.reprice_records`
-turns them back into Scopes and calls `reprice`, which walks the affected records
-in chunks keyed by id. Each chunk is one transaction: lock the records, price them
-with the PriceBook as it is now, take their old contribution out of the rollup and
-put the new one in. A provider-reported cost is never replaced.
+A change is described by Scopes (account or every account of a currency, a model name
+or glob, a time window; a price also reaches the accounts an exchange rate converts it
+for). The Celery task `usage.tasks.reprice_records` turns them back into Scopes and
+calls `reprice`, which walks the affected records in chunks keyed by id. Each chunk is
+one transaction: lock the records, value them with the PriceBook as it is now, take
+their old contribution out of the rollups and put the new one in. A provider-reported
+cost is never replaced (unless the call was not served: see `usage.pricing.valuation`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from fnmatch import fnmatchcase
 from typing import Any
 
@@ -23,17 +23,8 @@ from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from usage import rollups
-from usage.models import (
-    Account,
-    CostSource,
-    ErrorCause,
-    HourlyUsage,
-    ModelPrice,
-    RepricingRun,
-    TokensSource,
-    UsageRecord,
-)
-from usage.pricing import PriceBook, cost_of
+from usage.models import Account, CostSource, ExchangeRate, HourlyUsage, ModelPrice, RepricingRun, UsageRecord
+from usage.pricing import PriceBook, Valuation, valuation, was_served
 
 CHUNK_SIZE = 2_000
 # An ingestion batch prices its records with the book it loaded when it started and
@@ -49,6 +40,7 @@ FIELDS = (
     "api_key",
     "team",
     "tokens_source",
+    "status_code",
     "error_cause",
     "prompt_tokens",
     "completion_tokens",
@@ -58,6 +50,7 @@ FIELDS = (
     "cost",
     "cost_source",
     "price",
+    "exchange_rate",
 )
 
 
@@ -76,6 +69,11 @@ class Scope:
     def of(cls, price: ModelPrice) -> Scope:
         return cls(price.account_id, price.currency, price.model_pattern, price.effective_from, price.effective_to)
 
+    @classmethod
+    def of_rate(cls, rate: ExchangeRate, end: datetime | None) -> Scope:
+        """Every model of the accounts kept in the rate's target currency, while it is in effect."""
+        return cls(None, rate.to_currency, "*", rate.effective_from, end)
+
     @property
     def is_pattern(self) -> bool:
         return any(ch in self.model_pattern for ch in "*?[")
@@ -83,8 +81,11 @@ class Scope:
     def covers(self, model: str) -> bool:
         return fnmatchcase(model, self.model_pattern) if self.is_pattern else model == self.model_pattern
 
-    def applies_to(self, account: Account) -> bool:
-        return self.currency == account.currency and self.account_id in (None, account.pk)
+    def applies_to(self, account: Account, pairs: frozenset[tuple[str, str]] = frozenset()) -> bool:
+        """Whether the account can use a price of this scope: its own currency, or one an
+        exchange rate (a (from, to) pair of `pairs`) converts into its currency."""
+        convertible = self.currency == account.currency or (self.currency, account.currency) in pairs
+        return convertible and self.account_id in (None, account.pk)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -143,11 +144,13 @@ def reprice(scopes: Sequence[Scope], *, chunk_size: int = CHUNK_SIZE) -> int:
     scopes = merged(scopes)
     if not scopes:
         return 0
+    pairs = frozenset(ExchangeRate.objects.values_list("from_currency", "to_currency").distinct().order_by())
     shared = {s.currency for s in scopes if s.account_id is None}
+    shared |= {target for source, target in pairs if source in shared}
     own = {s.account_id for s in scopes if s.account_id is not None}
     changed = 0
     for account in Account.objects.filter(Q(currency__in=shared) | Q(pk__in=own)).order_by("pk"):
-        relevant = [s for s in scopes if s.applies_to(account)]
+        relevant = [s for s in scopes if s.applies_to(account, pairs)]
         groups = _record_groups(account, relevant)
         if groups:
             changed += _reprice_account(account, groups, chunk_size)
@@ -232,37 +235,47 @@ def reprice_chunk(records: Sequence[UsageRecord], book: PriceBook) -> int:
     after: list[dict[str, Any]] = []
     dirty: list[UsageRecord] = []
     for record in records:
-        cost, cost_source, price_id = priced(record, book)
-        if (record.cost, record.cost_source, record.price_id) == (cost, cost_source, price_id):
+        value = priced(record, book)
+        if (record.cost, record.cost_source, record.price_id, record.exchange_rate_id) == (
+            value.cost,
+            value.cost_source,
+            value.price_id,
+            value.rate_id,
+        ):
             continue
         before.append(rollup_row(record))
-        record.cost, record.cost_source, record.price_id = cost, cost_source, price_id
+        set_valuation(record, value)
         after.append(rollup_row(record))
         dirty.append(record)
     if dirty:
-        UsageRecord.objects.bulk_update(dirty, ["cost", "cost_source", "price"], batch_size=500)
+        UsageRecord.objects.bulk_update(dirty, VALUATION_FIELDS, batch_size=500)
         rollups.add(before, sign=-1)
         rollups.add(after)
     return len(dirty)
 
 
-def priced(record: UsageRecord, book: PriceBook) -> tuple[Decimal | None, str, int | None]:
-    """(cost, cost_source, price id) as ingestion would set them today (usage.ingestion.RowBuilder)."""
-    if record.cost_source == CostSource.REPORTED:
-        return record.cost, record.cost_source, record.price_id
-    # Ingestion leaves a successful call without any token count unpriced: nothing to price.
-    if record.tokens_source == TokensSource.NONE and record.error_cause == ErrorCause.NONE:
-        return None, "", None
-    price = book.find(record.model, record.occurred_at)
-    if price is None:
-        return None, "", None
-    cost = cost_of(
-        price,
+VALUATION_FIELDS = ["cost", "cost_source", "price", "exchange_rate"]
+
+
+def priced(record: UsageRecord, book: PriceBook) -> Valuation:
+    """The valuation ingestion would give the stored record today (`usage.pricing.valuation`)."""
+    reported = record.cost_source == CostSource.REPORTED
+    return valuation(
+        book,
+        model=record.model,
+        at=record.occurred_at,
+        served=was_served(record.status_code, record.error_cause),
+        tokens_source=record.tokens_source,
         prompt_tokens=record.prompt_tokens,
         cached_tokens=record.cached_tokens,
         completion_tokens=record.completion_tokens,
+        reported_cost=record.cost if reported else None,
     )
-    return cost, CostSource.COMPUTED, price.pk
+
+
+def set_valuation(record: UsageRecord, value: Valuation) -> None:
+    record.cost, record.cost_source = value.cost, value.cost_source
+    record.price_id, record.exchange_rate_id = value.price_id, value.rate_id
 
 
 def rollup_row(record: UsageRecord) -> dict[str, Any]:

@@ -148,6 +148,18 @@ class RecordIn(BaseModel):
     ttft_ms: Millis | None = None
     cost: Decimal | None = Field(default=None, ge=0, max_digits=24, decimal_places=10)
     metadata: dict[Text, Text] = Field(default_factory=dict)
+    # The ids the provider gave the call: the response's `id`, and its request id (a header
+    # such as X-Oneapi-Request-Id or x-request-id, or a console log's request_id). Another
+    # source's record carrying one of them is the same call, counted once.
+    response_id: Text | None = Field(
+        default=None, min_length=1, max_length=200, description="The `id` of the response (chatcmpl-…)"
+    )
+    upstream_request_id: Text | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="The provider's request id (X-Oneapi-Request-Id or x-request-id, a console log's request_id)",
+    )
 
     @field_validator("occurred_at")
     @classmethod

@@ -15,10 +15,21 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from toki_dashboard.crypto import sha256_hex
-from usage import rollups
+from usage import identity, rollups
 from usage.estimation import current_estimator
 from usage.ingestion import RowBuilder, content_hash, resolve_keys
-from usage.models import Account, ApiKey, ApiToken, ModelPrice, PriceSource, Provider, TokenScope, UsageRecord
+from usage.models import (
+    Account,
+    ApiKey,
+    ApiToken,
+    CallSighting,
+    ExchangeRate,
+    ModelPrice,
+    PriceSource,
+    Provider,
+    TokenScope,
+    UsageRecord,
+)
 from usage.pricing import PriceBook
 from usage.schemas import RecordIn
 from usage.signals import usage_recorded
@@ -32,20 +43,25 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     conflicts: list[dict[str, Any]] = field(default_factory=list)
+    # Among the duplicates: calls another source had already recorded (linked as seen by).
+    other_source_duplicates: int = 0
 
     def merge(self, other: IngestResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.conflicts.extend(other.conflicts)
+        self.other_source_duplicates += other.other_source_duplicates
 
 
 def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, source: str) -> IngestResult:
-    """Store validated records exactly once and add them to the hourly rollup.
+    """Store validated records exactly once and add them to the rollups.
 
     `records` pairs each record with its index in the caller's batch, so that
     conflicts can be reported against it. A replay (same request_id, same content)
     is a duplicate and changes nothing; the same request_id with other content is
-    a conflict and the stored record is kept.
+    a conflict and the stored record is kept. A call another source already recorded
+    (the same provider id, see usage.identity) is a duplicate too: linked to the record
+    that counts it, counted nowhere.
     """
     result = IngestResult()
     if not records:
@@ -69,32 +85,45 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
     ]
 
     with transaction.atomic():
-        inserted = set(
-            insert_ignoring_conflicts(UsageRecord, rows, conflict=("account", "request_id"), returning="request_id")
+        placed = identity.plan(account, rows, source)
+        ids = dict(
+            insert_ignoring_conflicts(
+                UsageRecord, placed.records, conflict=("account", "request_id"), returning=("request_id", "id")
+            )
         )
-        rollups.add(row for row in rows if row["request_id"] in inserted)
-        if inserted:
+        counted, taken = identity.claim(account, [r for r in placed.records if r["request_id"] in ids], ids, source)
+        rollups.add(counted)
+        linked = identity.link(account, [*placed.seen, *taken], source)
+        if counted:
             transaction.on_commit(
-                lambda: usage_recorded.send(sender=UsageRecord, account=account, inserted=len(inserted))
+                lambda: usage_recorded.send(sender=UsageRecord, account=account, inserted=len(counted))
             )
 
-    result.accepted = len(inserted)
-    not_inserted = [e for rid, e in first_by_id.items() if rid not in inserted]
-    stored_hash = (
-        dict(
-            UsageRecord.objects.filter(
-                account=account, request_id__in=[e[1].request_id for e in not_inserted + repeats]
-            ).values_list("request_id", "content_hash")
-        )
-        if not_inserted or repeats
-        else {}
-    )
-    for index, record, digest in sorted(not_inserted + repeats, key=lambda e: e[0]):
+    stored = {row["request_id"] for row in counted}
+    result.accepted = len(stored)
+    result.other_source_duplicates = len(linked)
+    result.duplicates = len(linked)
+    others = [e for rid, e in first_by_id.items() if rid not in stored and rid not in linked] + repeats
+    stored_hash = _stored_hashes(account, [e[1].request_id for e in others], placed.sighted)
+    for index, record, digest in sorted(others, key=lambda e: e[0]):
         if stored_hash.get(record.request_id) == digest:
             result.duplicates += 1
         else:
             result.conflicts.append({"index": index, "request_id": record.request_id})
     return result
+
+
+def _stored_hashes(account: Account, request_ids: list[str], sighted: dict[str, str]) -> dict[str, str]:
+    """The content hash stored under each request_id, as a record or as another source's
+    sighting (`sighted`: those known already)."""
+    found = {request_id: sighted[request_id] for request_id in request_ids if request_id in sighted}
+    for model in (UsageRecord, CallSighting):
+        missing = [request_id for request_id in request_ids if request_id not in found]
+        if not missing:
+            break
+        rows = model.objects.filter(account=account, request_id__in=missing)
+        found.update(rows.values_list("request_id", "content_hash"))
+    return found
 
 
 def create_account(
@@ -213,3 +242,37 @@ def add_manual_price(
         current.save(update_fields=["effective_to"])  # post_save reprices its old window
     price.save()  # post_save reprices the new window after commit
     return price
+
+
+# --- Exchange rates -------------------------------------------------------------------------------
+
+
+def set_exchange_rate(
+    *,
+    from_currency: str,
+    to_currency: str,
+    rate: Decimal,
+    effective_from: datetime,
+    source: str,
+    entered_by: Any = None,
+    note: str = "",
+) -> ExchangeRate:
+    """Enter a rate: 1 `from_currency` = `rate` `to_currency` from `effective_from` until the
+    pair's next rate. An entry for a moment that already has one wins over it (the earlier
+    entry stays, as history). Raises ValidationError naming the field at fault.
+
+    The records of accounts kept in `to_currency` that the rate can value are re-valued in
+    the background once this commits (usage.receivers).
+    """
+    entry = ExchangeRate(
+        from_currency=from_currency.strip().upper(),
+        to_currency=to_currency.strip().upper(),
+        rate=rate,
+        effective_from=effective_from,
+        source=source,
+        entered_by=entered_by,
+        note=note.strip()[:200],
+    )
+    entry.full_clean()
+    entry.save()
+    return entry

@@ -4,3 +4,8 @@ from django.dispatch import Signal
 
 # Sent after a batch of new records has committed. Arguments: account, inserted (int).
 usage_recorded = Signal()
+
+# Sent after stored records' tokens or costs were corrected outside repricing (which billing
+# follows through RepricingRun). Arguments: account, since (the earliest occurred_at changed),
+# reason (str).
+usage_revised = Signal()

@@ -162,15 +162,19 @@ def _execute(
 
 
 def insert_ignoring_conflicts(
-    model: type[models.Model], rows: Rows, *, conflict: Sequence[str], returning: str
+    model: type[models.Model], rows: Rows, *, conflict: Sequence[str], returning: str | Sequence[str]
 ) -> list[Any]:
-    """INSERT … ON CONFLICT DO NOTHING; returns `returning` of the rows actually inserted."""
+    """INSERT … ON CONFLICT DO NOTHING; returns `returning` of the rows actually inserted
+    (a value per row for one field name, a tuple per row for several)."""
     if not rows:
         return []
     qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
     conflict_sql = ", ".join(qn(f.column) for f in _columns(model, conflict))
-    tail = f"ON CONFLICT ({conflict_sql}) DO NOTHING RETURNING {qn(_columns(model, [returning])[0].column)}"
-    return [row[0] for row in _execute(model, rows, tail, order_by=conflict_sql, fetch=True)]
+    names = [returning] if isinstance(returning, str) else list(returning)
+    returning_sql = ", ".join(qn(f.column) for f in _columns(model, names))
+    tail = f"ON CONFLICT ({conflict_sql}) DO NOTHING RETURNING {returning_sql}"
+    fetched = _execute(model, rows, tail, order_by=conflict_sql, fetch=True)
+    return [row[0] for row in fetched] if isinstance(returning, str) else [tuple(row) for row in fetched]
 
 
 def upsert_adding(model: type[models.Model], rows: Rows, *, conflict_sql: str, counters: Sequence[str]) -> None:

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from usage.views import errors, keys, models, overview, requests
+from usage.views import errors, keys, models, overview, rates, requests
 from usage.views import settings as settings_views
 
 app_name = "usage"
@@ -22,5 +22,6 @@ urlpatterns = [
     path("settings/tokens/<int:pk>/revoke/", settings_views.api_token_revoke, name="token_revoke"),
     path("settings/prices/", settings_views.prices, name="prices"),
     path("settings/accounts/", settings_views.accounts, name="accounts"),
+    path("rates/", rates.exchange_rates, name="exchange_rates"),
     path("overview/spend-chart/", overview.spend_chart, name="overview_spend_chart"),
 ]

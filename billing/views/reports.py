@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 
 from billing import selectors
 from toki_dashboard.roles import Role, role_required
+from usage.exchange import rates_applied
 from usage.periods import dashboard_tz
 
 MONTH = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
@@ -84,6 +85,7 @@ def reports(request: HttpRequest) -> HttpResponse:
         statement = selectors.monthly_statement(account, first_day=month)
         context |= {
             "statement": statement,
+            "rates_applied": rates_applied(account, statement.period.start, statement.period.end),
             "sections": [
                 (name, SECTION_TITLES[name], SECTION_LABELS[name], NO_GROUP[name], rows)
                 for name, rows in statement.sections

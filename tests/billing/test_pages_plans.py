@@ -26,6 +26,8 @@ from tests.billing.conftest import allocate, buy, ingest, record, top_up
 from tests.billing.fake_console import LogRow
 from tests.test_celery_worker import worker  # noqa: F401  (a real worker on the configured broker)
 from usage.models import Account, Provider
+from usage.schemas import validate_records
+from usage.services import record_usage
 
 PLANS = reverse("billing:plans")
 TESTS = Actor.system("tests")
@@ -40,6 +42,12 @@ def row_of(html: str, element_id: str) -> str:
     match = re.search(rf'<tr id="{element_id}">(.*?)</tr>', html, re.S)
     assert match, f"no row {element_id}"
     return match.group(1)
+
+
+def overlap_of(card: str) -> str:
+    match = re.search(r'id="source-overlap">(.*?)</dd>', card, re.S)
+    assert match, "no source overlap"
+    return re.sub(r"<[^>]+>", "", match.group(1)).strip()
 
 
 def text_of(html: str, element_id: str) -> str:
@@ -459,6 +467,23 @@ def test_the_reconciliation_shows_the_drift_between_provider_and_dashboard(finan
     assert text_of(card, "drift").startswith(f"{Decimal('4.00') - Decimal('2.50'):,.2f}")
     assert "Drift over threshold" in card
     assert "Price mismatch" in card
+    assert overlap_of(card) == "none"
+
+
+def test_the_reconciliation_says_how_many_calls_two_sources_both_brought(finance_client: Client, account: Account):
+    record_manual_balance(account, balance=Decimal("100.00"), taken_at=now_minus(hours=20), actor=TESTS)
+    call = record("proxy-1", now_minus(hours=10), "gpt-4o", 1_000, 100, "2.50", upstream_request_id="rid-1")
+    record_usage(account, validate_records([call])[0], source="proxy")
+    synced = call | {"request_id": "rid-1"}
+    record_usage(account, validate_records([synced])[0], source="sync")
+    allocate(account, timezone.now())
+    record_manual_balance(account, balance=Decimal("97.50"), taken_at=now_minus(hours=1), actor=TESTS)
+
+    html = finance_client.get(PLANS).content.decode()
+
+    card = html[html.index('id="reconciliation-title"') :].split("</section>")[0]
+    assert overlap_of(card) == "1 (proxy and sync) counted once"
+    assert "Within threshold" in card
 
 
 def test_the_ledger_pages_swap_only_the_ledger_with_htmx(finance_client: Client, account: Account):

@@ -16,6 +16,8 @@ from billing.signals import balance_drift
 from tests.billing.conftest import FINANCE, allocate, at, ingest, record, top_up
 from tests.billing.fake_console import LogRow
 from usage.models import ModelPrice
+from usage.schemas import validate_records
+from usage.services import record_usage
 
 
 def snapshot(account, when, balance: str, requests: int | None = None) -> None:
@@ -167,3 +169,23 @@ def test_manual_balances_recorded_by_finance_are_reconciled_too(day_of_usage):
     result = selectors.reconcile(day_of_usage, start=at(2) - timedelta(hours=1), end=at(3))
 
     assert result.drift == 0
+
+
+def test_calls_two_sources_both_brought_are_reported_as_overlap_and_counted_once(account):
+    top_up(account, "opening", "100", at(1))
+    proxied = [record(f"proxy-{i}", at(2, 9 + i), "gpt-4o", 100, 10, "1.00", upstream_request_id=f"rid-{i}")
+               for i in range(3)]  # fmt: skip
+    valid = validate_records(proxied)[0]
+    record_usage(account, valid, source="proxy")
+    synced = [record(f"rid-{i}", at(2, 9 + i), "gpt-4o", 100, 10, "1.00", upstream_request_id=f"rid-{i}")
+              for i in range(1, 4)]  # fmt: skip
+    record_usage(account, validate_records(synced)[0], source="sync")
+    allocate(account, at(5))
+    snapshot(account, at(2), "100", requests=500)
+    snapshot(account, at(3), "96.00", requests=504)
+
+    result = selectors.reconcile(account, start=at(2), end=at(3))
+
+    assert [(o.counted_by, o.seen_by, o.calls) for o in result.overlap] == [("proxy", "sync", 2)]
+    assert result.calls_seen_twice == 2
+    assert (result.dashboard_requests, result.dashboard_consumption, result.drift) == (4, Decimal("4.00"), 0)

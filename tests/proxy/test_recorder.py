@@ -188,3 +188,31 @@ def test_a_call_that_ends_after_shutdown_began_is_kept_in_the_spool(account, set
     assert [line["record"]["model"] for line in spooled_lines()] == ["sim-gpt"]
     assert spool.replay() == 1
     assert UsageRecord.objects.get().context_chars == len(MESSAGES[0]["content"])
+
+
+@pytest.mark.parametrize(
+    ("body_id", "header", "kept"),
+    [
+        ("chatcmpl-1", "20261120100000abcd", ("chatcmpl-1", "20261120100000abcd")),
+        ("x" * 300, None, ("x" * 200, None)),
+        ("bad \ud800 id", "  ", (None, None)),  # a lone surrogate cannot be stored; blank is no id
+        (12345, None, (None, None)),
+    ],
+)
+def test_the_providers_ids_of_a_call_are_kept_when_storable_and_never_cost_it_its_record(body_id, header, kept):
+    call = recorder.Call(
+        account_id=1,
+        kind="chat",
+        endpoint="/v1/chat/completions",
+        occurred_at=datetime(2026, 11, 20, 10, tzinfo=UTC),
+        request_body=b'{"model": "sim-gpt", "messages": [{"role": "user", "content": "hi"}]}',
+        status=200,
+        upstream_request_id=header,
+    )
+    call.keep_body(
+        json.dumps({"id": body_id, "choices": [], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}).encode()
+    )
+
+    record = recorder.to_record(call)
+
+    assert (record.response_id, record.upstream_request_id) == kept

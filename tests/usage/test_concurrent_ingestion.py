@@ -10,7 +10,7 @@ import pytest
 from django.db import connection
 
 from usage import rollups
-from usage.models import UsageRecord
+from usage.models import CallSighting, UsageRecord
 from usage.schemas import validate_records
 from usage.services import record_usage
 
@@ -65,3 +65,32 @@ def test_overlapping_batches_from_parallel_threads_leave_one_record_per_request(
     totals = rollups.stored(account)
     assert sum(group["requests"] for group in totals.values()) == distinct
     assert sum(group["prompt_tokens"] for group in totals.values()) == sum(100 + i for i in range(distinct))
+
+
+def test_two_sources_racing_with_the_same_calls_count_each_call_once(transactional_db, account):
+    # The proxy and the sync bring the same 600 calls at once, in overlapping batches sent twice.
+    calls = make_records(range(600))
+    proxy = [r | {"request_id": f"proxy-{i}", "upstream_request_id": f"rid-{i}"} for i, r in enumerate(calls)]
+    synced = [r | {"request_id": f"rid-{i}", "upstream_request_id": f"rid-{i}"} for i, r in enumerate(calls)]
+    batches = [("proxy", proxy[s : s + 150]) for s in range(0, 600, 75)] + [
+        ("sync", synced[s : s + 150]) for s in range(0, 600, 75)
+    ]
+    batches *= 2
+    random.Random(5).shuffle(batches)
+
+    def send(job: tuple[str, list[dict]]) -> None:
+        source, raw = job
+        valid, rejected = validate_records(raw)
+        assert not rejected
+        try:
+            record_usage(account, valid, source=source)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(send, batches))
+
+    assert UsageRecord.objects.filter(account=account).count() == 600
+    assert CallSighting.objects.filter(account=account).count() == 600
+    assert rollups.verify(account) == []
+    assert sum(group["requests"] for group in rollups.stored(account).values()) == 600

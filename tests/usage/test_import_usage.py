@@ -16,7 +16,8 @@ from django.utils import timezone
 from usage import rollups
 from usage.importers import JsonDocument
 from usage.models import ErrorCause, UsageRecord
-from usage.services import create_account
+from usage.schemas import validate_records
+from usage.services import create_account, record_usage
 
 WHEN = "2026-11-20T10:15:00+01:00"
 
@@ -238,6 +239,15 @@ def test_a_non_integer_token_cell_is_rejected_naming_the_column_and_the_line(acc
     assert "1 accepted" in out and "3 rejected" in out
 
 
+def test_csv_rows_keep_the_providers_ids_of_the_call(account, tmp_path):
+    content = "request_id,occurred_at,model,response_id,upstream_request_id\n"
+    content += "r1,2026-11-20T10:00:00Z,m,chatcmpl-1,rid-1\n"
+
+    run(write(tmp_path, "usage.csv", content))
+
+    assert UsageRecord.objects.values_list("response_id", "upstream_request_id").get() == ("chatcmpl-1", "rid-1")
+
+
 def test_csv_line_numbers_count_physical_lines_and_blank_rows_are_skipped(account, tmp_path):
     path = write(
         tmp_path,
@@ -311,6 +321,26 @@ def test_newapi_rows_without_request_id_dedupe_on_their_identity_across_overlapp
     assert "2 accepted, 2 duplicates, 0 conflicts" in out
     ids = list(UsageRecord.objects.values_list("request_id", flat=True))
     assert len(ids) == 6 and all(i.startswith("newapi-") for i in ids)
+
+
+def test_a_console_export_of_calls_the_proxy_recorded_counts_them_once(account, tmp_path):
+    proxied = {
+        "request_id": "proxy-1",
+        "occurred_at": datetime.fromtimestamp(CREATED, UTC).isoformat(),
+        "model": "gpt-4o-mini",
+        "usage": {"prompt_tokens": 1200, "completion_tokens": 300},
+        "upstream_request_id": "20251120093000Ab3xYz9Q",
+    }
+    record_usage(account, validate_records([proxied])[0], source="proxy")
+    export = [log_row(request_id="20251120093000Ab3xYz9Q"), log_row(id=902, request_id="20251120093100Zz1", quota=9)]
+
+    out, _ = run(write(tmp_path, "console.json", json.dumps(export)), "--format", "newapi")
+
+    assert "1 accepted, 1 duplicates (1 already recorded by another source), 0 conflicts" in out
+    assert sorted(UsageRecord.objects.values_list("request_id", "upstream_request_id")) == [
+        ("20251120093100Zz1", "20251120093100Zz1"),
+        ("proxy-1", "20251120093000Ab3xYz9Q"),
+    ]
 
 
 def test_newapi_rows_that_are_not_consume_or_error_are_skipped_and_counted(account, tmp_path):

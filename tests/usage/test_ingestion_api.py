@@ -49,7 +49,13 @@ def test_valid_records_are_stored_with_their_tokens_and_utc_time(post, account):
     response = post({"records": [record("a"), record("b", model="gpt-4o")]})
 
     assert response.status_code == 200
-    assert response.json() == {"accepted": 2, "duplicates": 0, "conflicts": [], "rejected": []}
+    assert response.json() == {
+        "accepted": 2,
+        "duplicates": 0,
+        "conflicts": [],
+        "rejected": [],
+        "other_source_duplicates": 0,
+    }
     stored = UsageRecord.objects.get(account=account, request_id="a")
     assert (stored.prompt_tokens, stored.completion_tokens, stored.tokens_source) == (1200, 300, "reported")
     assert stored.occurred_at.isoformat() == "2026-11-20T09:15:00+00:00"
@@ -81,7 +87,13 @@ def test_a_replayed_batch_is_all_duplicates_and_changes_nothing(post, account):
 
     response = post(batch)
 
-    assert response.json() == {"accepted": 0, "duplicates": 5, "conflicts": [], "rejected": []}
+    assert response.json() == {
+        "accepted": 0,
+        "duplicates": 5,
+        "conflicts": [],
+        "rejected": [],
+        "other_source_duplicates": 0,
+    }
     assert rollups.stored(account) == before
     assert UsageRecord.objects.count() == 5
 

@@ -228,6 +228,8 @@ def test_the_detail_shows_every_stored_field(engineer_client, account):
                 "ttft_ms": 321,
                 "cost": "0.0123456789",
                 "metadata": {"team": "research", "user": "u-42", "feature": "summaries"},
+                "response_id": "resp_0123",
+                "upstream_request_id": "20260304050607abcd",
             }
         ],
     )
@@ -263,9 +265,23 @@ def test_the_detail_shows_every_stored_field(engineer_client, account):
         "summaries",
         "Ingestion API",
         record.content_hash,
+        "resp_0123",
+        "20260304050607abcd",
     ]:
         assert shown in page, shown
     assert "sk-live-abcdefghijklmnop1234" not in page
+
+
+def test_the_detail_names_the_other_sources_that_brought_the_same_call(engineer_client, account):
+    call = {"occurred_at": "2026-03-04T05:06:07Z", "model": "m", "upstream_request_id": "rid-7"}
+    ingest(account, [call | {"request_id": "proxy-7"}], source="proxy")
+    ingest(account, [call | {"request_id": "rid-7"}], source="sync")
+    record = UsageRecord.objects.get(account=account)
+
+    page = engineer_client.get(reverse("usage:request_detail", args=[record.pk])).content.decode()
+
+    seen_by = re.search(r'id="seen-by">(.*?)</dd>', page, re.S).group(1)
+    assert re.sub(r"<[^>]+>|\s+", " ", seen_by).split() == ["Provider", "sync", "as", "rid-7"]
 
 
 def test_another_accounts_request_is_not_found(engineer_client, account):

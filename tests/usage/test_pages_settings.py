@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
@@ -19,7 +19,6 @@ from django.utils import timezone
 
 from tests.test_celery_worker import worker  # noqa: F401  (a real Celery worker, as a fixture)
 from tests.usage.test_pricing import ingest, money, rollup_cost_and_unpriced, usage_record
-from toki_dashboard.celery import app
 from usage import rollups
 from usage.models import Account, ApiToken, ModelPrice, PriceSource, RepricingRun, UsageRecord
 from usage.prices import BEGINNING
@@ -172,17 +171,6 @@ def test_accounts_list_says_whether_credentials_are_set_and_never_shows_them(acc
 # --- Price book ---------------------------------------------------------------------------
 
 
-@pytest.fixture
-def repricing_after_commit(django_capture_on_commit_callbacks: Callable[..., Any]) -> Iterator[Callable[[], Any]]:
-    """Commits as a real transaction would, running the repricing task it enqueues in-process."""
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    try:
-        yield lambda: django_capture_on_commit_callbacks(execute=True)
-    finally:
-        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
-
-
 def qwen_calls(account: Account) -> list[tuple[int, int]]:
     when = timezone.now() - timedelta(days=2)
     calls = [(1_000, 500), (2_000, 0), (0, 1_000)]
@@ -222,11 +210,11 @@ def test_the_unpriced_warning_links_admins_to_the_price_form_prefilled(account, 
     assert form.context["form"].initial["currency"] == "USD"
 
 
-def test_adding_a_price_for_an_unpriced_model_reprices_its_records(account, admin_client, repricing_after_commit):
+def test_adding_a_price_for_an_unpriced_model_reprices_its_records(account, admin_client, repricing_runs_after_commit):
     calls = qwen_calls(account)
     assert rollup_cost_and_unpriced(account, "qwen-max") == (Decimal(0), len(calls))
 
-    with repricing_after_commit():
+    with repricing_runs_after_commit():
         response = admin_client.post("/settings/prices/", price_form())
 
     assert response.status_code == 302 and response["Location"] == "/settings/prices/?q=qwen-max"
@@ -238,17 +226,17 @@ def test_adding_a_price_for_an_unpriced_model_reprices_its_records(account, admi
 
 
 def test_a_new_price_from_a_moment_closes_the_old_one_there_and_keeps_history(
-    account, admin_client, repricing_after_commit, settings
+    account, admin_client, repricing_runs_after_commit, settings
 ) -> None:
     settings.DASHBOARD_TIME_ZONE = "Europe/Paris"
     calls = qwen_calls(account)  # two days ago, hours 0-2
-    with repricing_after_commit():
+    with repricing_runs_after_commit():
         admin_client.post("/settings/prices/", price_form())
     first_call = UsageRecord.objects.get(request_id="q0").occurred_at
     change_at = (first_call + timedelta(minutes=30)).replace(second=0, microsecond=0)
     local = change_at.astimezone(ZoneInfo("Europe/Paris")).strftime("%Y-%m-%dT%H:%M")
 
-    with repricing_after_commit():
+    with repricing_runs_after_commit():
         response = admin_client.post(
             "/settings/prices/", price_form(input_per_mtok="3.20", output_per_mtok="12.80", effective_from=local)
         )

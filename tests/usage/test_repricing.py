@@ -1,18 +1,16 @@
 """A price added, changed or deleted reprices the records it affects, in the
 background, and the hourly rollup stays equal to a recount of the records.
 
-`repricing_runs_after_commit` runs the Celery task in-process (Celery's eager mode)
+`repricing_runs_after_commit` (tests/usage/conftest.py) runs the Celery task in-process
 when the test's transaction would commit; the real-worker path is tested elsewhere.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-import pytest
 from django.utils import timezone
 
 from tests.usage.test_pricing import (
@@ -25,26 +23,11 @@ from tests.usage.test_pricing import (
     rollup_cost_and_unpriced,
     usage_record,
 )
-from toki_dashboard.celery import app
 from usage import repricing, rollups, selectors
 from usage.models import ModelPrice, PriceSource, RepricingRun, UsageRecord
 from usage.prices import sync_prices
 from usage.repricing import Scope
 from usage.services import create_account
-
-
-@pytest.fixture
-def repricing_runs_after_commit(
-    django_capture_on_commit_callbacks: Callable[..., Any],
-) -> Iterator[Callable[[], Any]]:
-    """`with after_commit(): …` saves prices as a committed transaction would, then runs
-    the repricing task it enqueued."""
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = app.conf.task_eager_propagates = True
-    try:
-        yield lambda: django_capture_on_commit_callbacks(execute=True)
-    finally:
-        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
 
 
 def three_qwen_calls(account: Any) -> None:

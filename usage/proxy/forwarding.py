@@ -55,6 +55,10 @@ TAG_HEADERS = {b"x-toki-team": "team", b"x-toki-user": "user", b"x-toki-feature"
 NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding"} | set(TAG_HEADERS)
 # Not relayed back: hop-by-hop, and what the ASGI server adds itself.
 NOT_RELAYED = HOP_BY_HOP | {b"date", b"server"}
+# Response headers carrying the provider's own id of a call, most specific first: a New API
+# console (as TOKI's is) logs a request under its X-Oneapi-Request-Id; OpenAI-style APIs
+# send x-request-id. Kept on the record, it recognises the call when the sync brings it too.
+REQUEST_ID_HEADERS = ("x-oneapi-request-id", "x-request-id")
 SMALL_BODY = 1024 * 1024  # non-streamed bodies up to this size are relayed in one message
 USAGE_OPTION = b'"stream_options":{"include_usage":true}'
 
@@ -122,6 +126,14 @@ def timeout() -> httpx.Timeout:
         write=settings.TOKI_PROXY_TIMEOUT,
         pool=settings.TOKI_PROXY_CONNECT_TIMEOUT,
     )
+
+
+def upstream_request_id(headers: httpx.Headers) -> str | None:
+    for name in REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
 
 
 def error_body(message: str, kind: str, code: str) -> bytes:
@@ -233,6 +245,7 @@ class Forwarder:
         call = self.call
         if call is not None:
             call.status = response.status_code
+            call.upstream_request_id = upstream_request_id(response.headers)
         content_type = response.headers.get("content-type", "")
         streaming = content_type.startswith("text/event-stream")
         strip = self.inject_usage and streaming and response.status_code < 300

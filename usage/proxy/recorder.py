@@ -66,6 +66,7 @@ class Call:
     body_size: int = 0
     ttft_ms: int | None = None
     latency_ms: int | None = None
+    upstream_request_id: str | None = None  # the provider's request id, from a response header
     # An error the proxy answered or noticed itself: (status, type, code, message).
     failure: tuple[int, str, str, str] | None = None
 
@@ -154,9 +155,6 @@ def to_record(call: Call) -> RecordIn:
         produced = measure.text_stats(output.pieces)
         lengths |= {"output_chars": produced.chars, "output_bytes": produced.bytes, "output_profile": produced.profile}
 
-    metadata = dict(call.metadata)
-    if output.response_id:
-        metadata["response_id"] = output.response_id[:200]
     return RecordIn(
         request_id=call.request_id,
         occurred_at=call.occurred_at,
@@ -169,9 +167,24 @@ def to_record(call: Call) -> RecordIn:
         usage=_usage(output.usage),
         latency_ms=call.latency_ms,
         ttft_ms=call.ttft_ms,
-        metadata=metadata,
+        metadata=call.metadata,
+        response_id=_identifier(output.response_id),
+        upstream_request_id=_identifier(call.upstream_request_id),
         **lengths,
     )
+
+
+def _identifier(value: Any) -> str | None:
+    """An id the provider gave the call, as RecordIn takes it (1 to 200 storable characters);
+    anything else is left out rather than cost the call its record."""
+    if not isinstance(value, str):
+        return None
+    value = value.replace("\x00", "").strip()[:200]
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return None
+    return value or None
 
 
 # --- The writer thread -----------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 A plain ASGI application (served by uvicorn: `manage.py simulate_upstream`). Answers are
 deterministic functions of the request, so the same request sent directly and through
-the proxy gets byte-for-byte the same answer.
+the proxy gets byte-for-byte the same answer. Only the `X-Oneapi-Request-Id` header is
+new for every call, as a New API console's is (it logs the call under that id).
 
 What it does (README "Logging proxy" lists it too):
 
@@ -26,6 +27,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -102,6 +105,8 @@ class Exchange:
     headers: dict[str, str]
     completed: bool = False
     disconnected: bool = False
+    # What a New API console answers in X-Oneapi-Request-Id and logs as the call's request_id.
+    request_id: str = field(default_factory=lambda: f"{time.strftime('%Y%m%d%H%M%S')}{secrets.token_hex(4)}")
 
 
 @dataclass
@@ -170,6 +175,7 @@ class _Answer:
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(data)).encode()),
                     (b"x-request-id", f"req_{_seed(payload) % 10**12}".encode()),
+                    (b"x-oneapi-request-id", self.exchange.request_id.encode()),
                     *headers,
                 ],
             }
@@ -372,7 +378,11 @@ class _Answer:
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache")],
+                "headers": [
+                    (b"content-type", b"text/event-stream; charset=utf-8"),
+                    (b"cache-control", b"no-cache"),
+                    (b"x-oneapi-request-id", self.exchange.request_id.encode()),
+                ],
             }
         )
         chunk_delay = float(self.exchange.headers.get("x-sim-chunk-delay") or self.sim.chunk_delay)

@@ -11,6 +11,7 @@ from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
 from usage import graphs, requestlog, selectors
 from usage.calibration import estimator_quality
+from usage.exchange import rates_applied
 from usage.models import HourlyUsage
 from usage.periods import PRESETS
 from usage.views.requests import PERIOD_FIELDS, keep, period_of, with_query
@@ -58,6 +59,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
         context |= {
             "rows": selectors.model_rows(account=account, period=period, search=search, sort=sort),
             "totals": selectors.totals(account=account, period=period),
+            "rates_applied": rates_applied(account, period.start, period.end),
             "all_models": selectors.dimension_values(account=account, period=period, dimension="model"),
             "search": search,
             "sort": sort,

@@ -8,6 +8,7 @@ from django.shortcuts import render
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
 from usage import graphs, selectors
+from usage.exchange import rates_applied
 from usage.periods import PRESETS, Period
 
 
@@ -27,6 +28,7 @@ def overview(request: HttpRequest) -> HttpResponse:
             "unpriced_models": selectors.unpriced_models(account=account, period=period)
             if current.unpriced_requests
             else [],
+            "rates_applied": rates_applied(account, period.start, period.end),
         }
     return render_page(request, "usage/overview.html", "usage/partials/overview_body.html", context)
 

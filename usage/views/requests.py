@@ -15,7 +15,7 @@ from django.urls import reverse
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
-from usage import requestlog, selectors
+from usage import identity, requestlog, selectors
 from usage.api import decimal_string
 from usage.models import Account, ErrorCause, RecordSource, UsageRecord
 from usage.periods import PRESETS, Period
@@ -169,10 +169,12 @@ def _page_of(
 @role_required(Role.ENGINEER)
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
     account = request.account or None  # type: ignore[attr-defined]
-    record = get_object_or_404(UsageRecord.objects.select_related("api_key", "price"), account=account, pk=pk)
+    records = UsageRecord.objects.select_related("api_key", "price", "exchange_rate")
+    record = get_object_or_404(records, account=account, pk=pk)
     context = {
         "account": account,
         "record": record,
+        "sightings": identity.sightings_of(record),
         "profiles": _profiles(record),
         "tz_name": settings.DASHBOARD_TIME_ZONE,
         "model_url": reverse("usage:model_detail", args=[record.model]),

@@ -119,9 +119,12 @@ class Command(BaseCommand):
         skipped = f"{summary.skipped:,} skipped"
         if summary.skipped_why:
             skipped += " (" + ", ".join(f"{n:,} {why}" for why, n in sorted(summary.skipped_why.items())) + ")"
+        duplicates = f"{summary.duplicates:,} duplicates"
+        if summary.other_source_duplicates:
+            duplicates += f" ({summary.other_source_duplicates:,} already recorded by another source)"
         self.stdout.write(
             f"Read {summary.read:,} rows into {account.slug!r}: {summary.accepted:,} accepted, "
-            f"{summary.duplicates:,} duplicates, {summary.conflicts:,} conflicts, "
+            f"{duplicates}, {summary.conflicts:,} conflicts, "
             f"{summary.rejected:,} rejected, {skipped}."
         )
         self.stdout.write(f"Elapsed {elapsed:.2f} s, {rate:,.0f} records/s.")

@@ -1,0 +1,50 @@
+"""Exchange rates (finance): the rates that value usage in an account's currency when a
+price exists only in another, with who entered each, and a form to enter a new one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.cache import add_never_cache_headers
+
+from toki_dashboard.roles import Role, role_required
+from usage.exchange import rate_history
+from usage.forms import ExchangeRateForm
+from usage.periods import dashboard_tz
+
+
+def _page(request: HttpRequest, form: ExchangeRateForm, *, status: int = 200) -> HttpResponse:
+    context: dict[str, Any] = {"form": form, "history": rate_history(), "time_zone_name": dashboard_tz().key}
+    with timezone.override(dashboard_tz()):
+        response = render(request, "usage/rates.html", context, status=status)
+    add_never_cache_headers(response)
+    return response
+
+
+@role_required(Role.FINANCE)
+def exchange_rates(request: HttpRequest) -> HttpResponse:
+    account = request.account or None  # type: ignore[attr-defined]
+    if request.method == "POST":
+        form = ExchangeRateForm(request.POST)
+        with timezone.override(dashboard_tz()):  # a datetime-local means the dashboard's time zone
+            valid = form.is_valid()
+        if not valid:
+            return _page(request, form, status=400)
+        entry = form.save(entered_by=request.user)
+        messages.success(
+            request,
+            f"Entered 1 {entry.from_currency} = {entry.rate.normalize():f} {entry.to_currency}. "
+            f"{entry.to_currency} usage priced in {entry.from_currency} is being re-valued in the background.",
+        )
+        return redirect("usage:exchange_rates")
+    currency = account.currency if account else "CNY"
+    initial = {
+        "from_currency": "USD" if currency != "USD" else "",
+        "to_currency": currency,
+        "effective_from": timezone.now().astimezone(dashboard_tz()).replace(second=0, microsecond=0),
+    }
+    return _page(request, ExchangeRateForm(initial=initial))
