@@ -658,10 +658,19 @@ def read_history(account: Account, *, now: datetime) -> list[DayUsage]:
     ]
 
 
-def read_inputs(account: Account, *, now: datetime | None = None) -> ForecastInputs:
+def read_inputs(
+    account: Account,
+    *,
+    now: datetime | None = None,
+    statuses: Sequence[selectors.PlanStatus] | None = None,
+    wallet: Decimal | None = None,
+) -> ForecastInputs:
+    """The forecast's inputs at `now`; `statuses` and `wallet`, when the caller has read them
+    for the same moment, are used as they are (so both show the same plans and wallet)."""
     now = now or timezone.now()
     tz = dashboard_tz()
-    statuses = selectors.plan_statuses(account, now=now)
+    if statuses is None:
+        statuses = selectors.plan_statuses(account, now=now)
     plans = [
         PlanState(
             id=s.purchase.pk,
@@ -680,13 +689,15 @@ def read_inputs(account: Account, *, now: datetime | None = None) -> ForecastInp
         now=now,
         history=read_history(account, now=now),
         plans=plans,
-        wallet_balance=selectors.wallet_balance(account, at=now),
+        wallet_balance=selectors.wallet_balance(account, at=now) if wallet is None else wallet,
         tz=tz,
     )
 
 
 def account_forecast(account: Account, *, now: datetime | None = None) -> AccountForecast:
-    """The forecast of one account (see the module docstring)."""
+    """The forecast of one account at `now` (see the module docstring), computed afresh.
+    Pages, the API and alerts read it through `billing.balances.account_balances`, which
+    computes it once per moment for all of them."""
     return forecast_from_inputs(read_inputs(account, now=now))
 
 

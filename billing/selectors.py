@@ -4,12 +4,10 @@ the provider reports."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -27,7 +25,7 @@ from billing.models import (
     WalletEntryKind,
 )
 from usage import selectors as usage_selectors
-from usage.models import Account, DailyUsage, HourlyUsage, UsageRecord
+from usage.models import Account, HourlyUsage, UsageRecord
 from usage.periods import Period
 from usage.selectors import SummaryRow, Totals
 
@@ -42,7 +40,8 @@ def _money(value: Decimal | None) -> Decimal:
 
 
 def wallet_balance(account: Account, *, at: datetime | None = None) -> Decimal:
-    """The sum of the ledger (up to `at`, inclusive)."""
+    """The wallet balance: the sum of the ledger (up to `at`, inclusive). Every surface shows
+    it at the moment of billing.balances.account_balances."""
     entries = WalletEntry.objects.filter(account=account)
     if at is not None:
         entries = entries.filter(occurred_at__lte=at)
@@ -93,7 +92,9 @@ def plan_statuses(account: Account, *, now: datetime | None = None, include_expi
 
 
 def token_balance(statuses: list[PlanStatus], *, now: datetime) -> int:
-    """Tokens usable now: what purchases in effect have left."""
+    """The usable token balance, the one definition every surface shows (through
+    billing.balances.account_balances): what the purchases in effect at `now` have left,
+    whatever models they cover."""
     return sum(s.tokens_remaining for s in statuses if s.purchase.effective_at <= now < s.purchase.expires_at)
 
 
@@ -117,37 +118,6 @@ def sync_state(account: Account) -> SyncState | None:
 
 def sync_history(account: Account, *, limit: int = 20) -> list[SyncRun]:
     return list(SyncRun.objects.filter(account=account).order_by("-started_at", "-id")[:limit])
-
-
-# --- The balance of /api/v1/balance ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BalanceView:
-    account: Account
-    wallet_balance: Decimal
-    plans: list[PlanStatus]
-    token_balance: int
-    provider_reported: BalanceSnapshot | None
-    last_synced_at: datetime | None
-    # Filled in by the forecast (billing.forecast) when it exists.
-    burn_rate_tokens_per_day: Decimal | None = None
-    projected_runout_at: datetime | None = None
-    projected_unused: dict[int, int] = field(default_factory=dict)
-
-
-def balance_view(account: Account, *, now: datetime | None = None) -> BalanceView:
-    now = now or timezone.now()
-    plans = plan_statuses(account, now=now)
-    state = sync_state(account)
-    return BalanceView(
-        account=account,
-        wallet_balance=wallet_balance(account),
-        plans=plans,
-        token_balance=token_balance(plans, now=now),
-        provider_reported=latest_snapshot(account),
-        last_synced_at=state.last_success_at if state else None,
-    )
 
 
 # --- Explaining a record -------------------------------------------------------------------
@@ -350,17 +320,6 @@ def wallet_ledger(account: Account) -> QuerySet[WalletEntry]:
 def audit_trail(account: Account) -> QuerySet[AuditEvent]:
     """Who did what, when, on the account's billing objects, newest first."""
     return AuditEvent.objects.filter(account=account).select_related("actor").order_by("-at", "-id")
-
-
-def models_in_use(account: Account, *, since: datetime) -> list[str]:
-    """Models with traffic since the day `since` falls on, from the daily rollup."""
-    first_day = timezone.localtime(since, ZoneInfo(settings.DASHBOARD_TIME_ZONE)).date()
-    return list(
-        DailyUsage.objects.filter(account=account, day__gte=first_day, requests__gt=0)
-        .values_list("model", flat=True)
-        .distinct()
-        .order_by("model")
-    )
 
 
 @dataclass(frozen=True)
