@@ -39,7 +39,7 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from billing.balances import AccountBalances, PlanBalance, account_balances, value_of_tokens
+from billing.balances import AccountBalances, PlanBalance, account_balances
 from billing.forecast import AccountForecast
 from billing.models import (
     AlertEmail,
@@ -50,6 +50,7 @@ from billing.models import (
     AlertRule,
     SyncState,
 )
+from billing.paid import paid_for_tokens
 from usage.models import Account, ErrorCause, HourlyUsage, Provider, UsageRecord
 from usage.templatetags.usage_format import money
 
@@ -208,7 +209,7 @@ def check_plan_expiring(rule: AlertRule, facts: Facts) -> Check:
             continue
         unused = plan.projected_unused if plan.projected_unused is not None else plan.tokens_remaining
         share = (Decimal(unused) * 100 / Decimal(plan.purchase.tokens)).quantize(Decimal("0.01"))
-        value = value_of_tokens(unused, plan.purchase)
+        value = paid_for_tokens(unused, plan.purchase)
         details.append(
             (
                 f"Plan {plan.purchase.name}",

@@ -27,7 +27,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from decimal import ROUND_HALF_EVEN, Decimal
+from decimal import Decimal
 
 from django.conf import settings
 from django.core.cache import cache
@@ -36,24 +36,14 @@ from django.db.models import Count, Max, OuterRef, Subquery
 from django.utils import timezone
 
 from billing import selectors
-from billing.allocation import AMOUNT_QUANTUM
 from billing.forecast import AccountForecast, PlanForecast, RunOut, dashboard_tz, forecast_from_inputs, read_inputs
 from billing.models import BillingState, PlanPurchase, WalletEntry
+from billing.paid import paid_for_tokens
 from usage.models import Account, Provider
 
 LOW_TOKEN_SHARE = Decimal("0.10")  # below a tenth of what the plans in effect granted
 RUNS_OUT_SOON = timedelta(days=7)
 STALE_AFTER_INTERVALS = 2  # a sync older than twice its interval is stale
-
-
-def effective_rate(purchase: PlanPurchase) -> Decimal:
-    """What one token of a purchase was paid, in its currency: price ÷ tokens granted."""
-    return purchase.price / purchase.tokens
-
-
-def value_of_tokens(tokens: int, purchase: PlanPurchase) -> Decimal:
-    """What `tokens` of a purchase were paid, rounded to the money quantum."""
-    return (effective_rate(purchase) * tokens).quantize(AMOUNT_QUANTUM, rounding=ROUND_HALF_EVEN)
 
 
 @dataclass(frozen=True)
@@ -83,7 +73,7 @@ class PlanBalance:
     def projected_unused_value(self) -> Decimal | None:
         """What the tokens projected to expire unused were paid, in the purchase's currency."""
         unused = self.projected_unused
-        return None if unused is None else value_of_tokens(unused, self.purchase)
+        return None if unused is None else paid_for_tokens(unused, self.purchase)
 
     def in_effect(self, at: datetime) -> bool:
         return self.purchase.effective_at <= at < self.purchase.expires_at

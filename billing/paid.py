@@ -74,7 +74,7 @@ class RecordShares(NamedTuple):
     shares: Sequence[tuple[int | None, int, Decimal | None]]
 
 
-def plan_share(tokens: int, purchase: PlanPurchase) -> Decimal:
+def paid_for_tokens(tokens: int, purchase: PlanPurchase) -> Decimal:
     """What `tokens` of a purchase were paid: price × tokens ÷ tokens granted, rounded to the quantum."""
     with localcontext() as context:
         context.prec = 80
@@ -104,7 +104,7 @@ class Ledger:
                 if not tokens:
                     continue
                 purchase = self._purchase(purchase_id)
-                paid = plan_share(tokens, purchase)
+                paid = paid_for_tokens(tokens, purchase)
                 figures = self.groups[Group(day, record.model, record.api_key_id, record.team, purchase.currency)]
                 figures.add(Figures(plan_tokens=tokens, plan_paid=paid, unpriced_paid=paid * record.unpriced), sign)
                 continue

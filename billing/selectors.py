@@ -24,10 +24,11 @@ from billing.models import (
     WalletEntry,
     WalletEntryKind,
 )
-from usage import selectors as usage_selectors
+from billing.paid import paid_for_tokens
+from usage import money
 from usage.models import Account, HourlyUsage, UsageRecord
+from usage.money import MoneyRow
 from usage.periods import Period
-from usage.selectors import SummaryRow, Totals
 
 ZERO = Decimal(0)
 
@@ -356,11 +357,13 @@ class MonthConsumption:
     plans: list[PlanBurn]
     plan_tokens: int
     expired_tokens: int
+    expired_value: dict[str, Decimal]  # what the tokens that expired unused were paid, by currency
     wallet: WalletMovements
 
 
 def consumption(account: Account, *, start: datetime, end: datetime) -> MonthConsumption:
-    """Plan tokens burned (per purchase), plan tokens expired, and wallet movements over [start, end)."""
+    """Plan tokens burned (per purchase), plan tokens expired (and what they were paid), and
+    wallet movements over [start, end)."""
     burned = (
         Allocation.objects.filter(account=account, purchase__isnull=False, occurred_at__gte=start, occurred_at__lt=end)
         .values("purchase_id", "purchase__name")
@@ -368,9 +371,13 @@ def consumption(account: Account, *, start: datetime, end: datetime) -> MonthCon
         .order_by("-tokens", "purchase_id")
     )
     plans = [PlanBurn(row["purchase_id"], row["purchase__name"], row["tokens"] or 0) for row in burned]
-    expired = PlanExpiry.objects.filter(account=account, expired_at__gte=start, expired_at__lt=end).aggregate(
-        t=Coalesce(Sum("tokens"), Value(0))
-    )["t"]
+    expiries = PlanExpiry.objects.filter(account=account, expired_at__gte=start, expired_at__lt=end).select_related(
+        "purchase"
+    )
+    expired_value: dict[str, Decimal] = {}
+    for expiry in expiries:
+        currency = expiry.purchase.currency
+        expired_value[currency] = expired_value.get(currency, ZERO) + paid_for_tokens(expiry.tokens, expiry.purchase)
     entries = WalletEntry.objects.filter(account=account)
     opening = _money(entries.filter(occurred_at__lt=start).aggregate(t=Sum("amount"))["t"])
     moved = (
@@ -381,24 +388,29 @@ def consumption(account: Account, *, start: datetime, end: datetime) -> MonthCon
     )
     by_kind = {row["kind"]: _money(row["total"]) for row in moved}
     wallet = WalletMovements(opening=opening, by_kind=by_kind, closing=opening + sum(by_kind.values(), ZERO))
-    tokens = sum(p.tokens for p in plans)
-    return MonthConsumption(plans=plans, plan_tokens=tokens, expired_tokens=expired, wallet=wallet)
+    return MonthConsumption(
+        plans=plans,
+        plan_tokens=sum(p.tokens for p in plans),
+        expired_tokens=sum(expiry.tokens for expiry in expiries),
+        expired_value=expired_value,
+        wallet=wallet,
+    )
 
 
 @dataclass(frozen=True)
 class Statement:
-    """A month's statement: usage by model, key and team (from the hourly rollups), totals,
-    and what the month consumed of plans and wallet."""
+    """A month's statement: usage value and paid by model, key and team (from the daily
+    rollups), totals, and what the month consumed of plans and wallet."""
 
     period: Period
-    by_model: list[SummaryRow]
-    by_key: list[SummaryRow]
-    by_team: list[SummaryRow]
-    total: Totals
+    by_model: list[MoneyRow]
+    by_key: list[MoneyRow]
+    by_team: list[MoneyRow]
+    total: MoneyRow
     consumption: MonthConsumption
 
     @property
-    def sections(self) -> list[tuple[str, list[SummaryRow]]]:
+    def sections(self) -> list[tuple[str, list[MoneyRow]]]:
         return [("model", self.by_model), ("key", self.by_key), ("team", self.by_team)]
 
 
@@ -406,18 +418,18 @@ def monthly_statement(account: Account, *, first_day: date) -> Statement:
     """The statement of the calendar month starting `first_day`, months in DASHBOARD_TIME_ZONE."""
     next_month = (first_day.replace(day=28) + timedelta(days=4)).replace(day=1)
     period = Period("custom", first_day, next_month - timedelta(days=1))
-    by_model, total = usage_selectors.summary(account=account, period=period, group_by="model")
-    by_key, _ = usage_selectors.summary(account=account, period=period, group_by="api_key")
-    by_team, _ = usage_selectors.summary(account=account, period=period, group_by="team")
+    by_model, total = money.summary(account=account, period=period, group_by="model")
+    by_key, _ = money.summary(account=account, period=period, group_by="api_key")
+    by_team, _ = money.summary(account=account, period=period, group_by="team")
 
-    def by_cost(rows: list[SummaryRow]) -> list[SummaryRow]:
+    def by_value(rows: list[MoneyRow]) -> list[MoneyRow]:
         return sorted(rows, key=lambda r: (-r.totals.cost, -r.totals.tokens, r.key))
 
     return Statement(
         period=period,
-        by_model=by_cost(by_model),
-        by_key=by_cost(by_key),
-        by_team=by_cost(by_team),
+        by_model=by_value(by_model),
+        by_key=by_value(by_key),
+        by_team=by_value(by_team),
         total=total,
         consumption=consumption(account, start=period.start, end=period.end),
     )

@@ -94,9 +94,12 @@ def paid_by(account: Account, period: Period, dimension: str) -> dict[str, Paid]
     return found
 
 
-def paid_total(account: Account, period: Period) -> Paid | None:
-    groups = paid_by(account, period, "model")
+def total_of(groups: Mapping[str, Paid] | None) -> Paid | None:
     return None if groups is None else sum(groups.values(), Paid())
+
+
+def paid_total(account: Account, period: Period) -> Paid | None:
+    return total_of(paid_by(account, period, "model"))
 
 
 @dataclass(frozen=True)
@@ -113,14 +116,18 @@ class MoneyRow:
 
     @property
     def unpriced(self) -> bool:
-        """No usage value at all: every request that could have one is unpriced."""
-        return self.totals.unpriced_requests > 0 and not self.totals.cost
+        return self.totals.unpriced
 
     @property
     def pending_requests(self) -> int:
         """Requests recorded but not yet allocated to plans or the wallet: paid leaves them out
         until the allocation refresh (seconds after they arrive) has run."""
         return 0 if self.paid is None else max(self.totals.requests - self.paid.requests, 0)
+
+    @property
+    def paid_complete(self) -> bool:
+        """Whether `paid.amount` is all that was paid: nothing unpriced, unconverted or pending."""
+        return self.paid is not None and self.paid.complete and not self.pending_requests
 
     @property
     def savings(self) -> Decimal | None:
@@ -140,5 +147,4 @@ def summary(*, account: Account, period: Period, group_by: str) -> tuple[list[Mo
     """The usage summary (usage.selectors.summary) with paid beside each row and the total."""
     rows, total = selectors.summary(account=account, period=period, group_by=group_by)
     paid = paid_by(account, period, SUMMARY_DIMENSIONS[group_by])
-    total_paid = None if paid is None else sum(paid.values(), Paid())
-    return with_paid(rows, paid), MoneyRow("", total, total_paid)
+    return with_paid(rows, paid), MoneyRow("", total, total_of(paid))

@@ -20,9 +20,10 @@ from django.views.decorators.http import require_GET, require_POST
 
 from billing import selectors, services, tasks
 from billing.audit import Actor
-from billing.balances import account_balances, balance_freshness, expired_plans, value_of_tokens
+from billing.balances import account_balances, balance_freshness, expired_plans
 from billing.forms import AdjustmentForm, FinanceForm, PurchaseForm, TopUpForm, VoidPurchaseForm
 from billing.models import AuditEvent, PlanPurchase, SyncOutcome, SyncTrigger
+from billing.paid import paid_for_tokens
 from billing.services import BillingError
 from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
@@ -97,7 +98,7 @@ def _plans_context(request: HttpRequest, account: Account, **forms: FinanceForm)
     balances = account_balances(account)
     now = balances.at
     expired = [
-        ExpiredRow(s, value_of_tokens(s.tokens_expired, s.purchase) if s.tokens_expired is not None else None)
+        ExpiredRow(s, paid_for_tokens(s.tokens_expired, s.purchase) if s.tokens_expired is not None else None)
         for s in expired_plans(account, at=now)
     ]
     # The window each sync reconciles (and alerts on), so the page and the alert agree.
