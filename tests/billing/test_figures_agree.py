@@ -184,4 +184,3 @@ def test_a_sync_older_than_twice_its_interval_is_stale_since_that_moment(account
     assert text_of(card, "balance-card-sync") == "Stale"
     stale_since = timezone.localtime(success + timedelta(minutes=10))
     assert f"stale since {stale_since:%H:%M}" in text_of(card, "balance-card-sync-detail")
-

@@ -192,4 +192,3 @@ def test_paid_of_an_expired_plan_is_kept_and_tokens_expired_unused_have_a_money_
 
     # 6,000 tokens expired unused, paid at 5.00 per 10,000 tokens.
     assert re.search(r'id="statement-expired-value"[^>]*>\s*3\.00', html)
-
