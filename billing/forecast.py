@@ -539,9 +539,12 @@ def simulate(inputs: ForecastInputs, burn: BurnModel, factor: float = 1.0) -> Si
     return sim
 
 
-def _per_day(pairs: list[tuple[float, float]]) -> Decimal:
+def _per_day(pairs: list[tuple[float, float]], places: int = 0) -> Decimal:
+    """The mean per day, to `places` decimals (tokens: whole; money: cents)."""
     days = sum(length for length, _ in pairs)
-    return Decimal(round(sum(v for _, v in pairs) / days)) if days > 0 else Decimal(0)
+    if days <= 0:
+        return Decimal(0)
+    return Decimal(str(round(sum(v for _, v in pairs) / days, places))).quantize(Decimal(1).scaleb(-places))
 
 
 # --- Putting it together ---------------------------------------------------------------------
@@ -589,9 +592,7 @@ def forecast_from_inputs(inputs: ForecastInputs) -> AccountForecast:
         wallet_balance=inputs.wallet_balance,
         burn_rate_tokens_per_day=_per_day(central.relevant_demand),
         token_demand_per_day=_per_day(central.all_demand),
-        wallet_burn_per_day=_per_day(central.wallet_charges).quantize(Decimal("0.01"))
-        if central.wallet_charges
-        else Decimal(0),
+        wallet_burn_per_day=_per_day(central.wallet_charges, places=2),
         burn=burn,
         projection=_projection(central, burn, now, inputs.wallet_balance),
     )

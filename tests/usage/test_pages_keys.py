@@ -129,7 +129,7 @@ def expected_by(rows: list[tuple], index: int) -> dict[str, dict[str, Any]]:
 
 def value_cell(group: dict[str, Any]) -> str:
     """The usage value as the page shows it: what is priced, saying how many requests are not."""
-    unpriced = f" excl. {group['unpriced']} unpriced" if group["unpriced"] else ""
+    unpriced = f" +{group['unpriced']} unpriced" if group["unpriced"] else ""
     return money(group["cost"]) + unpriced
 
 

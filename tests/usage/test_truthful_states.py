@@ -131,7 +131,7 @@ def test_the_models_table_shows_an_unpriced_model_as_unpriced_not_zero(admin_cli
     row = model_row(html, "mystery-model")
     value, share = cells(row)[4:6]
 
-    assert value == "unpriced · add a price" and share == "—"
+    assert value == "unpriced" and share == "—"
     assert f"{reverse('usage:prices')}?model=mystery-model" in row
     assert "excludes 1 unpriced request" in html
 
