@@ -54,10 +54,18 @@ def test_a_named_month_is_compared_with_the_whole_previous_month():
     assert period.previous() == Period("custom", date(2026, 2, 1), date(2026, 2, 28))
 
 
+def test_a_custom_range_of_one_whole_month_is_a_named_month():
+    period = Period("custom", date(2026, 3, 1), date(2026, 3, 31))
+
+    assert period.previous() == Period("custom", date(2026, 2, 1), date(2026, 2, 28))
+    assert period.comparison_label == "February 2026"
+
+
 def test_rolling_periods_keep_comparing_with_the_days_just_before():
     period = Period.preset_for("7d", date(2026, 12, 4))
 
     assert period.previous() == Period("custom", date(2026, 11, 21), date(2026, 11, 27))
+    assert period.comparison_label == "the previous 7 days (21 Nov – 27 Nov 2026)"
 
 
 def test_the_overview_names_the_period_it_compares_with(finance_client: Client, account):
