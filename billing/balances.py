@@ -165,7 +165,8 @@ def _compute(account: Account, at: datetime) -> AccountBalances:
 
 def _data_state(account: Account) -> str:
     """What the balances are read from, in one query: when allocations were last refreshed,
-    the newest ledger line, the purchases and their voids. Any write changes it."""
+    the newest ledger line, the purchases and their voids. Every write that moves a balance
+    changes it (new records do when they are allocated, seconds after they arrive)."""
     by_account = {"account": OuterRef("pk")}
     refreshed = BillingState.objects.filter(**by_account).values("last_allocated_at")[:1]
     ledger = WalletEntry.objects.filter(**by_account).order_by("-id").values("id")[:1]
