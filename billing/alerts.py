@@ -39,8 +39,8 @@ from django.template.loader import render_to_string
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from billing import selectors
-from billing.forecast import AccountForecast, account_forecast
+from billing.balances import AccountBalances, PlanBalance, account_balances
+from billing.forecast import AccountForecast
 from billing.models import (
     AlertEmail,
     AlertEmailKind,
@@ -50,6 +50,7 @@ from billing.models import (
     AlertRule,
     SyncState,
 )
+from billing.paid import paid_for_tokens
 from usage.models import Account, ErrorCause, HourlyUsage, Provider, UsageRecord
 from usage.templatetags.usage_format import money
 
@@ -110,67 +111,50 @@ def _range(earliest: datetime | None, latest: datetime | None) -> str:
 
 
 class Facts:
-    """What the rules of one account read, each computed once per evaluation."""
+    """What the rules of one account read, each computed once per evaluation. The balances
+    and their forecast are `account_balances`: those of `balances_at`, or (None) the current
+    ones every page, the banner and /api/v1/balance show."""
 
-    def __init__(self, account: Account, now: datetime) -> None:
+    def __init__(self, account: Account, now: datetime, *, balances_at: datetime | None = None) -> None:
         self.account = account
         self.now = now
+        self.balances_at = balances_at
 
     @cached_property
+    def balances(self) -> AccountBalances:
+        return account_balances(self.account, at=self.balances_at)
+
+    @property
     def forecast(self) -> AccountForecast:
-        return account_forecast(self.account, now=self.now)
+        return self.balances.forecast
 
-    @cached_property
-    def statuses(self) -> list[selectors.PlanStatus]:
-        return selectors.plan_statuses(self.account, now=self.now)
-
-    @cached_property
-    def models_in_use(self) -> list[str]:
-        since = self.now - timedelta(days=14)
-        return list(
-            HourlyUsage.objects.filter(account=self.account, hour__gte=since, requests__gt=0)
-            .values_list("model", flat=True)
-            .distinct()
-        )
-
-    @cached_property
-    def plans_in_effect(self) -> list[selectors.PlanStatus]:
-        """Plans in effect now that cover a model in use (all of them when nothing is in use)."""
-        current = [s for s in self.statuses if s.purchase.effective_at <= self.now < s.purchase.expires_at]
-        models = self.models_in_use
-        if not models:
-            return current
-        return [s for s in current if any(s.purchase.covers(m) for m in models)]
-
-    @cached_property
+    @property
     def wallet(self) -> Decimal:
-        return selectors.wallet_balance(self.account, at=self.now)
+        return self.balances.wallet_balance
 
 
 def _token_details(facts: Facts) -> list[tuple[str, str]]:
-    forecast = facts.forecast
-    plans = facts.plans_in_effect
+    balances = facts.balances
+    forecast = balances.forecast
     rows = [
-        ("Tokens left", f"{sum(s.tokens_remaining for s in plans):,} of {sum(s.purchase.tokens for s in plans):,}"),
+        ("Tokens left", f"{balances.token_balance:,} of {balances.tokens_granted:,}"),
         ("Burn rate", f"{forecast.burn_rate_tokens_per_day:,} tokens/day (projected, next 7 days)"),
         ("Projected run-out", moment_label(forecast.token_run_out.at)),
         ("Likely range (p10–p90)", _range(forecast.token_run_out.earliest, forecast.token_run_out.latest)),
     ]
-    for s in plans[:DETAIL_LIMIT]:
+    for plan in balances.plans_in_effect[:DETAIL_LIMIT]:
         rows.append(
             (
-                f"Plan {s.purchase.name}",
-                f"{s.tokens_remaining:,} of {s.purchase.tokens:,} tokens left, "
-                f"expires {day_label(s.purchase.expires_at)}",
+                f"Plan {plan.purchase.name}",
+                f"{plan.tokens_remaining:,} of {plan.purchase.tokens:,} tokens left, "
+                f"expires {day_label(plan.purchase.expires_at)}",
             )
         )
     return rows
 
 
 def check_token_balance(rule: AlertRule, facts: Facts) -> Check:
-    plans = facts.plans_in_effect
-    total = sum(s.purchase.tokens for s in plans)
-    left = sum(s.tokens_remaining for s in plans)
+    total, left = facts.balances.tokens_granted, facts.balances.token_balance
     if not total:
         return Check(False, None, "Token balance: no plan in effect")
     run_out = facts.forecast.token_run_out.at
@@ -209,36 +193,37 @@ def check_run_out(rule: AlertRule, facts: Facts) -> Check:
     if not candidates:
         return Check(False, None, "No run-out projected within a year", details)
     at, what = min(candidates)
-    days = Decimal((at - facts.now) / timedelta(days=1)).quantize(Decimal("0.1"))
+    days = Decimal((at - facts.balances.at) / timedelta(days=1)).quantize(Decimal("0.1"))
     when = "within a day" if days < 1 else f"in {days:,} days"
     summary = f"{what} runs out around {day_label(at)} ({when})"
     return Check(days <= rule.threshold, days, summary, details)
 
 
 def check_plan_expiring(rule: AlertRule, facts: Facts) -> Check:
-    window = facts.now + timedelta(days=rule.days or 0)
-    worst: tuple[Decimal, selectors.PlanStatus, int] | None = None
+    balances = facts.balances
+    window = balances.at + timedelta(days=rule.days or 0)
+    worst: tuple[Decimal, PlanBalance, int] | None = None
     details: list[tuple[str, str]] = []
-    for s in facts.statuses:
-        if not (s.purchase.effective_at <= facts.now < s.purchase.expires_at <= window):
+    for plan in balances.plans_in_effect:
+        if plan.purchase.expires_at > window:
             continue
-        plan = facts.forecast.plans.get(s.purchase.pk)
-        unused = plan.projected_unused_tokens if plan else s.tokens_remaining
-        share = (Decimal(unused) * 100 / Decimal(s.purchase.tokens)).quantize(Decimal("0.01"))
+        unused = plan.projected_unused if plan.projected_unused is not None else plan.tokens_remaining
+        share = (Decimal(unused) * 100 / Decimal(plan.purchase.tokens)).quantize(Decimal("0.01"))
+        value = paid_for_tokens(unused, plan.purchase)
         details.append(
             (
-                f"Plan {s.purchase.name}",
-                f"expires {moment_label(s.purchase.expires_at)}; {s.tokens_remaining:,} tokens left, "
-                f"{unused:,} ({_percent(share)}) projected unused",
+                f"Plan {plan.purchase.name}",
+                f"expires {moment_label(plan.purchase.expires_at)}; {plan.tokens_remaining:,} tokens left, "
+                f"{unused:,} ({_percent(share)}) projected unused, paid {money(value)} {plan.purchase.currency}",
             )
         )
         if worst is None or share > worst[0]:
-            worst = (share, s, unused)
+            worst = (share, plan, unused)
     if worst is None:
         return Check(False, None, f"No plan expires within {rule.days or 0} days", details)
-    share, status, unused = worst
+    share, plan, unused = worst
     summary = (
-        f"{status.purchase.name} expires {day_label(status.purchase.expires_at)} "
+        f"{plan.purchase.name} expires {day_label(plan.purchase.expires_at)} "
         f"with {_percent(share)} unused ({unused:,} tokens)"
     )
     return Check(share > rule.threshold, share, summary, details[:DETAIL_LIMIT])
@@ -285,15 +270,16 @@ def check_spend_spike(rule: AlertRule, facts: Facts) -> Check:
     median = Decimal(statistics.median(days))
     currency = account.currency
     details = [
-        ("Spend in the last 24 hours", f"{money(last_day)} {currency}"),
-        ("Median daily spend, previous 14 days", f"{money(median)} {currency}"),
+        ("Usage value in the last 24 hours", f"{money(last_day)} {currency} (price book × tokens)"),
+        ("Median daily usage value, previous 14 days", f"{money(median)} {currency}"),
         ("Threshold", f"{rule.threshold:,}× the median"),
     ]
     page = ("usage:overview",)
     if median <= 0:
-        return Check(False, None, f"Spend {money(last_day)} {currency} in 24 h (no median yet)", details, page)
+        summary = f"Usage value {money(last_day)} {currency} in 24 h (no median yet)"
+        return Check(False, None, summary, details, page)
     ratio = (last_day / median).quantize(Decimal("0.01"))
-    summary = f"Spend {money(last_day)} {currency} in 24 h — {ratio:,}× the daily median"
+    summary = f"Usage value {money(last_day)} {currency} in 24 h — {ratio:,}× the daily median"
     return Check(ratio > rule.threshold, ratio, summary, details, page)
 
 
@@ -337,7 +323,7 @@ def describe(rule: AlertRule) -> str:
         AlertKind.RUNOUT_WITHIN: f"Projected run-out within {number} days",
         AlertKind.PLAN_EXPIRING_UNUSED: f"A plan expiring within {rule.days or 0} days with more than {number}% unused",
         AlertKind.SYNC_FAILING: f"Provider sync failing, or no success for {number} hours",
-        AlertKind.SPEND_SPIKE: f"24-hour spend above {number}× the daily median",
+        AlertKind.SPEND_SPIKE: f"24-hour usage value above {number}× the daily median",
         AlertKind.ERROR_SURGE: f"{t:,.0f} or more {rule.error_cause or ErrorCause.INSUFFICIENT_QUOTA} errors an hour",
     }
     return texts.get(AlertKind(rule.kind), rule.get_kind_display())
@@ -483,12 +469,14 @@ def evaluate_rule(rule: AlertRule, facts: Facts) -> Outcome:
 
 def evaluate_account(account: Account, *, now: datetime | None = None) -> list[Outcome]:
     """Check every enabled rule of the account; disabled rules' open episodes close without email."""
+    moment = now
     now = now or timezone.now()
     AlertEpisode.objects.filter(account=account, resolved_at__isnull=True, rule__enabled=False).update(resolved_at=now)
     rules = list(AlertRule.objects.filter(account=account, enabled=True).select_related("account").order_by("pk"))
     if not rules:
         return []
-    facts = Facts(account, now)
+    # Without an explicit moment the rules read the current balances, the ones every page shows.
+    facts = Facts(account, now, balances_at=moment)
     outcomes = []
     for rule in rules:
         try:

@@ -14,7 +14,7 @@ from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, StrictBo
 
 from billing import selectors, services
 from billing.audit import Actor
-from billing.forecast import AccountForecast, account_forecast
+from billing.balances import account_balances, balance_freshness
 from billing.models import PlanPurchase, TokenBasis, WalletEntry
 from billing.services import MAX_TOKENS, BillingError, IdempotencyConflict, PurchaseData, WalletEntryData
 from usage.api import PROBLEMS, Problem, decimal_string
@@ -207,11 +207,6 @@ def record_wallet_entry(request: HttpRequest, body: WalletEntryIn) -> Any:
     return Status(201 if created else 200, _entry_out(entry))
 
 
-def _plan_forecast(forecast: AccountForecast, purchase_id: int, name: str) -> int | None:
-    plan = forecast.plans.get(purchase_id)
-    return None if plan is None else getattr(plan, name)
-
-
 class BalanceQuery(Schema):
     account: str | None = None
 
@@ -249,7 +244,16 @@ class BalanceOut(Schema):
     projected_runout_latest: datetime | None = None
     wallet_projected_runout_at: datetime | None = None
     provider_reported: ProviderReportedOut | None
-    last_synced_at: datetime | None
+    last_synced_at: datetime | None = Field(
+        description="The last reading of the provider's balance: the last successful sync, or for a manual "
+        "account the last balance finance recorded (see last_reading_kind)"
+    )
+    last_reading_kind: Literal["sync", "manual"] = Field(
+        "sync", description="Whether last_synced_at is a sync or a manual reading"
+    )
+    stale_since: datetime | None = Field(
+        None, description="Since when the synced balance is stale (no success for twice the sync interval)"
+    )
 
 
 @router.get("/balance", auth=read_access(), response={200: BalanceOut, **PROBLEMS}, summary="Wallet and plan balances")
@@ -257,33 +261,36 @@ def balance(request: HttpRequest, query: Query[BalanceQuery]) -> dict[str, Any]:
     """The wallet, the plans not yet expired (in burn order) and what the provider last reported,
     with the forecast (billing.forecast): the token burn rate of the models the plans cover, when
     the token balance and the wallet run out (null: not within a year) with the p10–p90 range,
-    and per plan the tokens projected to expire unused."""
+    and per plan the tokens projected to expire unused. `token_balance` is what the plans in
+    effect have left, whatever models they cover. Every figure is the one the pages, the banner
+    and the alert emails show for the same moment (billing.balances)."""
     account = request.auth.account(query.account)  # type: ignore[attr-defined]
-    view = selectors.balance_view(account)
-    forecast = account_forecast(account)
-    reported = view.provider_reported
+    balances = account_balances(account)
+    forecast = balances.forecast
+    reported = selectors.latest_snapshot(account)
+    freshness = balance_freshness(account)
     return {
         "account": account.slug,
         "currency": account.currency,
-        "wallet_balance": decimal_string(view.wallet_balance),
+        "wallet_balance": decimal_string(balances.wallet_balance),
         "plans": [
             {
-                "id": s.purchase.pk,
-                "name": s.purchase.name,
-                "tokens_total": s.purchase.tokens,
-                "tokens_used": s.tokens_used,
-                "tokens_remaining": s.tokens_remaining,
-                "effective_at": s.purchase.effective_at,
-                "expires_at": s.purchase.expires_at,
-                "models": s.purchase.allowed_models,
-                "priority": s.purchase.priority,
-                "projected_unused_at_expiry": _plan_forecast(forecast, s.purchase.pk, "projected_unused_tokens"),
-                "projected_unused_low": _plan_forecast(forecast, s.purchase.pk, "unused_low"),
-                "projected_unused_high": _plan_forecast(forecast, s.purchase.pk, "unused_high"),
+                "id": plan.purchase.pk,
+                "name": plan.purchase.name,
+                "tokens_total": plan.purchase.tokens,
+                "tokens_used": plan.tokens_used,
+                "tokens_remaining": plan.tokens_remaining,
+                "effective_at": plan.purchase.effective_at,
+                "expires_at": plan.purchase.expires_at,
+                "models": plan.purchase.allowed_models,
+                "priority": plan.purchase.priority,
+                "projected_unused_at_expiry": plan.projected_unused,
+                "projected_unused_low": plan.forecast.unused_low if plan.forecast else None,
+                "projected_unused_high": plan.forecast.unused_high if plan.forecast else None,
             }
-            for s in view.plans
+            for plan in balances.plans
         ],
-        "token_balance": view.token_balance,
+        "token_balance": balances.token_balance,
         "burn_rate_tokens_per_day": decimal_string(forecast.burn_rate_tokens_per_day),
         "projected_runout_at": forecast.token_run_out.at,
         "projected_runout_earliest": forecast.token_run_out.earliest,
@@ -294,5 +301,7 @@ def balance(request: HttpRequest, query: Query[BalanceQuery]) -> dict[str, Any]:
             if reported is not None
             else None
         ),
-        "last_synced_at": view.last_synced_at,
+        "last_synced_at": freshness.last_reading_at,
+        "last_reading_kind": freshness.kind,
+        "stale_since": freshness.stale_since,
     }

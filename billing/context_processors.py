@@ -1,43 +1,84 @@
-"""What every page says about balances: the alert rules firing for the account shown."""
+"""What every page says about balances: the alert rules firing for the account shown.
+
+The banner says what each rule says *now*, with the balances every other surface shows
+(billing.balances), not the text stored when the rule was last evaluated: a page and its
+banner never disagree about a figure. It is read only when a page draws the banner, so
+htmx fragments, which do not, cost nothing."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.functional import SimpleLazyObject
 
 from billing.models import AlertEpisode
 from toki_dashboard.roles import Role, has_any_role
 
 BANNER_LIMIT = 3
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class FiringAlert:
+    summary: str
+    rule_name: str
+    started_at: datetime
+
+
+@dataclass(frozen=True)
+class AlertBanner:
+    alerts: list[FiringAlert]
+    more: bool
+    link: tuple[str, str] | None
+
+    def __bool__(self) -> bool:
+        return bool(self.alerts)
+
+
+def _banner(request: HttpRequest) -> AlertBanner:
+    from billing import alerts  # alerts imports the forecast; only pages with a banner need it
+
+    account = request.account  # type: ignore[attr-defined]
+    episodes = list(
+        AlertEpisode.objects.filter(account=account, resolved_at__isnull=True, rule__enabled=True)
+        .select_related("rule__account")
+        .order_by("started_at", "pk")
+    )
+    found: list[FiringAlert] = []
+    facts = alerts.Facts(account, timezone.now()) if episodes else None
+    for episode in episodes:
+        try:
+            check = alerts.check_rule(episode.rule, facts)  # type: ignore[arg-type]
+        except Exception:  # a rule that cannot be checked still shows what it said last
+            logger.exception("alert rule %s could not be checked for the banner", episode.rule_id)
+            found.append(FiringAlert(episode.last_summary or episode.summary, episode.rule.name, episode.started_at))
+            continue
+        if check.firing:  # one that stopped firing is resolved at the next evaluation
+            found.append(FiringAlert(check.summary, episode.rule.name, episode.started_at))
+    link: tuple[str, str] | None = None
+    if has_any_role(request.user, Role.ADMIN):
+        link = ("Alerts", reverse("billing:alerts"))
+    elif has_any_role(request.user, Role.FINANCE):
+        link = ("Plans & wallet", reverse("billing:plans"))
+    return AlertBanner(found[:BANNER_LIMIT], len(found) > BANNER_LIMIT, link)
 
 
 def firing_alerts(request: HttpRequest) -> dict[str, Any]:
-    """The open episodes of enabled rules of the current account (one query); nothing for
-    anonymous visitors or when there is no account."""
+    """The alert banner of the current account (nothing for anonymous visitors or without an
+    account), computed when a template first reads it."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    account = getattr(request, "account", None)
-    if not account:
+    if not getattr(request, "account", None):
         return {}
-    episodes = list(
-        AlertEpisode.objects.filter(account=account, resolved_at__isnull=True, rule__enabled=True)
-        .select_related("rule")
-        .order_by("started_at", "pk")[: BANNER_LIMIT + 1]
-    )
-    if not episodes:
-        return {}
-    link: tuple[str, str] | None = None
-    if has_any_role(user, Role.ADMIN):
-        link = ("Alerts", reverse("billing:alerts"))
-    elif has_any_role(user, Role.FINANCE):
-        link = ("Plans & wallet", reverse("billing:plans"))
     return {
-        "firing_alerts": episodes[:BANNER_LIMIT],
-        "firing_alerts_more": len(episodes) > BANNER_LIMIT,
-        "firing_alerts_link": link,
+        "alert_banner": SimpleLazyObject(lambda: _banner(request)),
         "firing_alerts_tz": settings.DASHBOARD_TIME_ZONE,
     }

@@ -163,7 +163,8 @@ DEMO_RECIPIENTS = "finance@example.com, oncall@example.com"
 def _alerts(account: Account, window: DemoWindow) -> tuple[int, int]:
     """Two rules: one that fires (the DeepSeek Pack expires within days with tokens left,
     so its email goes out through the configured backend) and one that stays quiet.
-    Evaluated at the end of the window; a second run finds the episode open and sends nothing."""
+    Evaluated with the current balances, the ones the pages show (the window ends this hour);
+    a second run finds the episode open and sends nothing."""
     from billing import alerts
     from billing.models import AlertKind, AlertRule
 
@@ -178,7 +179,7 @@ def _alerts(account: Account, window: DemoWindow) -> tuple[int, int]:
             defaults={"kind": kind, "threshold": threshold, "days": days, "recipients": DEMO_RECIPIENTS},
         )
         created += made
-    outcomes = alerts.evaluate_account(account, now=window.until)
+    outcomes = alerts.evaluate_account(account)
     return created, sum(len(o.emails) for o in outcomes)
 
 

@@ -539,9 +539,12 @@ def simulate(inputs: ForecastInputs, burn: BurnModel, factor: float = 1.0) -> Si
     return sim
 
 
-def _per_day(pairs: list[tuple[float, float]]) -> Decimal:
+def _per_day(pairs: list[tuple[float, float]], places: int = 0) -> Decimal:
+    """The mean per day, to `places` decimals (tokens: whole; money: cents)."""
     days = sum(length for length, _ in pairs)
-    return Decimal(round(sum(v for _, v in pairs) / days)) if days > 0 else Decimal(0)
+    if days <= 0:
+        return Decimal(0)
+    return Decimal(str(round(sum(v for _, v in pairs) / days, places))).quantize(Decimal(1).scaleb(-places))
 
 
 # --- Putting it together ---------------------------------------------------------------------
@@ -589,9 +592,7 @@ def forecast_from_inputs(inputs: ForecastInputs) -> AccountForecast:
         wallet_balance=inputs.wallet_balance,
         burn_rate_tokens_per_day=_per_day(central.relevant_demand),
         token_demand_per_day=_per_day(central.all_demand),
-        wallet_burn_per_day=_per_day(central.wallet_charges).quantize(Decimal("0.01"))
-        if central.wallet_charges
-        else Decimal(0),
+        wallet_burn_per_day=_per_day(central.wallet_charges, places=2),
         burn=burn,
         projection=_projection(central, burn, now, inputs.wallet_balance),
     )
@@ -658,10 +659,19 @@ def read_history(account: Account, *, now: datetime) -> list[DayUsage]:
     ]
 
 
-def read_inputs(account: Account, *, now: datetime | None = None) -> ForecastInputs:
+def read_inputs(
+    account: Account,
+    *,
+    now: datetime | None = None,
+    statuses: Sequence[selectors.PlanStatus] | None = None,
+    wallet: Decimal | None = None,
+) -> ForecastInputs:
+    """The forecast's inputs at `now`; `statuses` and `wallet`, when the caller has read them
+    for the same moment, are used as they are (so both show the same plans and wallet)."""
     now = now or timezone.now()
     tz = dashboard_tz()
-    statuses = selectors.plan_statuses(account, now=now)
+    if statuses is None:
+        statuses = selectors.plan_statuses(account, now=now)
     plans = [
         PlanState(
             id=s.purchase.pk,
@@ -680,13 +690,15 @@ def read_inputs(account: Account, *, now: datetime | None = None) -> ForecastInp
         now=now,
         history=read_history(account, now=now),
         plans=plans,
-        wallet_balance=selectors.wallet_balance(account, at=now),
+        wallet_balance=selectors.wallet_balance(account, at=now) if wallet is None else wallet,
         tz=tz,
     )
 
 
 def account_forecast(account: Account, *, now: datetime | None = None) -> AccountForecast:
-    """The forecast of one account (see the module docstring)."""
+    """The forecast of one account at `now` (see the module docstring), computed afresh.
+    Pages, the API and alerts read it through `billing.balances.account_balances`, which
+    computes it once per moment for all of them."""
     return forecast_from_inputs(read_inputs(account, now=now))
 
 

@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from usage.models import CURRENCY_CODE, MONEY, Account, UsageRecord
@@ -164,8 +165,9 @@ class Allocation(models.Model):
     """Where a record's tokens went: to a purchase (`purchase` set) or to the wallet.
 
     Every allocated record has at least one row, so records without any are the ones
-    still to allocate. Wallet rows carry the money charged and the record's cost it
-    was computed from (`record_cost`); `amount` is None when the record had no price.
+    still to allocate. Every row carries the record's cost when it was allocated
+    (`record_cost`, None when it had no price); wallet rows carry the money charged,
+    computed from it (`amount`, None when the record had no price).
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
@@ -177,7 +179,7 @@ class Allocation(models.Model):
     tokens = models.BigIntegerField()
     amount = models.DecimalField(**MONEY, null=True, blank=True)
     # What the record looked like when it was allocated, to notice when repricing or
-    # re-estimation changes it: its prompt + completion tokens, and (wallet rows) its cost.
+    # re-estimation changes it: its prompt + completion tokens, and its cost.
     record_tokens = models.BigIntegerField(default=0)
     record_cost = models.DecimalField(**MONEY, null=True, blank=True)
 
@@ -222,9 +224,48 @@ class BillingState(models.Model):
     last_checkpoint = models.DateTimeField(null=True, blank=True)
     drift_threshold_amount = models.DecimalField(max_digits=24, decimal_places=10, default=1)
     drift_threshold_percent = models.DecimalField(max_digits=6, decimal_places=2, default=5)
+    # The time zone whose days the account's DailyPaid rows hold ("" before the first build):
+    # while it differs from DASHBOARD_TIME_ZONE, paid is read from the allocations instead.
+    paid_rollup_zone = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:
         return f"billing state of {self.account_id}"
+
+
+class DailyPaid(models.Model):
+    """What was paid for usage per (account, day in DASHBOARD_TIME_ZONE, model, key, team,
+    currency): plan-covered tokens at each purchase's effective rate (price ÷ tokens granted)
+    and wallet charges. Derived from the allocations and rewritten with them by the recompute
+    (`billing.paid`), so pages read paid without scanning allocations."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    day = models.DateField()
+    model = models.CharField(max_length=200)
+    api_key = models.ForeignKey("usage.ApiKey", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    team = models.CharField(max_length=100, blank=True, default="")
+    currency = models.CharField(max_length=3, validators=[CURRENCY_CODE])
+    requests = models.BigIntegerField(default=0, help_text="Records allocated (counted in the account's currency)")
+    plan_tokens = models.BigIntegerField(default=0)
+    plan_paid = models.DecimalField(**MONEY, default=0)
+    wallet_paid = models.DecimalField(**MONEY, default=0)
+    # Of plan_paid: tokens of requests without a usage value (unpriced), so savings compare like with like.
+    unpriced_paid = models.DecimalField(**MONEY, default=0)
+    # Requests charged to the wallet without a price: what they cost the wallet is not known.
+    unknown_requests = models.BigIntegerField(default=0)
+
+    FIGURES = ("requests", "plan_tokens", "plan_paid", "wallet_paid", "unpriced_paid", "unknown_requests")
+
+    class Meta:
+        verbose_name_plural = "daily paid"
+        constraints = [
+            models.UniqueConstraint(
+                "account", "day", "model", Coalesce("api_key", 0), "team", "currency", name="dailypaid_unique_group"
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "day"], name="dailypaid_account_day_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.model} {self.plan_paid + self.wallet_paid} {self.currency}"
 
 
 class RecomputeRequest(models.Model):

@@ -17,6 +17,10 @@ order or batches the records arrived in. It runs in one transaction under a lock
 on the account's BillingState row, so concurrent runs serialise and readers never
 see a half-done recompute.
 
+The paid rollup (`billing.paid`, what plan tokens and wallet charges cost per day, model,
+key and team) moves with the allocations in the same transaction: what the deleted rows
+had added is subtracted and what the new rows add is added.
+
 The wallet's usage charges are posted per UTC day as the difference between the
 day's wallet allocations and what was posted for it before: the ledger stays
 append-only and the entries of a day always add up to that day's allocations.
@@ -37,6 +41,7 @@ from django.db import connection, transaction
 from django.db.models import Exists, F, Max, Min, OuterRef, Q, Sum
 from django.utils import timezone
 
+from billing import paid
 from billing.allocation import Allocator, Grant, Usage
 from billing.models import (
     Allocation,
@@ -131,6 +136,9 @@ def refresh_allocations(account: Account, *, now: datetime | None = None, full: 
             result = recompute_from(account, min(starts), now=now)
             RecomputeRequest.objects.filter(pk__in=[pk for pk, _ in requests]).delete()
             state.last_checkpoint = result.checkpoint
+        if state.paid_rollup_zone != settings.DASHBOARD_TIME_ZONE:  # first build, or days in another zone
+            paid.rebuild(account)
+            state.paid_rollup_zone = settings.DASHBOARD_TIME_ZONE
         _advance_watermark(state, newest_id, clock)
         state.last_allocated_at = clock
         state.save()
@@ -176,13 +184,13 @@ def _earliest_changed_record(account: Account, state: BillingState, clock: datet
     if not repricing_in_progress(account):
         state.costs_checked_at = clock  # a repricing still running is checked again when it has finished
     wallet = Q(purchase__isnull=True)
-    changed = ~Q(record_tokens=F("record__prompt_tokens") + F("record__completion_tokens")) | (
-        wallet
-        & (
-            Q(record_cost__isnull=True, record__cost__isnull=False)
-            | Q(record_cost__isnull=False, record__cost__isnull=True)
-            | (Q(record_cost__isnull=False, record__cost__isnull=False) & ~Q(record_cost=F("record__cost")))
-        )
+    # Priced or not matters to every row (paid counts plan tokens of unpriced records apart);
+    # the cost itself only to what the wallet was charged.
+    changed = (
+        ~Q(record_tokens=F("record__prompt_tokens") + F("record__completion_tokens"))
+        | Q(record_cost__isnull=True, record__cost__isnull=False)
+        | Q(record_cost__isnull=False, record__cost__isnull=True)
+        | (wallet & Q(record_cost__isnull=False, record__cost__isnull=False) & ~Q(record_cost=F("record__cost")))
     )
     stale = Allocation.objects.filter(account=account).filter(changed)
     return stale.aggregate(at=Min("occurred_at"))["at"]
@@ -218,23 +226,24 @@ def grants_of(account: Account, *, expiring_from: datetime | None = None) -> lis
     ]
 
 
-def _records_from(account: Account, checkpoint: datetime) -> Iterator[list[Usage]]:
-    """The account's records from the checkpoint on, in allocation order, a chunk at a time."""
+def _records_from(account: Account, checkpoint: datetime) -> Iterator[list[tuple[Usage, tuple[int | None, str]]]]:
+    """The account's records from the checkpoint on, in allocation order, a chunk at a time,
+    each with the key and team paid is grouped by."""
     records = (
         UsageRecord.objects.filter(account=account, occurred_at__gte=checkpoint)
         .order_by("occurred_at", "request_id")
-        .values_list(*RECORD_FIELDS)
+        .values_list(*RECORD_FIELDS, "api_key_id", "team")
     )
     last: tuple[datetime, str] | None = None
     while True:
         page = records
         if last is not None:
             page = records.filter(Q(occurred_at__gt=last[0]) | Q(occurred_at=last[0], request_id__gt=last[1]))
-        chunk = [Usage(*row) for row in page[:CHUNK_SIZE]]
+        chunk = [(Usage(*row[:-2]), (row[-2], row[-1])) for row in page[:CHUNK_SIZE]]
         if not chunk:
             return
         yield chunk
-        last = chunk[-1].order
+        last = chunk[-1][0].order
 
 
 def recompute_from(account: Account, checkpoint: datetime, *, now: datetime) -> RefreshResult:
@@ -247,6 +256,8 @@ def recompute_from(account: Account, checkpoint: datetime, *, now: datetime) -> 
         .annotate(tokens=Sum("tokens"))
         .values_list("purchase_id", "tokens")
     )
+    paid_ledger = paid.Ledger(account)
+    paid_ledger.remove(paid.stored_shares(account, start=checkpoint))
     Allocation.objects.filter(account=account, occurred_at__gte=checkpoint).delete()
     PlanExpiry.objects.filter(account=account).filter(
         Q(purchase__expires_at__gte=checkpoint) | Q(purchase__voided_at__isnull=False)
@@ -257,8 +268,21 @@ def recompute_from(account: Account, checkpoint: datetime, *, now: datetime) -> 
     charged: dict[date, Decimal] = defaultdict(Decimal)
     for chunk in _records_from(account, checkpoint):
         rows = []
-        for usage in chunk:
-            for share in allocator.allocate(usage):
+        for usage, (api_key_id, team) in chunk:
+            shares = allocator.allocate(usage)
+            paid_ledger.add(
+                [
+                    paid.RecordShares(
+                        usage.occurred_at,
+                        usage.model,
+                        api_key_id,
+                        team,
+                        usage.cost is None,
+                        [(share.purchase_id, share.tokens, share.amount) for share in shares],
+                    )
+                ]
+            )
+            for share in shares:
                 rows.append(
                     Allocation(
                         account=account,
@@ -268,7 +292,7 @@ def recompute_from(account: Account, checkpoint: datetime, *, now: datetime) -> 
                         tokens=share.tokens,
                         amount=share.amount,
                         record_tokens=usage.total_tokens,
-                        record_cost=share.record_cost,
+                        record_cost=usage.cost,
                     )
                 )
                 if share.purchase_id is None and share.amount:
@@ -283,6 +307,7 @@ def recompute_from(account: Account, checkpoint: datetime, *, now: datetime) -> 
     ]
     PlanExpiry.objects.bulk_create(expiries)
     result.expiries = len(expiries)
+    paid_ledger.apply()
     result.ledger_entries = _settle_usage(account, checkpoint, charged)
     return result
 

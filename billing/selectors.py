@@ -7,9 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db.models import Count, Q, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
@@ -26,11 +24,12 @@ from billing.models import (
     WalletEntry,
     WalletEntryKind,
 )
-from usage import selectors as usage_selectors
+from billing.paid import paid_for_tokens
+from usage import money
 from usage.identity import SourceOverlap, source_overlap
-from usage.models import Account, DailyUsage, HourlyUsage, UsageRecord
+from usage.models import Account, HourlyUsage, UsageRecord
+from usage.money import MoneyRow
 from usage.periods import Period
-from usage.selectors import SummaryRow, Totals
 
 ZERO = Decimal(0)
 
@@ -43,7 +42,8 @@ def _money(value: Decimal | None) -> Decimal:
 
 
 def wallet_balance(account: Account, *, at: datetime | None = None) -> Decimal:
-    """The sum of the ledger (up to `at`, inclusive)."""
+    """The wallet balance: the sum of the ledger (up to `at`, inclusive). Every surface shows
+    it at the moment of billing.balances.account_balances."""
     entries = WalletEntry.objects.filter(account=account)
     if at is not None:
         entries = entries.filter(occurred_at__lte=at)
@@ -94,7 +94,9 @@ def plan_statuses(account: Account, *, now: datetime | None = None, include_expi
 
 
 def token_balance(statuses: list[PlanStatus], *, now: datetime) -> int:
-    """Tokens usable now: what purchases in effect have left."""
+    """The usable token balance, the one definition every surface shows (through
+    billing.balances.account_balances): what the purchases in effect at `now` have left,
+    whatever models they cover."""
     return sum(s.tokens_remaining for s in statuses if s.purchase.effective_at <= now < s.purchase.expires_at)
 
 
@@ -118,37 +120,6 @@ def sync_state(account: Account) -> SyncState | None:
 
 def sync_history(account: Account, *, limit: int = 20) -> list[SyncRun]:
     return list(SyncRun.objects.filter(account=account).order_by("-started_at", "-id")[:limit])
-
-
-# --- The balance of /api/v1/balance ------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BalanceView:
-    account: Account
-    wallet_balance: Decimal
-    plans: list[PlanStatus]
-    token_balance: int
-    provider_reported: BalanceSnapshot | None
-    last_synced_at: datetime | None
-    # Filled in by the forecast (billing.forecast) when it exists.
-    burn_rate_tokens_per_day: Decimal | None = None
-    projected_runout_at: datetime | None = None
-    projected_unused: dict[int, int] = field(default_factory=dict)
-
-
-def balance_view(account: Account, *, now: datetime | None = None) -> BalanceView:
-    now = now or timezone.now()
-    plans = plan_statuses(account, now=now)
-    state = sync_state(account)
-    return BalanceView(
-        account=account,
-        wallet_balance=wallet_balance(account),
-        plans=plans,
-        token_balance=token_balance(plans, now=now),
-        provider_reported=latest_snapshot(account),
-        last_synced_at=state.last_success_at if state else None,
-    )
 
 
 # --- Explaining a record -------------------------------------------------------------------
@@ -360,17 +331,6 @@ def audit_trail(account: Account) -> QuerySet[AuditEvent]:
     return AuditEvent.objects.filter(account=account).select_related("actor").order_by("-at", "-id")
 
 
-def models_in_use(account: Account, *, since: datetime) -> list[str]:
-    """Models with traffic since the day `since` falls on, from the daily rollup."""
-    first_day = timezone.localtime(since, ZoneInfo(settings.DASHBOARD_TIME_ZONE)).date()
-    return list(
-        DailyUsage.objects.filter(account=account, day__gte=first_day, requests__gt=0)
-        .values_list("model", flat=True)
-        .distinct()
-        .order_by("model")
-    )
-
-
 @dataclass(frozen=True)
 class PlanBurn:
     purchase_id: int
@@ -405,11 +365,13 @@ class MonthConsumption:
     plans: list[PlanBurn]
     plan_tokens: int
     expired_tokens: int
+    expired_value: dict[str, Decimal]  # what the tokens that expired unused were paid, by currency
     wallet: WalletMovements
 
 
 def consumption(account: Account, *, start: datetime, end: datetime) -> MonthConsumption:
-    """Plan tokens burned (per purchase), plan tokens expired, and wallet movements over [start, end)."""
+    """Plan tokens burned (per purchase), plan tokens expired (and what they were paid), and
+    wallet movements over [start, end)."""
     burned = (
         Allocation.objects.filter(account=account, purchase__isnull=False, occurred_at__gte=start, occurred_at__lt=end)
         .values("purchase_id", "purchase__name")
@@ -417,9 +379,13 @@ def consumption(account: Account, *, start: datetime, end: datetime) -> MonthCon
         .order_by("-tokens", "purchase_id")
     )
     plans = [PlanBurn(row["purchase_id"], row["purchase__name"], row["tokens"] or 0) for row in burned]
-    expired = PlanExpiry.objects.filter(account=account, expired_at__gte=start, expired_at__lt=end).aggregate(
-        t=Coalesce(Sum("tokens"), Value(0))
-    )["t"]
+    expiries = PlanExpiry.objects.filter(account=account, expired_at__gte=start, expired_at__lt=end).select_related(
+        "purchase"
+    )
+    expired_value: dict[str, Decimal] = {}
+    for expiry in expiries:
+        currency = expiry.purchase.currency
+        expired_value[currency] = expired_value.get(currency, ZERO) + paid_for_tokens(expiry.tokens, expiry.purchase)
     entries = WalletEntry.objects.filter(account=account)
     opening = _money(entries.filter(occurred_at__lt=start).aggregate(t=Sum("amount"))["t"])
     moved = (
@@ -430,24 +396,29 @@ def consumption(account: Account, *, start: datetime, end: datetime) -> MonthCon
     )
     by_kind = {row["kind"]: _money(row["total"]) for row in moved}
     wallet = WalletMovements(opening=opening, by_kind=by_kind, closing=opening + sum(by_kind.values(), ZERO))
-    tokens = sum(p.tokens for p in plans)
-    return MonthConsumption(plans=plans, plan_tokens=tokens, expired_tokens=expired, wallet=wallet)
+    return MonthConsumption(
+        plans=plans,
+        plan_tokens=sum(p.tokens for p in plans),
+        expired_tokens=sum(expiry.tokens for expiry in expiries),
+        expired_value=expired_value,
+        wallet=wallet,
+    )
 
 
 @dataclass(frozen=True)
 class Statement:
-    """A month's statement: usage by model, key and team (from the hourly rollups), totals,
-    and what the month consumed of plans and wallet."""
+    """A month's statement: usage value and paid by model, key and team (from the daily
+    rollups), totals, and what the month consumed of plans and wallet."""
 
     period: Period
-    by_model: list[SummaryRow]
-    by_key: list[SummaryRow]
-    by_team: list[SummaryRow]
-    total: Totals
+    by_model: list[MoneyRow]
+    by_key: list[MoneyRow]
+    by_team: list[MoneyRow]
+    total: MoneyRow
     consumption: MonthConsumption
 
     @property
-    def sections(self) -> list[tuple[str, list[SummaryRow]]]:
+    def sections(self) -> list[tuple[str, list[MoneyRow]]]:
         return [("model", self.by_model), ("key", self.by_key), ("team", self.by_team)]
 
 
@@ -455,18 +426,18 @@ def monthly_statement(account: Account, *, first_day: date) -> Statement:
     """The statement of the calendar month starting `first_day`, months in DASHBOARD_TIME_ZONE."""
     next_month = (first_day.replace(day=28) + timedelta(days=4)).replace(day=1)
     period = Period("custom", first_day, next_month - timedelta(days=1))
-    by_model, total = usage_selectors.summary(account=account, period=period, group_by="model")
-    by_key, _ = usage_selectors.summary(account=account, period=period, group_by="api_key")
-    by_team, _ = usage_selectors.summary(account=account, period=period, group_by="team")
+    by_model, total = money.summary(account=account, period=period, group_by="model")
+    by_key, _ = money.summary(account=account, period=period, group_by="api_key")
+    by_team, _ = money.summary(account=account, period=period, group_by="team")
 
-    def by_cost(rows: list[SummaryRow]) -> list[SummaryRow]:
+    def by_value(rows: list[MoneyRow]) -> list[MoneyRow]:
         return sorted(rows, key=lambda r: (-r.totals.cost, -r.totals.tokens, r.key))
 
     return Statement(
         period=period,
-        by_model=by_cost(by_model),
-        by_key=by_cost(by_key),
-        by_team=by_cost(by_team),
+        by_model=by_value(by_model),
+        by_key=by_value(by_key),
+        by_team=by_value(by_team),
         total=total,
         consumption=consumption(account, start=period.start, end=period.end),
     )

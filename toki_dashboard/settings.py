@@ -218,6 +218,9 @@ BILLING_SYNC_RETRY_MAX_SECONDS = 600.0
 BILLING_SYNC_INITIAL_LOOKBACK_DAYS = 30  # how far back the first log read of an account goes
 BILLING_RECONCILIATION_HOURS = 24  # window each sync reconciles the provider's balance over
 BILLING_ALLOCATION_DELAY_SECONDS = 10.0  # allocation requests within this delay share one task
+# Every surface reads the balances and their forecast of one moment, cached this long at most
+# (and only while purchases, the ledger and allocations stay as they were).
+BILLING_BALANCES_MAX_AGE_SECONDS = 300
 CELERY_BEAT_SCHEDULE.update(
     {
         # Enqueues a sync for each account whose Account.sync_interval_minutes has elapsed.

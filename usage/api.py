@@ -11,7 +11,7 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 
-from usage import requestlog, selectors, services
+from usage import money, requestlog, services
 from usage.auth import TokenAuth, read_access
 from usage.models import ErrorCause, RecordSource, TokenScope
 from usage.periods import Period
@@ -126,7 +126,23 @@ class SummaryFigures(Schema):
     completion_tokens: int
     cached_tokens: int
     estimated_requests: int
-    cost: str
+    cost: str = Field(
+        description="Usage value: price book × tokens (or the provider's cost); unpriced requests excluded"
+    )
+    unpriced_requests: int = Field(description="Requests without a price: their cost is not in `cost`")
+    paid: str | None = Field(
+        description="Paid, in `currency`: plan-covered tokens at each purchase's effective rate plus wallet "
+        "charges; null when nothing records payments"
+    )
+    paid_not_converted: dict[str, str] = Field(
+        default_factory=dict, description="Paid in other currencies than `currency`, by currency, not in `paid`"
+    )
+    paid_unknown_requests: int = Field(
+        0, description="Unpriced requests charged to the wallet: what they cost is not in `paid`"
+    )
+    paid_pending_requests: int = Field(
+        0, description="Requests not allocated to plans or the wallet yet (seconds after arrival): not in `paid`"
+    )
 
 
 class SummaryRowOut(SummaryFigures):
@@ -141,7 +157,8 @@ class SummaryOut(Schema):
     total: SummaryFigures
 
 
-def _figures(totals: selectors.Totals) -> dict[str, Any]:
+def _figures(row: money.MoneyRow) -> dict[str, Any]:
+    totals, paid = row.totals, row.paid
     return {
         "requests": totals.requests,
         "errors": totals.errors,
@@ -150,6 +167,14 @@ def _figures(totals: selectors.Totals) -> dict[str, Any]:
         "cached_tokens": totals.cached_tokens,
         "estimated_requests": totals.estimated_requests,
         "cost": decimal_string(totals.cost),
+        "unpriced_requests": totals.unpriced_requests,
+        "paid": decimal_string(paid.amount) if paid is not None else None,
+        "paid_not_converted": {
+            currency: decimal_string(amount)
+            for currency, amount in sorted((paid.not_converted if paid else {}).items())
+        },
+        "paid_unknown_requests": paid.unknown_requests if paid is not None else 0,
+        "paid_pending_requests": row.pending_requests,
     }
 
 
@@ -157,17 +182,19 @@ def _figures(totals: selectors.Totals) -> dict[str, Any]:
     "/usage/summary", auth=read_access(), response={200: SummaryOut, **PROBLEMS}, summary="Usage totals by a dimension"
 )
 def usage_summary(request: HttpRequest, query: Query[SummaryQuery]) -> dict[str, Any]:
-    """Dates are inclusive days in DASHBOARD_TIME_ZONE."""
+    """Dates are inclusive days in DASHBOARD_TIME_ZONE. `cost` is the usage value (price book ×
+    tokens), `paid` what was paid for the same usage (plan tokens at each purchase's effective
+    rate, plus wallet charges)."""
     if query.end < query.start:
         raise HttpError(400, "end is before start.")
     account = request.auth.account(query.account)  # type: ignore[attr-defined]
     period = Period("custom", query.start, query.end)
-    rows, total = selectors.summary(account=account, period=period, group_by=query.group_by)
+    rows, total = money.summary(account=account, period=period, group_by=query.group_by)
     return {
         "start": query.start,
         "end": query.end,
         "currency": account.currency,
-        "rows": [{"key": row.key, **_figures(row.totals)} for row in rows],
+        "rows": [{"key": row.key, **_figures(row)} for row in rows],
         "total": _figures(total),
     }
 

@@ -30,18 +30,18 @@ def spend_by_model_chart(days: list[ModelDay], currency: str) -> dict[str, Any]:
             y=[float(p.cost) for p in rows],
             hovertemplate=f"%{{y:,.2f}} {currency}<extra>{model}</extra>",
         )
-    fig.update_layout(barmode="stack", yaxis_title=f"Spend ({currency})", yaxis_tickformat=",.2f")
+    fig.update_layout(barmode="stack", yaxis_title=f"Usage value ({currency})", yaxis_tickformat=",.2f")
     return fig.to_plotly_json()
 
 
 def spend_by_team_chart(teams: list[Any], currency: str) -> dict[str, Any]:
-    """Horizontal bars of spend per team (usage_by_team rows), the biggest on top."""
+    """Horizontal bars of usage value per team (usage_by_team rows), the biggest on top."""
     rows = list(reversed(teams))  # plotly draws the first category at the bottom
     labels = [row.team or "No team" for row in rows]
     fig = go.Figure(layout=BASE_LAYOUT)
     fig.add_bar(
         orientation="h",
-        name="Spend",
+        name="Usage value",
         x=[float(row.totals.cost) for row in rows],
         y=labels,
         customdata=[[row.totals.requests, row.totals.tokens] for row in rows],
@@ -51,7 +51,7 @@ def spend_by_team_chart(teams: list[Any], currency: str) -> dict[str, Any]:
         ),
     )
     fig.update_layout(
-        xaxis_title=f"Spend ({currency})",
+        xaxis_title=f"Usage value ({currency})",
         xaxis_tickformat=",.2f",
         yaxis={"automargin": True},
         hovermode="closest",
@@ -82,14 +82,14 @@ def model_cost_chart(days: list[Any], currency: str) -> dict[str, Any]:
     """One model's daily cost. `days` are selectors.ModelDayUsage."""
     fig = go.Figure(layout=BASE_LAYOUT)
     fig.add_scatter(
-        name="Cost",
+        name="Usage value",
         x=[d.day.isoformat() for d in days],
         y=[float(d.cost) for d in days],
         mode="lines+markers",
         fill="tozeroy",
         hovertemplate=f"%{{y:,.2f}} {currency}<extra>Cost</extra>",
     )
-    fig.update_layout(yaxis_title=f"Cost ({currency})", yaxis_tickformat=",.2f", showlegend=False)
+    fig.update_layout(yaxis_title=f"Usage value ({currency})", yaxis_tickformat=",.2f", showlegend=False)
     return fig.to_plotly_json()
 
 

@@ -23,6 +23,10 @@ DEFAULT_PRESET = "30d"
 MAX_DAYS = 731
 
 
+def _month_end(day: date) -> date:
+    return (day.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+
+
 def dashboard_tz() -> ZoneInfo:
     return ZoneInfo(settings.DASHBOARD_TIME_ZONE)
 
@@ -55,10 +59,38 @@ class Period:
             return PRESETS[self.preset]
         return f"{self.first_day:%d %b %Y} – {self.last_day:%d %b %Y}"
 
+    @property
+    def whole_month(self) -> bool:
+        """From the first to the last day of one calendar month."""
+        return self.first_day.day == 1 and self.last_day == _month_end(self.first_day)
+
     def previous(self) -> Period:
-        """The period of the same length just before this one."""
+        """What this period is compared with: month to date, the same days of the previous
+        month (up to its end); a whole month, the whole previous month; otherwise the
+        period of the same length just before."""
+        if self.preset == "this_month" or self.whole_month:
+            first = (self.first_day - timedelta(days=1)).replace(day=1)
+            last = (
+                _month_end(first)
+                if self.whole_month
+                else min(_month_end(first), first + (self.last_day - self.first_day))
+            )
+            return Period("custom", first, last)
         last = self.first_day - timedelta(days=1)
         return Period("custom", last - timedelta(days=self.days - 1), last)
+
+    @property
+    def comparison_label(self) -> str:
+        """What `previous()` is, in words: "the same days of November (1–4 Nov 2026)"."""
+        previous = self.previous()
+        days = f"{previous.first_day:%-d %b} – {previous.last_day:%-d %b %Y}"
+        if previous.first_day.year != previous.last_day.year:
+            days = f"{previous.first_day:%-d %b %Y} – {previous.last_day:%-d %b %Y}"
+        if self.whole_month:
+            return f"{previous.first_day:%B %Y}"
+        if self.preset == "this_month":
+            return f"the same days of {previous.first_day:%B} ({days})"
+        return f"the previous {previous.days} day{'s' if previous.days != 1 else ''} ({days})"
 
     @property
     def query_string(self) -> str:

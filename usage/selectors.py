@@ -40,6 +40,11 @@ class Totals:
     def estimated_share(self) -> float:
         return self.estimated_tokens / self.tokens if self.tokens else 0.0
 
+    @property
+    def unpriced(self) -> bool:
+        """No usage value at all: requests without a price and none with one (cost unknown, not 0)."""
+        return self.unpriced_requests > 0 and not self.cost
+
 
 TOTAL_FIELDS = (
     "requests",
@@ -292,8 +297,8 @@ MODEL_SORTS = {
     "prompt_tokens": "Prompt tokens",
     "completion_tokens": "Completion tokens",
     "cached_tokens": "Cached tokens",
-    "cost": "Cost",
-    "share": "Share of cost",
+    "cost": "Usage value",
+    "share": "Share of value",
     "tokens_per_request": "Tokens per request",
     "error_rate": "Error rate",
     "estimated_share": "Estimated",

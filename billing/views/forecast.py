@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
-from django.utils import timezone
 
 from billing import graphs
-from billing.forecast import account_forecast, balance_history, reported_balances
+from billing.balances import account_balances
+from billing.forecast import balance_history, reported_balances
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
 
@@ -18,8 +18,8 @@ def forecast_chart(request: HttpRequest) -> HttpResponse:
     account = request.account or None  # type: ignore[attr-defined]
     context: dict[str, object] = {"account": account, "tz_name": settings.DASHBOARD_TIME_ZONE}
     if account is not None:
-        now = timezone.now()
-        forecast = account_forecast(account, now=now)
+        balances = account_balances(account)  # the forecast the page, card, banner and API show
+        now, forecast = balances.at, balances.forecast
         history = balance_history(account, now=now)
         context |= {
             "forecast": forecast,

@@ -4,9 +4,8 @@ go through billing.services (which keep the audit trail), every form posts and r
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -21,18 +20,17 @@ from django.views.decorators.http import require_GET, require_POST
 
 from billing import selectors, services, tasks
 from billing.audit import Actor
-from billing.forecast import AccountForecast, PlanState, account_forecast, forecast_from_inputs, read_inputs
+from billing.balances import account_balances, balance_freshness, expired_plans
 from billing.forms import AdjustmentForm, FinanceForm, PurchaseForm, TopUpForm, VoidPurchaseForm
-from billing.models import AuditEvent, PlanPurchase, SyncOutcome, SyncTrigger, models_match
+from billing.models import AuditEvent, PlanPurchase, SyncOutcome, SyncTrigger
+from billing.paid import paid_for_tokens
 from billing.services import BillingError
 from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
-from usage.models import Account, Provider
+from usage.models import Account
 
 LEDGER_PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 15
-MODELS_IN_USE_DAYS = 30
-STALE_AFTER_INTERVALS = 3
 
 
 def _account(request: HttpRequest) -> Account | None:
@@ -42,47 +40,6 @@ def _account(request: HttpRequest) -> Account | None:
 
 def _tz_name() -> str:
     return settings.DASHBOARD_TIME_ZONE
-
-
-@dataclass(frozen=True)
-class SyncHealth:
-    """How fresh the balances are: the last successful sync (or manual reading) and whether to worry."""
-
-    provider: str
-    last_success_at: datetime | None
-    last_error_at: datetime | None
-    last_error: str
-    last_duration_ms: int | None
-    failing: bool
-    stale: bool
-
-    @property
-    def warning(self) -> bool:
-        return self.failing or self.stale
-
-
-def sync_health(account: Account, *, now: datetime) -> SyncHealth:
-    state = selectors.sync_state(account)
-    last_success = state.last_success_at if state else None
-    if account.provider == Provider.MANUAL:
-        # Nothing is fetched: the balance is as fresh as finance's last reading.
-        snapshot = selectors.latest_snapshot(account)
-        last_success = snapshot.taken_at if snapshot else last_success
-    last_error_at = state.last_error_at if state else None
-    failing = last_error_at is not None and (last_success is None or last_error_at > last_success)
-    stale = False
-    if account.provider != Provider.MANUAL and account.sync_interval_minutes:
-        allowed = timedelta(minutes=account.sync_interval_minutes * STALE_AFTER_INTERVALS)
-        stale = last_success is None or now - last_success > allowed
-    return SyncHealth(
-        provider=account.get_provider_display(),  # type: ignore[attr-defined]
-        last_success_at=last_success,
-        last_error_at=last_error_at,
-        last_error=state.last_error if state else "",
-        last_duration_ms=state.last_duration_ms if state else None,
-        failing=failing,
-        stale=stale,
-    )
 
 
 CAUSE_LABELS = {
@@ -130,24 +87,20 @@ def _audit_row(event: AuditEvent) -> AuditRow:
 
 
 @dataclass(frozen=True)
-class PlanRow:
+class ExpiredRow:
     status: selectors.PlanStatus
-    projected_unused: int | None  # None: the forecast has nothing for it (not in effect yet…)
-
-
-def _projected_unused(forecast: AccountForecast, purchase_id: int) -> int | None:
-    plan = forecast.plans.get(purchase_id)
-    return plan.projected_unused_tokens if plan is not None else None
+    unused_value: Decimal | None  # what the tokens that expired unused were paid
 
 
 def _plans_context(request: HttpRequest, account: Account, **forms: FinanceForm) -> dict[str, Any]:
-    now = timezone.now()
-    statuses = selectors.plan_statuses(account, now=now, include_expired=True)
-    active = [s for s in statuses if s.purchase.expires_at > now]
-    expired = sorted(
-        (s for s in statuses if s.purchase.expires_at <= now), key=lambda s: s.purchase.expires_at, reverse=True
-    )
-    forecast = account_forecast(account, now=now)
+    # Every balance and forecast figure comes from one read for one moment, the one the
+    # card, the banner, the alert emails and /api/v1/balance show too.
+    balances = account_balances(account)
+    now = balances.at
+    expired = [
+        ExpiredRow(s, paid_for_tokens(s.tokens_expired, s.purchase) if s.tokens_expired is not None else None)
+        for s in expired_plans(account, at=now)
+    ]
     # The window each sync reconciles (and alerts on), so the page and the alert agree.
     hours = settings.BILLING_RECONCILIATION_HOURS
     reconciliation = selectors.reconcile(account, start=now - timedelta(hours=hours), end=now)
@@ -157,17 +110,13 @@ def _plans_context(request: HttpRequest, account: Account, **forms: FinanceForm)
         "account": account,
         "tz_name": _tz_name(),
         "now": now,
-        "active_plans": active,
-        "expired_plans": expired,
+        "balances": balances,
+        "expired_rows": expired,
         "voided_purchases": PlanPurchase.objects.filter(account=account, voided_at__isnull=False)
         .select_related("voided_by")
         .order_by("-voided_at"),
-        "token_balance": selectors.token_balance(active, now=now),
-        "wallet_balance": selectors.wallet_balance(account),
         "provider_reported": selectors.latest_snapshot(account),
-        "forecast": forecast,
-        "active_rows": [PlanRow(s, _projected_unused(forecast, s.purchase.pk)) for s in active],
-        "sync": sync_health(account, now=now),
+        "sync": balance_freshness(account, now=timezone.now()),
         "sync_runs": selectors.sync_history(account, limit=5),
         "sync_running": SyncOutcome.RUNNING,
         "reconciliation": reconciliation,
@@ -295,17 +244,6 @@ def sync_now(request: HttpRequest) -> HttpResponse:
     return redirect("billing:plans")
 
 
-def token_balance_for_models(plans: Sequence[PlanState], models: list[str], *, now: datetime) -> int:
-    """Tokens usable now by the models in use: what purchases in effect that cover at least
-    one of them have left (every purchase in effect when no model is in use)."""
-    return sum(
-        plan.remaining
-        for plan in plans
-        if plan.effective_at <= now < plan.expires_at
-        and (not models or any(models_match(plan.models, model) for model in models))
-    )
-
-
 @role_required(Role.FINANCE, Role.ENGINEER)
 @require_GET
 def balance_card(request: HttpRequest) -> HttpResponse:
@@ -314,17 +252,9 @@ def balance_card(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"account": account, "tz_name": _tz_name()}
     if account is not None:
         now = timezone.now()
-        models = selectors.models_in_use(account, since=now - timedelta(days=MODELS_IN_USE_DAYS))
-        # The forecast's inputs carry the plans' balances: read once, used for both.
-        inputs = read_inputs(account, now=now)
-        forecast = forecast_from_inputs(inputs)
         context |= {
             "now": now,
-            "models_in_use": models,
-            "models_in_use_days": MODELS_IN_USE_DAYS,
-            "token_balance": token_balance_for_models(inputs.plans, models, now=now),
-            "wallet_balance": selectors.wallet_balance(account),
-            "sync": sync_health(account, now=now),
-            "forecast": forecast,
+            "balances": account_balances(account),
+            "sync": balance_freshness(account, now=now),
         }
     return render_page(request, "billing/balance_card.html", "billing/partials/balance_card.html", context)

@@ -1,4 +1,4 @@
-"""Reports: a monthly statement (usage by model, key and team from the hourly rollups, plan
+"""Reports: a monthly statement (usage value and paid by model, key and team from the rollups, plan
 and wallet consumption) and its CSV download. Months are calendar months in
 DASHBOARD_TIME_ZONE; the default is the last complete one."""
 
@@ -7,8 +7,10 @@ from __future__ import annotations
 import csv
 import re
 from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
+from babel.numbers import get_currency_precision
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -17,7 +19,9 @@ from django.views.decorators.http import require_GET
 
 from billing import selectors
 from toki_dashboard.roles import Role, role_required
+from usage.api import decimal_string
 from usage.exchange import rates_applied
+from usage.money import MoneyRow
 from usage.periods import dashboard_tz
 
 MONTH = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
@@ -34,9 +38,17 @@ CSV_HEADER = [
     "completion_tokens",
     "cached_tokens",
     "tokens",
-    "cost",
+    "unpriced_requests",
+    "usage_value",
+    "usage_value_exact",
+    "paid",
+    "paid_exact",
+    "paid_not_converted",
+    "paid_unknown_requests",
+    "paid_pending_requests",
     "currency",
 ]
+UNPRICED = "unpriced"
 
 
 def parse_month(text: str) -> date | None:
@@ -97,7 +109,8 @@ def reports(request: HttpRequest) -> HttpResponse:
 @role_required(Role.FINANCE)
 @require_GET
 def report_csv(request: HttpRequest, month: str) -> HttpResponse:
-    """The statement as CSV: one row per model, key and team (section column), then the total."""
+    """The statement as CSV: one row per model, key and team (section column), then the total;
+    usage value and paid rounded to the currency's decimals, each with its exact amount beside."""
     account = request.account or None  # type: ignore[attr-defined]
     first_day = parse_month(month)
     if first_day is None or account is None:
@@ -109,8 +122,8 @@ def report_csv(request: HttpRequest, month: str) -> HttpResponse:
     writer.writerow(CSV_HEADER)
     for name, rows in statement.sections:
         for row in rows:
-            writer.writerow(_csv_row(name, row.key, row.totals, account.currency))
-    writer.writerow(_csv_row("total", "", statement.total, account.currency))
+            writer.writerow(_csv_row(name, row, account.currency))
+    writer.writerow(_csv_row("total", statement.total, account.currency))
     return response
 
 
@@ -122,16 +135,42 @@ def _cell(text: str) -> str:
     return f"'{text}" if text.startswith(FORMULA_STARTS) else text
 
 
-def _csv_row(section: str, key: str, totals: Any, currency: str) -> list[Any]:
+def _rounded(amount: Decimal, currency: str) -> str:
+    """Money to the currency's decimals (2 for USD, 0 for JPY), rounded half up like an invoice."""
+    places = get_currency_precision(currency)
+    return f"{amount.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP):f}"
+
+
+def _exact(amount: Decimal) -> str:
+    return decimal_string(amount) or "0"
+
+
+def _csv_row(section: str, row: MoneyRow, currency: str) -> list[Any]:
+    """One line: usage value and paid each rounded to the currency, with the exact amount beside.
+    What is not known says so ("unpriced", other currencies, requests left out), never 0."""
+    totals, paid = row.totals, row.paid
+    value, value_exact = (UNPRICED, "") if totals.unpriced else (_rounded(totals.cost, currency), _exact(totals.cost))
+    if paid is None:
+        paid_cells = ["", "", "", "", ""]
+    else:
+        if not paid.amount and paid.unknown_requests and not paid.requests - paid.unknown_requests:
+            shown, exact = UNPRICED, ""
+        else:
+            shown, exact = _rounded(paid.amount, currency), _exact(paid.amount)
+        other = "; ".join(f"{_exact(amount)} {code}" for code, amount in sorted(paid.not_converted.items()))
+        paid_cells = [shown, exact, other, paid.unknown_requests, row.pending_requests]
     return [
         section,
-        _cell(key),
+        _cell(row.key),
         totals.requests,
         totals.errors,
         totals.prompt_tokens,
         totals.completion_tokens,
         totals.cached_tokens,
         totals.tokens,
-        f"{totals.cost:f}",
+        totals.unpriced_requests,
+        value,
+        value_exact,
+        *paid_cells,
         currency,
     ]

@@ -1,5 +1,5 @@
 """Whatever order and batches records (and purchases) arrive in, late ones included, the
-stored allocations, expiries and wallet equal one pass of the engine over everything."""
+stored allocations, expiries, wallet and paid rollup equal one pass of the engine over everything."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import itertools
 import random
 from collections import defaultdict
 from datetime import timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from billing import selectors
+from billing import paid, selectors
 from billing.allocation import Grant, Usage, allocate
 from billing.audit import Actor
-from billing.models import Allocation, PlanExpiry, PlanPurchase, WalletEntry, WalletEntryKind
+from billing.models import Allocation, DailyPaid, PlanExpiry, PlanPurchase, WalletEntry, WalletEntryKind
 from billing.recompute import refresh_allocations
 from billing.services import void_purchase
 from tests.billing.conftest import T0, buy, ingest, record, top_up
@@ -144,3 +144,38 @@ def test_arrival_order_batching_and_late_records_do_not_change_any_balance(db, p
     ):
         posted[day] += amount
     assert {d: a for d, a in posted.items() if a} == {d: a for d, a in per_day.items() if a}
+
+    assert paid_per_day_and_model(account) == expected_paid(account, one_pass.shares)
+    before = paid_rows(account)
+    paid.rebuild(account)
+    assert paid_rows(account) == before
+
+
+def paid_rows(account) -> list[tuple]:
+    fields = ("day", "model", "api_key_id", "team", "currency", *DailyPaid.FIGURES)
+    return sorted(DailyPaid.objects.filter(account=account).values_list(*fields))
+
+
+def paid_per_day_and_model(account) -> dict:
+    found: dict = defaultdict(Decimal)
+    for day, model, plan_paid, wallet_paid in DailyPaid.objects.filter(account=account).values_list(
+        "day", "model", "plan_paid", "wallet_paid"
+    ):
+        found[(day, model)] += plan_paid + wallet_paid
+    return {key: amount for key, amount in found.items() if amount}
+
+
+def expected_paid(account, shares) -> dict:
+    """Plan tokens at price ÷ tokens granted, each row rounded to the money quantum, plus wallet charges."""
+    purchases = {p.pk: p for p in PlanPurchase.objects.filter(account=account)}
+    models = dict(UsageRecord.objects.filter(account=account).values_list("pk", "model"))
+    found: dict = defaultdict(Decimal)
+    for share in shares:
+        key = (share.occurred_at.date(), models[share.record_id])
+        if share.purchase_id is not None:
+            purchase = purchases[share.purchase_id]
+            exact = purchase.price * share.tokens / purchase.tokens
+            found[key] += exact.quantize(Decimal("1e-10"), rounding=ROUND_HALF_EVEN)
+        elif share.amount:
+            found[key] += share.amount
+    return {key: amount for key, amount in found.items() if amount}

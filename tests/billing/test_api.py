@@ -176,7 +176,9 @@ def test_the_balance_shows_wallet_plans_in_burn_order_and_the_provider(account, 
     # The forecast (billing.forecast, tested in test_forecast.py): yesterday's 4M gpt tokens a day.
     assert body["burn_rate_tokens_per_day"] == "4000000" and body["projected_runout_at"] is not None
     assert isinstance(body["plans"][0]["projected_unused_at_expiry"], int)
-    assert body["last_synced_at"] is None
+    # A manual account's last reading is the balance finance recorded, as the card says.
+    assert body["last_synced_at"].replace("Z", "+00:00") == (NOW - timedelta(hours=1)).isoformat()
+    assert body["last_reading_kind"] == "manual" and body["stale_since"] is None
 
 
 def test_the_balance_of_an_account_with_nothing_yet(reader):

@@ -79,3 +79,33 @@ def test_the_command_reports_the_billing_data(db):
     call_command("seed_demo", "--days", "1", stdout=out)
 
     assert "Billing: 5 purchases, 2 wallet entries" in out.getvalue()
+
+
+def test_the_demo_pack_reads_the_same_projected_unused_tokens_in_the_alert_the_table_and_the_api(
+    transactional_db, make_user
+):
+    """The demo's DeepSeek Pack once read different numbers in the alert, the plans table and
+    the API at the same moment: the demo's rules are evaluated with the balances pages show."""
+    from django.test import Client
+
+    from billing.models import AlertRule
+    from tests.surfaces import text_by_id
+    from toki_dashboard.roles import Role
+    from usage.models import TokenScope
+    from usage.services import create_api_token
+
+    report = demo.seed_demo_usage(days=30, seed=1)
+    seed_demo_billing(report.account, report.window)
+    finance = Client()
+    finance.force_login(make_user("fiona", Role.FINANCE))
+    token = create_api_token(account=report.account, name="r", scopes=[TokenScope.READ])[1]
+
+    page = finance.get("/plans/").content.decode()
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {token}").get("/api/v1/balance").json()
+
+    (pack,) = [p for p in api["plans"] if p["name"] == "DeepSeek Pack"]
+    assert pack["projected_unused_at_expiry"] > 0
+    shown = f"{pack['projected_unused_at_expiry']:,}"
+    rule = AlertRule.objects.get(account=report.account, name="Plan expiring with tokens unused")
+    assert f"({shown} tokens)" in rule.last_summary
+    assert text_by_id(page, f"projected-unused-{pack['id']}") == shown

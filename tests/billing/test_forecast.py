@@ -197,6 +197,14 @@ def test_wallet_run_out_through_the_database_is_balance_over_daily_charges(accou
     assert result.token_run_out.at is None
 
 
+def test_the_wallet_burn_rate_keeps_its_cents(account: Account):
+    top_up(account, "t1", "50.00", NOW - timedelta(days=40))
+    consumption(account, 14, 4_000, model="doubao-pro", cost="0.40")  # less than one unit a day
+    allocate(account, NOW)
+
+    assert account_forecast(account, now=NOW).wallet_burn_per_day == Decimal("0.40")
+
+
 def test_token_run_out_through_the_database_is_balance_over_rate(account: Account):
     buy(account, "pro", 200_000, NOW - timedelta(days=40), NOW + timedelta(days=90), models=["gpt-*"])
     consumption(account, 14, 4_000)

@@ -100,7 +100,7 @@ def test_the_statement_totals_cover_only_the_month(finance_client: Client, march
 
     assert text_of(html, "statement-requests") == f"{len(IN_MARCH):,}"
     assert text_of(html, "statement-tokens") == f"{sum(r[5] + r[6] for r in IN_MARCH):,}"
-    assert text_of(html, "statement-spend") == shown_money(sum((Decimal(r[7]) for r in IN_MARCH), Decimal(0)))
+    assert text_of(html, "statement-usage-value") == shown_money(sum((Decimal(r[7]) for r in IN_MARCH), Decimal(0)))
     assert "March 2026" in text_of(html, "statement-month")
 
 
@@ -118,8 +118,8 @@ def test_months_are_calendar_months_in_the_dashboard_time_zone(finance_client: C
         and r[1] + timedelta(hours=9) < datetime(2026, 4, 1, tzinfo=UTC)
     ]
     assert {r[0] for r in in_tokyo_march} == {"f1", "m1", "m2", "m3", "m4"}
-    assert statement.total.requests == len(in_tokyo_march)
-    assert statement.total.cost == sum((Decimal(r[7]) for r in in_tokyo_march), Decimal(0))
+    assert statement.total.totals.requests == len(in_tokyo_march)
+    assert statement.total.totals.cost == sum((Decimal(r[7]) for r in in_tokyo_march), Decimal(0))
 
 
 def test_the_default_month_is_the_last_complete_one(finance_client: Client, account: Account):
@@ -141,10 +141,11 @@ def test_the_statement_csv_parses_and_its_totals_equal_the_page(finance_client: 
     (total,) = [r for r in rows if r["section"] == "total"]
     for section in ("model", "key", "team"):
         lines = [r for r in rows if r["section"] == section]
-        assert sum(Decimal(r["cost"]) for r in lines) == Decimal(total["cost"])
+        assert sum(Decimal(r["usage_value_exact"]) for r in lines) == Decimal(total["usage_value_exact"])
         assert sum(int(r["tokens"]) for r in lines) == int(total["tokens"])
         assert sum(int(r["requests"]) for r in lines) == int(total["requests"])
-    assert shown_money(Decimal(total["cost"])) == text_of(page, "statement-spend")
+    assert shown_money(Decimal(total["usage_value_exact"])) == text_of(page, "statement-usage-value")
+    assert total["usage_value"] == shown_money(Decimal(total["usage_value_exact"]))
     assert f"{int(total['tokens']):,}" == text_of(page, "statement-tokens")
     assert f"{int(total['requests']):,}" == text_of(page, "statement-requests")
     assert {r["key"] for r in rows if r["section"] == "model"} == {r[2] for r in IN_MARCH}

@@ -173,7 +173,7 @@ def test_each_wallet_charge_is_explained_by_the_record_it_came_from(account, voi
 
     lines = selectors.explain_record(UsageRecord.objects.get(account=account, request_id="r7"))
     assert [(line.purchase_name, line.tokens, line.amount, line.record_cost) for line in lines] == [
-        ("Extra", 150, None, None),
+        ("Extra", 150, None, Decimal("1")),
         ("wallet", 350, Decimal("0.7"), Decimal("1")),
     ]
 

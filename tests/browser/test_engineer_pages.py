@@ -141,7 +141,7 @@ def test_the_request_log_filters_with_htmx_and_its_csv_download_parses(
 
     page.locator("#requests-table tbody th a").first.click()
     page.wait_for_url("**/requests/*/")
-    expect(page.get_by_role("heading", name="Tokens and cost")).to_be_visible()
+    expect(page.get_by_role("heading", name="Tokens and usage value")).to_be_visible()
     screenshot(page, "request-detail")
     assert browsing.problems(page) == []
 

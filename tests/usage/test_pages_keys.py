@@ -114,14 +114,23 @@ def money(amount: Decimal) -> str:
 
 
 def expected_by(rows: list[tuple], index: int) -> dict[str, dict[str, Any]]:
-    sums: dict[str, dict[str, Any]] = defaultdict(lambda: {"requests": 0, "tokens": 0, "errors": 0, "cost": Decimal(0)})
+    sums: dict[str, dict[str, Any]] = defaultdict(
+        lambda: {"requests": 0, "tokens": 0, "errors": 0, "cost": Decimal(0), "unpriced": 0}
+    )
     for row in rows:
         group = sums[row[index] or ""]
         group["requests"] += 1
         group["tokens"] += row[3] + row[4]
         group["errors"] += row[5] != 200
         group["cost"] += Decimal(row[6] or 0)
+        group["unpriced"] += row[6] is None
     return sums
+
+
+def value_cell(group: dict[str, Any]) -> str:
+    """The usage value as the page shows it: what is priced, saying how many requests are not."""
+    unpriced = f" +{group['unpriced']} unpriced" if group["unpriced"] else ""
+    return money(group["cost"]) + unpriced
 
 
 def test_per_key_figures_equal_the_sums_of_the_ingested_records(traffic, engineer_client: Client) -> None:
@@ -133,7 +142,7 @@ def test_per_key_figures_equal_the_sums_of_the_ingested_records(traffic, enginee
         row = shown[key]
         assert row["requests"] == f"{expected['requests']:,}"
         assert row["tokens"] == f"{expected['tokens']:,}"
-        assert row["spend"] == money(expected["cost"])
+        assert row["spend"] == value_cell(expected)
         assert row["errors"] == f"{expected['errors'] / expected['requests'] * 100:.1f}%"
     by_key = {r.name: r for r in response.context["key_rows"]}
     assert by_key["checkout-api"].totals.cost == expected_by(traffic, 0)["checkout-api"]["cost"]
@@ -149,7 +158,7 @@ def test_per_team_figures_follow_the_team_each_request_was_recorded_with(traffic
         row = shown[team or "No team"]
         assert row["requests"] == f"{sums['requests']:,}"
         assert row["tokens"] == f"{sums['tokens']:,}"
-        assert row["spend"] == money(sums["cost"])
+        assert row["spend"] == value_cell(sums)
     # batch-jobs sent requests for two teams (search, and none), search-api for one.
     assert shown["search"]["keys"] == "2"
 
@@ -253,9 +262,7 @@ def test_an_off_site_next_is_ignored_after_saving(traffic, engineer_client: Clie
     assert response["Location"] == "/keys/"
 
 
-@pytest.mark.parametrize(
-    "query", ["?period=nope", "?team=" + "t" * 500, "?period=custom&start=2025-13-01&end=x"]
-)
+@pytest.mark.parametrize("query", ["?period=nope", "?team=" + "t" * 500, "?period=custom&start=2025-13-01&end=x"])
 def test_odd_queries_never_break_the_page(traffic, engineer_client: Client, query: str) -> None:
     assert engineer_client.get("/keys/" + query).status_code == 200
 

@@ -136,7 +136,7 @@ def test_each_model_row_shows_the_totals_of_its_recorded_requests(engineer_clien
         assert per_request == f"{round((e['prompt'] + e['completion']) / e['requests']):,}"
         assert error_rate == f"{e['errors'] / e['requests'] * 100:.1f}%"
         assert estimated == f"{e['estimated'] / (e['prompt'] + e['completion']) * 100:.1f}%"
-    assert f"{whole:,.2f} USD spent" in page
+    assert f"share of all {whole:,.2f} USD" in page
 
 
 def test_the_table_is_sorted_by_cost_by_default_and_by_any_column_both_ways(engineer_client, records):

@@ -68,6 +68,12 @@ def test_summary_by_model_sums_each_model_and_the_total(reader, usage):
         "cached_tokens": 40,
         "estimated_requests": 0,
         "cost": "0.5",
+        "unpriced_requests": 0,
+        # Not allocated yet (no worker runs in this test): said so, not counted as paid.
+        "paid": "0",
+        "paid_not_converted": {},
+        "paid_unknown_requests": 0,
+        "paid_pending_requests": 1,
     }
     assert body["total"]["requests"] == 4
     assert Decimal(body["total"]["cost"]) == Decimal("1.5")

@@ -71,13 +71,30 @@ def relative_change(current: object, previous: object) -> Decimal | None:
     return (now - before) / before
 
 
-@register.simple_tag
-def change_badge(current: object, previous: object, *, up_is_bad: bool = False) -> SafeString | str:
-    """A "+12.3%" / "-4.0%" badge against the previous period; nothing when it was zero.
+# How large a change is, relative to the previous period: below 10% small, from 50% large.
+MEDIUM_CHANGE = Decimal("0.10")
+LARGE_CHANGE = Decimal("0.50")
 
-    Spend and volume going up is neither good nor bad, so those badges stay neutral;
-    for error rates `up_is_bad` colours a rise as a problem and a fall as a relief.
-    """
+
+def change_size(change: Decimal) -> str:
+    size = abs(change)
+    return "large" if size >= LARGE_CHANGE else "medium" if size >= MEDIUM_CHANGE else "small"
+
+
+def change_tone(direction: str, size: str, kind: str) -> str:
+    """Money and errors going up is bad news and down good news; a change of volume is
+    neither, but one that is not small is worth seeing. Small changes stay neutral."""
+    if size == "small" or direction == "flat":
+        return "neutral"
+    if kind in ("money", "errors"):
+        return "bad" if direction == "up" else "good"
+    return "notable"
+
+
+@register.simple_tag
+def change_badge(current: object, previous: object, *, kind: str = "volume") -> SafeString | str:
+    """A "+12.3%" / "-4.0%" badge against the previous period, coloured by direction and size
+    (`kind`: "money", "errors" or "volume"); nothing when the previous period had nothing."""
     change = relative_change(current, previous)
     if change is None:
         return ""
@@ -85,16 +102,13 @@ def change_badge(current: object, previous: object, *, up_is_bad: bool = False) 
     places = 1 if abs(points) < 100 else 0  # "+1,520%" needs no decimal
     shown = points.quantize(Decimal(1).scaleb(-places), rounding=ROUND_HALF_UP)
     text = _grouped(abs(shown), places)
-    if shown > 0:
-        sign, direction, tone = "+", "up", "bad" if up_is_bad else "neutral"
-    elif shown < 0:
-        sign, direction, tone = "-", "down", "good" if up_is_bad else "neutral"
-    else:  # too small to show is no change
-        sign, direction, tone = "", "flat", "neutral"
+    sign, direction = ("+", "up") if shown > 0 else ("-", "down") if shown < 0 else ("", "flat")
+    size = change_size(change)
     return format_html(
-        '<span class="change change--{} change--{}" title="{} {}% vs previous period">{}{}%</span>',
+        '<span class="change change--{} change--{} change--{}" title="{} {}% vs the period compared with">{}{}%</span>',
         direction,
-        tone,
+        size,
+        change_tone(direction, size, kind),
         direction.capitalize(),
         text,
         sign,

@@ -51,7 +51,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
     sort = request.GET.get("sort") or selectors.DEFAULT_MODEL_SORT
     notices = [period_warning] if period_warning else []
     if sort.removeprefix("-") not in selectors.MODEL_SORTS:
-        notices.append(f"Unknown sort “{sort[:40]}”: sorted by cost, highest first.")
+        notices.append(f"Unknown sort “{sort[:40]}”: sorted by usage value, highest first.")
         sort = selectors.DEFAULT_MODEL_SORT
     url = reverse("usage:models")
     context: dict[str, Any] = {"period": period, "presets": PRESETS, "account": account, "notices": notices}
@@ -77,7 +77,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
 
 
 CARDS: dict[str, str] = {
-    "usage": "Tokens and cost",
+    "usage": "Tokens and usage value",
     "latency": "Latency",
     "errors": "Errors by cause",
     "top": "Top keys and teams",

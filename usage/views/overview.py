@@ -1,4 +1,4 @@
-"""The Overview: spend, tokens and requests for the period, thin over the selectors."""
+"""The Overview: usage value and paid, tokens and requests for the period, thin over the selectors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from django.shortcuts import render
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
-from usage import graphs, selectors
+from usage import graphs, money, selectors
 from usage.exchange import rates_applied
 from usage.periods import PRESETS, Period
 
@@ -20,11 +20,22 @@ def overview(request: HttpRequest) -> HttpResponse:
     context = {"period": period, "presets": PRESETS, "account": account}
     if account is not None:
         current = selectors.totals(account=account, period=period)
+        previous_period = period.previous()
+        previous = selectors.totals(account=account, period=previous_period)
+        paid_by_model = money.paid_by(account, period, "model")
+        paid_by_key = money.paid_by(account, period, "api_key__name")
+        previous_paid = money.paid_total(account, previous_period)
         context |= {
             "totals": current,
-            "previous": selectors.totals(account=account, period=period.previous()),
-            "top_models": selectors.top_by(account=account, period=period, dimension="model"),
-            "top_keys": selectors.top_by(account=account, period=period, dimension="api_key__name"),
+            "previous": previous,
+            "total_money": money.MoneyRow("", current, money.total_of(paid_by_model)),
+            "previous_money": money.MoneyRow("", previous, previous_paid),
+            "top_models": money.with_paid(
+                selectors.top_by(account=account, period=period, dimension="model"), paid_by_model
+            ),
+            "top_keys": money.with_paid(
+                selectors.top_by(account=account, period=period, dimension="api_key__name"), paid_by_key
+            ),
             "unpriced_models": selectors.unpriced_models(account=account, period=period)
             if current.unpriced_requests
             else [],
