@@ -123,7 +123,8 @@ def expected_by(rows: list[tuple], index: int) -> dict[str, dict[str, Any]]:
         group["tokens"] += row[3] + row[4]
         group["errors"] += row[5] != 200
         group["cost"] += Decimal(row[6] or 0)
-        group["unpriced"] += row[6] is None
+        # A failed call without usage is priced at zero; only a served call without a price is unpriced.
+        group["unpriced"] += row[6] is None and row[5] == 200
     return sums
 
 
