@@ -28,6 +28,15 @@ def parse_bool(name: str, raw: str | None, *, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use true/false, 1/0, yes/no or on/off.")
 
 
+def parse_positive_int(name: str, raw: str | None, *, default: int) -> int:
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().replace("_", "")
+    if not value.isdigit() or int(value) < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a positive whole number.")
+    return int(value)
+
+
 def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:
     """A DATABASES entry for sqlite:///path or postgres://user:pass@host:port/name."""
     scheme = url.split("://", 1)[0] if "://" in url else ""

@@ -308,6 +308,7 @@ class TokenScope(models.TextChoices):
     INGEST = "ingest", "Send usage (POST /api/v1/usage)"
     READ = "read", "Read usage and balances (GET endpoints)"
     BILLING = "billing", "Record purchases and wallet entries"
+    PROXY = "proxy", "Call TOKI through the logging proxy (when PROXY_REQUIRE_TOKEN is on)"
 
 
 class ApiToken(models.Model):
