@@ -14,7 +14,12 @@ from django.utils import timezone
 
 from toki_dashboard import crypto
 
-MONEY = {"max_digits": 24, "decimal_places": 10}
+MONEY = {"max_digits": 24, "decimal_places": 10}  # a price or an amount someone enters
+# A record's cost and every sum of costs (rollups, allocations, the wallet's usage charges).
+# A record costs less than 2·10^17 (a reported cost is below usage.schemas.MAX_RECORD_COST;
+# a computed one is at most a MONEY price per million tokens × 2·10^9 tokens); 28 digits
+# before the point hold 10^10 such records, so no accepted batch overflows a total.
+TOTAL_MONEY = {"max_digits": 38, "decimal_places": 10}
 CURRENCY_CODE = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code such as USD.")
 
 
@@ -191,7 +196,7 @@ class UsageRecord(models.Model):
     output_profile = models.JSONField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
-    cost = models.DecimalField(**MONEY, null=True, blank=True)
+    cost = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
     cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True, default="")
     price = models.ForeignKey(ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     source = models.CharField(max_length=16, choices=RecordSource.choices)
@@ -239,7 +244,7 @@ class UsageTotals(models.Model):
     estimated_requests = models.BigIntegerField(default=0)
     estimated_tokens = models.BigIntegerField(default=0)
     unpriced_requests = models.BigIntegerField(default=0)
-    cost = models.DecimalField(**MONEY, default=Decimal(0))
+    cost = models.DecimalField(**TOTAL_MONEY, default=Decimal(0))
     latency_ms_sum = models.BigIntegerField(default=0)
     latency_count = models.BigIntegerField(default=0)
 
