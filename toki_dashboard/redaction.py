@@ -40,7 +40,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str]] = [
         rf"\1{REDACTED}",
     ),
     # The dashboard's own API tokens and provider keys, wherever they appear.
-    (re.compile(r"\btoki_[A-Za-z0-9_-]{6,}"), f"toki_{REDACTED}"),
+    # (a token is toki_ and 43 random URL-safe characters; lower-case names such as
+    # toki_staging_… tables are not tokens)
+    (re.compile(r"\btoki_(?=[A-Za-z0-9_-]*[A-Z])[A-Za-z0-9_-]{16,}"), f"toki_{REDACTED}"),
     (re.compile(r"\b(sk|tk|pk|rk|ak)-[A-Za-z0-9_-]{8,}"), rf"\1-{REDACTED}"),
     # user:password@ in URLs (database, SMTP, broker addresses).
     (re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@"), rf"\1{REDACTED}@"),

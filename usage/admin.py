@@ -102,3 +102,6 @@ class EstimatorFitAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: EstimatorFit | None = None) -> bool:
         return False
+
+
+import usage.admin_dead_letters  # noqa: E402, F401  (registers DeadLetterAdmin)

@@ -411,3 +411,6 @@ class EstimatorFit(models.Model):
     @property
     def version(self) -> str:
         return f"calibrated-{self.pk}"
+
+
+from usage.dead_letter_model import DeadLetter  # noqa: E402, F401  (in a module of its own)

@@ -32,11 +32,14 @@ class IngestResult:
     accepted: int = 0
     duplicates: int = 0
     conflicts: list[dict[str, Any]] = field(default_factory=list)
+    # Records the database refused, kept as dead letters (usage.deadletters): index, request_id, reason.
+    set_aside: list[dict[str, Any]] = field(default_factory=list)
 
     def merge(self, other: IngestResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.conflicts.extend(other.conflicts)
+        self.set_aside.extend(other.set_aside)
 
 
 def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, source: str) -> IngestResult:

@@ -157,7 +157,9 @@ def _error(message: str, kind: str, code: str | None = None, param: str | None =
 
 
 def _dump(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    # A lone surrogate (sent as a JSON escape) goes back as the same escape: backslashreplace
+    # writes it as \udXXX, which is what it is inside a JSON string.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
 
 
 def _seed(*parts: Any) -> int:
