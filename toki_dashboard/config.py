@@ -123,14 +123,19 @@ def split_list(raw: str | None, *, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+# Under TOKI_VAR_DIR: the development settings `make run` writes once (random secrets, DEBUG on).
+DEVELOPMENT_ENV_FILE = "development.env"
+
+
 def require_secret_key(env: Mapping[str, str], *, debug: bool) -> str:
+    """SECRET_KEY from the environment; no key is ever made up, in development either (a key
+    written in the source would sign every development install's sessions alike)."""
     key = env.get("SECRET_KEY", "")
     if key:
         return key
-    if debug:
-        # Only for local development: sessions do not survive a change of this value.
-        return "insecure-development-key-do-not-use-in-production"
-    raise ImproperlyConfigured(
-        "SECRET_KEY is not set. Set it in the environment (e.g. `python -c 'import secrets; "
-        "print(secrets.token_urlsafe(50))'`) or run with DEBUG=true for local development."
+    hint = (
+        f"`make run` writes random development secrets to var/{DEVELOPMENT_ENV_FILE}, which every process reads"
+        if debug
+        else "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(50))'`"
     )
+    raise ImproperlyConfigured(f"SECRET_KEY is not set. Set it in the environment; {hint}.")

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import plotly
 
+from dotenv import load_dotenv
+
 from toki_dashboard.config import (
+    DEVELOPMENT_ENV_FILE,
     database_from_url,
     email_from_url,
     log_level,
@@ -21,6 +24,10 @@ from toki_dashboard.redaction import install as install_log_redaction
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TOKI_VAR_DIR", BASE_DIR / "var"))
+# Written by `make run` (random development secrets, DEBUG on): every process started from
+# this checkout reads it for what the environment does not set, so manage.py works in a
+# second terminal. The environment always wins; production sets its own values.
+load_dotenv(VAR_DIR / DEVELOPMENT_ENV_FILE, override=False)
 
 DEBUG = parse_bool("DEBUG", os.environ.get("DEBUG"), default=False)
 SECRET_KEY = require_secret_key(os.environ, debug=DEBUG)
