@@ -1,10 +1,10 @@
 """No secret in any log: every log record of the process is redacted when it is made.
 
 `install()` (called by the settings, which every process loads: web server, proxy,
-Celery worker and scheduler, management commands) wraps the logging module's record
-factory, so a record is redacted before any handler sees it, whoever configured the
-handlers: Django's LOGGING, uvicorn's own, Celery's (which replaces the root handlers)
-or gunicorn's. What is redacted: the values of authorization/token/key/secret/password/
+Celery worker and scheduler, management commands) wraps the method every logger makes
+its records with, so a record is redacted before any filter or handler sees it, whoever
+configured the handlers: Django's LOGGING, uvicorn's own, Celery's (which replaces the
+root handlers) or gunicorn's. What is redacted: the values of authorization/token/key/secret/password/
 cookie headers and fields, bearer/token/basic credentials, `toki_…` API tokens,
 `sk-…`-style keys, secrets in query strings (`?key=…`, `api_key=`, `token=` …) and
 URL passwords, and long random-looking strings (mixed-case letters and digits). The
@@ -74,6 +74,7 @@ def redact(text: str) -> str:
 
 
 _PLAIN = (int, float, bool, Decimal, type(None))
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
 
 def _redacted_arg(value: Any) -> Any:
@@ -111,6 +112,14 @@ def redact_record(record: logging.LogRecord) -> logging.LogRecord:
         record.exc_info = None
     if record.stack_info:
         record.stack_info = redact(record.stack_info)
+    for name in record.__dict__.keys() - _STANDARD_ATTRIBUTES:
+        # Extras (Django's `request`, whose repr holds the query string): an object keeps its
+        # type unless its text holds a secret, then the redacted text replaces it.
+        value = record.__dict__[name]
+        if not isinstance(value, _PLAIN):
+            text = value if isinstance(value, str) else repr(value)
+            if (cleaned := redact(text)) != text:
+                record.__dict__[name] = cleaned
     return record
 
 
@@ -123,13 +132,17 @@ class RedactingFilter(logging.Filter):
 
 
 def install() -> None:
-    """Redact every log record this process makes; safe to call more than once."""
-    factory = logging.getLogRecordFactory()
-    if getattr(factory, "redacts", False):
+    """Redact every log record this process makes; safe to call more than once.
+
+    The hook is Logger.makeRecord, shared by every logger: it sees a record complete with
+    its `extra` attributes, and before any filter or handler does.
+    """
+    make_record = logging.Logger.makeRecord
+    if getattr(make_record, "redacts", False):
         return
 
-    def redacting_factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
-        return redact_record(factory(*args, **kwargs))
+    def redacting_make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        return redact_record(make_record(self, *args, **kwargs))
 
-    redacting_factory.redacts = True  # type: ignore[attr-defined]
-    logging.setLogRecordFactory(redacting_factory)
+    redacting_make_record.redacts = True  # type: ignore[attr-defined]
+    logging.Logger.makeRecord = redacting_make_record  # type: ignore[method-assign]

@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 
 import plotly
-
 from dotenv import load_dotenv
 
 from toki_dashboard.config import (

@@ -253,9 +253,7 @@ def test_an_off_site_next_is_ignored_after_saving(traffic, engineer_client: Clie
     assert response["Location"] == "/keys/"
 
 
-@pytest.mark.parametrize(
-    "query", ["?period=nope", "?team=" + "t" * 500, "?period=custom&start=2025-13-01&end=x"]
-)
+@pytest.mark.parametrize("query", ["?period=nope", "?team=" + "t" * 500, "?period=custom&start=2025-13-01&end=x"])
 def test_odd_queries_never_break_the_page(traffic, engineer_client: Client, query: str) -> None:
     assert engineer_client.get("/keys/" + query).status_code == 200
 
