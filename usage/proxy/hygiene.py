@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -149,6 +150,7 @@ def relayed_headers(raw: Iterable[tuple[bytes, bytes]], *, drop_length: bool = F
 
 # pchar of RFC 3986 without "%" (re-encoded) and "/" (the separator, never inside a segment).
 SEGMENT_SAFE = "-._~!$&'()*+,;=:@"
+_PLAIN_SEGMENTS = re.compile(rb"[A-Za-z0-9\-._~!$&'()*+,;=:@/]*")
 
 
 class BadPath(ValueError):
@@ -167,6 +169,11 @@ def forward_path(raw_path: bytes, prefix_segments: int) -> ForwardPath:
     """The part of `raw_path` after its first `prefix_segments` segments (`/proxy[/slug]/v1`),
     normalised and confined under them; raises BadPath."""
     segments = raw_path.split(b"/")[prefix_segments + 1 :]
+    rest = b"/".join(segments)
+    if _PLAIN_SEGMENTS.fullmatch(rest) and not rest.startswith(b".") and b"/." not in rest:
+        # The usual path (/chat/completions): nothing encoded, no dot segment, nothing to do.
+        text = ("/" + rest.decode("ascii")) if segments else ""
+        return ForwardPath(text, text)
     kept: list[bytes] = []
     for segment in segments:
         decoded = unquote_to_bytes(segment)
