@@ -16,6 +16,7 @@ from openai import OpenAI
 
 from tests.proxy.conftest import KEY, Proxy
 from usage.models import TokenScope, UsageRecord
+from usage.proxy import hygiene
 from usage.services import create_account, create_api_token, revoke_api_token
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
@@ -213,3 +214,20 @@ def test_with_the_setting_a_caller_needs_a_proxy_token_of_the_account(proxy, set
     assert len(proxy.sim.log) == 1  # only the call with a good token went upstream
     assert "x-toki-token" not in proxy.sim.log[0].headers
     assert len(proxy.records()) == 1
+
+
+@pytest.mark.parametrize(
+    ("raw", "forwarded"),
+    [
+        (b"/proxy/acme/v1/chat/completions", "/chat/completions"),
+        (b"/proxy/acme/v1", ""),
+        (b"/proxy/acme/v1/", "/"),
+        (b"/proxy/acme/v1/files/./a", "/files/a"),
+        (b"/proxy/acme/v1/files/a/..", "/files/"),
+        (b"/proxy/acme/v1/models/org%2Fname", "/models/org%2Fname"),  # an encoded slash stays one
+        (b"/proxy/acme/v1/files/a b", "/files/a%20b"),
+        (b"/proxy/acme/v1/.well-known", "/.well-known"),
+    ],
+)
+def test_paths_are_forwarded_decoded_once_and_encoded_again(raw, forwarded):
+    assert hygiene.forward_path(raw, 3).raw == forwarded
