@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import io
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -113,3 +117,32 @@ def test_formatters_that_read_the_arguments_still_get_them_in_place():
     assert len(record.args) == 5
     assert record.args[2] == "/proxy/v1/models?key=[redacted]" and record.args[4] == 200
     assert KEY not in record.getMessage()
+
+
+@pytest.mark.parametrize(
+    "start",
+    [
+        pytest.param("import django; django.setup()", id="manage.py and the web server (django.setup)"),
+        pytest.param("from toki_dashboard.celery import app; app.conf.broker_url", id="celery worker and beat"),
+    ],
+)
+def test_every_kind_of_process_redacts_once_it_loads_the_settings(tmp_path, start):
+    code = f"{start}\nimport logging\nlogging.getLogger('anything').error('calling with Bearer {KEY} and {TOKEN}')"
+    env = {
+        "PATH": os.environ["PATH"],
+        "DJANGO_SETTINGS_MODULE": "toki_dashboard.settings",
+        "SECRET_KEY": "a-test-secret-key",
+        "TOKI_VAR_DIR": str(tmp_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+
+    assert "calling with Bearer [redacted]" in result.stderr
+    assert KEY not in result.stderr and TOKEN not in result.stderr
