@@ -20,8 +20,7 @@ from django.db import connection
 from django.test import Client
 
 from usage import deadletters, rollups
-from usage.models import DeadLetter, HourlyUsage, TokenScope, UsageRecord
-from usage.services import create_api_token
+from usage.models import DeadLetter, HourlyUsage, UsageRecord
 
 REFUSED = "refused-by-the-database"
 KEY = "sk-live-0123456789abcdefghijWXYZ"
@@ -68,20 +67,6 @@ def refusing(db) -> Iterator[Callable[[str, str, str], Callable[[], None]]]:
         _drop_trigger(name, table)
 
 
-@pytest.fixture
-def post(account) -> Callable[..., Any]:
-    token = create_api_token(account=account, name="shipper", scopes=[TokenScope.INGEST])[1]
-    client = Client()
-
-    def send(*records: dict[str, Any]) -> Any:
-        body = json.dumps({"records": list(records)})
-        return client.post(
-            "/api/v1/usage", data=body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
-        )
-
-    return send
-
-
 def record(request_id: str, model: str = "gpt-4o", **extra: Any) -> dict[str, Any]:
     return {
         "request_id": request_id,
@@ -93,10 +78,10 @@ def record(request_id: str, model: str = "gpt-4o", **extra: Any) -> dict[str, An
     } | extra
 
 
-def test_a_record_the_database_refuses_is_set_aside_and_the_rest_of_its_batch_stored(post, account, refusing):
+def test_a_record_the_database_refuses_is_set_aside_and_the_rest_of_its_batch_stored(post_records, account, refusing):
     refusing("usage_usagerecord", "INSERT", f"NEW.model = '{REFUSED}'")
 
-    answer = post(record("a"), record("b", model=REFUSED), record("c"))
+    answer = post_records(record("a"), record("b", model=REFUSED), record("c"))
 
     assert answer.status_code == 200
     body = answer.json()
@@ -113,15 +98,15 @@ def test_a_record_the_database_refuses_is_set_aside_and_the_rest_of_its_batch_st
     assert rollups.verify(account) == []
 
 
-def test_after_the_fix_a_replay_stores_the_record_once_and_resolves_the_letter(post, account, refusing):
+def test_after_the_fix_a_replay_stores_the_record_once_and_resolves_the_letter(post_records, account, refusing):
     fix = refusing("usage_usagerecord", "INSERT", f"NEW.model = '{REFUSED}'")
-    post(record("a"), record("b", model=REFUSED))
+    post_records(record("a"), record("b", model=REFUSED))
     assert _replay_command() == ("Replayed: 0 stored, 0 already stored, 0 conflicting, 1 still failing; 1 still open.")
 
     fix()
     first = _replay_command()
     again = _replay_command()
-    resent = post(record("a"), record("b", model=REFUSED))
+    resent = post_records(record("a"), record("b", model=REFUSED))
 
     assert first == "Replayed: 1 stored, 0 already stored, 0 conflicting, 0 still failing; 0 still open."
     assert again == "Replayed: 0 stored, 0 already stored, 0 conflicting, 0 still failing; 0 still open."
@@ -139,13 +124,13 @@ def _replay_command() -> str:
     return out.getvalue().strip()
 
 
-def test_a_rollup_group_the_database_refuses_never_blocks_later_batches(post, account, refusing):
+def test_a_rollup_group_the_database_refuses_never_blocks_later_batches(post_records, account, refusing):
     # The group of model "poisoned" takes its first record, then refuses every addition.
     refusing("usage_hourlyusage", "UPDATE", "NEW.model = 'poisoned'")
 
-    first = post(record("p1", model="poisoned"))
-    second = post(record("p2", model="poisoned"), record("o1"))
-    third = post(record("o2"), record("o3", model="other"))
+    first = post_records(record("p1", model="poisoned"))
+    second = post_records(record("p2", model="poisoned"), record("o1"))
+    third = post_records(record("o2"), record("o3", model="other"))
 
     assert [a.status_code for a in (first, second, third)] == [200, 200, 200]
     assert [a.json()["accepted"] for a in (first, second, third)] == [1, 1, 2]
@@ -155,11 +140,11 @@ def test_a_rollup_group_the_database_refuses_never_blocks_later_batches(post, ac
     assert rollups.verify(account) == []
 
 
-def test_the_same_refused_record_sent_again_is_one_open_letter(post, refusing):
+def test_the_same_refused_record_sent_again_is_one_open_letter(post_records, refusing):
     refusing("usage_usagerecord", "INSERT", f"NEW.model = '{REFUSED}'")
 
-    post(record("b", model=REFUSED))
-    post(record("b", model=REFUSED))
+    post_records(record("b", model=REFUSED))
+    post_records(record("b", model=REFUSED))
 
     assert DeadLetter.objects.count() == 1
     assert deadletters.open_count() == 1
@@ -181,11 +166,11 @@ def test_an_import_sets_aside_what_the_database_refuses_and_names_its_line(accou
     assert UsageRecord.objects.count() == 2
 
 
-def test_the_settings_page_counts_open_dead_letters_for_the_admin(post, refusing, admin_client):
+def test_the_settings_page_counts_open_dead_letters_for_the_admin(post_records, refusing, admin_client):
     refusing("usage_usagerecord", "INSERT", f"NEW.model = '{REFUSED}'")
     assert "0 records set aside" in admin_client.get("/settings/").content.decode()
 
-    post(record("b", model=REFUSED), record("c", model=REFUSED))
+    post_records(record("b", model=REFUSED), record("c", model=REFUSED))
 
     page = admin_client.get("/settings/prices/").content.decode()
     assert "2 records set aside" in page
@@ -199,9 +184,9 @@ def superuser_client(db, django_user_model) -> Client:
     return client
 
 
-def test_an_admin_discards_a_letter_that_will_never_be_replayed(post, refusing, superuser_client):
+def test_an_admin_discards_a_letter_that_will_never_be_replayed(post_records, refusing, superuser_client):
     refusing("usage_usagerecord", "INSERT", f"NEW.model = '{REFUSED}'")
-    post(record("b", model=REFUSED))
+    post_records(record("b", model=REFUSED))
     letter = DeadLetter.objects.get()
 
     superuser_client.post("/admin/usage/deadletter/", {"action": "discard_selected", "_selected_action": [letter.pk]})

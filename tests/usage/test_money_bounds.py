@@ -3,39 +3,22 @@ schema, and every column that adds costs up holds any number of accepted records
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from django.test import Client
 
 from billing import selectors as billing_selectors
 from billing.models import Allocation, WalletEntry
 from billing.recompute import refresh_allocations
 from toki_dashboard.api import api
 from usage import rollups
-from usage.models import MONEY, DailyUsage, HourlyUsage, TokenScope, UsageRecord
+from usage.models import MONEY, DailyUsage, HourlyUsage, UsageRecord
 from usage.schemas import MAX_RECORD_COST, MAX_TOKENS
-from usage.services import create_api_token
 
 LARGEST = "99999999999999"  # the largest whole cost a record may report
 RECORDS_A_TOTAL_HOLDS = 10**10
-
-
-@pytest.fixture
-def post(account):
-    token = create_api_token(account=account, name="shipper", scopes=[TokenScope.INGEST])[1]
-    client = Client()
-
-    def send(*records: dict[str, Any]) -> Any:
-        body = json.dumps({"records": list(records)})
-        return client.post(
-            "/api/v1/usage", data=body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
-        )
-
-    return send
 
 
 def costly(request_id: str, cost: str = LARGEST) -> dict[str, Any]:
@@ -50,8 +33,8 @@ def costly(request_id: str, cost: str = LARGEST) -> dict[str, Any]:
     }
 
 
-def test_records_of_the_largest_cost_add_up_in_one_group_batch_after_batch(post, account, finance_client):
-    answers = [post(costly("a"), costly("b")), post(costly("c")), post(costly("d"))]
+def test_records_of_the_largest_cost_add_up_in_one_group_batch_after_batch(post_records, account, finance_client):
+    answers = [post_records(costly("a"), costly("b")), post_records(costly("c")), post_records(costly("d"))]
 
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert [a.json()["accepted"] for a in answers] == [2, 1, 1]
@@ -65,8 +48,8 @@ def test_records_of_the_largest_cost_add_up_in_one_group_batch_after_batch(post,
     assert total.json()["total"]["cost"] == str(expected)
 
 
-def test_the_wallet_is_charged_a_days_worth_of_the_largest_costs(post, account):
-    post(costly("a"), costly("b"), costly("c"))
+def test_the_wallet_is_charged_a_days_worth_of_the_largest_costs(post_records, account):
+    post_records(costly("a"), costly("b"), costly("c"))
 
     refresh_allocations(account, now=datetime(2026, 11, 21, tzinfo=UTC))
 
@@ -77,8 +60,8 @@ def test_the_wallet_is_charged_a_days_worth_of_the_largest_costs(post, account):
 
 
 @pytest.mark.parametrize("cost", [str(MAX_RECORD_COST), "1e14", "0.00000000001", "-1"])
-def test_a_cost_outside_the_bounds_is_rejected_with_the_field_named(post, cost):
-    answer = post(costly("x", cost=cost))
+def test_a_cost_outside_the_bounds_is_rejected_with_the_field_named(post_records, cost):
+    answer = post_records(costly("x", cost=cost))
 
     assert answer.status_code == 200
     assert [r["field"] for r in answer.json()["rejected"]] == ["cost"]
