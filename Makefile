@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 PORT ?= 8000
 
-.PHONY: run test lint format bench-ingest bench-pages clean
+.PHONY: run dev-env test lint format bench-ingest bench-pages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,11 +19,27 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[dev]"
 	touch $@ $(VENV)/.installed-run
 
-# Local, embedded mode unless DATABASE_URL/REDIS_URL say otherwise. DEBUG is on so
-# that no secret has to be invented for a demo; production sets SECRET_KEY instead.
-run: export DEBUG ?= true
-run: $(VENV)/.installed-run
-	@mkdir -p var
+# Development settings for this checkout: DEBUG on and random secrets, made once and kept
+# (sessions and stored provider credentials survive restarts). The settings read the file,
+# so manage.py, the web server, the worker and the scheduler all use it; the environment wins.
+VAR_DIR := $(or $(TOKI_VAR_DIR),var)
+DEV_ENV := $(VAR_DIR)/development.env
+
+$(DEV_ENV):
+	@mkdir -p $(@D)
+	@umask 077 && $(PYTHON) -c 'import secrets; print("\n".join([ \
+		"# Written once by make run for local development; delete it to get new secrets", \
+		"# (logged-in sessions end; provider credentials saved with the old key become unreadable).", \
+		"# Read by every process started from this checkout, for variables the environment does not set.", \
+		"DEBUG=true", \
+		"SECRET_KEY=" + secrets.token_urlsafe(50), \
+		"FIELD_ENCRYPTION_KEY=" + secrets.token_urlsafe(32)]))' > $@.tmp && mv $@.tmp $@
+	@echo "Wrote development secrets to $@"
+
+dev-env: $(DEV_ENV)
+
+# Local, embedded mode unless DATABASE_URL/REDIS_URL say otherwise.
+run: $(VENV)/.installed-run $(DEV_ENV)
 	$(MANAGE) migrate --noinput
 	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) seed_demo

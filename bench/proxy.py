@@ -186,6 +186,8 @@ def servers(database_url: str | None) -> Iterator[tuple[int, int, dict[str, str]
         "ALLOWED_HOSTS": "127.0.0.1",
         "LOG_LEVEL": "WARNING",
         "FIELD_ENCRYPTION_KEY": "bench",
+        # The simulator's pace headers are not on the proxy's allow-list of forwarded headers.
+        "TOKI_PROXY_FORWARD_HEADERS": "X-Sim-Delay,X-Sim-Chunk-Delay",
     }
     env.pop("REDIS_URL", None)  # embedded mode: no broker server to run
     sim_port, proxy_port = free_port(), free_port()

@@ -16,7 +16,7 @@ from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
-from usage.models import CURRENCY_CODE, MONEY, Account, UsageRecord
+from usage.models import CURRENCY_CODE, MONEY, TOTAL_MONEY, Account, UsageRecord
 
 
 class TokenBasis(models.TextChoices):
@@ -127,7 +127,8 @@ class WalletEntry(models.Model):
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="wallet_entries")
     kind = models.CharField(max_length=16, choices=WalletEntryKind.choices)
-    amount = models.DecimalField(**MONEY, help_text="Signed: money in is positive, money out negative")
+    # Wide: a usage charge is a day's sum of record costs.
+    amount = models.DecimalField(**TOTAL_MONEY, help_text="Signed: money in is positive, money out negative")
     currency = models.CharField(max_length=3, validators=[CURRENCY_CODE])
     occurred_at = models.DateTimeField()
     note = models.TextField(blank=True, default="")
@@ -177,11 +178,11 @@ class Allocation(models.Model):
         PlanPurchase, on_delete=models.RESTRICT, null=True, blank=True, related_name="allocations"
     )
     tokens = models.BigIntegerField()
-    amount = models.DecimalField(**MONEY, null=True, blank=True)
+    amount = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
     # What the record looked like when it was allocated, to notice when repricing or
     # re-estimation changes it: its prompt + completion tokens, and its cost.
     record_tokens = models.BigIntegerField(default=0)
-    record_cost = models.DecimalField(**MONEY, null=True, blank=True)
+    record_cost = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
 
     class Meta:
         indexes = [
@@ -246,10 +247,10 @@ class DailyPaid(models.Model):
     currency = models.CharField(max_length=3, validators=[CURRENCY_CODE])
     requests = models.BigIntegerField(default=0, help_text="Records allocated (counted in the account's currency)")
     plan_tokens = models.BigIntegerField(default=0)
-    plan_paid = models.DecimalField(**MONEY, default=0)
-    wallet_paid = models.DecimalField(**MONEY, default=0)
+    plan_paid = models.DecimalField(**TOTAL_MONEY, default=0)
+    wallet_paid = models.DecimalField(**TOTAL_MONEY, default=0)
     # Of plan_paid: tokens of requests without a usage value (unpriced), so savings compare like with like.
-    unpriced_paid = models.DecimalField(**MONEY, default=0)
+    unpriced_paid = models.DecimalField(**TOTAL_MONEY, default=0)
     # Requests charged to the wallet without a price: what they cost the wallet is not known.
     unknown_requests = models.BigIntegerField(default=0)
 
@@ -330,8 +331,8 @@ class SyncState(models.Model):
     last_error = models.TextField(blank=True, default="")
     last_duration_ms = models.PositiveIntegerField(null=True, blank=True)
     consecutive_failures = models.PositiveIntegerField(default=0)
-    drift = models.DecimalField(**MONEY, null=True, blank=True)
-    drift_threshold = models.DecimalField(**MONEY, null=True, blank=True)
+    drift = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
+    drift_threshold = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
     drift_exceeded = models.BooleanField(default=False)
     drift_checked_at = models.DateTimeField(null=True, blank=True)
 
@@ -419,6 +420,9 @@ class ProviderAccount(Account):
 
 # --- Alerts (DESIGN.md §7) ---------------------------------------------------------------
 
+# What a rule measured (a spend, a balance, a count): as wide as the totals it can be.
+MEASURED = {"max_digits": 38, "decimal_places": 6}
+
 
 class AlertKind(models.TextChoices):
     TOKEN_BALANCE_PERCENT = "token_balance_percent", "Token balance below a percentage"
@@ -453,7 +457,7 @@ class AlertRule(models.Model):
     created_at = models.DateTimeField(default=timezone.now)
     updated_at = models.DateTimeField(auto_now=True)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
-    last_value = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    last_value = models.DecimalField(**MEASURED, null=True, blank=True)
     last_summary = models.CharField(max_length=300, blank=True, default="")
 
     class Meta:
@@ -480,10 +484,10 @@ class AlertEpisode(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     started_at = models.DateTimeField()
     resolved_at = models.DateTimeField(null=True, blank=True)
-    value = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    value = models.DecimalField(**MEASURED, null=True, blank=True)
     summary = models.CharField(max_length=300, help_text="The subject of the firing email")
     details = models.JSONField(default=dict, blank=True)
-    last_value = models.DecimalField(max_digits=24, decimal_places=6, null=True, blank=True)
+    last_value = models.DecimalField(**MEASURED, null=True, blank=True)
     last_summary = models.CharField(max_length=300, blank=True, default="")
     last_details = models.JSONField(default=dict, blank=True)
     last_evaluated_at = models.DateTimeField(null=True, blank=True)

@@ -49,11 +49,11 @@ from billing.providers import (
 from billing.recompute import refresh_allocations
 from billing.signals import balance_drift
 from toki_dashboard.crypto import sha256_hex
+from usage.deadletters import record_or_set_aside
 from usage.importers import BadField, newapi_record
 from usage.ingestion import key_identity
 from usage.models import Account, ApiKey, Provider, RecordSource
 from usage.schemas import validate_records
-from usage.services import record_usage
 
 logger = logging.getLogger(__name__)
 
@@ -152,10 +152,12 @@ def _store(account: Account, records: list[dict[str, Any]], tally: _Tally) -> No
     valid, rejected = validate_records(records)
     for rejection in rejected:
         tally.problem(f"{rejection['field']}: {rejection['message']}")
-    result = record_usage(account, valid, source=RecordSource.SYNC)
+    result = record_or_set_aside(account, valid, source=RecordSource.SYNC)
     tally.ingested += result.accepted
     tally.duplicates += result.duplicates
     tally.conflicts += len(result.conflicts)
+    for kept in result.set_aside:  # valid rows the database refused: dead letters to replay
+        tally.problem(f"request {kept['request_id']!r} kept aside: {kept['reason']}")
 
 
 def ingest_log_rows(account: Account, pages: Iterable[list[Any]], tally: _Tally) -> None:

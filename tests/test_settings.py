@@ -151,8 +151,7 @@ def test_missing_secret_key_is_refused_outside_debug() -> None:
         require_secret_key({}, debug=False)
 
 
-def test_missing_secret_key_gets_a_development_key_in_debug() -> None:
-    assert require_secret_key({}, debug=True)
+def test_a_given_secret_key_is_used() -> None:
     assert require_secret_key({"SECRET_KEY": "given"}, debug=False) == "given"
 
 

@@ -28,6 +28,15 @@ def parse_bool(name: str, raw: str | None, *, default: bool) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean; use true/false, 1/0, yes/no or on/off.")
 
 
+def parse_positive_int(name: str, raw: str | None, *, default: int) -> int:
+    if raw is None or not raw.strip():
+        return default
+    value = raw.strip().replace("_", "")
+    if not value.isdigit() or int(value) < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a positive whole number.")
+    return int(value)
+
+
 def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:
     """A DATABASES entry for sqlite:///path or postgres://user:pass@host:port/name."""
     scheme = url.split("://", 1)[0] if "://" in url else ""
@@ -114,14 +123,19 @@ def split_list(raw: str | None, *, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
+# Under TOKI_VAR_DIR: the development settings `make run` writes once (random secrets, DEBUG on).
+DEVELOPMENT_ENV_FILE = "development.env"
+
+
 def require_secret_key(env: Mapping[str, str], *, debug: bool) -> str:
+    """SECRET_KEY from the environment; no key is ever made up, in development either (a key
+    written in the source would sign every development install's sessions alike)."""
     key = env.get("SECRET_KEY", "")
     if key:
         return key
-    if debug:
-        # Only for local development: sessions do not survive a change of this value.
-        return "insecure-development-key-do-not-use-in-production"
-    raise ImproperlyConfigured(
-        "SECRET_KEY is not set. Set it in the environment (e.g. `python -c 'import secrets; "
-        "print(secrets.token_urlsafe(50))'`) or run with DEBUG=true for local development."
+    hint = (
+        f"`make run` writes random development secrets to var/{DEVELOPMENT_ENV_FILE}, which every process reads"
+        if debug
+        else "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(50))'`"
     )
+    raise ImproperlyConfigured(f"SECRET_KEY is not set. Set it in the environment; {hint}.")

@@ -6,19 +6,27 @@ import os
 from pathlib import Path
 
 import plotly
+from dotenv import load_dotenv
 
 from toki_dashboard.config import (
+    DEVELOPMENT_ENV_FILE,
     database_from_url,
     email_from_url,
     log_level,
     parse_bool,
+    parse_positive_int,
     require_secret_key,
     split_list,
     time_zone_name,
 )
+from toki_dashboard.redaction import install as install_log_redaction
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TOKI_VAR_DIR", BASE_DIR / "var"))
+# Written by `make run` (random development secrets, DEBUG on): every process started from
+# this checkout reads it for what the environment does not set, so manage.py works in a
+# second terminal. The environment always wins; production sets its own values.
+load_dotenv(VAR_DIR / DEVELOPMENT_ENV_FILE, override=False)
 
 DEBUG = parse_bool("DEBUG", os.environ.get("DEBUG"), default=False)
 SECRET_KEY = require_secret_key(os.environ, debug=DEBUG)
@@ -195,6 +203,9 @@ CONTENT_SECURITY_POLICY = {
     }
 }
 
+# Every process loads these settings: from here on, each log record it makes has its
+# secrets redacted before any handler (Django's, uvicorn's, Celery's) sees it.
+install_log_redaction()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
@@ -262,6 +273,14 @@ TOKI_PROXY_FORCE_STREAM_USAGE = parse_bool(
 )
 TOKI_PROXY_ACCOUNT_CACHE_SECONDS = float(os.environ.get("TOKI_PROXY_ACCOUNT_CACHE_SECONDS", "30"))
 TOKI_PROXY_SPOOL_DIR = Path(os.environ.get("TOKI_PROXY_SPOOL_DIR", VAR_DIR / "spool"))
+# Larger request bodies are refused with 413 while they stream in (memory stays flat).
+PROXY_MAX_BODY_BYTES = parse_positive_int(
+    "PROXY_MAX_BODY_BYTES", os.environ.get("PROXY_MAX_BODY_BYTES"), default=32 * 1024 * 1024
+)
+# Every caller must also send a dashboard API token with the proxy scope (header X-Toki-Token).
+PROXY_REQUIRE_TOKEN = parse_bool("PROXY_REQUIRE_TOKEN", os.environ.get("PROXY_REQUIRE_TOKEN"), default=False)
+# Request headers forwarded upstream besides the built-in allow-list (usage.proxy.hygiene).
+TOKI_PROXY_FORWARD_HEADERS = tuple(split_list(os.environ.get("TOKI_PROXY_FORWARD_HEADERS"), default=[]))
 CELERY_BEAT_SCHEDULE.update(
     {
         # Records the proxy kept on disk while the database was unavailable.

@@ -11,13 +11,17 @@ from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 
-from usage import money, requestlog, services
+from usage import deadletters, money, requestlog
 from usage.auth import TokenAuth, read_access
 from usage.models import ErrorCause, RecordSource, TokenScope
 from usage.periods import Period
 from usage.schemas import MAX_BATCH, validate_records
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+SET_ASIDE_MESSAGE = (
+    "valid, but the database refused to store it; it is kept aside for an administrator to replay "
+    "(sending it again changes nothing)"
+)
 
 router = Router(tags=["usage"])
 
@@ -102,12 +106,18 @@ def _records_of(request: HttpRequest) -> list[Any]:
 def ingest_usage(request: HttpRequest) -> dict[str, Any]:
     """Stores valid records, reports each invalid one by index and field. Replays are duplicates."""
     valid, rejected = validate_records(_records_of(request))
-    result = services.record_usage(request.auth.account(), valid, source=RecordSource.API)  # type: ignore[attr-defined]
+    account = request.auth.account()  # type: ignore[attr-defined]
+    result = deadletters.record_or_set_aside(account, valid, source=RecordSource.API)
+    # A valid record the database refused is kept as a dead letter for an administrator to
+    # replay; the caller learns it was not stored, by index, like a rejection.
+    kept_aside = [
+        {"index": item["index"], "field": "record", "message": SET_ASIDE_MESSAGE} for item in result.set_aside
+    ]
     return {
         "accepted": result.accepted,
         "duplicates": result.duplicates,
         "conflicts": result.conflicts,
-        "rejected": rejected,
+        "rejected": sorted(rejected + kept_aside, key=lambda r: r["index"]),
         "other_source_duplicates": result.other_source_duplicates,
     }
 

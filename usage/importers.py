@@ -33,9 +33,10 @@ from typing import Any, BinaryIO
 
 from django.db import DEFAULT_DB_ALIAS, connections, reset_queries
 
+from usage.deadletters import record_or_set_aside
 from usage.models import Account, RecordSource
 from usage.schemas import validate_records
-from usage.services import IngestResult, record_usage
+from usage.services import IngestResult
 
 DEFAULT_BATCH_SIZE = 2000
 READ_BUFFER_BYTES = 1 << 20
@@ -651,6 +652,7 @@ class ImportSummary:
     other_source_duplicates: int = 0  # among the duplicates: calls another source had recorded
     conflicts: int = 0
     rejected: int = 0
+    set_aside: int = 0  # valid, but refused by the database: dead letters to replay
     skipped: int = 0
     skipped_why: dict[str, int] = field(default_factory=dict)
     fatal: str = ""
@@ -766,7 +768,7 @@ class _Stored:
         return cls(account, source, problems, [(positions[i], record) for i, record in valid])
 
     def run(self) -> _Stored:
-        self.result = record_usage(self.account, self.valid, source=RecordSource.IMPORT)
+        self.result = record_or_set_aside(self.account, self.valid, source=RecordSource.IMPORT)
         return self
 
     def tell(self, summary: ImportSummary, report: Callable[[str], None]) -> None:
@@ -779,7 +781,13 @@ class _Stored:
                 f"{self.source.where(conflict['index'])}: request_id {conflict['request_id']!r} is already stored "
                 "with other content; the stored record is kept (conflict)"
             )
+        for kept in self.result.set_aside:
+            report(
+                f"{self.source.where(kept['index'])}: could not be stored ({kept['reason']}); "
+                "kept aside for an administrator to replay (manage.py replay_dead_letters)"
+            )
         summary.accepted += self.result.accepted
         summary.duplicates += self.result.duplicates
         summary.other_source_duplicates += self.result.other_source_duplicates
         summary.conflicts += len(self.result.conflicts)
+        summary.set_aside += len(self.result.set_aside)

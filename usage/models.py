@@ -18,7 +18,12 @@ from django.utils import timezone
 
 from toki_dashboard import crypto
 
-MONEY = {"max_digits": 24, "decimal_places": 10}
+MONEY = {"max_digits": 24, "decimal_places": 10}  # a price or an amount someone enters
+# A record's cost and every sum of costs (rollups, allocations, the wallet's usage charges).
+# A record costs less than 2·10^17 (a reported cost is below usage.schemas.MAX_RECORD_COST;
+# a computed one is at most a MONEY price per million tokens × 2·10^9 tokens); 28 digits
+# before the point hold 10^10 such records, so no accepted batch overflows a total.
+TOTAL_MONEY = {"max_digits": 38, "decimal_places": 10}
 CURRENCY_CODE = RegexValidator(r"^[A-Z]{3}$", "Use a three-letter ISO 4217 code such as USD.")
 
 
@@ -195,7 +200,7 @@ class UsageRecord(models.Model):
     output_profile = models.JSONField(null=True, blank=True)
     latency_ms = models.PositiveIntegerField(null=True, blank=True)
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
-    cost = models.DecimalField(**MONEY, null=True, blank=True)
+    cost = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
     cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True, default="")
     price = models.ForeignKey(ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     # The rate `cost` was converted at, when the price was in another currency than the account's.
@@ -257,7 +262,7 @@ class UsageTotals(models.Model):
     estimated_requests = models.BigIntegerField(default=0)
     estimated_tokens = models.BigIntegerField(default=0)
     unpriced_requests = models.BigIntegerField(default=0)
-    cost = models.DecimalField(**MONEY, default=Decimal(0))
+    cost = models.DecimalField(**TOTAL_MONEY, default=Decimal(0))
     latency_ms_sum = models.BigIntegerField(default=0)
     latency_count = models.BigIntegerField(default=0)
 
@@ -326,6 +331,7 @@ class TokenScope(models.TextChoices):
     INGEST = "ingest", "Send usage (POST /api/v1/usage)"
     READ = "read", "Read usage and balances (GET endpoints)"
     BILLING = "billing", "Record purchases and wallet entries"
+    PROXY = "proxy", "Call TOKI through the logging proxy (when PROXY_REQUIRE_TOKEN is on)"
 
 
 class ApiToken(models.Model):
@@ -426,6 +432,7 @@ class EstimatorFit(models.Model):
 
 
 # Models of their own modules, which build on the ones above (re-exported from here).
+from usage.dead_letter_model import DeadLetter  # noqa: E402, F401  (in a module of its own)
 from usage.models_identity import CallKey as CallKey  # noqa: E402
 from usage.models_identity import CallSighting as CallSighting  # noqa: E402
 from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402

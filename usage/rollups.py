@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, datetime
-from decimal import Decimal
+from decimal import Decimal, localcontext
 from functools import cache
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,7 +17,16 @@ from django.db import transaction
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import Coalesce, TruncDate, TruncHour
 
-from usage.models import Account, DailyUsage, ErrorCause, HourlyUsage, TokensSource, UsageRecord, UsageTotals
+from usage.models import (
+    TOTAL_MONEY,
+    Account,
+    DailyUsage,
+    ErrorCause,
+    HourlyUsage,
+    TokensSource,
+    UsageRecord,
+    UsageTotals,
+)
 from usage.sql import upsert_adding
 
 
@@ -58,27 +67,29 @@ def deltas_for(rows: Iterable[dict[str, Any]], *, sign: int = 1, rollup: Rollup 
     """Per-group sums of record rows (as built for insertion), sorted so that
     concurrent writers lock groups in the same order."""
     groups: dict[tuple, dict[str, Any]] = {}
-    for row in rows:
-        group = (row["account"], rollup.bucket(row["occurred_at"]), row["model"], row["api_key"], row["team"])
-        acc = groups.get(group)
-        if acc is None:
-            acc = dict(zip(rollup.group, group, strict=True)) | {c: 0 for c in UsageTotals.COUNTERS}
-            acc["cost"] = Decimal(0)
-            groups[group] = acc
-        estimated = row["tokens_source"] == TokensSource.ESTIMATED
-        acc["requests"] += sign
-        acc["errors"] += sign * (row["error_cause"] != ErrorCause.NONE)
-        acc["prompt_tokens"] += sign * row["prompt_tokens"]
-        acc["completion_tokens"] += sign * row["completion_tokens"]
-        acc["cached_tokens"] += sign * row["cached_tokens"]
-        acc["reasoning_tokens"] += sign * row["reasoning_tokens"]
-        acc["estimated_requests"] += sign * estimated
-        acc["estimated_tokens"] += sign * estimated * (row["prompt_tokens"] + row["completion_tokens"])
-        acc["unpriced_requests"] += sign * (row["cost"] is None)
-        acc["cost"] += sign * (row["cost"] or 0)
-        if row["latency_ms"] is not None:
-            acc["latency_ms_sum"] += sign * row["latency_ms"]
-            acc["latency_count"] += sign
+    # Sums exact to the column's width (Python's default context keeps 28 digits).
+    with localcontext(prec=TOTAL_MONEY["max_digits"]):
+        for row in rows:
+            group = (row["account"], rollup.bucket(row["occurred_at"]), row["model"], row["api_key"], row["team"])
+            acc = groups.get(group)
+            if acc is None:
+                acc = dict(zip(rollup.group, group, strict=True)) | {c: 0 for c in UsageTotals.COUNTERS}
+                acc["cost"] = Decimal(0)
+                groups[group] = acc
+            estimated = row["tokens_source"] == TokensSource.ESTIMATED
+            acc["requests"] += sign
+            acc["errors"] += sign * (row["error_cause"] != ErrorCause.NONE)
+            acc["prompt_tokens"] += sign * row["prompt_tokens"]
+            acc["completion_tokens"] += sign * row["completion_tokens"]
+            acc["cached_tokens"] += sign * row["cached_tokens"]
+            acc["reasoning_tokens"] += sign * row["reasoning_tokens"]
+            acc["estimated_requests"] += sign * estimated
+            acc["estimated_tokens"] += sign * estimated * (row["prompt_tokens"] + row["completion_tokens"])
+            acc["unpriced_requests"] += sign * (row["cost"] is None)
+            acc["cost"] += sign * (row["cost"] or 0)
+            if row["latency_ms"] is not None:
+                acc["latency_ms_sum"] += sign * row["latency_ms"]
+                acc["latency_count"] += sign
     return [groups[g] for g in sorted(groups, key=lambda g: (g[0], g[1], g[2], g[3] or 0, g[4]))]
 
 

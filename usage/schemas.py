@@ -30,6 +30,10 @@ MAX_TOKENS = 10**9
 MAX_LENGTH = 2_000_000_000  # fits a 32-bit column
 MAX_METADATA_BYTES = 4096
 MAX_TEAM_LENGTH = 100
+# The bounds of a record's reported `cost`: below 10^14 (exclusive), at most 10 decimal places.
+# Columns that add costs up are wider (usage.models.TOTAL_MONEY), so no sum of accepted records overflows.
+MAX_RECORD_COST = Decimal(10) ** 14
+COST_DECIMAL_PLACES = 10
 FUTURE_TOLERANCE = timedelta(minutes=5)
 
 
@@ -146,8 +150,19 @@ class RecordIn(BaseModel):
     output_profile: Profile | None = None
     latency_ms: Millis | None = None
     ttft_ms: Millis | None = None
-    cost: Decimal | None = Field(default=None, ge=0, max_digits=24, decimal_places=10)
-    metadata: dict[Text, Text] = Field(default_factory=dict)
+    cost: Decimal | None = Field(
+        default=None,
+        ge=0,
+        lt=MAX_RECORD_COST,
+        decimal_places=COST_DECIMAL_PLACES,
+        description="Provider-reported cost as a decimal string, 0 ≤ cost < 10^14 with at most "
+        f"{COST_DECIMAL_PLACES} decimal places; wins over the cost computed from the price book.",
+    )
+    metadata: dict[Text, Text] = Field(
+        default_factory=dict,
+        description=f"Strings only, at most {MAX_METADATA_BYTES} bytes as JSON; team (≤ {MAX_TEAM_LENGTH} "
+        "characters), user and feature are grouping dimensions.",
+    )
     # The ids the provider gave the call: the response's `id`, and its request id (a header
     # such as X-Oneapi-Request-Id or x-request-id, or a console log's request_id). Another
     # source's record carrying one of them is the same call, counted once.

@@ -45,12 +45,15 @@ class IngestResult:
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     # Among the duplicates: calls another source had already recorded (linked as seen by).
     other_source_duplicates: int = 0
+    # Records the database refused, kept as dead letters (usage.deadletters): index, request_id, reason.
+    set_aside: list[dict[str, Any]] = field(default_factory=list)
 
     def merge(self, other: IngestResult) -> None:
         self.accepted += other.accepted
         self.duplicates += other.duplicates
         self.conflicts.extend(other.conflicts)
         self.other_source_duplicates += other.other_source_duplicates
+        self.set_aside.extend(other.set_aside)
 
 
 def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, source: str) -> IngestResult:

@@ -1,11 +1,15 @@
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.test import Client
 
 from toki_dashboard.celery import app
+from usage.models import TokenScope
+from usage.services import create_api_token
 
 
 @pytest.fixture
@@ -21,3 +25,19 @@ def repricing_runs_after_commit(
         yield lambda: django_capture_on_commit_callbacks(execute=True)
     finally:
         app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+
+@pytest.fixture
+def post_records(account) -> Callable[..., Any]:
+    """POST /api/v1/usage with an ingest token of `account`: post_records(record, record, …)."""
+    token = create_api_token(account=account, name="shipper", scopes=[TokenScope.INGEST])[1]
+    client = Client()
+
+    def send(*records: dict[str, Any]) -> Any:
+        body = json.dumps({"records": list(records)})
+        return client.post(
+            "/api/v1/usage", data=body, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}"
+        )
+
+    return send

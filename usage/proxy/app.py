@@ -14,6 +14,7 @@ is no session, CSRF or login involved (those protect the dashboard's pages).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -30,7 +31,8 @@ from django.conf import settings
 from django.db import connection
 
 from usage.models import Account
-from usage.proxy import forwarding, measure
+from usage.proxy import forwarding, hygiene, measure
+from usage.proxy.callers import CallerTokens
 from usage.proxy.recorder import Call, Recorder
 
 logger = logging.getLogger(__name__)
@@ -112,6 +114,7 @@ class Runtime:
         self.recorder = Recorder()
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toki-proxy-db")
         self.accounts = Accounts(self.db)
+        self.tokens = CallerTokens(self.db)
         self.refuses_usage_option: set[tuple[int, str]] = set()
 
     async def close(self) -> None:
@@ -121,31 +124,20 @@ class Runtime:
         self.db.shutdown(wait=True)
 
 
-async def _read_body(receive: Receive) -> bytes | None:
-    """The whole request body, or None when the caller left before sending it."""
-    chunks = []
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            return None
-        chunks.append(message.get("body", b""))
-        if not message.get("more_body"):
-            return b"".join(chunks)
+@dataclass(frozen=True, slots=True)
+class Admitted:
+    """A call that passed the proxy's checks, with what forwarding it needs."""
+
+    upstream: Upstream
+    path: hygiene.ForwardPath
+    caller: hygiene.CallerHeaders
+    body: bytes
+    started: float
+    occurred_at: datetime
 
 
-def _split_headers(raw: list[tuple[bytes, bytes]]) -> tuple[forwarding.Headers, str | None, dict[str, str]]:
-    """(headers to forward, the caller's Authorization, dashboard tags from X-Toki-*)."""
-    forward: forwarding.Headers = []
-    authorization = None
-    tags: dict[str, str] = {}
-    for name, value in raw:
-        if name in forwarding.TAG_HEADERS:
-            tags[forwarding.TAG_HEADERS[name]] = value.decode("utf-8", "replace")[:100]
-        elif name not in forwarding.NOT_FORWARDED:
-            forward.append((name, value))
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-    return forward, authorization, tags
+async def _refuse(send: Send, status: int, message: str, code: str, kind: str = "invalid_request_error") -> None:
+    await forwarding.send_error(send, status, message, kind, code)
 
 
 def _json_object(body: bytes) -> dict[str, Any] | None:
@@ -175,42 +167,89 @@ class ProxyApp:
             await runtime.close()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Every answer the proxy gives itself is an OpenAI-style error, an unexpected failure too."""
+        try:
+            runtime = self.runtime()
+            admitted = await self._admit(scope, receive, send, runtime)
+            if admitted is not None:
+                await self._forward(scope, receive, send, runtime, admitted)
+        except Exception:
+            logger.exception("proxy: the call failed")
+            # When the answer has begun already, this is refused and the connection just ends.
+            with contextlib.suppress(Exception):
+                message = "The proxy failed to handle this request; the failure has been logged."
+                await forwarding.send_error(send, 500, message, "server_error", "proxy_error")
+
+    async def _admit(self, scope: Scope, receive: Receive, send: Send, runtime: Runtime) -> Admitted | None:
+        """The call to forward, once its path, account, caller and body pass; else None, answered."""
         started = time.perf_counter()
         occurred_at = datetime.now(UTC)
         route = ROUTE.match(scope["path"])
-        if route is None:
+        slug = route["slug"] if route else None
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        prefix = [b"proxy", slug.encode(), b"v1"] if slug else [b"proxy", b"v1"]
+        if route is None or not hygiene.prefix_matches(raw_path, prefix):
             message = "Unknown proxy path: use /proxy/v1/… or /proxy/<account-slug>/v1/…."
-            return await forwarding.send_error(send, 404, message, "invalid_request_error", "unknown_url")
-        runtime = self.runtime()
-        slug = route["slug"]
+            return await _refuse(send, 404, message, "unknown_url")
+        try:
+            path = hygiene.forward_path(raw_path, len(prefix))
+        except hygiene.BadPath as exc:
+            return await _refuse(send, 400, str(exc), "invalid_path")
         try:
             upstream = await runtime.accounts.get(slug)
         except AccountsUnavailable:
             message = "The dashboard's database is unavailable and this account is not known yet; retry shortly."
-            return await forwarding.send_error(send, 503, message, "server_error", "proxy_unavailable")
+            return await _refuse(send, 503, message, "proxy_unavailable", "server_error")
         if upstream is None:
             message = f"No TOKI account with slug {slug!r}." if slug else "No TOKI account is set up in the dashboard."
-            return await forwarding.send_error(send, 404, message, "invalid_request_error", "account_not_found")
-        body = await _read_body(receive)
+            return await _refuse(send, 404, message, "account_not_found")
+        caller = hygiene.caller_headers(scope["headers"], settings.TOKI_PROXY_FORWARD_HEADERS)
+        if settings.PROXY_REQUIRE_TOKEN:
+            try:
+                refusal = await runtime.tokens.refusal(caller.dashboard_token, upstream.account_id)
+            except Exception:
+                message = "The dashboard's database is unavailable to check the X-Toki-Token header; retry shortly."
+                return await _refuse(send, 503, message, "proxy_unavailable", "server_error")
+            if refusal is not None:
+                kind = "invalid_request_error" if refusal.status == 401 else "permission_error"
+                return await _refuse(send, refusal.status, refusal.message, refusal.code, kind)
+        limit = settings.PROXY_MAX_BODY_BYTES
+        try:
+            if caller.declared_length is not None and caller.declared_length > limit:
+                raise hygiene.BodyTooLarge(caller.declared_length)
+            body = await hygiene.read_body(receive, limit)
+        except hygiene.BodyTooLarge:
+            # Nothing reached upstream and no tokens were used: no UsageRecord (README, "Limits").
+            logger.warning("proxy: refused a request body over %d bytes for account %s", limit, upstream.slug)
+            message = f"The request body is larger than this proxy accepts ({limit:,} bytes)."
+            return await _refuse(send, 413, message, "request_too_large")
         if body is None:
-            return  # the caller left before sending its request: nothing was forwarded
-        rest = route["rest"] or ""
-        method = scope["method"]
-        headers, authorization, tags = _split_headers(scope["headers"])
-        query = scope.get("query_string") or b""
-        url = upstream.base_url.rstrip("/") + rest + ("?" + query.decode("latin-1") if query else "")
+            return None  # the caller left before sending its request: nothing was forwarded
+        return Admitted(upstream, path, caller, body, started, occurred_at)
 
-        kind = measure.recorded_kind(method, rest)
+    async def _forward(self, scope: Scope, receive: Receive, send: Send, runtime: Runtime, admitted: Admitted) -> None:
+        upstream, path, caller, body, started = (
+            admitted.upstream,
+            admitted.path,
+            admitted.caller,
+            admitted.body,
+            admitted.started,
+        )
+        method = scope["method"]
+        query = scope.get("query_string") or b""
+        url = upstream.base_url.rstrip("/") + path.raw + ("?" + query.decode("latin-1") if query else "")
+
+        kind = measure.recorded_kind(method, path.text)
         call, inject = None, False
         if kind is not None:
             call = Call(
                 account_id=upstream.account_id,
                 kind=kind,
-                endpoint="/v1" + rest,
-                occurred_at=occurred_at,
+                endpoint="/v1" + path.text,
+                occurred_at=admitted.occurred_at,
                 request_body=body,
-                api_key=authorization,
-                metadata=tags,
+                api_key=caller.authorization,
+                metadata=caller.tags,
             )
             # Only streams need the body read now; everything else is measured later.
             if b'"stream"' in body and (parsed := _json_object(body)) is not None and parsed.get("stream") is True:
@@ -228,7 +267,7 @@ class ProxyApp:
             runtime.client,
             method=method,
             url=url,
-            headers=headers,
+            headers=caller.forward,
             body=body,
             call=call,
             started=started,

@@ -27,6 +27,7 @@ import httpx
 from django.conf import settings
 
 from usage.proxy import sse
+from usage.proxy.hygiene import relayed_headers
 from usage.proxy.recorder import Call
 from usage.proxy.transport import LeanTransport
 
@@ -35,26 +36,6 @@ logger = logging.getLogger(__name__)
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 
-HOP_BY_HOP = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"trailers",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-# Not forwarded upstream: hop-by-hop, what httpx sets itself, the dashboard's own tags,
-# and Accept-Encoding (the proxy reads the response, so it asks for it uncompressed).
-TAG_HEADERS = {b"x-toki-team": "team", b"x-toki-user": "user", b"x-toki-feature": "feature"}
-NOT_FORWARDED = HOP_BY_HOP | {b"host", b"content-length", b"accept-encoding"} | set(TAG_HEADERS)
-# Not relayed back: hop-by-hop, and what the ASGI server adds itself.
-NOT_RELAYED = HOP_BY_HOP | {b"date", b"server"}
 # Response headers carrying the provider's own id of a call, most specific first: a New API
 # console (as TOKI's is) logs a request under its X-Oneapi-Request-Id; OpenAI-style APIs
 # send x-request-id. Kept on the record, it recognises the call when the sync brings it too.
@@ -249,11 +230,7 @@ class Forwarder:
         content_type = response.headers.get("content-type", "")
         streaming = content_type.startswith("text/event-stream")
         strip = self.inject_usage and streaming and response.status_code < 300
-        headers = [
-            (name, value)
-            for name, value in response.headers.raw
-            if name.lower() not in NOT_RELAYED and not (strip and name.lower() == b"content-length")
-        ]
+        headers = relayed_headers(response.headers.raw, drop_length=strip)
         await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
         try:
             if streaming:
@@ -276,7 +253,8 @@ class Forwarder:
         as the upstream dropped the proxy's."""
         if self.call is not None:
             self.call.latency_ms = self._ms()
-        logger.warning("proxy: upstream broke off %s %s", self.method, self.url)
+        # The URL without its query string, which may carry a key.
+        logger.warning("proxy: upstream broke off %s %s", self.method, self.url.partition("?")[0])
 
     async def _relay_body(self, response: httpx.Response, send: Send) -> None:
         call = self.call

@@ -27,11 +27,11 @@ from django.db import connection
 from pydantic import ValidationError
 
 from toki_dashboard.crypto import sha256_hex
+from usage.deadletters import Unstorable, record_or_set_aside, set_aside
 from usage.ingestion import FULL_SECRET
-from usage.models import Account
+from usage.models import Account, RecordSource
 from usage.proxy import measure, spool, sse
-from usage.schemas import ErrorBody, RecordIn, UsageBody
-from usage.services import record_usage
+from usage.schemas import ErrorBody, RecordIn, UsageBody, describe
 
 logger = logging.getLogger(__name__)
 
@@ -126,8 +126,9 @@ def _json(data: bytes) -> Any:
         return None
 
 
-def to_record(call: Call) -> RecordIn:
-    """The RecordIn of a finished call: its lengths and profiles, usage, error and times."""
+def record_fields(call: Call) -> dict[str, Any]:
+    """The fields of a finished call's record (RecordIn's input): its lengths and profiles,
+    usage, error and times; no text."""
     request = call.request_json if call.request_json is not None else _json(call.request_body)
     if call.events:
         output = measure.stream_output(call.kind, [sse.parse_data(event) for event in call.events])
@@ -155,23 +156,44 @@ def to_record(call: Call) -> RecordIn:
         produced = measure.text_stats(output.pieces)
         lengths |= {"output_chars": produced.chars, "output_bytes": produced.bytes, "output_profile": produced.profile}
 
-    return RecordIn(
-        request_id=call.request_id,
-        occurred_at=call.occurred_at,
-        model=model[:200],
-        api_key=key_value(call.api_key),
-        endpoint=call.endpoint[:200],
-        stream=call.stream,
-        status_code=call.failure[0] if call.failure is not None else call.status,
-        error=_error(call, output.error),
-        usage=_usage(output.usage),
-        latency_ms=call.latency_ms,
-        ttft_ms=call.ttft_ms,
-        metadata=call.metadata,
-        response_id=_identifier(output.response_id),
-        upstream_request_id=_identifier(call.upstream_request_id),
+    return {
+        **_bare_fields(call),
+        "model": model[:200],
+        "api_key": key_value(call.api_key),
+        "stream": call.stream,
+        "error": _error(call, output.error),
+        "usage": _usage(output.usage),
+        "ttft_ms": call.ttft_ms,
+        "metadata": call.metadata,
+        "response_id": _identifier(output.response_id),
+        "upstream_request_id": _identifier(call.upstream_request_id),
         **lengths,
-    )
+    }
+
+
+def _bare_fields(call: Call) -> dict[str, Any]:
+    """What is known of a call without reading its texts."""
+    return {
+        "request_id": call.request_id,
+        "occurred_at": call.occurred_at,
+        "endpoint": call.endpoint[:200],
+        "status_code": call.failure[0] if call.failure is not None else call.status,
+        "latency_ms": call.latency_ms,
+    }
+
+
+def to_record(call: Call) -> RecordIn | Unstorable:
+    """The record of a finished call, or, when it cannot be stored as it is (a model name
+    with a NUL byte, say), what is kept of it as a dead letter."""
+    try:
+        fields = record_fields(call)
+    except Exception as exc:
+        logger.exception("proxy: could not measure the call %s", call.request_id)
+        return Unstorable(call.request_id, _bare_fields(call), f"The call could not be measured: {exc!r}")
+    try:
+        return RecordIn.model_validate(fields)
+    except ValidationError as exc:
+        return Unstorable(call.request_id, fields, "Invalid: " + describe(exc.errors(include_url=False))[1])
 
 
 def _identifier(value: Any) -> str | None:
@@ -205,13 +227,14 @@ def _account(account_id: int) -> Account | None:
 
 
 def store_records(records: spool.Batch) -> None:
-    """Write records through the one ingestion path; raises when the database does."""
+    """Write records through the one ingestion path, and dead letters of those that cannot be
+    stored as they are; raises when the database is unavailable."""
     # A long-lived thread never sees request_started, which would drop a broken connection:
     # check it here instead (a cheap round trip on PostgreSQL, nothing on SQLite), never
     # inside a caller's transaction.
     if connection.connection is not None and not connection.in_atomic_block and not connection.is_usable():
         connection.close()
-    by_account: dict[int, list[RecordIn]] = {}
+    by_account: dict[int, list[RecordIn | Unstorable]] = {}
     for account_id, record in records:
         by_account.setdefault(account_id, []).append(record)
     for account_id, batch in sorted(by_account.items()):
@@ -219,7 +242,9 @@ def store_records(records: spool.Batch) -> None:
         if account is None:
             logger.error("proxy: account %s no longer exists; %d record(s) dropped", account_id, len(batch))
             continue
-        record_usage(account, list(enumerate(batch)), source="proxy")
+        valid = [record for record in batch if isinstance(record, RecordIn)]
+        record_or_set_aside(account, list(enumerate(valid)), source=RecordSource.PROXY)
+        set_aside(account, RecordSource.PROXY, [record for record in batch if isinstance(record, Unstorable)])
 
 
 class Writer:
@@ -229,12 +254,7 @@ class Writer:
         self._next_replay = 0.0
 
     def write(self, calls: Sequence[Call]) -> None:
-        records: list[tuple[int, RecordIn]] = []
-        for call in calls:
-            try:
-                records.append((call.account_id, to_record(call)))
-            except Exception:
-                logger.exception("proxy: could not build the record of %s", call.request_id)
+        records = [(call.account_id, to_record(call)) for call in calls]
         if not records:
             return
         try:

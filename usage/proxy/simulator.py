@@ -10,7 +10,8 @@ What it does (README "Logging proxy" lists it too):
 - `POST /v1/chat/completions`: streamed or not, `stream_options.include_usage`, `n`
   choices, tool calls when `tools` are sent, `max_tokens` words of output;
 - `POST /v1/completions`, `/v1/embeddings`, `/v1/responses` (streamed or not);
-- `GET /v1/models`; any method on `/v1/echo/…` answers what it received;
+- `GET /v1/models`; any method on `/v1/echo/…` answers what it received, with the
+  headers a real API behind a CDN adds (a `Set-Cookie`, `Keep-Alive`, rate limits);
 - models: `sim-…` are served, anything else is 404 `model_not_found`; `sim-cjk` writes
   Chinese; `sim-nousage` never reports usage; `sim-strict` rejects `stream_options`;
   `sim-broken` answers 500; `sim-slow` answers after `slow_seconds`; `sim-drop` cuts a
@@ -38,6 +39,13 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 CREATED = 1_750_000_000
+# What OpenAI's API sends besides the body (its CDN sets a cookie on every answer).
+UPSTREAM_HEADERS = [
+    (b"set-cookie", b"__cf_bm=upstream-cookie; path=/; HttpOnly; Secure; SameSite=None"),
+    (b"keep-alive", b"timeout=5"),
+    (b"openai-processing-ms", b"3"),
+    (b"x-ratelimit-remaining-requests", b"4999"),
+]
 CHAT_PARAMETERS = {
     "model",
     "messages",
@@ -154,7 +162,9 @@ def _error(message: str, kind: str, code: str | None = None, param: str | None =
 
 
 def _dump(value: Any) -> bytes:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+    # A lone surrogate (sent as a JSON escape) goes back as the same escape: backslashreplace
+    # writes it as \udXXX, which is what it is inside a JSON string.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
 
 
 def _seed(*parts: Any) -> int:
@@ -188,7 +198,9 @@ class _Answer:
         if path.startswith("/v1/echo"):
             query = self.scope.get("query_string", b"").decode()
             echoed = {"method": method, "path": path, "query": query, "body": raw.decode(errors="replace")}
-            return await self.json(200, echoed | {"authorization": self.exchange.headers.get("authorization")})
+            return await self.json(
+                200, echoed | {"authorization": self.exchange.headers.get("authorization")}, UPSTREAM_HEADERS
+            )
         if path == "/v1/models" and method == "GET":
             models = ["sim-gpt", "sim-cjk", "sim-nousage", "sim-strict", "sim-broken", "sim-slow", "sim-drop"]
             return await self.json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in models]})

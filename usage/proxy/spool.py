@@ -2,7 +2,8 @@
 files under settings.TOKI_PROXY_SPOOL_DIR, replayed through `record_usage` later.
 
 Replays are safe to repeat: `record_usage` is idempotent on request_id, so a record
-written twice is stored once. Each process appends to its own file under an
+written twice is stored once; what cannot be stored as it is waits here too and becomes
+a DeadLetter on replay (usage.deadletters). Each process appends to its own file under an
 exclusive lock; a replayer claims a file by renaming it (atomic, so two replayers
 never take the same file), then waits for the lock so that an append in progress
 finishes first. A writer that locked a file which has been renamed meanwhile notices
@@ -20,17 +21,18 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import DatabaseError
 from pydantic import ValidationError
 
-from usage.schemas import RecordIn
+from usage.deadletters import Unstorable
+from usage.schemas import RecordIn, describe
 
 logger = logging.getLogger(__name__)
 
-Batch = Sequence[tuple[int, RecordIn]]  # (account id, record)
+Batch = Sequence[tuple[int, RecordIn | Unstorable]]  # (account id, record or what is kept of it)
 REPLAY_BATCH = 1000
 # A claimed file whose replayer died is taken back after this long.
 ABANDONED_AFTER_SECONDS = 600
@@ -67,18 +69,18 @@ def append(records: Batch) -> None:
     """Keep records durably (flushed and fsynced) until a replay writes them."""
     if not records:
         return
-    lines = b"".join(
-        json.dumps(
-            {"account": account_id, "record": record.model_dump(mode="json", exclude_none=True)},
-            ensure_ascii=False,
-        ).encode()
-        + b"\n"
-        for account_id, record in records
-    )
+    lines = b"".join(json.dumps(_entry(account_id, record)).encode() + b"\n" for account_id, record in records)
     with _locked_for_append(directory() / f"proxy-{os.getpid()}.jsonl") as handle:
         handle.write(lines)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def _entry(account_id: int, record: RecordIn | Unstorable) -> dict[str, Any]:
+    # ASCII JSON: a lone surrogate in an unstorable record survives as an escape.
+    if isinstance(record, Unstorable):
+        return {"account": account_id, "unstorable": record.as_json()}
+    return {"account": account_id, "record": record.model_dump(mode="json", exclude_none=True)}
 
 
 def _take_back_abandoned() -> None:
@@ -91,21 +93,36 @@ def _take_back_abandoned() -> None:
             continue
 
 
-def _read(path: Path) -> tuple[list[tuple[int, RecordIn]], list[bytes]]:
-    """Records of a claimed file, and the lines that cannot be read back (kept aside)."""
+def _read(path: Path) -> tuple[list[tuple[int, RecordIn | Unstorable]], list[bytes]]:
+    """Records of a claimed file, and the lines that are not records at all (a torn last line
+    after a crash, say), which are kept aside in a file."""
     with open(path, "rb") as handle:
         fcntl.flock(handle, fcntl.LOCK_SH)  # an append in progress finishes first
         lines = handle.read().splitlines()
-    records, bad = [], []
+    records: list[tuple[int, RecordIn | Unstorable]] = []
+    bad = []
     for line in lines:
         if not line.strip():
             continue
         try:
             entry = json.loads(line)
-            records.append((int(entry["account"]), RecordIn.model_validate(entry["record"])))
-        except (ValueError, KeyError, TypeError, ValidationError):
-            bad.append(line)  # a torn last line after a crash, say
+            account = int(entry["account"])
+            if "unstorable" in entry:
+                records.append((account, Unstorable.from_json(entry["unstorable"])))
+            else:
+                records.append((account, _record(entry["record"])))
+        except (ValueError, KeyError, TypeError):
+            bad.append(line)
     return records, bad
+
+
+def _record(fields: dict[str, Any]) -> RecordIn | Unstorable:
+    try:
+        return RecordIn.model_validate(fields)
+    except ValidationError as exc:  # spooled by a version that accepted it, say
+        reason = "Invalid: " + describe(exc.errors(include_url=False))[1]
+        request_id = fields.get("request_id", "") if isinstance(fields, dict) else ""
+        return Unstorable(str(request_id), fields if isinstance(fields, dict) else {"value": fields}, reason)
 
 
 def _set_aside(lines: list[bytes], reason: str) -> None:
@@ -115,15 +132,11 @@ def _set_aside(lines: list[bytes], reason: str) -> None:
         logger.error("proxy spool: %d record(s) could not be written (%s); kept in %s", len(lines), reason, path)
 
 
-UNAVAILABLE = (OperationalError, InterfaceError)
-
-
 def replay(store: Callable[[Batch], None] | None = None) -> int:
     """Write every spooled record; returns how many were handed to the database.
 
-    Stops at the first sign that the database is still unavailable, leaving the rest
-    spooled. A record the database refuses for another reason is set aside in a
-    `rejected-…` file and logged rather than retried forever.
+    Stops at the first failure (the database still unavailable), leaving the rest spooled.
+    Records the database refuses for another reason become dead letters inside `store`.
     """
     if store is None:
         from usage.proxy.recorder import store_records as store
@@ -136,42 +149,21 @@ def replay(store: Callable[[Batch], None] | None = None) -> int:
         except FileNotFoundError:
             continue  # another replayer took it
         records, bad = _read(claimed)
-        _set_aside(bad, "unreadable")
+        _set_aside(bad, "not a record")
         for start in range(0, len(records), REPLAY_BATCH):
-            batch = records[start : start + REPLAY_BATCH]
             try:
-                store(batch)
-            except UNAVAILABLE:
+                store(records[start : start + REPLAY_BATCH])
+            except DatabaseError as exc:
                 append(records[start:])
                 os.unlink(claimed)
-                logger.warning("proxy spool: database still unavailable, %d record(s) kept", len(records) - start)
+                logger.warning(
+                    "proxy spool: database still unavailable (%s), %d record(s) kept",
+                    type(exc).__name__,
+                    len(records) - start,
+                )
                 return written
-            except DatabaseError:
-                done, unavailable = _store_one_by_one(batch, store)
-                written += done
-                if unavailable:
-                    append(records[start + done :])
-                    os.unlink(claimed)
-                    return written
-                continue
-            written += len(batch)
+            written += len(records[start : start + REPLAY_BATCH])
         os.unlink(claimed)
     if written:
         logger.info("proxy spool: wrote %d record(s) kept while the database was unavailable", written)
     return written
-
-
-def _store_one_by_one(batch: Batch, store: Callable[[Batch], None]) -> tuple[int, bool]:
-    """Records of a batch the database refused, one at a time: (how many were handled,
-    whether it became unavailable meanwhile, the rest of the batch then still to do)."""
-    handled = 0
-    for account_id, record in batch:
-        try:
-            store([(account_id, record)])
-        except UNAVAILABLE:
-            return handled, True
-        except DatabaseError as exc:
-            line = json.dumps({"account": account_id, "record": record.model_dump(mode="json", exclude_none=True)})
-            _set_aside([line.encode()], f"{type(exc).__name__}: {exc}")
-        handled += 1
-    return handled, False

@@ -15,7 +15,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from toki_dashboard.roles import Role, role_required
-from usage import selectors
+from usage import deadletters, selectors
 from usage.forms import ApiTokenForm, PriceForm
 from usage.models import Account, ApiToken, ModelPrice, TokenScope
 from usage.periods import Period, dashboard_tz
@@ -30,7 +30,9 @@ def _text(value: str | None) -> str:
 
 
 def _page(request: HttpRequest, template: str, context: dict[str, Any], *, status: int = 200) -> HttpResponse:
-    """Settings pages show times in the dashboard's time zone and are never cached."""
+    """Settings pages show times in the dashboard's time zone and are never cached; each counts
+    the records set aside as dead letters."""
+    context = context | {"dead_letters": deadletters.open_count()}
     with timezone.override(dashboard_tz()):
         response = render(request, template, context, status=status)
     add_never_cache_headers(response)

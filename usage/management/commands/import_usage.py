@@ -125,7 +125,8 @@ class Command(BaseCommand):
         self.stdout.write(
             f"Read {summary.read:,} rows into {account.slug!r}: {summary.accepted:,} accepted, "
             f"{duplicates}, {summary.conflicts:,} conflicts, "
-            f"{summary.rejected:,} rejected, {skipped}."
+            f"{summary.rejected:,} rejected, {skipped}"
+            + (f", {summary.set_aside:,} set aside." if summary.set_aside else ".")
         )
         self.stdout.write(f"Elapsed {elapsed:.2f} s, {rate:,.0f} records/s.")
         if summary.rejected or summary.conflicts:
