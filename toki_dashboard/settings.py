@@ -44,6 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "toki_dashboard.middleware.ApiErrorsAsJson",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "toki_dashboard.middleware.reject_nul_bytes",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -204,8 +205,9 @@ LOGGING = {
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
-# The ingestion API takes up to 10 MB per request (DESIGN.md §4.3) and checks it itself.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
+# The ingestion API takes up to 10 MB per request, and no page needs more: a larger body is
+# refused with 413 while it streams in (toki_dashboard.body_limit), or when a view reads it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 NINJA_PAGINATION_MAX_LIMIT = 1000
 
 # --- Billing -----------------------------------------------------------------------

@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
+from pydantic import AfterValidator
 
-from usage import requestlog, selectors, services
+from usage import json_input, requestlog, selectors, services
 from usage.auth import TokenAuth, read_access
 from usage.models import ErrorCause, RecordSource, TokenScope
-from usage.periods import Period
+from usage.periods import Period, supported_day
 from usage.schemas import MAX_BATCH, validate_records
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
+# A day in DASHBOARD_TIME_ZONE that a period may start or end on (2000-01-01 to 9998-12-31).
+Day = Annotated[date, AfterValidator(supported_day)]
 
 router = Router(tags=["usage"])
 
@@ -64,7 +66,7 @@ def _records_of(request: HttpRequest) -> list[Any]:
     if len(body) > MAX_BODY_BYTES:
         raise HttpError(413, f"Body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.")
     try:
-        payload = json.loads(body)
+        payload = json_input.loads(body)
     except UnicodeDecodeError as exc:
         raise HttpError(400, f"Body is not valid UTF-8 (byte {exc.start}).") from exc
     except ValueError as exc:
@@ -108,8 +110,8 @@ def ingest_usage(request: HttpRequest) -> dict[str, Any]:
 
 
 class SummaryQuery(Schema):
-    start: date
-    end: date
+    start: Day
+    end: Day
     group_by: Literal["model", "api_key", "team", "day"]
     account: str | None = None
 
@@ -168,8 +170,8 @@ def usage_summary(request: HttpRequest, query: Query[SummaryQuery]) -> dict[str,
 
 
 class RecordsQuery(Schema):
-    start: date
-    end: date
+    start: Day
+    end: Day
     model: str = ""
     api_key: str = ""
     team: str = ""

@@ -27,12 +27,14 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.db import DEFAULT_DB_ALIAS, connections, reset_queries
 
+from usage import json_input
 from usage.models import Account, RecordSource
 from usage.schemas import validate_records
 from usage.services import IngestResult, record_usage
@@ -130,7 +132,7 @@ def _numbered_lines(file: BinaryIO) -> Iterator[tuple[int, bytes]]:
 
 def _json_lines(file: BinaryIO) -> Iterator[Row]:
     """Each non-blank line parsed as JSON; undecodable or unparsable lines become problems."""
-    loads = json.loads
+    loads = json_input.loads
     for number, raw in _numbered_lines(file):
         try:
             text = raw.decode()
@@ -348,7 +350,9 @@ def newapi_request_id(row: Mapping[str, Any]) -> str:
     if isinstance(own, str) and own.strip():
         return own.strip()
     identity = [row.get(name) if row.get(name) is not None else _zero_of(name) for name in DEDUPE_FIELDS]
-    digest = hashlib.sha256(json.dumps(identity, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+    # default=str: a fractional number (a Decimal, read from a file) cannot be a valid row anyway.
+    text = json.dumps(identity, ensure_ascii=False, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"newapi-{digest[:24]}"
 
 
@@ -433,7 +437,7 @@ def _other_of(row: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     if isinstance(other, str):
         try:
-            other = json.loads(other)
+            other = json_input.loads(other)
         except ValueError as exc:
             raise BadField("other", f"is not a valid JSON string ({_json_reason(exc)})") from exc
     if not isinstance(other, dict):
@@ -446,7 +450,7 @@ def _first_response_ms(other: Mapping[str, Any]) -> int | None:
     frt = other.get("frt")
     if frt is None:
         return None
-    if isinstance(frt, bool) or not isinstance(frt, int | float):
+    if isinstance(frt, bool) or not isinstance(frt, int | float | Decimal):
         raise BadField("other.frt", f"must be a number of milliseconds, not {frt!r:.40}")
     return round(frt) if frt >= 0 else None
 
@@ -509,7 +513,7 @@ def _looks_like_json_lines(file: BinaryIO) -> bool:
     if not (newline or len(head) < PEEK_BYTES) or not first_line.startswith(b"{") or not first_line.endswith(b"}"):
         return False
     try:
-        value = json.loads(first_line)
+        value = json_input.loads(first_line)
     except ValueError:
         return True  # a broken first line of a JSONL file; it is reported like any other
     return isinstance(value, dict) and "data" not in value
@@ -529,7 +533,6 @@ class JsonDocument:
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
         self._utf8 = codecs.getincrementaldecoder("utf-8-sig")()
-        self._decoder = json.JSONDecoder()
         self._text = ""
         self._pos = 0
         self._bytes_before_chunk = 0
@@ -599,13 +602,17 @@ class JsonDocument:
         self._peek()
         while True:
             try:
-                value, end = self._decoder.raw_decode(self._text, self._pos)
+                value, end = json_input.raw_decode(self._text, self._pos)
             except json.JSONDecodeError as exc:
                 if len(self._text) - self._pos > self.MAX_ITEM_CHARS or not self._fill():
                     raise ImportFileError(
                         f"The JSON document is broken at character {self._offset()}: {exc.msg}."
                     ) from exc
                 continue
+            except ValueError as exc:
+                raise ImportFileError(
+                    f"The JSON document cannot be read at character {self._offset()}: {exc}."
+                ) from exc
             if end >= len(self._text) - 2 and self._fill():
                 continue  # a number cut at the chunk's end ("12", "1.", "1e-") would be read short
             self._pos = end

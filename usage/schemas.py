@@ -6,7 +6,7 @@ Strict types: a string where a number belongs is a rejection, not a guess.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -31,6 +31,8 @@ MAX_LENGTH = 2_000_000_000  # fits a 32-bit column
 MAX_METADATA_BYTES = 4096
 MAX_TEAM_LENGTH = 100
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# No LLM API call is older; every date computed from a record (days, weeks, periods) stays in range.
+EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 def _storable(value: str) -> str:
@@ -151,8 +153,14 @@ class RecordIn(BaseModel):
 
     @field_validator("occurred_at")
     @classmethod
-    def _not_in_future(cls, value: datetime) -> datetime:
-        if value > timezone.now() + FUTURE_TOLERANCE:
+    def _plausible_instant(cls, value: datetime) -> datetime:
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is a year before the calendar starts
+            raise ValueError(f"is before {EARLIEST_OCCURRED_AT:%Y-%m-%d}") from None
+        if utc < EARLIEST_OCCURRED_AT:
+            raise ValueError(f"is before {EARLIEST_OCCURRED_AT:%Y-%m-%d}")
+        if utc > timezone.now() + FUTURE_TOLERANCE:
             raise ValueError("is more than 5 minutes in the future")
         return value
 

@@ -18,7 +18,7 @@ from toki_dashboard.roles import Role, role_required
 from usage import requestlog, selectors
 from usage.api import decimal_string
 from usage.models import Account, ErrorCause, RecordSource, UsageRecord
-from usage.periods import PRESETS, Period
+from usage.periods import FIRST_DAY, LAST_DAY, PRESETS, Period
 
 PAGE_SIZE = 50
 STATUS_CHOICES = [("", "Any status"), ("ok", "Succeeded"), ("failed", "Failed")]
@@ -37,7 +37,10 @@ def period_of(query: QueryDict) -> tuple[Period, str]:
     if preset and preset not in PRESETS:
         return period, f"Unknown period “{preset}”: showing {period.label.lower()}."
     if preset == "custom" and period.preset != "custom":
-        return period, f"The dates were not understood (use YYYY-MM-DD): showing {period.label.lower()}."
+        return period, (
+            f"The dates were not understood (use YYYY-MM-DD, from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}): "
+            f"showing {period.label.lower()}."
+        )
     return period, ""
 
 
