@@ -10,6 +10,7 @@ from django.urls import reverse
 
 from billing.models import AlertEpisode
 from toki_dashboard.roles import Role, has_any_role
+from usage.tenancy import shown_account
 
 BANNER_LIMIT = 3
 
@@ -20,8 +21,8 @@ def firing_alerts(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    account = getattr(request, "account", None)
-    if not account:
+    account = shown_account(request)
+    if account is None:
         return {}
     episodes = list(
         AlertEpisode.objects.filter(account=account, resolved_at__isnull=True, rule__enabled=True)

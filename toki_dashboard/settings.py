@@ -56,7 +56,6 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "toki_dashboard.middleware.CurrentAccountMiddleware",
 ]
 
 ROOT_URLCONF = "toki_dashboard.urls"
@@ -74,6 +73,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "toki_dashboard.context_processors.navigation",
+                "usage.context_processors.tenancy",
                 "usage.context_processors.repricing_status",
                 "billing.context_processors.firing_alerts",
             ],

@@ -11,6 +11,7 @@ from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import AfterValidator
 
+from toki_dashboard.roles import Role
 from usage import json_input, requestlog, selectors, services
 from usage.auth import TokenAuth, read_access
 from usage.models import ErrorCause, RecordSource, TokenScope
@@ -210,7 +211,7 @@ class RecordsOut(Schema):
 
 @router.get(
     "/usage/records",
-    auth=read_access(),
+    auth=read_access(Role.ENGINEER),
     response={200: RecordsOut, **PROBLEMS},
     summary="Single requests, newest first",
 )

@@ -9,16 +9,28 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
 from toki_dashboard.crypto import sha256_hex
+from toki_dashboard.roles import Role
 from usage import rollups
 from usage.estimation import current_estimator
 from usage.ingestion import RowBuilder, content_hash, resolve_keys
-from usage.models import Account, ApiKey, ApiToken, ModelPrice, PriceSource, Provider, TokenScope, UsageRecord
+from usage.models import (
+    Account,
+    ApiKey,
+    ApiToken,
+    Membership,
+    ModelPrice,
+    PriceSource,
+    Provider,
+    TokenScope,
+    UsageRecord,
+)
 from usage.pricing import PriceBook
 from usage.schemas import RecordIn
 from usage.signals import usage_recorded
@@ -110,6 +122,16 @@ def create_account(
     account.full_clean()
     account.save()
     return account
+
+
+def add_member(*, account: Account, user: Any, role: Role | None = None) -> tuple[Membership, bool]:
+    """Makes `user` a member of `account` (once: True when new) and, with `role`, gives them
+    that role. Roles are groups and hold in every account the user is a member of."""
+    membership, created = Membership.objects.get_or_create(account=account, user=user)
+    if role is not None:
+        user.groups.add(Group.objects.get_or_create(name=role.value)[0])
+        user._toki_roles = None  # roles_of() caches a user's roles on the object
+    return membership, created
 
 
 def create_api_token(
