@@ -50,7 +50,7 @@ from billing.recompute import refresh_allocations
 from billing.signals import balance_drift
 from toki_dashboard.crypto import sha256_hex
 from usage.importers import BadField, newapi_record
-from usage.ingestion import key_identity
+from usage.ingestion import name_fingerprint
 from usage.models import Account, ApiKey, Provider, RecordSource
 from usage.schemas import validate_records
 from usage.services import record_usage
@@ -319,7 +319,7 @@ def _succeeded(account: Account, run: SyncRun, started: float, tally: _Tally, fe
                 sync_run=run,
             )
         for name, status in fetched.key_statuses.items():
-            ApiKey.objects.filter(account=account, fingerprint=key_identity(name).fingerprint).exclude(
+            ApiKey.objects.filter(account=account, fingerprint=name_fingerprint(name)).exclude(
                 provider_status=status
             ).update(provider_status=status)
         state.last_attempt_at = run.finished_at

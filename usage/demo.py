@@ -28,7 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from toki_dashboard.roles import Role
-from usage.ingestion import key_identity
+from usage.ingestion import name_fingerprint
 from usage.models import Account, ApiKey, ModelPrice, PriceSource, Provider, RecordSource, UsageRecord
 from usage.repricing import Scope, schedule
 from usage.schemas import RecordIn
@@ -419,7 +419,7 @@ def _request(rng: random.Random, window: DemoWindow, key: KeySpec, at: datetime,
         "request_id": request_id,
         "occurred_at": at,
         "model": model.name,
-        "api_key": key.name,
+        "api_key": f"name:{key.name}",
         "endpoint": key.endpoint,
         "metadata": {"team": key.team, "feature": rng.choice(key.features)},
     }
@@ -616,7 +616,7 @@ def _price_row(model: str, rates: tuple[str, str | None, str]) -> ModelPrice:
 
 def label_key_teams(account: Account) -> None:
     for key in KEYS:
-        fingerprint = key_identity(key.name).fingerprint
+        fingerprint = name_fingerprint(key.name)
         ApiKey.objects.filter(account=account, fingerprint=fingerprint).exclude(team=key.team).update(team=key.team)
 
 

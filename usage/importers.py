@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 from django.db import DEFAULT_DB_ALIAS, connections, reset_queries
 
 from usage import json_input
+from usage.csv_lines import CsvLines, quote_problem
 from usage.models import Account, RecordSource
 from usage.schemas import validate_records
 from usage.services import IngestResult, record_usage
@@ -196,19 +197,22 @@ INTEGER = re.compile(r"[+-]?[0-9]+")
 BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def _decoded_lines(file: BinaryIO, undecodable: set[int]) -> Iterator[str]:
-    """Text lines for the csv module; numbers of lines that are not UTF-8 go to `undecodable`."""
+def _decoded_lines(file: BinaryIO, undecodable: set[int]) -> Iterator[tuple[int, str]]:
+    """Numbered text lines for the csv module; numbers of lines that are not UTF-8 go to `undecodable`."""
     for number, raw in _numbered_lines(file):
         try:
-            yield raw.decode()
+            yield number, raw.decode()
         except UnicodeDecodeError:
             undecodable.add(number)
-            yield raw.decode(errors="replace")
+            yield number, raw.decode(errors="replace")
 
 
 def _csv_header(reader: Any) -> list[str]:
     """The header row, checked: required columns present, every column known, none repeated."""
-    header = next((cells for cells in reader if any(c.strip() for c in cells)), None)
+    try:
+        header = next((cells for cells in reader if any(c.strip() for c in cells)), None)
+    except csv.Error as exc:
+        raise ImportFileError(f"The CSV header is not valid CSV ({exc}).") from exc
     if header is None:
         raise ImportFileError("The CSV file is empty: it needs a header row naming its columns.")
     columns = [cell.strip().lower() for cell in header]
@@ -226,25 +230,31 @@ def _csv_header(reader: Any) -> list[str]:
 
 def _csv_rows(file: BinaryIO) -> Iterator[Row]:
     undecodable: set[int] = set()
-    reader = csv.reader(_decoded_lines(file, undecodable))
+    lines = CsvLines(_decoded_lines(file, undecodable))
+    # strict: text after a closing quote is an error, not glued to the cell.
+    reader = csv.reader(lines, strict=True)
     columns = _csv_header(reader)  # raised here, before any row is read
     if undecodable:
         raise ImportFileError(f"The CSV header (line {min(undecodable)}) is not valid UTF-8.")
-    return _csv_records(reader, columns, undecodable)
+    return _csv_records(reader, lines, columns, undecodable)
 
 
-def _csv_records(reader: Any, columns: list[str], undecodable: set[int]) -> Iterator[Row]:
+def _csv_records(reader: Any, lines: CsvLines, columns: list[str], undecodable: set[int]) -> Iterator[Row]:
     while True:
-        first_line = reader.line_num + 1
+        lines.start_row()
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield Row(first_line, problem=f"not valid CSV ({exc})")
+            yield _broken_row(lines, str(exc))
             continue
+        if len(lines.row) > 1 and len(cells) > len(columns):  # a quote that swallowed the next line(s)
+            yield _broken_row(lines, "more cells than the header")
+            continue
+        first_line = lines.first_number
         if undecodable:
-            bad = sorted(n for n in undecodable if first_line <= n <= reader.line_num)
+            bad = sorted(n for n in undecodable if n in lines.numbers())
             if bad:
                 undecodable.difference_update(bad)
                 yield Row(first_line, problem=f"not valid UTF-8 (line {bad[0]})")
@@ -255,6 +265,13 @@ def _csv_records(reader: Any, columns: list[str], undecodable: set[int]) -> Iter
             yield Row(first_line, csv_record(columns, cells))
         except BadField as exc:
             yield Row(first_line, problem=str(exc))
+
+
+def _broken_row(lines: CsvLines, reason: str) -> Row:
+    """The row's first line as a problem saying where its quoting goes wrong; the lines after it
+    are read again as rows of their own."""
+    number, text = lines.reread_after_first()
+    return Row(number, problem=quote_problem(text) or f"not valid CSV ({reason})")
 
 
 def csv_record(columns: list[str], cells: list[str]) -> dict[str, Any]:
@@ -378,6 +395,8 @@ def newapi_record(row: Any) -> dict[str, Any] | None:
     use_time = _int_field(row, "use_time")
     other = _other_of(row)
     token_name = row.get("token_name") or None
+    if isinstance(token_name, str):
+        token_name = f"name:{token_name}"  # the console logs a token's name, never its secret
 
     record: dict[str, Any] = {
         "request_id": newapi_request_id(row),

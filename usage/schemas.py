@@ -33,6 +33,8 @@ MAX_TEAM_LENGTH = 100
 FUTURE_TOLERANCE = timedelta(minutes=5)
 # No LLM API call is older; every date computed from a record (days, weeks, periods) stays in range.
 EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+# `api_key: "name:backend"` declares a key's name; any other value is taken for a secret and hashed.
+KEY_NAME_PREFIX = "name:"
 
 
 def _storable(value: str) -> str:
@@ -162,6 +164,17 @@ class RecordIn(BaseModel):
             raise ValueError(f"is before {EARLIEST_OCCURRED_AT:%Y-%m-%d}")
         if utc > timezone.now() + FUTURE_TOLERANCE:
             raise ValueError("is more than 5 minutes in the future")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _names_a_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.strip():
+            raise ValueError("is blank; leave it out when the call had no key")
+        if value.strip().startswith(KEY_NAME_PREFIX) and not value.strip()[len(KEY_NAME_PREFIX) :].strip():
+            raise ValueError(f"has no name after {KEY_NAME_PREFIX!r}")
         return value
 
     @field_validator("cost", mode="before")

@@ -19,7 +19,7 @@ from toki_dashboard.crypto import sha256_hex
 from toki_dashboard.roles import Role
 from usage import rollups
 from usage.estimation import current_estimator
-from usage.ingestion import RowBuilder, content_hash, resolve_keys
+from usage.ingestion import RowBuilder, content_hash, legacy_content_hash, resolve_keys
 from usage.models import (
     Account,
     ApiKey,
@@ -102,7 +102,8 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
         else {}
     )
     for index, record, digest in sorted(not_inserted + repeats, key=lambda e: e[0]):
-        if stored_hash.get(record.request_id) == digest:
+        stored = stored_hash.get(record.request_id)
+        if stored == digest or stored == legacy_content_hash(record):
             result.duplicates += 1
         else:
             result.conflicts.append({"index": index, "request_id": record.request_id})
