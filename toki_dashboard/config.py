@@ -125,3 +125,16 @@ def require_secret_key(env: Mapping[str, str], *, debug: bool) -> str:
         "SECRET_KEY is not set. Set it in the environment (e.g. `python -c 'import secrets; "
         "print(secrets.token_urlsafe(50))'`) or run with DEBUG=true for local development."
     )
+
+
+def positive_int(name: str, raw: str | None, *, default: int) -> int:
+    """A whole number of at least 1 from the environment, or a message naming the variable."""
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number of at least 1.")
+    return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import plotly
@@ -12,6 +13,7 @@ from toki_dashboard.config import (
     email_from_url,
     log_level,
     parse_bool,
+    positive_int,
     require_secret_key,
     split_list,
     time_zone_name,
@@ -38,6 +40,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "ninja",
+    "axes",
     "usage",
     "billing",
 ]
@@ -56,6 +59,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its page
 ]
 
 ROOT_URLCONF = "toki_dashboard.urls"
@@ -93,6 +97,23 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "toki_dashboard.login_throttling.LoginThrottleBackend",  # first: refuses a locked-out login
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one username from one
+# address lock that pair out for LOGIN_LOCKOUT_MINUTES; a successful login resets the count.
+AXES_ENABLED = parse_bool("LOGIN_THROTTLING", os.environ.get("LOGIN_THROTTLING"), default=True)
+AXES_FAILURE_LIMIT = positive_int("LOGIN_FAILURE_LIMIT", os.environ.get("LOGIN_FAILURE_LIMIT"), default=5)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=positive_int("LOGIN_LOCKOUT_MINUTES", os.environ.get("LOGIN_LOCKOUT_MINUTES"), default=15)
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "toki_dashboard.login_throttling.client_ip"
+# Reverse proxies in front of the server that append to X-Forwarded-For (0: use REMOTE_ADDR).
+FORWARDED_FOR_PROXIES = int(os.environ.get("FORWARDED_FOR_PROXIES", "0"))
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "usage:overview"
 LOGOUT_REDIRECT_URL = "login"
