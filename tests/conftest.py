@@ -54,3 +54,11 @@ def admin_client(make_user, request) -> Client:
 @pytest.fixture
 def roleless_client(make_user, request) -> Client:
     return _client_for(make_user("nobody"), request)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fuzz tests' case counts and 5xx answers, whenever they ran."""
+    from tests.fuzz_tally import TALLIES
+
+    for name, counted in sorted(TALLIES.items()):
+        terminalreporter.write_line(f"fuzz {name}: {counted.summary()}")

@@ -112,6 +112,7 @@ AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
 AXES_RESET_ON_SUCCESS = True
 AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
 AXES_CLIENT_IP_CALLABLE = "toki_dashboard.login_throttling.client_ip"
+AXES_VERBOSE = False  # no start-up banner in every process
 # Reverse proxies in front of the server that append to X-Forwarded-For (0: use REMOTE_ADDR).
 FORWARDED_FOR_PROXIES = int(os.environ.get("FORWARDED_FOR_PROXIES", "0"))
 LOGIN_URL = "login"
@@ -223,7 +224,8 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": log_level(os.environ.get("LOG_LEVEL", "INFO"))},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # django-axes says at INFO every time a login resets the failure count; lockouts are WARNINGs.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
 # The ingestion API takes up to 10 MB per request, and no page needs more: a larger body is

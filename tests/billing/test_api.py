@@ -91,7 +91,7 @@ def test_a_key_reused_for_another_purchase_is_a_409(billing_client):
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"price": 20.5}, "price"),
+        ({"price": 0.00000000001}, "price"),  # more than 10 decimal places
         ({"price": "twenty"}, "price"),
         ({"tokens": "1000"}, "tokens"),
         ({"tokens": 0}, "tokens"),

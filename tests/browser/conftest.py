@@ -223,7 +223,7 @@ def account_with_usage(transactional_db) -> Account:
                         request_id=f"{model}-{day}-{n}",
                         occurred_at=now - timedelta(days=day, minutes=7 * n + 3),
                         model=model,
-                        api_key=KEYS[(n + model_index) % len(KEYS)],
+                        api_key=f"name:{KEYS[(n + model_index) % len(KEYS)]}",
                         status_code=429 if failed else 200,
                         usage=None
                         if failed
