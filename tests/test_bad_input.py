@@ -6,6 +6,7 @@ Each case here once answered 500 (or crashed the import with a traceback).
 from __future__ import annotations
 
 import asyncio
+import base64
 import io
 import json
 from pathlib import Path
@@ -157,6 +158,15 @@ def test_a_chunked_body_over_10_mb_is_refused_with_413_before_it_is_all_read(tok
     assert status == 413
     assert "10 MB" in json.loads(body)["detail"]
     assert read <= 12  # stopped at the limit, not after 300 MB
+
+
+def test_a_cursor_holding_an_instant_outside_the_calendar_is_a_400(api, engineer_client, account):
+    cursor = base64.urlsafe_b64encode(b"0001-01-01T00:00:00+14:00|1").decode()
+
+    response = api.get("/api/v1/usage/records", {"start": "2026-11-01", "end": "2026-11-02", "cursor": cursor})
+
+    assert response.status_code == 400
+    assert engineer_client.get(reverse("usage:requests"), {"after": cursor}).status_code == 400
 
 
 # --- The importer ----------------------------------------------------------------------------
