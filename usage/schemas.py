@@ -179,9 +179,11 @@ class RecordIn(BaseModel):
 
     @field_validator("cost", mode="before")
     @classmethod
-    def _cost_is_decimal_string(cls, value: Any) -> Any:
+    def _cost_is_exact(cls, value: Any) -> Any:
+        # JSON numbers arrive as Decimal (usage.json_input); a float comes only from code that
+        # already lost the exact value.
         if isinstance(value, bool | float):
-            raise ValueError('must be a decimal string such as "0.0125"')
+            raise ValueError('must be a JSON number or a decimal string such as "0.0125"')
         return value
 
     @field_validator("metadata")
