@@ -14,7 +14,7 @@ from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest
 
 from toki_dashboard.roles import Role, roles_of
-from usage.models import Account, Membership
+from usage.models import Account
 
 SESSION_KEY = "toki_account"
 _CHOSEN = "_toki_current_account"
@@ -38,12 +38,6 @@ def visible_accounts(user: User) -> QuerySet[Account]:
     if sees_every_account(user):
         return accounts
     return accounts.filter(memberships__user=user)
-
-
-def may_see(user: User, account: Account) -> bool:
-    return sees_every_account(user) or (
-        user.is_authenticated and Membership.objects.filter(account=account, user=user).exists()
-    )
 
 
 def member_emails(account: Account) -> set[str]:
