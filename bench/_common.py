@@ -151,7 +151,7 @@ def generate_records(
             "request_id": f"{prefix}-{seed}-{index:09d}",
             "occurred_at": moment.isoformat(),
             "model": model,
-            "api_key": key,
+            "api_key": f"name:{key}",  # generated key names, declared as names
             "stream": rng.random() < 0.4,
             "latency_ms": int(200 + completion * rng.uniform(8, 25)),
             "metadata": {"team": team, "user": f"user{rng.randrange(60)}", "feature": rng.choice(FEATURES)},

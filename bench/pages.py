@@ -147,16 +147,19 @@ def _days(days: int) -> dict[str, str]:
     return {"start": (today - timedelta(days=days - 1)).isoformat(), "end": today.isoformat()}
 
 
-def clients() -> dict[str, Any]:
+def clients(account: Any) -> dict[str, Any]:
+    """A logged-in client per role, each user a member of `account`."""
     from django.contrib.auth.models import Group, User
     from django.test import Client
 
     from toki_dashboard.roles import Role
+    from usage.models import Membership
 
     result = {}
     for role in Role:
         user, _ = User.objects.get_or_create(username=f"bench-{role.value}")
         user.groups.set([Group.objects.get_or_create(name=role.value)[0]])
+        Membership.objects.get_or_create(account=account, user=user)
         client = Client()
         client.force_login(user)
         result[role.value] = client
@@ -187,7 +190,7 @@ def main() -> None:
     records = UsageRecord.objects.filter(account=account).count()
     print(f"machine: {machine()}")
     print(f"database: {connection.vendor}, account {account.slug!r} with {records:,} records\n")
-    by_role = clients()
+    by_role = clients(account)
 
     skipped: list[str] = []
     rows: list[tuple[str, str, int, int, float, float, float, float]] = []

@@ -389,7 +389,7 @@ def _claim_email(
             rule_id=episode.rule_id,
             episode=episode,
             kind=kind,
-            recipients=episode.rule.recipient_list,
+            recipients=episode.rule.allowed_recipients(),
             subject=subject[:300],
             details=_details_json(check),
         )
@@ -457,7 +457,7 @@ def evaluate_rule(rule: AlertRule, facts: Facts) -> Outcome:
                     rule=rule,
                     episode=open_episode,
                     kind=AlertEmailKind.RESOLVED,
-                    recipients=rule.recipient_list,
+                    recipients=rule.allowed_recipients(),
                     subject=_subject(rule.account, f"Resolved: {check.summary}")[:300],
                     details=_details_json(check),
                 )
@@ -619,7 +619,7 @@ def send_test_email(rule: AlertRule) -> AlertEmail:
     email = AlertEmail.objects.create(
         rule=rule,
         kind=AlertEmailKind.TEST,
-        recipients=rule.recipient_list,
+        recipients=rule.allowed_recipients(),
         subject=_subject(rule.account, f"Test: {check.summary}")[:300],
         details={"rows": [list(r) for r in rows], "page": list(check.page), "summary": check.summary},
     )

@@ -36,10 +36,11 @@ DECIMAL = re.compile(r"[+-]?(\d+(\.\d*)?|\.\d+)")
 
 
 def _decimal(value: Any) -> Decimal:
-    """Money arrives as a decimal string ("12.50"); integers are accepted, floats are not."""
+    """Money arrives as a JSON number (read exactly, as a Decimal) or a decimal string ("12.50").
+    A float never reaches here from a request; one from Python code is refused, being inexact."""
     if isinstance(value, bool | float):
-        raise ValueError('send money as a decimal string such as "12.50", not a JSON number')
-    if isinstance(value, int):
+        raise ValueError('send money as a JSON number or a decimal string such as "12.50"')
+    if isinstance(value, int | Decimal):
         return Decimal(value)
     if not isinstance(value, str) or not DECIMAL.fullmatch(value.strip()):
         raise ValueError('must be a decimal string such as "12.50"')

@@ -20,6 +20,8 @@ from django.utils.functional import SimpleLazyObject
 
 from billing.models import AlertEpisode
 from toki_dashboard.roles import Role, has_any_role
+from usage.models import Account
+from usage.tenancy import shown_account
 
 BANNER_LIMIT = 3
 logger = logging.getLogger(__name__)
@@ -42,10 +44,9 @@ class AlertBanner:
         return bool(self.alerts)
 
 
-def _banner(request: HttpRequest) -> AlertBanner:
+def _banner(request: HttpRequest, account: Account) -> AlertBanner:
     from billing import alerts  # alerts imports the forecast; only pages with a banner need it
 
-    account = request.account  # type: ignore[attr-defined]
     episodes = list(
         AlertEpisode.objects.filter(account=account, resolved_at__isnull=True, rule__enabled=True)
         .select_related("rule__account")
@@ -76,9 +77,10 @@ def firing_alerts(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return {}
-    if not getattr(request, "account", None):
+    account = shown_account(request)
+    if account is None:
         return {}
     return {
-        "alert_banner": SimpleLazyObject(lambda: _banner(request)),
+        "alert_banner": SimpleLazyObject(lambda: _banner(request, account)),
         "firing_alerts_tz": settings.DASHBOARD_TIME_ZONE,
     }

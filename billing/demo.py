@@ -157,7 +157,7 @@ def seed_demo_billing(account: Account, window: DemoWindow) -> BillingReport:
     return report
 
 
-DEMO_RECIPIENTS = "finance@example.com, oncall@example.com"
+DEMO_RECIPIENTS = "finance@acme.example, engineer@acme.example"  # the demo users: alerts go to members
 
 
 def _alerts(account: Account, window: DemoWindow) -> tuple[int, int]:

@@ -11,12 +11,14 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from usage.models import CURRENCY_CODE, MONEY, TOTAL_MONEY, Account, UsageRecord
+from usage.tenancy import member_emails
 
 
 class TokenBasis(models.TextChoices):
@@ -470,6 +472,24 @@ class AlertRule(models.Model):
     def recipient_list(self) -> list[str]:
         parts = self.recipients.replace(";", ",").replace("\n", ",").split(",")
         return [p.strip() for p in parts if p.strip()]
+
+    def allowed_recipients(self) -> list[str]:
+        """The recipients who may see the account (its members and admins): alerts go to them only."""
+        allowed = member_emails(self.account)
+        return [address for address in self.recipient_list if address.lower() in allowed]
+
+    def clean(self) -> None:
+        if self.account_id is None:
+            return
+        allowed = member_emails(self.account)
+        outsiders = [address for address in self.recipient_list if address.lower() not in allowed]
+        if outsiders:
+            raise ValidationError(
+                {
+                    "recipients": f"{', '.join(outsiders)} {'is' if len(outsiders) == 1 else 'are'} not the email "
+                    f"of a member of {self.account.name}: alerts go only to people who may see the account."
+                }
+            )
 
 
 class AlertEpisode(models.Model):

@@ -51,7 +51,7 @@ from billing.signals import balance_drift
 from toki_dashboard.crypto import sha256_hex
 from usage.deadletters import record_or_set_aside
 from usage.importers import BadField, newapi_record
-from usage.ingestion import key_identity
+from usage.ingestion import name_fingerprint
 from usage.models import Account, ApiKey, Provider, RecordSource
 from usage.schemas import validate_records
 
@@ -321,7 +321,7 @@ def _succeeded(account: Account, run: SyncRun, started: float, tally: _Tally, fe
                 sync_run=run,
             )
         for name, status in fetched.key_statuses.items():
-            ApiKey.objects.filter(account=account, fingerprint=key_identity(name).fingerprint).exclude(
+            ApiKey.objects.filter(account=account, fingerprint=name_fingerprint(name)).exclude(
                 provider_status=status
             ).update(provider_status=status)
         state.last_attempt_at = run.finished_at

@@ -7,7 +7,7 @@ from django.contrib.auth.models import Group, User
 from django.test import Client
 
 from toki_dashboard.roles import Role
-from usage.models import Account
+from usage.models import Account, Membership
 from usage.services import create_account
 
 
@@ -27,27 +27,38 @@ def make_user(db) -> Callable[..., User]:
     return make
 
 
-def _client_for(user: User) -> Client:
+def _client_for(user: User, request: pytest.FixtureRequest) -> Client:
+    """A client logged in as `user`, who is a member of the test's `account` when it has one."""
+    if "account" in request.fixturenames:
+        Membership.objects.get_or_create(account=request.getfixturevalue("account"), user=user)
     client = Client()
     client.force_login(user)
     return client
 
 
 @pytest.fixture
-def finance_client(make_user) -> Client:
-    return _client_for(make_user("fiona", Role.FINANCE))
+def finance_client(make_user, request) -> Client:
+    return _client_for(make_user("fiona", Role.FINANCE), request)
 
 
 @pytest.fixture
-def engineer_client(make_user) -> Client:
-    return _client_for(make_user("enzo", Role.ENGINEER))
+def engineer_client(make_user, request) -> Client:
+    return _client_for(make_user("enzo", Role.ENGINEER), request)
 
 
 @pytest.fixture
-def admin_client(make_user) -> Client:
-    return _client_for(make_user("ada", Role.ADMIN))
+def admin_client(make_user, request) -> Client:
+    return _client_for(make_user("ada", Role.ADMIN), request)
 
 
 @pytest.fixture
-def roleless_client(make_user) -> Client:
-    return _client_for(make_user("nobody"))
+def roleless_client(make_user, request) -> Client:
+    return _client_for(make_user("nobody"), request)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """The fuzz tests' case counts and 5xx answers, whenever they ran."""
+    from tests.fuzz_tally import TALLIES
+
+    for name, counted in sorted(TALLIES.items()):
+        terminalreporter.write_line(f"fuzz {name}: {counted.summary()}")

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern
 from ninja import NinjaAPI
 from ninja.errors import ValidationError
+from ninja.parser import Parser
 
+from usage import json_input
 from usage.api import router as usage_router
 from usage.schemas import IngestBatch
+from usage.services import authenticate_api_token
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +33,21 @@ class TokiAPI(NinjaAPI):
         return schema
 
 
+class ExactJsonParser(Parser):
+    """Request bodies read with usage.json_input: numbers exact (Decimal), nesting bounded."""
+
+    def parse_body(self, request: HttpRequest) -> Any:
+        return json_input.loads(request.body)
+
+
 api = TokiAPI(
     title="TOKI Dashboard API",
+    parser=ExactJsonParser(),
     version="1",
     description="Usage ingestion, summaries, records and balances. Bearer tokens come from "
-    "`manage.py create_api_token`; read endpoints also accept a logged-in session.",
+    "`manage.py create_api_token`; read endpoints also accept a logged-in session. This schema "
+    "is readable with any valid token or a logged-in session.",
     urls_namespace="api",
-    docs_decorator=login_required,
 )
 api.add_router("", usage_router)
 api.add_router("", "billing.api.router")
@@ -51,11 +64,31 @@ def invalid_request(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     return api.create_response(request, {"detail": detail, "errors": problems}, status=400)
 
 
+def for_any_caller(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """The schema is for whoever may call the API: a valid token of any scope or a logged-in
+    user; anyone else gets a JSON 401, never the login page."""
+
+    @wraps(view)
+    def schema(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        has_token = scheme.lower() == "bearer" and authenticate_api_token(token.strip()) is not None
+        if request.user.is_authenticated or has_token:
+            return view(request, *args, **kwargs)
+        detail = "Send a valid API token (Authorization: Bearer …) or log in."
+        return JsonResponse({"detail": detail}, status=401, headers={"WWW-Authenticate": "Bearer"})
+
+    return schema
+
+
 def api_urls() -> tuple[list[Any], str, str]:
     """The API's URL patterns; the API authenticates by itself (tokens or session) instead of
-    redirecting to the login page, so LoginRequiredMiddleware is told to leave it alone."""
+    redirecting to the login page, so LoginRequiredMiddleware is told to leave it alone. The
+    docs page is a page: it asks people to log in."""
     patterns, app_name, namespace = api.urls
+    guards = {"openapi-json": for_any_caller, "openapi-view": login_required}
     for pattern in patterns:
         if isinstance(pattern, URLPattern):
+            if pattern.name in guards:
+                pattern.callback = guards[pattern.name](pattern.callback)
             pattern.callback.login_required = False  # type: ignore[attr-defined]
     return patterns, app_name, namespace

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 import plotly
@@ -46,12 +47,14 @@ INSTALLED_APPS = [
     "django_htmx",
     "csp",
     "ninja",
+    "axes",
     "usage",
     "billing",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "toki_dashboard.middleware.ApiErrorsAsJson",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "toki_dashboard.middleware.reject_nul_bytes",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -63,7 +66,7 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "toki_dashboard.middleware.CurrentAccountMiddleware",
+    "axes.middleware.AxesMiddleware",  # last, as django-axes asks: turns a lockout into its page
 ]
 
 ROOT_URLCONF = "toki_dashboard.urls"
@@ -81,6 +84,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "toki_dashboard.context_processors.navigation",
+                "usage.context_processors.tenancy",
                 "usage.context_processors.repricing_status",
                 "billing.context_processors.firing_alerts",
             ],
@@ -100,6 +104,24 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
+AUTHENTICATION_BACKENDS = [
+    "toki_dashboard.login_throttling.LoginThrottleBackend",  # first: refuses a locked-out login
+    "django.contrib.auth.backends.ModelBackend",
+]
+# Login throttling (django-axes): LOGIN_FAILURE_LIMIT wrong passwords for one username from one
+# address lock that pair out for LOGIN_LOCKOUT_MINUTES; a successful login resets the count.
+AXES_ENABLED = parse_bool("LOGIN_THROTTLING", os.environ.get("LOGIN_THROTTLING"), default=True)
+AXES_FAILURE_LIMIT = parse_positive_int("LOGIN_FAILURE_LIMIT", os.environ.get("LOGIN_FAILURE_LIMIT"), default=5)
+AXES_COOLOFF_TIME = timedelta(
+    minutes=parse_positive_int("LOGIN_LOCKOUT_MINUTES", os.environ.get("LOGIN_LOCKOUT_MINUTES"), default=15)
+)
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_CLIENT_IP_CALLABLE = "toki_dashboard.login_throttling.client_ip"
+AXES_VERBOSE = False  # no start-up banner in every process
+# Reverse proxies in front of the server that append to X-Forwarded-For (0: use REMOTE_ADDR).
+FORWARDED_FOR_PROXIES = int(os.environ.get("FORWARDED_FOR_PROXIES", "0"))
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "usage:overview"
 LOGOUT_REDIRECT_URL = "login"
@@ -212,11 +234,13 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": log_level(os.environ.get("LOG_LEVEL", "INFO"))},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    # django-axes says at INFO every time a login resets the failure count; lockouts are WARNINGs.
+    "loggers": {"django.db.backends": {"level": "WARNING"}, "axes": {"level": "WARNING"}},
 }
 
-# The ingestion API takes up to 10 MB per request (DESIGN.md §4.3) and checks it itself.
-DATA_UPLOAD_MAX_MEMORY_SIZE = 11 * 1024 * 1024
+# The ingestion API takes up to 10 MB per request, and no page needs more: a larger body is
+# refused with 413 while it streams in (toki_dashboard.body_limit), or when a view reads it.
+DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
 NINJA_PAGINATION_MAX_LIMIT = 1000
 
 # --- Billing -----------------------------------------------------------------------

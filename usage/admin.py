@@ -3,7 +3,29 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from usage.models import Account, ApiKey, EstimatorFit, ExchangeRate, HourlyUsage, ModelPrice, RateSource, UsageRecord
+from usage.models import (
+    Account,
+    ApiKey,
+    DailyUsage,
+    EstimatorFit,
+    ExchangeRate,
+    HourlyUsage,
+    Membership,
+    ModelPrice,
+    RateSource,
+    UsageRecord,
+)
+
+
+class MembershipInline(admin.TabularInline):
+    """Who sees the account. Roles are the users' groups; admins see every account anyway."""
+
+    model = Membership
+    extra = 0
+    autocomplete_fields = ("user",)
+    readonly_fields = ("created_at",)
+    verbose_name = "member"
+    verbose_name_plural = "members (users who see this account)"
 
 
 @admin.register(Account)
@@ -13,6 +35,7 @@ class AccountAdmin(admin.ModelAdmin):
     search_fields = ("name", "slug")
     exclude = ("credentials_encrypted",)
     readonly_fields = ("credentials_hint",)
+    inlines = (MembershipInline,)
 
 
 @admin.register(ApiKey)
@@ -69,17 +92,34 @@ class UsageRecordAdmin(admin.ModelAdmin):
         return False
 
 
-@admin.register(HourlyUsage)
-class HourlyUsageAdmin(admin.ModelAdmin):
-    list_display = ("hour", "account", "model", "api_key", "team", "requests", "errors", "cost")
+class RollupAdmin(admin.ModelAdmin):
+    """Rollups are written only by ingestion and `rebuild_rollups`, which keep them equal to a
+    recount of the records: the admin shows them and never adds, edits or deletes a row."""
+
+    list_display = ("account", "model", "api_key", "team", "requests", "errors", "cost")
     list_filter = ("account", "model", "team")
+    show_full_result_count = False
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(HourlyUsage)
+class HourlyUsageAdmin(RollupAdmin):
+    list_display = ("hour", *RollupAdmin.list_display)
     date_hierarchy = "hour"
 
-    def has_change_permission(self, request, obj=None) -> bool:  # noqa: ANN001
-        return False
 
-    def has_add_permission(self, request) -> bool:  # noqa: ANN001
-        return False
+@admin.register(DailyUsage)
+class DailyUsageAdmin(RollupAdmin):
+    list_display = ("day", *RollupAdmin.list_display)
+    date_hierarchy = "day"
 
 
 @admin.register(EstimatorFit)

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
+from pydantic import AfterValidator
 
-from usage import deadletters, money, requestlog
+from toki_dashboard.roles import Role
+from usage import deadletters, json_input, money, requestlog
 from usage.auth import TokenAuth, read_access
 from usage.models import ErrorCause, RecordSource, TokenScope
-from usage.periods import Period
+from usage.periods import Period, supported_day
 from usage.schemas import MAX_BATCH, validate_records
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
@@ -22,6 +23,8 @@ SET_ASIDE_MESSAGE = (
     "valid, but the database refused to store it; it is kept aside for an administrator to replay "
     "(sending it again changes nothing)"
 )
+# A day in DASHBOARD_TIME_ZONE that a period may start or end on (2000-01-01 to 9998-12-31).
+Day = Annotated[date, AfterValidator(supported_day)]
 
 router = Router(tags=["usage"])
 
@@ -72,7 +75,7 @@ def _records_of(request: HttpRequest) -> list[Any]:
     if len(body) > MAX_BODY_BYTES:
         raise HttpError(413, f"Body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.")
     try:
-        payload = json.loads(body)
+        payload = json_input.loads(body)
     except UnicodeDecodeError as exc:
         raise HttpError(400, f"Body is not valid UTF-8 (byte {exc.start}).") from exc
     except ValueError as exc:
@@ -123,8 +126,8 @@ def ingest_usage(request: HttpRequest) -> dict[str, Any]:
 
 
 class SummaryQuery(Schema):
-    start: date
-    end: date
+    start: Day
+    end: Day
     group_by: Literal["model", "api_key", "team", "day"]
     account: str | None = None
 
@@ -210,8 +213,8 @@ def usage_summary(request: HttpRequest, query: Query[SummaryQuery]) -> dict[str,
 
 
 class RecordsQuery(Schema):
-    start: date
-    end: date
+    start: Day
+    end: Day
     model: str = ""
     api_key: str = ""
     team: str = ""
@@ -250,7 +253,7 @@ class RecordsOut(Schema):
 
 @router.get(
     "/usage/records",
-    auth=read_access(),
+    auth=read_access(Role.ENGINEER),
     response={200: RecordsOut, **PROBLEMS},
     summary="Single requests, newest first",
 )

@@ -24,16 +24,15 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth import get_user_model
-from django.contrib.auth.models import Group
 from django.db import transaction
 from django.utils import timezone
 
 from toki_dashboard.roles import Role
-from usage.ingestion import key_identity
+from usage.ingestion import name_fingerprint
 from usage.models import Account, ApiKey, ModelPrice, PriceSource, Provider, RecordSource, UsageRecord
 from usage.repricing import Scope, schedule
 from usage.schemas import RecordIn
-from usage.services import IngestResult, create_account, record_usage
+from usage.services import IngestResult, add_member, create_account, record_usage
 
 DEMO_PASSWORD = "toki-demo"  # noqa: S105 - the documented demo login, demo data only
 ACCOUNT_NAME, ACCOUNT_SLUG = "Acme AI", "acme"
@@ -420,7 +419,7 @@ def _request(rng: random.Random, window: DemoWindow, key: KeySpec, at: datetime,
         "request_id": request_id,
         "occurred_at": at,
         "model": model.name,
-        "api_key": key.name,
+        "api_key": f"name:{key.name}",
         "endpoint": key.endpoint,
         "metadata": {"team": key.team, "feature": rng.choice(key.features)},
     }
@@ -562,8 +561,9 @@ class DemoReport:
     ingested: IngestResult = field(default_factory=IngestResult)
 
 
-def ensure_users() -> int:
-    """admin, finance and engineer in their role groups; passwords are set only when a user is created."""
+def ensure_users(account: Account) -> int:
+    """admin, finance and engineer in their role groups, members of the demo account; passwords
+    are set only when a user is created."""
     created = 0
     for role in Role:
         is_admin = role is Role.ADMIN
@@ -575,7 +575,7 @@ def ensure_users() -> int:
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
             created += 1
-        user.groups.add(Group.objects.get_or_create(name=role.value)[0])
+        add_member(account=account, user=user, role=role)
     return created
 
 
@@ -616,7 +616,7 @@ def _price_row(model: str, rates: tuple[str, str | None, str]) -> ModelPrice:
 
 def label_key_teams(account: Account) -> None:
     for key in KEYS:
-        fingerprint = key_identity(key.name).fingerprint
+        fingerprint = name_fingerprint(key.name)
         ApiKey.objects.filter(account=account, fingerprint=fingerprint).exclude(team=key.team).update(team=key.team)
 
 
@@ -657,7 +657,9 @@ def seed_demo_usage(*, days: int = 30, seed: int = 1, until: datetime | None = N
         raise ValueError("the demo data cannot end in the future")
     window = DemoWindow.ending(until or current_hour(), days=days, seed=seed)
     account = ensure_account()
-    report = DemoReport(account=account, window=window, users_created=ensure_users(), prices_created=ensure_prices())
+    report = DemoReport(
+        account=account, window=window, users_created=ensure_users(account), prices_created=ensure_prices()
+    )
     ingest_window(account, window, report)
     label_key_teams(account)
     return report

@@ -400,6 +400,12 @@ class CalibratedEstimator:
         return None
 
     def estimate(self, model: str, lengths: Lengths) -> Estimate:
+        """The estimate, never more than one call can hold (usage.token_limits)."""
+        from usage.token_limits import capped  # it reads this module's definitions
+
+        return capped(model, lengths, self._estimate(model, lengths))
+
+    def _estimate(self, model: str, lengths: Lengths) -> Estimate:
         if not self.fits:
             return self._fallback.estimate(model, lengths)
         prompt_side = self._side(model, lengths, context=True)

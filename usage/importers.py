@@ -27,12 +27,15 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from decimal import Decimal
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from django.db import DEFAULT_DB_ALIAS, connections, reset_queries
 
+from usage import json_input
+from usage.csv_lines import CsvLines, quote_problem
 from usage.deadletters import record_or_set_aside
 from usage.models import Account, RecordSource
 from usage.schemas import validate_records
@@ -131,7 +134,7 @@ def _numbered_lines(file: BinaryIO) -> Iterator[tuple[int, bytes]]:
 
 def _json_lines(file: BinaryIO) -> Iterator[Row]:
     """Each non-blank line parsed as JSON; undecodable or unparsable lines become problems."""
-    loads = json.loads
+    loads = json_input.loads
     for number, raw in _numbered_lines(file):
         try:
             text = raw.decode()
@@ -195,19 +198,22 @@ INTEGER = re.compile(r"[+-]?[0-9]+")
 BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
-def _decoded_lines(file: BinaryIO, undecodable: set[int]) -> Iterator[str]:
-    """Text lines for the csv module; numbers of lines that are not UTF-8 go to `undecodable`."""
+def _decoded_lines(file: BinaryIO, undecodable: set[int]) -> Iterator[tuple[int, str]]:
+    """Numbered text lines for the csv module; numbers of lines that are not UTF-8 go to `undecodable`."""
     for number, raw in _numbered_lines(file):
         try:
-            yield raw.decode()
+            yield number, raw.decode()
         except UnicodeDecodeError:
             undecodable.add(number)
-            yield raw.decode(errors="replace")
+            yield number, raw.decode(errors="replace")
 
 
 def _csv_header(reader: Any) -> list[str]:
     """The header row, checked: required columns present, every column known, none repeated."""
-    header = next((cells for cells in reader if any(c.strip() for c in cells)), None)
+    try:
+        header = next((cells for cells in reader if any(c.strip() for c in cells)), None)
+    except csv.Error as exc:
+        raise ImportFileError(f"The CSV header is not valid CSV ({exc}).") from exc
     if header is None:
         raise ImportFileError("The CSV file is empty: it needs a header row naming its columns.")
     columns = [cell.strip().lower() for cell in header]
@@ -225,25 +231,31 @@ def _csv_header(reader: Any) -> list[str]:
 
 def _csv_rows(file: BinaryIO) -> Iterator[Row]:
     undecodable: set[int] = set()
-    reader = csv.reader(_decoded_lines(file, undecodable))
+    lines = CsvLines(_decoded_lines(file, undecodable))
+    # strict: text after a closing quote is an error, not glued to the cell.
+    reader = csv.reader(lines, strict=True)
     columns = _csv_header(reader)  # raised here, before any row is read
     if undecodable:
         raise ImportFileError(f"The CSV header (line {min(undecodable)}) is not valid UTF-8.")
-    return _csv_records(reader, columns, undecodable)
+    return _csv_records(reader, lines, columns, undecodable)
 
 
-def _csv_records(reader: Any, columns: list[str], undecodable: set[int]) -> Iterator[Row]:
+def _csv_records(reader: Any, lines: CsvLines, columns: list[str], undecodable: set[int]) -> Iterator[Row]:
     while True:
-        first_line = reader.line_num + 1
+        lines.start_row()
         try:
             cells = next(reader)
         except StopIteration:
             return
         except csv.Error as exc:
-            yield Row(first_line, problem=f"not valid CSV ({exc})")
+            yield _broken_row(lines, str(exc))
             continue
+        if len(lines.row) > 1 and len(cells) > len(columns):  # a quote that swallowed the next line(s)
+            yield _broken_row(lines, "more cells than the header")
+            continue
+        first_line = lines.first_number
         if undecodable:
-            bad = sorted(n for n in undecodable if first_line <= n <= reader.line_num)
+            bad = sorted(n for n in undecodable if n in lines.numbers())
             if bad:
                 undecodable.difference_update(bad)
                 yield Row(first_line, problem=f"not valid UTF-8 (line {bad[0]})")
@@ -254,6 +266,13 @@ def _csv_records(reader: Any, columns: list[str], undecodable: set[int]) -> Iter
             yield Row(first_line, csv_record(columns, cells))
         except BadField as exc:
             yield Row(first_line, problem=str(exc))
+
+
+def _broken_row(lines: CsvLines, reason: str) -> Row:
+    """The row's first line as a problem saying where its quoting goes wrong; the lines after it
+    are read again as rows of their own."""
+    number, text = lines.reread_after_first()
+    return Row(number, problem=quote_problem(text) or f"not valid CSV ({reason})")
 
 
 def csv_record(columns: list[str], cells: list[str]) -> dict[str, Any]:
@@ -349,7 +368,9 @@ def newapi_request_id(row: Mapping[str, Any]) -> str:
     if isinstance(own, str) and own.strip():
         return own.strip()
     identity = [row.get(name) if row.get(name) is not None else _zero_of(name) for name in DEDUPE_FIELDS]
-    digest = hashlib.sha256(json.dumps(identity, ensure_ascii=False, separators=(",", ":")).encode()).hexdigest()
+    # default=str: a fractional number (a Decimal, read from a file) cannot be a valid row anyway.
+    text = json.dumps(identity, ensure_ascii=False, separators=(",", ":"), default=str)
+    digest = hashlib.sha256(text.encode()).hexdigest()
     return f"newapi-{digest[:24]}"
 
 
@@ -375,6 +396,8 @@ def newapi_record(row: Any) -> dict[str, Any] | None:
     use_time = _int_field(row, "use_time")
     other = _other_of(row)
     token_name = row.get("token_name") or None
+    if isinstance(token_name, str):
+        token_name = f"name:{token_name}"  # the console logs a token's name, never its secret
 
     own_id = row.get("request_id")
     record: dict[str, Any] = {
@@ -439,7 +462,7 @@ def _other_of(row: Mapping[str, Any]) -> dict[str, Any]:
         return {}
     if isinstance(other, str):
         try:
-            other = json.loads(other)
+            other = json_input.loads(other)
         except ValueError as exc:
             raise BadField("other", f"is not a valid JSON string ({_json_reason(exc)})") from exc
     if not isinstance(other, dict):
@@ -452,7 +475,7 @@ def _first_response_ms(other: Mapping[str, Any]) -> int | None:
     frt = other.get("frt")
     if frt is None:
         return None
-    if isinstance(frt, bool) or not isinstance(frt, int | float):
+    if isinstance(frt, bool) or not isinstance(frt, int | float | Decimal):
         raise BadField("other.frt", f"must be a number of milliseconds, not {frt!r:.40}")
     return round(frt) if frt >= 0 else None
 
@@ -515,7 +538,7 @@ def _looks_like_json_lines(file: BinaryIO) -> bool:
     if not (newline or len(head) < PEEK_BYTES) or not first_line.startswith(b"{") or not first_line.endswith(b"}"):
         return False
     try:
-        value = json.loads(first_line)
+        value = json_input.loads(first_line)
     except ValueError:
         return True  # a broken first line of a JSONL file; it is reported like any other
     return isinstance(value, dict) and "data" not in value
@@ -535,7 +558,6 @@ class JsonDocument:
     def __init__(self, file: BinaryIO) -> None:
         self._file = file
         self._utf8 = codecs.getincrementaldecoder("utf-8-sig")()
-        self._decoder = json.JSONDecoder()
         self._text = ""
         self._pos = 0
         self._bytes_before_chunk = 0
@@ -605,13 +627,17 @@ class JsonDocument:
         self._peek()
         while True:
             try:
-                value, end = self._decoder.raw_decode(self._text, self._pos)
+                value, end = json_input.raw_decode(self._text, self._pos)
             except json.JSONDecodeError as exc:
                 if len(self._text) - self._pos > self.MAX_ITEM_CHARS or not self._fill():
                     raise ImportFileError(
                         f"The JSON document is broken at character {self._offset()}: {exc.msg}."
                     ) from exc
                 continue
+            except ValueError as exc:
+                raise ImportFileError(
+                    f"The JSON document cannot be read at character {self._offset()}: {exc}."
+                ) from exc
             if end >= len(self._text) - 2 and self._fill():
                 continue  # a number cut at the chunk's end ("12", "1.", "1e-") would be read short
             self._pos = end

@@ -19,9 +19,11 @@ from usage.errors import classify_error
 from usage.estimation import Estimator, Lengths
 from usage.models import Account, ApiKey, TokensSource
 from usage.pricing import PriceBook, valuation, was_served
-from usage.schemas import RecordIn
+from usage.schemas import KEY_NAME_PREFIX, RecordIn
 
 FULL_SECRET = re.compile(r"^(sk|tk|pk)-[A-Za-z0-9_\-]{16,}$")
+NAME_PREFIX = KEY_NAME_PREFIX
+SHOWN_TAIL_MIN_LENGTH = 16  # shorter secrets show no last four: too much of them
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,17 +33,48 @@ class KeyIdentity:
     last4: str
 
 
-def key_identity(value: str) -> KeyIdentity:
-    """A full secret is kept only as its hash and last four; anything else is a key's name."""
+def name_fingerprint(name: str) -> str:
+    return f"{NAME_PREFIX}{name}"
+
+
+def declared_name(value: str) -> str | None:
+    """The name in a value written `name:<name>`, else None."""
     value = value.strip()
-    if FULL_SECRET.match(value):
-        return KeyIdentity(f"sha256:{sha256_hex(value)}", f"{value[:3]}…{value[-4:]}", value[-4:])
-    return KeyIdentity(f"name:{value}", value, "")
+    return value[len(NAME_PREFIX) :].strip() if value.startswith(NAME_PREFIX) else None
+
+
+def secret_identity(secret: str) -> KeyIdentity:
+    """A secret is kept only as its SHA-256 and, if long enough, its last four characters."""
+    digest = sha256_hex(secret)
+    if FULL_SECRET.match(secret):
+        return KeyIdentity(f"sha256:{digest}", f"{secret[:3]}…{secret[-4:]}", secret[-4:])
+    if len(secret) >= SHOWN_TAIL_MIN_LENGTH:
+        return KeyIdentity(f"sha256:{digest}", f"key …{secret[-4:]}", secret[-4:])
+    return KeyIdentity(f"sha256:{digest}", f"key #{digest[:8]}", "")
+
+
+def key_identity(value: str, *, declared: frozenset[str] = frozenset()) -> KeyIdentity:
+    """A key's name when `value` is declared as one (written `name:<name>`, or equal to the name
+    of a key the account declared before: `declared`); anything else is taken for a secret."""
+    value = value.strip()
+    name = declared_name(value)
+    if name is None and value in declared:
+        name = value
+    if name is not None:
+        return KeyIdentity(name_fingerprint(name), name, "")
+    return secret_identity(value)
 
 
 def resolve_keys(account: Account, values: set[str]) -> dict[str, ApiKey]:
     """The ApiKey for each raw key value, created the first time a key is seen."""
-    identities = {value: key_identity(value) for value in values}
+    plain = {value.strip() for value in values if declared_name(value) is None}
+    declared = frozenset(
+        fingerprint.removeprefix(NAME_PREFIX)
+        for fingerprint in ApiKey.objects.filter(
+            account=account, fingerprint__in=[name_fingerprint(value) for value in plain]
+        ).values_list("fingerprint", flat=True)
+    )
+    identities = {value: key_identity(value, declared=declared) for value in values}
     fingerprints = {i.fingerprint for i in identities.values()}
     known = {k.fingerprint: k for k in ApiKey.objects.filter(account=account, fingerprint__in=fingerprints)}
     missing = [i for i in {i.fingerprint: i for i in identities.values()}.values() if i.fingerprint not in known]
@@ -65,8 +98,21 @@ NOT_CONTENT = frozenset({"response_id", "upstream_request_id"})
 def content_hash(record: RecordIn) -> str:
     """Digest of what the client sent, so a replay can be told from a conflict.
 
-    Stored with every record: any change to it would turn replays of stored records into conflicts.
+    Written the same, the same record hashes the same: `occurred_at` is taken in UTC (10:15+01:00
+    is 09:15Z) and a declared key name without its `name:`. Records stored before that hashed
+    what was sent (`legacy_content_hash`); for those sent in UTC and without `name:`, which
+    covers every record of the sync and the proxy, both are the same.
     """
+    update: dict[str, Any] = {"occurred_at": record.occurred_at.astimezone(UTC)}
+    if record.api_key is not None and (name := declared_name(record.api_key)) is not None:
+        update["api_key"] = name
+    payload = record.model_copy(update=update).model_dump(mode="json", exclude_none=True, exclude=NOT_CONTENT)
+    return hashlib.sha256(_CANONICAL_JSON(payload).encode()).hexdigest()
+
+
+def legacy_content_hash(record: RecordIn) -> str:
+    """The digest records were stored with before `content_hash` normalised them: of the record
+    exactly as sent. A replay of such a record, sent as it was then, is still a duplicate."""
     payload = record.model_dump(mode="json", exclude_none=True, exclude=NOT_CONTENT)
     return hashlib.sha256(_CANONICAL_JSON(payload).encode()).hexdigest()
 

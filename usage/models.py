@@ -327,6 +327,22 @@ class DailyUsage(UsageTotals):
         return f"{self.day:%Y-%m-%d} {self.model}"
 
 
+class Membership(models.Model):
+    """A dashboard user's access to an account. What they may do there is their role (a group,
+    the same in every account they belong to); admins see every account without one."""
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="account_memberships")
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["account", "user"]
+        constraints = [models.UniqueConstraint(fields=["account", "user"], name="membership_unique_user")]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.account}"
+
+
 class TokenScope(models.TextChoices):
     INGEST = "ingest", "Send usage (POST /api/v1/usage)"
     READ = "read", "Read usage and balances (GET endpoints)"

@@ -21,6 +21,17 @@ PRESETS = {
 }
 DEFAULT_PRESET = "30d"
 MAX_DAYS = 731
+# The days a period may cover: no usage is older than 2000 (ingestion refuses it), and every
+# day computed from a period (the previous one, the day after its end) stays in the calendar.
+FIRST_DAY = date(2000, 1, 1)
+LAST_DAY = date(9998, 12, 31)
+
+
+def supported_day(day: date) -> date:
+    """`day`, or a ValueError when a period cannot start or end on it."""
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise ValueError(f"must be between {FIRST_DAY.isoformat()} and {LAST_DAY.isoformat()}")
+    return day
 
 
 def _month_end(day: date) -> date:
@@ -109,8 +120,8 @@ class Period:
         preset = query.get("period") or DEFAULT_PRESET
         if preset == "custom" or (query.get("start") and query.get("end") and preset not in PRESETS):
             try:
-                first = date.fromisoformat(str(query.get("start")))
-                last = date.fromisoformat(str(query.get("end")))
+                first = supported_day(date.fromisoformat(str(query.get("start"))))
+                last = supported_day(date.fromisoformat(str(query.get("end"))))
             except ValueError:
                 return cls.preset_for(DEFAULT_PRESET, today)
             if last < first:

@@ -9,13 +9,14 @@ import base64
 import binascii
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from django.db.models import Q, QuerySet
 
 from usage.models import Account, ErrorCause, TokensSource, UsageRecord
 
 MAX_PAGE = 1000
+MAX_ROW_ID = 2**63  # ids are 64-bit
 
 
 class BadCursor(ValueError):
@@ -47,8 +48,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         when = datetime.fromisoformat(moment)
         if when.tzinfo is None:
             raise ValueError("naive time")
-        return when, int(pk)
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        # In UTC, as the database compares it: 0001-01-01T00:00+14:00 is before the calendar starts.
+        when, row_id = when.astimezone(UTC), int(pk)
+        if not 0 < row_id < MAX_ROW_ID:
+            raise ValueError("no such row")
+        return when, row_id
+    except (ValueError, OverflowError, binascii.Error, UnicodeDecodeError) as exc:
         raise BadCursor("cursor is not one this API returned") from exc
 
 

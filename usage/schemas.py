@@ -6,7 +6,7 @@ Strict types: a string where a number belongs is a rejection, not a guess.
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -35,6 +35,10 @@ MAX_TEAM_LENGTH = 100
 MAX_RECORD_COST = Decimal(10) ** 14
 COST_DECIMAL_PLACES = 10
 FUTURE_TOLERANCE = timedelta(minutes=5)
+# No LLM API call is older; every date computed from a record (days, weeks, periods) stays in range.
+EARLIEST_OCCURRED_AT = datetime(2000, 1, 1, tzinfo=UTC)
+# `api_key: "name:backend"` declares a key's name; any other value is taken for a secret and hashed.
+KEY_NAME_PREFIX = "name:"
 
 
 def _storable(value: str) -> str:
@@ -178,16 +182,35 @@ class RecordIn(BaseModel):
 
     @field_validator("occurred_at")
     @classmethod
-    def _not_in_future(cls, value: datetime) -> datetime:
-        if value > timezone.now() + FUTURE_TOLERANCE:
+    def _plausible_instant(cls, value: datetime) -> datetime:
+        try:
+            utc = value.astimezone(UTC)
+        except OverflowError:  # 0001-01-01T00:00:00+01:00 is a year before the calendar starts
+            raise ValueError(f"is before {EARLIEST_OCCURRED_AT:%Y-%m-%d}") from None
+        if utc < EARLIEST_OCCURRED_AT:
+            raise ValueError(f"is before {EARLIEST_OCCURRED_AT:%Y-%m-%d}")
+        if utc > timezone.now() + FUTURE_TOLERANCE:
             raise ValueError("is more than 5 minutes in the future")
+        return value
+
+    @field_validator("api_key")
+    @classmethod
+    def _names_a_key(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.strip():
+            raise ValueError("is blank; leave it out when the call had no key")
+        if value.strip().startswith(KEY_NAME_PREFIX) and not value.strip()[len(KEY_NAME_PREFIX) :].strip():
+            raise ValueError(f"has no name after {KEY_NAME_PREFIX!r}")
         return value
 
     @field_validator("cost", mode="before")
     @classmethod
-    def _cost_is_decimal_string(cls, value: Any) -> Any:
+    def _cost_is_exact(cls, value: Any) -> Any:
+        # JSON numbers arrive as Decimal (usage.json_input); a float comes only from code that
+        # already lost the exact value.
         if isinstance(value, bool | float):
-            raise ValueError('must be a decimal string such as "0.0125"')
+            raise ValueError('must be a JSON number or a decimal string such as "0.0125"')
         return value
 
     @field_validator("metadata")

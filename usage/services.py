@@ -9,21 +9,24 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from django.contrib.auth.models import Group
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
 from toki_dashboard.crypto import sha256_hex
+from toki_dashboard.roles import Role
 from usage import identity, rollups
 from usage.estimation import current_estimator
-from usage.ingestion import RowBuilder, content_hash, resolve_keys
+from usage.ingestion import RowBuilder, content_hash, legacy_content_hash, resolve_keys
 from usage.models import (
     Account,
     ApiKey,
     ApiToken,
     CallSighting,
     ExchangeRate,
+    Membership,
     ModelPrice,
     PriceSource,
     Provider,
@@ -109,7 +112,9 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
     others = [e for rid, e in first_by_id.items() if rid not in stored and rid not in linked] + repeats
     stored_hash = _stored_hashes(account, [e[1].request_id for e in others], placed.sighted)
     for index, record, digest in sorted(others, key=lambda e: e[0]):
-        if stored_hash.get(record.request_id) == digest:
+        known = stored_hash.get(record.request_id)
+        # Records stored before hashes were normalised match the hash of what was sent.
+        if known == digest or (known is not None and known == legacy_content_hash(record)):
             result.duplicates += 1
         else:
             result.conflicts.append({"index": index, "request_id": record.request_id})
@@ -142,6 +147,16 @@ def create_account(
     account.full_clean()
     account.save()
     return account
+
+
+def add_member(*, account: Account, user: Any, role: Role | None = None) -> tuple[Membership, bool]:
+    """Makes `user` a member of `account` (once: True when new) and, with `role`, gives them
+    that role. Roles are groups and hold in every account the user is a member of."""
+    membership, created = Membership.objects.get_or_create(account=account, user=user)
+    if role is not None:
+        user.groups.add(Group.objects.get_or_create(name=role.value)[0])
+        user._toki_roles = None  # roles_of() caches a user's roles on the object
+    return membership, created
 
 
 def create_api_token(

@@ -20,6 +20,7 @@ from billing import alerts
 from billing.models import AlertEmail, AlertEmailStatus, AlertEpisode, AlertKind, AlertRule
 from toki_dashboard.roles import Role, role_required
 from usage.models import ErrorCause
+from usage.tenancy import current_account, current_account_or_none
 
 HISTORY_LIMIT = 30
 
@@ -38,7 +39,7 @@ class AlertRuleForm(forms.ModelForm):
             "threshold": ("Percent, tokens, money, days, % unused, hours, × median or errors an hour, by condition."),
             "days": "Only for “a plan expiring within N days”.",
             "error_cause": "Only for an error surge.",
-            "recipients": "One per line or comma-separated.",
+            "recipients": "Email addresses of members of the account, one per line or comma-separated.",
             "cooldown_hours": "One reminder while it keeps firing; 0 for none.",
         }
         widgets = {
@@ -100,7 +101,7 @@ class AlertRuleForm(forms.ModelForm):
 
 
 def _page(request: HttpRequest, *, form: AlertRuleForm | None = None, editing: AlertRule | None = None) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     context: dict[str, Any] = {"account": account, "tz_name": settings.DASHBOARD_TIME_ZONE, "editing": editing}
     if account is not None:
         rules = list(AlertRule.objects.filter(account=account).order_by("name", "pk"))
@@ -128,13 +129,11 @@ def _page(request: HttpRequest, *, form: AlertRuleForm | None = None, editing: A
 @role_required(Role.ADMIN)
 def alert_rules(request: HttpRequest) -> HttpResponse:
     """GET: the page with a new-rule form; POST: create a rule."""
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     if request.method == "POST" and account is not None:
-        form = AlertRuleForm(request.POST)
+        form = AlertRuleForm(request.POST, instance=AlertRule(account=account))
         if form.is_valid():
-            rule = form.save(commit=False)
-            rule.account = account
-            rule.save()
+            rule = form.save()
             messages.success(request, f"Rule “{rule.name}” created; it is evaluated within 5 minutes.")
             alerts.schedule_evaluation(account.pk, delay=1)
             return redirect(reverse("billing:alerts"))
@@ -144,7 +143,7 @@ def alert_rules(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.ADMIN)
 def edit_alert_rule(request: HttpRequest, pk: int) -> HttpResponse:
-    rule = get_object_or_404(AlertRule, pk=pk, account=request.account or None)  # type: ignore[attr-defined]
+    rule = get_object_or_404(AlertRule, pk=pk, account=current_account(request))
     if request.method == "POST":
         form = AlertRuleForm(request.POST, instance=rule)
         if form.is_valid():
@@ -159,7 +158,7 @@ def edit_alert_rule(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required(Role.ADMIN)
 def send_test_email(request: HttpRequest, pk: int) -> HttpResponse:
-    rule = get_object_or_404(AlertRule, pk=pk, account=request.account or None)  # type: ignore[attr-defined]
+    rule = get_object_or_404(AlertRule, pk=pk, account=current_account(request))
     email = alerts.send_test_email(rule)
     if email.status == AlertEmailStatus.SENT:
         messages.success(request, f"Test email sent to {', '.join(email.recipients)}.")

@@ -10,12 +10,13 @@ from billing.balances import account_balances
 from billing.forecast import balance_history, reported_balances
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
+from usage.tenancy import current_account_or_none
 
 
 @role_required(Role.FINANCE)
 def forecast_chart(request: HttpRequest) -> HttpResponse:
     """htmx loads the card into the Plans page; a plain visit gets it as a page of its own."""
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     context: dict[str, object] = {"account": account, "tz_name": settings.DASHBOARD_TIME_ZONE}
     if account is not None:
         balances = account_balances(account)  # the forecast the page, card, banner and API show

@@ -28,14 +28,14 @@ from billing.services import BillingError
 from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
 from usage.models import Account
+from usage.tenancy import current_account_or_none
 
 LEDGER_PAGE_SIZE = 25
 AUDIT_PAGE_SIZE = 15
 
 
 def _account(request: HttpRequest) -> Account | None:
-    # The middleware's lazy account is never `None` itself, only falsy when there is no account.
-    return request.account or None  # type: ignore[attr-defined]
+    return current_account_or_none(request)
 
 
 def _tz_name() -> str:

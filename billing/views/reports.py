@@ -23,6 +23,7 @@ from usage.api import decimal_string
 from usage.exchange import rates_applied
 from usage.money import MoneyRow
 from usage.periods import dashboard_tz
+from usage.tenancy import current_account, current_account_or_none
 
 MONTH = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
 FIRST_YEAR, LAST_YEAR = 2000, 9998
@@ -75,7 +76,7 @@ def _shift(first_day: date, months: int) -> date:
 @role_required(Role.FINANCE)
 @require_GET
 def reports(request: HttpRequest) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     requested = request.GET.get("month", "")
     month = parse_month(requested) if requested else None
     month_error = (
@@ -111,9 +112,9 @@ def reports(request: HttpRequest) -> HttpResponse:
 def report_csv(request: HttpRequest, month: str) -> HttpResponse:
     """The statement as CSV: one row per model, key and team (section column), then the total;
     usage value and paid rounded to the currency's decimals, each with its exact amount beside."""
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account(request)
     first_day = parse_month(month)
-    if first_day is None or account is None:
+    if first_day is None:
         raise Http404("No such statement")
     statement = selectors.monthly_statement(account, first_day=first_day)
     response = HttpResponse(content_type="text/csv; charset=utf-8")

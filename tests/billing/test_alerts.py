@@ -12,6 +12,7 @@ from io import StringIO
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.contrib.auth.models import User
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
@@ -22,7 +23,7 @@ from billing import alerts
 from billing.models import AlertEmail, AlertEmailKind, AlertEmailStatus, AlertEpisode, AlertKind, AlertRule
 from tests.billing.conftest import allocate, buy, ingest, record, top_up
 from toki_dashboard.roles import Role
-from usage.models import Account
+from usage.models import Account, Membership
 
 RECIPIENTS = ["finance@example.com", "oncall@example.com"]
 
@@ -48,13 +49,21 @@ def recover(account: Account, now: datetime) -> None:
     allocate(account, now)
 
 
+def members_with_emails(account: Account, addresses: list[str] = RECIPIENTS) -> str:
+    """Alerts go only to people who may see the account: each address is a member's."""
+    for address in addresses:
+        user, _ = User.objects.get_or_create(username=address, defaults={"email": address})
+        Membership.objects.get_or_create(account=account, user=user)
+    return ", ".join(addresses)
+
+
 def low_balance_rule(account: Account, **fields) -> AlertRule:
     return AlertRule.objects.create(
         account=account,
         name=fields.pop("name", "Token balance low"),
         kind=fields.pop("kind", AlertKind.TOKEN_BALANCE_PERCENT),
         threshold=fields.pop("threshold", 20),
-        recipients=", ".join(RECIPIENTS),
+        recipients=members_with_emails(account),
         cooldown_hours=fields.pop("cooldown_hours", 24),
         **fields,
     )
@@ -308,6 +317,7 @@ def test_the_command_evaluates_every_account_with_rules(firing: AlertRule):
 
 
 def test_admin_creates_a_rule_and_sends_a_test_email(admin_client: Client, account: Account):
+    members_with_emails(account)
     response = admin_client.post(
         reverse("billing:alerts"),
         {
@@ -351,6 +361,7 @@ def test_a_rule_with_a_bad_address_is_refused_with_the_reason(admin_client: Clie
 
 def test_admin_edits_a_rule(admin_client: Client, account: Account):
     rule = low_balance_rule(account)
+    members_with_emails(account, ["a@example.com"])
     data = {
         "name": "Renamed",
         "kind": AlertKind.TOKEN_BALANCE_PERCENT,
@@ -378,7 +389,9 @@ def test_finance_and_engineers_may_not_open_or_use_the_alerts_page(client_fixtur
 
 def test_every_page_shows_a_banner_while_a_rule_fires(firing: AlertRule, now, make_user):
     finance = Client()
-    finance.force_login(make_user("fiona", Role.FINANCE))
+    fiona = make_user("fiona", Role.FINANCE)
+    Membership.objects.create(account=firing.account, user=fiona)
+    finance.force_login(fiona)
     overview = reverse("usage:overview")
     assert 'id="alert-banner"' not in finance.get(overview).content.decode()
 

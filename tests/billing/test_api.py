@@ -6,6 +6,7 @@ from datetime import timedelta
 from decimal import Decimal
 
 import pytest
+from django.contrib.auth.models import User
 from django.test import Client
 from django.utils import timezone
 
@@ -13,7 +14,7 @@ from billing.models import AuditEvent, PlanPurchase, WalletEntry
 from billing.recompute import refresh_allocations
 from billing.services import record_manual_balance
 from tests.billing.conftest import FINANCE, ingest, record
-from usage.models import TokenScope
+from usage.models import Membership, TokenScope
 from usage.services import create_account, create_api_token
 
 NOW = timezone.now().replace(microsecond=0)
@@ -90,7 +91,7 @@ def test_a_key_reused_for_another_purchase_is_a_409(billing_client):
 @pytest.mark.parametrize(
     ("changes", "field"),
     [
-        ({"price": 20.5}, "price"),
+        ({"price": 0.00000000001}, "price"),  # more than 10 decimal places
         ({"price": "twenty"}, "price"),
         ({"tokens": "1000"}, "tokens"),
         ({"tokens": 0}, "tokens"),
@@ -188,12 +189,17 @@ def test_the_balance_of_an_account_with_nothing_yet(reader):
     assert body["plans"] == [] and body["token_balance"] == 0 and body["provider_reported"] is None
 
 
-def test_a_token_reads_only_its_own_account_but_finance_may_choose(account, reader, finance_client):
+def test_a_token_reads_only_its_own_account_but_finance_may_choose_among_theirs(account, reader, finance_client):
     other = create_account(name="Other", slug="other", currency="EUR")
+    create_account(name="Elsewhere", slug="elsewhere", currency="EUR")
+    Membership.objects.create(account=other, user=User.objects.get(username="fiona"))
 
     assert reader.get("/api/v1/balance", {"account": "other"}).status_code == 403
     body = finance_client.get("/api/v1/balance", {"account": "other"}).json()
     assert (body["account"], body["currency"]) == (other.slug, "EUR")
+    refused = finance_client.get("/api/v1/balance", {"account": "elsewhere"})
+    assert refused.status_code == 403
+    assert "not a member" in refused.json()["detail"]
 
 
 def test_the_billing_endpoints_are_in_the_openapi_schema(admin_client):

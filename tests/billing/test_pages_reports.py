@@ -43,7 +43,7 @@ def _ingest(account: Account) -> None:
     for request_id, when, model, key, team, prompt, completion, cost in TRAFFIC:
         extra: dict = {}
         if key:
-            extra["api_key"] = key
+            extra["api_key"] = f"name:{key}"
         if team:
             extra["metadata"] = {"team": team}
         bodies.append(record(request_id, when, model, prompt, completion, cost, **extra))

@@ -20,7 +20,7 @@ from django.utils import timezone
 from playwright.sync_api import Browser, BrowserContext, ConsoleMessage, Page, ViewportSize, expect, sync_playwright
 
 from toki_dashboard.roles import Role
-from usage.models import Account, ModelPrice
+from usage.models import Account, Membership, ModelPrice
 from usage.schemas import RecordIn
 from usage.services import create_account, record_usage
 
@@ -161,9 +161,17 @@ def finance_user(transactional_db) -> User:
     return user
 
 
+def member_of_every_account(user: User) -> None:
+    """Users see the accounts they are members of: make `user` a member of those the test made."""
+    Membership.objects.bulk_create(
+        [Membership(account=account, user=user) for account in Account.objects.all()], ignore_conflicts=True
+    )
+
+
 @pytest.fixture
 def log_in(finance_user: User) -> Callable[[Page], Page]:
     def log_in_(page: Page) -> Page:
+        member_of_every_account(finance_user)
         page.goto("/login/")
         page.get_by_label("Username").fill(finance_user.username)
         page.get_by_label("Password").fill(PASSWORD)
@@ -215,7 +223,7 @@ def account_with_usage(transactional_db) -> Account:
                         request_id=f"{model}-{day}-{n}",
                         occurred_at=now - timedelta(days=day, minutes=7 * n + 3),
                         model=model,
-                        api_key=KEYS[(n + model_index) % len(KEYS)],
+                        api_key=f"name:{KEYS[(n + model_index) % len(KEYS)]}",
                         status_code=429 if failed else 200,
                         usage=None
                         if failed

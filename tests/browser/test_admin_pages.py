@@ -12,7 +12,7 @@ from django.contrib.auth.models import Group, User
 from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PASSWORD, Browsing
+from tests.browser.conftest import PASSWORD, Browsing, member_of_every_account
 from toki_dashboard.roles import Role
 from usage.models import ApiKey, ApiToken
 
@@ -28,6 +28,7 @@ def make_user(username: str, role: Role) -> User:
 def sign_in(transactional_db: None) -> Callable[[Page, Role], Page]:
     def sign_in_(page: Page, role: Role) -> Page:
         user = make_user(f"{role.value}-user", role)
+        member_of_every_account(user)
         page.goto("/login/")
         page.get_by_label("Username").fill(user.username)
         page.get_by_label("Password").fill(PASSWORD)

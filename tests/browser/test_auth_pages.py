@@ -97,3 +97,21 @@ def test_unknown_address_shows_the_not_found_page(page, log_in, screenshot):
     assert response.status == 404
     expect(page.get_by_role("heading", name="Page not found")).to_be_visible()
     screenshot(page, "not-found")
+
+
+def test_after_too_many_wrong_passwords_the_lockout_page_explains_the_pause(page, finance_user, settings, screenshot):
+    for attempt in range(settings.AXES_FAILURE_LIMIT):
+        page.goto("/login/")
+        page.get_by_label("Username").fill(finance_user.username)
+        page.get_by_label("Password").fill(f"wrong-{attempt}")
+        page.get_by_role("button", name="Sign in").click()
+
+    expect(page.get_by_role("heading", name="Too many sign-in attempts")).to_be_visible()
+    expect(page.get_by_role("alert")).to_contain_text("15 minutes")
+    screenshot(page, "login-locked-out")
+
+    page.goto("/login/")
+    page.get_by_label("Username").fill(finance_user.username)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.get_by_role("heading", name="Too many sign-in attempts")).to_be_visible()

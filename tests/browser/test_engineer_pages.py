@@ -11,7 +11,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from playwright.sync_api import Page, expect
 
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, member_of_every_account
 from toki_dashboard.roles import Role
 from usage.models import UsageRecord
 from usage.periods import Period
@@ -32,6 +32,7 @@ def engineer_user(transactional_db) -> User:
 @pytest.fixture
 def log_in_as() -> Callable[[Page, User], Page]:
     def log_in(page: Page, user: User) -> Page:
+        member_of_every_account(user)
         page.goto("/login/")
         page.get_by_label("Username").fill(user.username)
         page.get_by_label("Password").fill(PASSWORD)

@@ -152,8 +152,8 @@ def test_an_unreadable_spool_line_is_set_aside_and_the_others_written(account, s
     ("authorization", "expected"),
     [
         ("Bearer sk-proj-abcdefghijklmnop1234", "sk-proj-abcdefghijklmnop1234"),
-        ("Bearer not-an-sk-key-but-a-secret-5678", "key …5678 #"),
-        ("Bearer short", "key #"),
+        ("Bearer not-an-sk-key-but-a-secret-5678", "name:key …5678 #"),
+        ("Bearer short", "name:key #"),
         (None, None),
     ],
 )

@@ -241,12 +241,6 @@ def test_a_reported_cost_wins_over_the_computed_one(post):
     assert (stored.cost, stored.cost_source) == (Decimal("0.0123"), "reported")
 
 
-def test_a_float_cost_is_rejected_because_money_is_a_decimal_string(post):
-    response = post({"records": [record("c", cost=0.1)]})
-
-    assert response.json()["rejected"][0]["field"] == "cost"
-
-
 def test_error_calls_carry_their_classified_cause(post):
     quota = record(
         "q",

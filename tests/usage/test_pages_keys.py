@@ -96,7 +96,7 @@ def traffic(account) -> list[tuple]:
             request_id=f"r{n}",
             occurred_at=now - timedelta(days=days),
             model="gpt-4o",
-            api_key=key,
+            api_key=f"name:{key}",
             status_code=status,
             usage={"prompt_tokens": prompt, "completion_tokens": completion} if status == 200 else None,
             cost=cost,

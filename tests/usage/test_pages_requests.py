@@ -36,7 +36,7 @@ def build_records(now: datetime) -> list[dict[str, Any]]:
             "request_id": f"req-{n:03d}",
             "occurred_at": (now - timedelta(hours=2 + n // 7)).isoformat(),  # 7 requests per instant
             "model": ["gpt-4o", "gpt-4o-mini", "deepseek-chat"][n % 3],
-            "api_key": ["alpha", "beta"][n % 2],
+            "api_key": ["name:alpha", "name:beta"][n % 2],
             "metadata": {"team": ["search", "support"][n % 2 if n % 5 else 0], "feature": f"f{n % 3}"},
             "latency_ms": 50 + n,
             "cost": f"0.{n:04d}1",
@@ -116,7 +116,7 @@ def test_older_links_walk_every_row_once_and_newer_links_walk_back(engineer_clie
     ("query", "keep"),
     [
         ({"model": "gpt-4o-mini"}, lambda r: r["model"] == "gpt-4o-mini"),
-        ({"model": "gpt-4o", "api_key": "beta"}, lambda r: r["model"] == "gpt-4o" and r["api_key"] == "beta"),
+        ({"model": "gpt-4o", "api_key": "beta"}, lambda r: r["model"] == "gpt-4o" and r["api_key"] == "name:beta"),
         ({"team": "search", "status": "failed"}, lambda r: r["metadata"]["team"] == "search" and "error" in r),
         ({"status": "ok", "estimated": "1"}, lambda r: "context_bytes" in r),
         (
@@ -310,7 +310,7 @@ def test_the_csv_export_streams_every_filtered_row_with_plain_costs_and_utc_time
     assert response["Content-Type"].startswith("text/csv")
     assert response["Content-Disposition"].startswith('attachment; filename="requests-acme-')
     rows = read_csv(response)
-    expected = {r["request_id"]: r for r in records if r["api_key"] == "alpha"}
+    expected = {r["request_id"]: r for r in records if r["api_key"] == "name:alpha"}
     assert [row["request_id"] for row in rows] == newest_first(list(expected.values()))
     assert len(rows) > PAGE_SIZE  # more than one page of the log: the export is not the page
     for row in rows:
@@ -321,7 +321,7 @@ def test_the_csv_export_streams_every_filtered_row_with_plain_costs_and_utc_time
         assert datetime.fromisoformat(row["occurred_at"]) == datetime.fromisoformat(source["occurred_at"]).astimezone(
             UTC
         )
-        assert row["api_key"] == source["api_key"]
+        assert row["api_key"] == source["api_key"].removeprefix("name:")
         assert row["team"] == source["metadata"]["team"]
         if "usage" in source:
             assert int(row["prompt_tokens"]) == source["usage"]["prompt_tokens"]

@@ -38,12 +38,12 @@ def reader(account) -> Client:
 def usage(account) -> None:
     ingest(
         account,
-        rec("a", "2026-11-20T10:00:00Z", api_key="search-key", metadata={"team": "search"}),
-        rec("b", "2026-11-20T23:30:00Z", model="gpt-4o-mini", api_key="bot-key", metadata={"team": "support"}),
+        rec("a", "2026-11-20T10:00:00Z", api_key="name:search-key", metadata={"team": "search"}),
+        rec("b", "2026-11-20T23:30:00Z", model="gpt-4o-mini", api_key="name:bot-key", metadata={"team": "support"}),
         rec(
             "c",
             "2026-11-21T08:00:00Z",
-            api_key="search-key",
+            api_key="name:search-key",
             metadata={"team": "search"},
             status_code=429,
             error={"type": "rate_limit_exceeded", "message": "slow down"},

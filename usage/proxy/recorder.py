@@ -28,7 +28,7 @@ from pydantic import ValidationError
 
 from toki_dashboard.crypto import sha256_hex
 from usage.deadletters import Unstorable, record_or_set_aside, set_aside
-from usage.ingestion import FULL_SECRET
+from usage.ingestion import FULL_SECRET, NAME_PREFIX
 from usage.models import Account, RecordSource
 from usage.proxy import measure, spool, sse
 from usage.schemas import ErrorBody, RecordIn, UsageBody, describe
@@ -89,7 +89,8 @@ def key_value(authorization: str | None) -> str | None:
         return None
     if FULL_SECRET.match(token) and len(token) <= 200:
         return token
-    return f"key …{token[-4:]} #{sha256_hex(token)[:12]}" if len(token) >= 8 else f"key #{sha256_hex(token)[:12]}"
+    name = f"key …{token[-4:]} #{sha256_hex(token)[:12]}" if len(token) >= 8 else f"key #{sha256_hex(token)[:12]}"
+    return f"{NAME_PREFIX}{name}"  # a name made here, declared as one
 
 
 def _usage(value: Any) -> UsageBody | None:

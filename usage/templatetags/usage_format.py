@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 from django import template
@@ -114,3 +115,16 @@ def change_badge(current: object, previous: object, *, kind: str = "volume") -> 
         sign,
         text,
     )
+
+
+@register.filter
+def duration_words(value: timedelta | None) -> str:
+    """A duration as people say it: "15 minutes", "1 hour", "2 hours 30 minutes"."""
+    if value is None:
+        return ""
+    minutes = round(value.total_seconds() / 60)
+    hours, minutes = divmod(minutes, 60)
+    parts = [f"{hours} hour{'s' if hours != 1 else ''}"] if hours else []
+    if minutes or not parts:
+        parts.append(f"{minutes} minute{'s' if minutes != 1 else ''}")
+    return " ".join(parts)

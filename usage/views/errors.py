@@ -13,12 +13,13 @@ from usage import graphs, selectors
 from usage.errors import REMEDIES
 from usage.models import ErrorCause
 from usage.periods import PRESETS
+from usage.tenancy import current_account_or_none
 from usage.views.requests import PERIOD_FIELDS, keep, period_of, with_query
 
 
 @role_required(Role.ENGINEER)
 def errors_page(request: HttpRequest) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     period, period_warning = period_of(request.GET)
     context: dict[str, Any] = {
         "period": period,

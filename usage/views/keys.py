@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -15,6 +15,7 @@ from usage import graphs, selectors
 from usage.forms import ApiKeyForm
 from usage.models import ApiKey
 from usage.periods import PRESETS, Period, dashboard_tz
+from usage.tenancy import current_account, current_account_or_none
 
 
 def _team_from(request: HttpRequest) -> str | None:
@@ -25,7 +26,7 @@ def _team_from(request: HttpRequest) -> str | None:
 
 @role_required(Role.ENGINEER)
 def keys(request: HttpRequest) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     period = Period.from_query(request.GET)
     team = _team_from(request)
     context = {"period": period, "presets": PRESETS, "account": account, "team": team, "no_team": selectors.NO_TEAM}
@@ -46,9 +47,7 @@ def keys(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.ENGINEER, Role.ADMIN)
 def key_edit(request: HttpRequest, pk: int) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
-    if account is None:
-        raise Http404("No account")
+    account = current_account(request)
     key = get_object_or_404(ApiKey, pk=pk, account=account)
     back = request.POST.get("next") or request.GET.get("next") or ""
     if not back.startswith("?"):

@@ -14,6 +14,7 @@ from usage.calibration import estimator_quality
 from usage.exchange import rates_applied
 from usage.models import HourlyUsage
 from usage.periods import PRESETS
+from usage.tenancy import current_account, current_account_or_none
 from usage.views.requests import PERIOD_FIELDS, keep, period_of, with_query
 
 TABLE_TARGET = "models-table"
@@ -45,7 +46,7 @@ def _sort_columns(url: str, request: HttpRequest, sort: str) -> list[dict[str, A
 
 @role_required(Role.ENGINEER)
 def models_page(request: HttpRequest) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     period, period_warning = period_of(request.GET)
     search = request.GET.get("q", "").strip()[:200]
     sort = request.GET.get("sort") or selectors.DEFAULT_MODEL_SORT
@@ -87,8 +88,8 @@ CARDS: dict[str, str] = {
 
 
 def _model_context(request: HttpRequest, model: str) -> dict[str, Any]:
-    account = request.account or None  # type: ignore[attr-defined]
-    if account is None or not HourlyUsage.objects.filter(account=account, model=model).exists():
+    account = current_account(request)
+    if not HourlyUsage.objects.filter(account=account, model=model).exists():
         raise Http404("No usage was ever recorded for this model.")
     period, period_warning = period_of(request.GET)
     period_params = QueryDict(mutable=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 
 from toki_dashboard.htmx import render_page
@@ -10,12 +10,12 @@ from toki_dashboard.roles import Role, role_required
 from usage import graphs, money, selectors
 from usage.exchange import rates_applied
 from usage.periods import PRESETS, Period
+from usage.tenancy import current_account, current_account_or_none
 
 
 @role_required(Role.FINANCE, Role.ENGINEER)
 def overview(request: HttpRequest) -> HttpResponse:
-    # The middleware's lazy account is never `None` itself, only falsy when there is no account.
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     period = Period.from_query(request.GET)
     context = {"period": period, "presets": PRESETS, "account": account}
     if account is not None:
@@ -47,9 +47,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 @role_required(Role.FINANCE, Role.ENGINEER)
 def spend_chart(request: HttpRequest) -> HttpResponse:
     """The daily spend-by-model card, loaded on its own so the totals never wait for it."""
-    account = request.account or None  # type: ignore[attr-defined]
-    if account is None:
-        raise Http404("No TOKI account yet.")
+    account = current_account(request)
     period = Period.from_query(request.GET)
     figure = graphs.spend_by_model_chart(
         selectors.spend_by_model_per_day(account=account, period=period), account.currency

@@ -15,6 +15,7 @@ from toki_dashboard.roles import Role, role_required
 from usage.exchange import rate_history
 from usage.forms import ExchangeRateForm
 from usage.periods import dashboard_tz
+from usage.tenancy import current_account_or_none
 
 
 def _page(request: HttpRequest, form: ExchangeRateForm, *, status: int = 200) -> HttpResponse:
@@ -27,7 +28,7 @@ def _page(request: HttpRequest, form: ExchangeRateForm, *, status: int = 200) ->
 
 @role_required(Role.FINANCE)
 def exchange_rates(request: HttpRequest) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     if request.method == "POST":
         form = ExchangeRateForm(request.POST)
         with timezone.override(dashboard_tz()):  # a datetime-local means the dashboard's time zone

@@ -18,7 +18,8 @@ from toki_dashboard.roles import Role, role_required
 from usage import identity, requestlog, selectors
 from usage.api import decimal_string
 from usage.models import Account, ErrorCause, RecordSource, UsageRecord
-from usage.periods import PRESETS, Period
+from usage.periods import FIRST_DAY, LAST_DAY, PRESETS, Period
+from usage.tenancy import current_account, current_account_or_none
 
 PAGE_SIZE = 50
 STATUS_CHOICES = [("", "Any status"), ("ok", "Succeeded"), ("failed", "Failed")]
@@ -37,7 +38,10 @@ def period_of(query: QueryDict) -> tuple[Period, str]:
     if preset and preset not in PRESETS:
         return period, f"Unknown period “{preset}”: showing {period.label.lower()}."
     if preset == "custom" and period.preset != "custom":
-        return period, f"The dates were not understood (use YYYY-MM-DD): showing {period.label.lower()}."
+        return period, (
+            f"The dates were not understood (use YYYY-MM-DD, from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}): "
+            f"showing {period.label.lower()}."
+        )
     return period, ""
 
 
@@ -113,7 +117,7 @@ FILTER_FIELDS = tuple(RequestFilterForm.base_fields)
 def requests_log(request: HttpRequest) -> HttpResponse:
     """Filters that cannot be understood, or a broken page link, answer 400 with the message
     and the newest requests the rest of the query selects; odd dates just fall back."""
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     period, period_warning = period_of(request.GET)
     url = reverse("usage:requests")
     context: dict[str, Any] = {"period": period, "presets": PRESETS, "account": account, "notices": []}
@@ -168,7 +172,7 @@ def _page_of(
 
 @role_required(Role.ENGINEER)
 def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account(request)
     records = UsageRecord.objects.select_related("api_key", "price", "exchange_rate")
     record = get_object_or_404(records, account=account, pk=pk)
     context = {
@@ -259,9 +263,7 @@ def csv_rows(account: Account, filters: requestlog.RecordFilters) -> Iterator[st
 
 @role_required(Role.ENGINEER)
 def requests_csv(request: HttpRequest) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
-    if account is None:
-        return HttpResponse("No TOKI account yet.\n", status=404, content_type="text/plain; charset=utf-8")
+    account = current_account(request)
     period, _ = period_of(request.GET)
     form = RequestFilterForm(request.GET, account=account, period=period)
     if not form.is_valid():

@@ -20,6 +20,7 @@ from usage.forms import ApiTokenForm, PriceForm
 from usage.models import Account, ApiToken, ModelPrice, TokenScope
 from usage.periods import Period, dashboard_tz
 from usage.services import revoke_api_token
+from usage.tenancy import current_account_or_none
 
 PRICES_PER_PAGE = 100
 
@@ -46,7 +47,7 @@ def _token_context(request: HttpRequest, form: ApiTokenForm) -> dict[str, Any]:
 
 @role_required(Role.ADMIN)
 def api_tokens(request: HttpRequest) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     form = ApiTokenForm(initial={"account": account, "scopes": [TokenScope.INGEST]})
     return _page(request, "usage/settings_tokens.html", _token_context(request, form))
 
@@ -75,7 +76,7 @@ def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 def _price_context(request: HttpRequest, form: PriceForm) -> dict[str, Any]:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     search = _text(request.GET.get("q") or request.GET.get("model"))
     prices = ModelPrice.objects.select_related("account").order_by("model_pattern", "account__name", "-effective_from")
     if search:
@@ -96,7 +97,7 @@ def _price_context(request: HttpRequest, form: PriceForm) -> dict[str, Any]:
 
 @role_required(Role.ADMIN)
 def prices(request: HttpRequest) -> HttpResponse:
-    account = request.account or None  # type: ignore[attr-defined]
+    account = current_account_or_none(request)
     if request.method == "POST":
         form = PriceForm(request.POST)
         with timezone.override(dashboard_tz()):  # a datetime-local means the dashboard's time zone
