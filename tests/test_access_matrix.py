@@ -91,6 +91,7 @@ RULES: dict[str, Rule] = {
     "billing:edit_alert_rule": Rule(ADMINS),
     "billing:test_alert_rule": Rule(ADMINS, method="post", ok=302),
     "billing:reports": Rule(FINANCE_ONLY),
+    "usage:exchange_rates": Rule(FINANCE_ONLY),
     "billing:report_csv": Rule(FINANCE_ONLY),
 }
 # Whole namespaces with one rule.

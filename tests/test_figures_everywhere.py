@@ -28,9 +28,10 @@ from billing import alerts
 from billing.models import AlertKind, AlertRule
 from tests.billing.conftest import allocate, buy, ingest, record, top_up
 from tests.billing.test_alerts import Sink, smtp_server  # noqa: F401  (a real SMTP server on localhost)
+from tests.members import members_with_emails
 from tests.surfaces import csv_rows, email_row, email_text, parse_email, text_by_id
 from toki_dashboard.roles import Role
-from usage.models import Account, TokenScope
+from usage.models import Account, Membership, TokenScope
 from usage.services import create_api_token
 
 DAYS = 14
@@ -99,7 +100,12 @@ def acme(transactional_db, account: Account) -> dict[str, int]:
         ("Runs out", AlertKind.RUNOUT_WITHIN, 400, None),
     ]:
         AlertRule.objects.create(
-            account=account, name=name, kind=kind, threshold=threshold, days=days, recipients=RECIPIENTS
+            account=account,
+            name=name,
+            kind=kind,
+            threshold=threshold,
+            days=days,
+            recipients=members_with_emails(account, [RECIPIENTS]),
         )
     return ids
 
@@ -120,9 +126,11 @@ class Surfaces:
         return self.emails[rule]
 
 
-def _client(make_user, role: Role) -> Client:
+def _client(make_user, role: Role, account: Account) -> Client:
+    user = make_user(f"user-{role.value}", role)
+    Membership.objects.create(account=account, user=user)
     client = Client()
-    client.force_login(make_user(f"user-{role.value}", role))
+    client.force_login(user)
     return client
 
 
@@ -131,7 +139,7 @@ def surfaces(acme, account: Account, smtp_server: Sink, make_user) -> Surfaces: 
     """Every surface, read one after the other as people would open them."""
     outcomes = alerts.evaluate_account(account)  # the scheduled evaluation: no moment given
     assert all(outcome.check.firing for outcome in outcomes), [o.check.summary for o in outcomes]
-    finance = _client(make_user, Role.FINANCE)
+    finance = _client(make_user, Role.FINANCE, account)
     reader = Client(
         HTTP_AUTHORIZATION=f"Bearer {create_api_token(account=account, name='r', scopes=[TokenScope.READ])[1]}"
     )

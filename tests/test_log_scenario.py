@@ -30,6 +30,7 @@ from billing import alerts, sync
 from billing.models import AlertKind, AlertRule
 from billing.providers import ProviderUnavailable
 from tests.billing.fake_console import ACCESS_TOKEN, USER_ID, FakeConsole, LogRow
+from tests.members import members_with_emails
 from tests.proxy.conftest import ServerThread
 from toki_dashboard.asgi import application
 from usage.models import Account, Provider, TokenScope
@@ -158,7 +159,11 @@ def run_alerts(account: Account, settings) -> None:
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", _closed_port(), 2
     settings.EMAIL_HOST_USER, settings.EMAIL_HOST_PASSWORD = "alerts", SMTP_PASSWORD
     AlertRule.objects.create(
-        account=account, name="Wallet low", kind=AlertKind.WALLET_BELOW, threshold=10, recipients="ops@example.com"
+        account=account,
+        name="Wallet low",
+        kind=AlertKind.WALLET_BELOW,
+        threshold=10,
+        recipients=members_with_emails(account, ["ops@example.com"]),
     )
     alerts.evaluate_account(account)
 

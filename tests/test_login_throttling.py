@@ -11,7 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client
 from django.urls import reverse
 
-from toki_dashboard.config import positive_int
+from toki_dashboard.config import parse_positive_int
 from toki_dashboard.login_throttling import client_ip
 from toki_dashboard.roles import Role
 
@@ -107,9 +107,9 @@ def test_behind_a_reverse_proxy_the_address_it_saw_is_used(rf, settings):
 @pytest.mark.parametrize("raw", ["0", "-3", "five", "1.5"])
 def test_a_limit_that_is_not_a_positive_whole_number_is_refused_naming_it(raw):
     with pytest.raises(ImproperlyConfigured, match="LOGIN_FAILURE_LIMIT"):
-        positive_int("LOGIN_FAILURE_LIMIT", raw, default=5)
+        parse_positive_int("LOGIN_FAILURE_LIMIT", raw, default=5)
 
 
 def test_limits_default_when_unset():
-    assert positive_int("LOGIN_FAILURE_LIMIT", None, default=5) == 5
-    assert positive_int("LOGIN_FAILURE_LIMIT", " 7 ", default=5) == 7
+    assert parse_positive_int("LOGIN_FAILURE_LIMIT", None, default=5) == 5
+    assert parse_positive_int("LOGIN_FAILURE_LIMIT", " 7 ", default=5) == 7

@@ -12,7 +12,6 @@ from io import StringIO
 
 import pytest
 from aiosmtpd.controller import Controller
-from django.contrib.auth.models import User
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
@@ -22,6 +21,7 @@ from django.utils import timezone
 from billing import alerts
 from billing.models import AlertEmail, AlertEmailKind, AlertEmailStatus, AlertEpisode, AlertKind, AlertRule
 from tests.billing.conftest import allocate, buy, ingest, record, top_up
+from tests.members import members_with_emails
 from toki_dashboard.roles import Role
 from usage.models import Account, Membership
 
@@ -49,21 +49,13 @@ def recover(account: Account, now: datetime) -> None:
     allocate(account, now)
 
 
-def members_with_emails(account: Account, addresses: list[str] = RECIPIENTS) -> str:
-    """Alerts go only to people who may see the account: each address is a member's."""
-    for address in addresses:
-        user, _ = User.objects.get_or_create(username=address, defaults={"email": address})
-        Membership.objects.get_or_create(account=account, user=user)
-    return ", ".join(addresses)
-
-
 def low_balance_rule(account: Account, **fields) -> AlertRule:
     return AlertRule.objects.create(
         account=account,
         name=fields.pop("name", "Token balance low"),
         kind=fields.pop("kind", AlertKind.TOKEN_BALANCE_PERCENT),
         threshold=fields.pop("threshold", 20),
-        recipients=members_with_emails(account),
+        recipients=members_with_emails(account, RECIPIENTS),
         cooldown_hours=fields.pop("cooldown_hours", 24),
         **fields,
     )
@@ -317,7 +309,7 @@ def test_the_command_evaluates_every_account_with_rules(firing: AlertRule):
 
 
 def test_admin_creates_a_rule_and_sends_a_test_email(admin_client: Client, account: Account):
-    members_with_emails(account)
+    members_with_emails(account, RECIPIENTS)
     response = admin_client.post(
         reverse("billing:alerts"),
         {

@@ -91,13 +91,15 @@ def test_the_demo_pack_reads_the_same_projected_unused_tokens_in_the_alert_the_t
     from billing.models import AlertRule
     from tests.surfaces import text_by_id
     from toki_dashboard.roles import Role
-    from usage.models import TokenScope
+    from usage.models import Membership, TokenScope
     from usage.services import create_api_token
 
     report = demo.seed_demo_usage(days=30, seed=1)
     seed_demo_billing(report.account, report.window)
+    fiona = make_user("fiona", Role.FINANCE)
+    Membership.objects.create(account=report.account, user=fiona)
     finance = Client()
-    finance.force_login(make_user("fiona", Role.FINANCE))
+    finance.force_login(fiona)
     token = create_api_token(account=report.account, name="r", scopes=[TokenScope.READ])[1]
 
     page = finance.get("/plans/").content.decode()

@@ -19,6 +19,7 @@ from billing import alerts
 from billing.models import AlertKind, AlertRule
 from billing.services import record_manual_balance
 from tests.billing.conftest import FINANCE, allocate, buy, ingest, record, top_up
+from tests.members import members_with_emails
 from usage.models import Account, TokenScope
 from usage.services import create_api_token
 
@@ -75,7 +76,7 @@ def test_the_usable_token_balance_is_the_same_on_the_page_the_card_the_api_and_t
         name="Tokens low",
         kind=AlertKind.TOKEN_BALANCE_TOKENS,
         threshold=10_000_000,
-        recipients="finance@example.com",
+        recipients=members_with_emails(account, ["finance@example.com"]),
     )
     alerts.evaluate_account(account)
 
@@ -114,7 +115,7 @@ def pack_expiring_unused(transactional_db, account: Account) -> int:
         kind=AlertKind.PLAN_EXPIRING_UNUSED,
         threshold=10,
         days=7,
-        recipients="finance@example.com",
+        recipients=members_with_emails(account, ["finance@example.com"]),
     )
     return pack
 

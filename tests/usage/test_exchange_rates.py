@@ -18,7 +18,16 @@ from tests.test_celery_worker import worker  # noqa: F401  (a real worker on the
 from toki_dashboard.roles import Role
 from usage import rollups
 from usage.exchange import rates_applied
-from usage.models import ExchangeRate, ModelPrice, PriceSource, RateSource, RepricingRun, TokenScope, UsageRecord
+from usage.models import (
+    ExchangeRate,
+    Membership,
+    ModelPrice,
+    PriceSource,
+    RateSource,
+    RepricingRun,
+    TokenScope,
+    UsageRecord,
+)
 from usage.pricing import COST_QUANTUM
 from usage.schemas import validate_records
 from usage.services import create_account, create_api_token, record_usage, set_exchange_rate
@@ -31,12 +40,18 @@ INPUT, OUTPUT = Decimal("2.5"), Decimal("10")
 
 
 @pytest.fixture
-def cny(db):
+def account(db):
+    """The test's account (so the role clients are its members): kept in CNY."""
     ModelPrice.objects.create(
         model_pattern="gpt-4o", input_per_mtok=INPUT, output_per_mtok=OUTPUT, currency="USD",
         effective_from=datetime(2000, 1, 1, tzinfo=UTC), source=PriceSource.GENAI_PRICES,
     )  # fmt: skip
     return create_account(name="Shanghai", slug="sh", currency="CNY")
+
+
+@pytest.fixture
+def cny(account):
+    return account
 
 
 def rate(value: str, start: datetime, **extra: Any) -> ExchangeRate:
@@ -305,8 +320,10 @@ def test_a_real_worker_revalues_the_records_after_finance_enters_a_rate(worker, 
     )  # fmt: skip
     account = create_account(name="Shanghai", slug="sh-tx", currency="CNY")
     ingest(account, call("a", NOV_1 + timedelta(days=2)), call("b", NOV_1 + timedelta(days=20)))
+    user = make_user("fiona-tx", Role.FINANCE)
+    Membership.objects.create(account=account, user=user)
     finance = Client()
-    finance.force_login(make_user("fiona-tx", Role.FINANCE))
+    finance.force_login(user)
 
     response = finance.post(
         "/rates/", {"from_currency": "USD", "to_currency": "CNY", "rate": "7.12", "effective_from": "2026-11-01T00:00"}
