@@ -104,3 +104,37 @@ def send_alert_email(self: Task, email_id: int) -> str:
         attempts = AlertEmail.objects.filter(pk=email_id).values_list("attempts", flat=True).first() or 1
         raise self.retry(countdown=alerts.retry_delay(attempts))
     return status
+
+
+# --- Model catalogue ---------------------------------------------------------------------
+
+
+@shared_task(bind=True, max_retries=None)
+def sync_model_catalogue(self: Task, account_id: int, trigger: str = "schedule") -> str:
+    """One catalogue sync attempt; timeouts, 429 and 5xx are retried with exponential backoff."""
+    from billing import model_sync
+
+    account = Account.objects.filter(pk=account_id).first()
+    if account is None:
+        return "no such account"
+    try:
+        run = model_sync.sync_models(account, trigger=trigger)
+    except ProviderUnavailable as exc:
+        if self.request.retries >= settings.BILLING_SYNC_MAX_RETRIES:
+            logger.warning(
+                "model catalogue sync of %s gave up after %d attempts", account.slug, self.request.retries + 1
+            )
+            return "gave up"
+        raise self.retry(countdown=sync.retry_delay(self.request.retries, exc.retry_after)) from None
+    return run.outcome if run is not None else "already running"
+
+
+@shared_task
+def dispatch_model_syncs() -> int:
+    """Run by beat every MODEL_CATALOGUE_SYNC_MINUTES: a catalogue sync per account that lists models."""
+    from billing import model_sync
+
+    due = model_sync.accounts_due()
+    for account_id in due:
+        sync_model_catalogue.delay(account_id, "schedule")
+    return len(due)

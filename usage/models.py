@@ -405,3 +405,7 @@ class EstimatorFit(models.Model):
     @property
     def version(self) -> str:
         return f"calibrated-{self.pk}"
+
+
+# The model catalogue's tables live in their own module; importing them here registers them.
+from usage.catalogue.models import CatalogueModel, CatalogueSync  # noqa: E402,F401
