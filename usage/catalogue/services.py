@@ -79,7 +79,7 @@ def apply_listing(run: CatalogueSync, listing: Listing, *, now: datetime | None 
     counts = _Counts()
     _apply_models(account, listed, now, counts)
     _apply_prices(account, {m.name: m.price for m in listed.values() if m.price is not None}, now, counts)
-    run.finished_at = timezone.now()
+    run.finished_at = max(now, run.started_at)
     run.outcome = CatalogueOutcome.SUCCESS
     run.source = listing.source[:100]
     run.error = "; ".join(listing.notes)[:MAX_ERROR]
