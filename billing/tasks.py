@@ -7,9 +7,10 @@ import logging
 from celery import Task, shared_task
 from django.conf import settings
 
-from billing import recompute, sync
+from billing import model_sync, recompute, sync
 from billing.models import SyncTrigger
 from billing.providers import ProviderUnavailable
+from usage.catalogue.models import CatalogueTrigger
 from usage.models import Account
 
 logger = logging.getLogger(__name__)
@@ -110,10 +111,8 @@ def send_alert_email(self: Task, email_id: int) -> str:
 
 
 @shared_task(bind=True, max_retries=None)
-def sync_model_catalogue(self: Task, account_id: int, trigger: str = "schedule") -> str:
+def sync_model_catalogue(self: Task, account_id: int, trigger: str = CatalogueTrigger.SCHEDULE) -> str:
     """One catalogue sync attempt; timeouts, 429 and 5xx are retried with exponential backoff."""
-    from billing import model_sync
-
     account = Account.objects.filter(pk=account_id).first()
     if account is None:
         return "no such account"
@@ -132,9 +131,7 @@ def sync_model_catalogue(self: Task, account_id: int, trigger: str = "schedule")
 @shared_task
 def dispatch_model_syncs() -> int:
     """Run by beat every MODEL_CATALOGUE_SYNC_MINUTES: a catalogue sync per account that lists models."""
-    from billing import model_sync
-
     due = model_sync.accounts_due()
     for account_id in due:
-        sync_model_catalogue.delay(account_id, "schedule")
+        sync_model_catalogue.delay(account_id, CatalogueTrigger.SCHEDULE)
     return len(due)

@@ -6,7 +6,6 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
-from django.utils import timezone
 
 from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
@@ -175,6 +174,6 @@ def _card_data(card: str, context: dict[str, Any]) -> dict[str, Any]:
         rows, _ = requestlog.page(account, filters, limit=10)
         return {"recent": rows}
     if card == "catalogue":
-        return {"catalogue": catalogue.model_catalogue(account, model), "now": timezone.now()}
+        return {"catalogue": catalogue.model_catalogue(account, model)}
     totals = selectors.model_totals(account=account, period=period, model=model)
     return {"quality": estimator_quality(model), "model_totals": totals}
