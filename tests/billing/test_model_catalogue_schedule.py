@@ -118,3 +118,12 @@ def test_the_sync_models_command_fails_when_a_sync_fails(relay_account, console)
 def test_the_sync_models_command_names_an_unknown_account(db):
     with pytest.raises(CommandError, match="No account 'nope'"):
         call_command("sync_models", "--account", "nope", stdout=StringIO())
+
+
+def test_the_sync_models_command_says_when_no_account_can_list_its_models(account):
+    out = StringIO()
+
+    call_command("sync_models", stdout=out)
+
+    assert out.getvalue().startswith("No account lists its models")
+    assert not CatalogueSync.objects.exists()

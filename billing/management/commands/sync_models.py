@@ -29,6 +29,12 @@ class Command(BaseCommand):
                 raise CommandError(f"No account {options['account']!r}.")
         else:
             accounts = accounts.filter(pk__in=[a.pk for a in accounts if model_sync.lists_models(a)])
+            if not accounts.exists():
+                self.stdout.write(
+                    "No account lists its models: that takes a New API console, or a relay key (api_key) "
+                    "in the account's credentials. Name one with --account to see why."
+                )
+                return
         failed = 0
         for account in accounts:
             run = model_sync.sync_with_retries(account, trigger=CatalogueTrigger.COMMAND)
