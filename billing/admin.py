@@ -299,7 +299,9 @@ class CredentialsForm(forms.ModelForm):
     """Provider settings with write-only credentials: blank keeps what is stored."""
 
     api_key = forms.CharField(
-        required=False, widget=forms.PasswordInput(render_value=False), help_text="openai_billing: the relay key"
+        required=False,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="The relay key (sk-…): openai_billing's balance, and any provider's model list (/models)",
     )
     access_token = forms.CharField(
         required=False, widget=forms.PasswordInput(render_value=False), help_text="newapi_console: console token"

@@ -7,9 +7,10 @@ import logging
 from celery import Task, shared_task
 from django.conf import settings
 
-from billing import recompute, sync
+from billing import model_sync, recompute, sync
 from billing.models import SyncTrigger
 from billing.providers import ProviderUnavailable
+from usage.catalogue.models import CatalogueTrigger
 from usage.models import Account
 
 logger = logging.getLogger(__name__)
@@ -104,3 +105,33 @@ def send_alert_email(self: Task, email_id: int) -> str:
         attempts = AlertEmail.objects.filter(pk=email_id).values_list("attempts", flat=True).first() or 1
         raise self.retry(countdown=alerts.retry_delay(attempts))
     return status
+
+
+# --- Model catalogue ---------------------------------------------------------------------
+
+
+@shared_task(bind=True, max_retries=None)
+def sync_model_catalogue(self: Task, account_id: int, trigger: str = CatalogueTrigger.SCHEDULE) -> str:
+    """One catalogue sync attempt; timeouts, 429 and 5xx are retried with exponential backoff."""
+    account = Account.objects.filter(pk=account_id).first()
+    if account is None:
+        return "no such account"
+    try:
+        run = model_sync.sync_models(account, trigger=trigger)
+    except ProviderUnavailable as exc:
+        if self.request.retries >= settings.BILLING_SYNC_MAX_RETRIES:
+            logger.warning(
+                "model catalogue sync of %s gave up after %d attempts", account.slug, self.request.retries + 1
+            )
+            return "gave up"
+        raise self.retry(countdown=sync.retry_delay(self.request.retries, exc.retry_after)) from None
+    return run.outcome if run is not None else "already running"
+
+
+@shared_task
+def dispatch_model_syncs() -> int:
+    """Run by beat every MODEL_CATALOGUE_SYNC_MINUTES: a catalogue sync per account that lists models."""
+    due = model_sync.accounts_due()
+    for account_id in due:
+        sync_model_catalogue.delay(account_id, CatalogueTrigger.SCHEDULE)
+    return len(due)

@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from billing.views import alerts, forecast, plans, reports
+from billing.views import alerts, catalogue, forecast, plans, reports
 
 app_name = "billing"
 
@@ -18,4 +18,5 @@ urlpatterns: list = [
     path("alerts/rules/<int:pk>/test/", alerts.send_test_email, name="test_alert_rule"),
     path("reports/", reports.reports, name="reports"),
     re_path(r"^reports/(?P<month>\d{4}-\d{2})\.csv$", reports.report_csv, name="report_csv"),
+    path("catalogue/sync/", catalogue.sync_models_now, name="sync_models_now"),
 ]

@@ -272,6 +272,19 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# The model catalogue (billing.model_sync → usage.catalogue): how often each account's
+# model list and prices are read; 0 turns the schedule off. See README "Model catalogue".
+MODEL_CATALOGUE_SYNC_MINUTES = int(os.environ.get("MODEL_CATALOGUE_SYNC_MINUTES", "60"))
+if MODEL_CATALOGUE_SYNC_MINUTES > 0:
+    CELERY_BEAT_SCHEDULE.update(
+        {
+            "billing-sync-model-catalogues": {
+                "task": "billing.tasks.dispatch_model_syncs",
+                "schedule": MODEL_CATALOGUE_SYNC_MINUTES * 60.0,
+            }
+        }
+    )
+
 # --- Forecasts and alerts ------------------------------------------------------------
 # billing.forecast and billing.alerts (DESIGN.md §7); see README "Forecasts and alerts".
 # The address people open the dashboard at: alert emails link to its pages with it.

@@ -448,6 +448,8 @@ class EstimatorFit(models.Model):
 
 
 # Models of their own modules, which build on the ones above (re-exported from here).
+# The model catalogue's tables live in their own module; importing them here registers them.
+from usage.catalogue.models import CatalogueModel, CatalogueSync  # noqa: E402,F401
 from usage.dead_letter_model import DeadLetter  # noqa: E402, F401  (in a module of its own)
 from usage.models_identity import CallKey as CallKey  # noqa: E402
 from usage.models_identity import CallSighting as CallSighting  # noqa: E402

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from usage.views import errors, keys, models, overview, rates, requests
+from usage.views import catalogue, errors, keys, models, overview, rates, requests
 from usage.views import settings as settings_views
 
 app_name = "usage"
@@ -8,6 +8,7 @@ app_name = "usage"
 urlpatterns = [
     path("", overview.overview, name="overview"),
     path("models/", models.models_page, name="models"),
+    path("catalogue/", catalogue.catalogue, name="catalogue"),
     # Model names may hold slashes and dots: the card route comes first, the path converter is greedy.
     path("models/<path:model>/cards/<slug:card>/", models.model_card, name="model_card"),
     path("models/<path:model>/", models.model_detail, name="model_detail"),

@@ -9,6 +9,8 @@ from typing import Any, ClassVar
 
 import httpx
 
+from usage.catalogue.listing import Listing
+
 
 @dataclass(frozen=True)
 class BalanceReading:
@@ -59,3 +61,10 @@ class Adapter:
     def key_statuses(self, connection: Connection) -> dict[str, str]:
         """Key name → status (enabled, disabled, expired, exhausted)."""
         return {}
+
+    def model_listing(self, connection: Connection) -> Listing:
+        """The models the provider lists, with what it says they cost: `{base}/models` with
+        the relay key, unless the provider publishes more (billing.providers.model_list)."""
+        from billing.providers.model_list import listing_from_models
+
+        return listing_from_models(connection)

@@ -19,6 +19,8 @@ from typing import Any
 from billing.providers.base import Adapter, BalanceReading, Connection
 from billing.providers.errors import BadAnswer
 from billing.providers.http import get_json
+from billing.providers.newapi_pricing import newapi_listing
+from usage.catalogue.listing import Listing
 
 DEFAULT_QUOTA_PER_UNIT = Decimal(500_000)
 PAGE_SIZE = 100
@@ -68,6 +70,18 @@ class NewApiConsole(Adapter):
     ) -> Any:
         """`data` of a successful answer. `exact` reads decimals as Decimal (balances); log rows
         are read as a file import reads them, so that the importer's mapping applies unchanged."""
+        return self._answer(connection, path, params=params, auth=auth, exact=exact).get("data")
+
+    def _answer(
+        self,
+        connection: Connection,
+        path: str,
+        *,
+        params: dict[str, Any] | None = None,
+        auth: bool = True,
+        exact: bool = True,
+    ) -> dict[str, Any]:
+        """A successful `{success, message, data, …}` answer, whole."""
         headers: dict[str, str] = {}
         if auth:
             headers = {
@@ -81,22 +95,41 @@ class NewApiConsole(Adapter):
         if not body["success"]:
             message = body.get("message")
             raise BadAnswer(f"{path} failed: {str(message)[:300] if message else 'success is false, no message'}")
-        return body.get("data")
+        return body
 
-    def balance(self, connection: Connection) -> BalanceReading:
+    def _status(self, connection: Connection) -> dict[str, Any]:
         status = self._data(connection, "/api/status", auth=False)
         if not isinstance(status, dict):
             raise BadAnswer("/api/status: data is not an object")
+        return status
+
+    def _money(self, connection: Connection, status: dict[str, Any]) -> tuple[str, Decimal]:
+        """The currency amounts are shown in, and its units per US dollar."""
+        rate = _positive_number(status, "usd_exchange_rate", None)
+        if connection.currency != "USD" and rate is not None and connection.currency == "CNY":
+            return "CNY", rate  # the console's own conversion for CNY display
+        return "USD", Decimal(1)
+
+    def model_listing(self, connection: Connection) -> Listing:
+        """`/api/pricing` (and `{base}/models` with a relay key): billing.providers.newapi_pricing."""
+        status = self._status(connection)
+        currency, factor = self._money(connection, status)
+        per_unit = _positive_number(status, "quota_per_unit", DEFAULT_QUOTA_PER_UNIT) or DEFAULT_QUOTA_PER_UNIT
+
+        def fetch(path: str, auth: bool) -> dict[str, Any]:
+            return self._answer(connection, path, auth=auth)
+
+        return newapi_listing(connection, fetch, per_unit=per_unit, currency=currency, factor=factor)
+
+    def balance(self, connection: Connection) -> BalanceReading:
+        status = self._status(connection)
         user = self._data(connection, "/api/user/self")
         if not isinstance(user, dict):
             raise BadAnswer("/api/user/self: data is not an object")
         per_unit = _positive_number(status, "quota_per_unit", DEFAULT_QUOTA_PER_UNIT)
-        rate = _positive_number(status, "usd_exchange_rate", None)
         quota = _integer(user, "quota", "/api/user/self", required=True)
         used_quota = _integer(user, "used_quota", "/api/user/self")
-        currency, factor = "USD", Decimal(1)
-        if connection.currency != "USD" and rate is not None and connection.currency == "CNY":
-            currency, factor = "CNY", rate  # the console's own conversion for CNY display
+        currency, factor = self._money(connection, status)
 
         def money(units: int | None) -> Decimal | None:
             if units is None:

@@ -32,7 +32,8 @@ def _number(body: dict[str, Any], name: str, where: str) -> Decimal:
     return Decimal(value)
 
 
-def _checked(body: Any, where: str, expected_object: str) -> dict[str, Any]:
+def checked(body: Any, where: str, expected_object: str) -> dict[str, Any]:
+    """The answer as an object, unless it is an OpenAI-style `error` or not the object expected."""
     if not isinstance(body, dict):
         raise BadAnswer(f"{where} did not answer with a JSON object")
     error = body.get("error")
@@ -61,7 +62,7 @@ class OpenAIBilling(Adapter):
         body = get_json(
             connection.client, url, headers={"Authorization": f"Bearer {key}"}, params=params, exact_numbers=True
         )
-        return _checked(body, path, expected)
+        return checked(body, path, expected)
 
     def balance(self, connection: Connection) -> BalanceReading:
         subscription = self._get(connection, "/dashboard/billing/subscription", "billing_subscription")

@@ -6,6 +6,9 @@ DESIGN.md §4.6 exactly, and fails on demand.
   `id` changes from one answer to the next; `request_id` is absent on some rows;
   logs are newest first, filtered by type and `[start_timestamp, end_timestamp]`.
 - `openai_billing`: `/v1/dashboard/billing/subscription` and `/v1/dashboard/billing/usage`.
+- the model catalogue: `/v1/models` (relay key) and the public `/api/pricing`, shaped
+  as New API answers them (`tests.billing.fake_catalogue`); `/api/pricing` keeps only the
+  models and group ratios of the usable groups, as New API does for a visitor.
 
 Failure modes, queued per path with `fail(path, *modes)`: "timeout" (answers after
 `slow_seconds`, longer than the client waits), "429" (with Retry-After), "500",
@@ -31,6 +34,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.billing.fake_catalogue import Pricing, model_entry, pricing_answer
 
 ACCESS_TOKEN = "console-access-token-0123456789abcdef"
 USER_ID = 4242
@@ -93,6 +98,13 @@ class ConsoleState:
     request_count: int = 1200
     logs: list[LogRow] = field(default_factory=list)
     keys: list[dict[str, Any]] = field(default_factory=list)
+    user_group: str = "default"
+    models: list[dict[str, Any]] = field(
+        default_factory=lambda: [model_entry("gpt-4o"), model_entry("deepseek-chat", "deepseek")]
+    )
+    pricing: list[Pricing] = field(default_factory=list)
+    group_ratio: dict[str, float] = field(default_factory=lambda: {"default": 1.0, "vip": 0.8})
+    usable_group: dict[str, str] = field(default_factory=lambda: {"default": "默认分组", "vip": "VIP"})
     hard_limit_usd: float = 12.5
     total_usage_cents: float = 312.4
     max_page_size: int = 100
@@ -191,6 +203,8 @@ class _Handler(BaseHTTPRequestHandler):
             "/api/token/": self._keys,
             "/v1/dashboard/billing/subscription": self._subscription,
             "/v1/dashboard/billing/usage": self._usage,
+            "/v1/models": self._models,
+            "/api/pricing": self._pricing,
         }
         route = routes.get(path)
         if route is None:
@@ -270,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
             {
                 "id": state.user_id,
                 "username": "acme",
-                "group": "default",
+                "group": state.user_group,
                 "quota": state.quota,
                 "used_quota": state.used_quota,
                 "request_count": state.request_count,
@@ -343,3 +357,25 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorised_relay():
             return
         self._json(200, {"object": "list", "total_usage": self.console.state.total_usage_cents})
+
+    # --- Model catalogue -----------------------------------------------------------------
+
+    def _models(self, query: dict[str, str]) -> None:
+        if not self._authorised_relay():
+            return
+        with self.console.state.lock:
+            data = [dict(entry) for entry in self.console.state.models]
+        self._json(200, {"success": True, "data": data, "object": "list"})
+
+    def _pricing(self, query: dict[str, str]) -> None:
+        """What a visitor (no session) gets: the usable groups' models and ratios only."""
+        state = self.console.state
+        with state.lock:
+            usable = dict(state.usable_group)
+            visible = []
+            for item in state.pricing:
+                groups = [g for g in item.enable_groups if g in usable or g == "all"]
+                if groups:
+                    visible.append(Pricing(**{**item.__dict__, "enable_groups": groups}))
+            ratios = {g: r for g, r in state.group_ratio.items() if g in usable}
+        self._json(200, pricing_answer(visible, ratios, usable))

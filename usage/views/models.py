@@ -11,6 +11,7 @@ from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
 from usage import graphs, requestlog, selectors
 from usage.calibration import estimator_quality
+from usage.catalogue import selectors as catalogue
 from usage.exchange import rates_applied
 from usage.models import HourlyUsage
 from usage.periods import PRESETS
@@ -61,7 +62,8 @@ def models_page(request: HttpRequest) -> HttpResponse:
             "rows": selectors.model_rows(account=account, period=period, search=search, sort=sort),
             "totals": selectors.totals(account=account, period=period),
             "rates_applied": rates_applied(account, period.start, period.end),
-            "all_models": selectors.dimension_values(account=account, period=period, dimension="model"),
+            "all_models": catalogue.model_choices(account, period),
+            "unlisted": catalogue.unlisted_in_use(account, period),
             "search": search,
             "sort": sort,
             "columns": _sort_columns(url, request, sort),
@@ -84,13 +86,14 @@ CARDS: dict[str, str] = {
     "top": "Top keys and teams",
     "recent": "Recent requests",
     "estimator": "Token estimator",
+    "catalogue": "Catalogue and prices",
 }
 
 
 def _model_context(request: HttpRequest, model: str) -> dict[str, Any]:
     account = current_account(request)
-    if not HourlyUsage.objects.filter(account=account, model=model).exists():
-        raise Http404("No usage was ever recorded for this model.")
+    if not (HourlyUsage.objects.filter(account=account, model=model).exists() or catalogue.is_known(account, model)):
+        raise Http404("No usage was ever recorded for this model, and the provider never listed it.")
     period, period_warning = period_of(request.GET)
     period_params = QueryDict(mutable=True)
     for name, value in keep(request.GET, *PERIOD_FIELDS):
@@ -124,6 +127,7 @@ def _model_context(request: HttpRequest, model: str) -> dict[str, Any]:
 def model_detail(request: HttpRequest, model: str) -> HttpResponse:
     context = _model_context(request, model)
     context["totals"] = selectors.model_totals(account=context["account"], period=context["period"], model=model)
+    context["catalogue"] = catalogue.model_catalogue(context["account"], model)
     return render_page(request, "usage/model_detail.html", "usage/partials/model_body.html", context)
 
 
@@ -170,5 +174,7 @@ def _card_data(card: str, context: dict[str, Any]) -> dict[str, Any]:
         filters = requestlog.RecordFilters(start=period.start, end=period.end, model=model)
         rows, _ = requestlog.page(account, filters, limit=10)
         return {"recent": rows}
+    if card == "catalogue":
+        return {"catalogue": catalogue.model_catalogue(account, model)}
     totals = selectors.model_totals(account=account, period=period, model=model)
     return {"quality": estimator_quality(model), "model_totals": totals}

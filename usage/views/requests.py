@@ -17,6 +17,7 @@ from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
 from usage import identity, requestlog, selectors
 from usage.api import decimal_string
+from usage.catalogue import selectors as catalogue
 from usage.models import Account, ErrorCause, RecordSource, UsageRecord
 from usage.periods import FIRST_DAY, LAST_DAY, PRESETS, Period
 from usage.tenancy import current_account, current_account_or_none
@@ -83,7 +84,10 @@ class RequestFilterForm(forms.Form):
             ("api_key", "api_key__name", "All keys"),
             ("team", "team", "All teams"),
         ):
-            values = selectors.dimension_values(account=account, period=period, dimension=dimension)
+            if name == "model":  # the provider's listed models too, used or not
+                values = catalogue.model_choices(account, period)
+            else:
+                values = selectors.dimension_values(account=account, period=period, dimension=dimension)
             self.fields[name].choices = _choices_with(values, str(data.get(name, ""))[:200], empty)  # type: ignore[attr-defined]
 
     def record_filters(self, period: Period) -> requestlog.RecordFilters:

@@ -16,6 +16,7 @@ from django.views.decorators.http import require_POST
 
 from toki_dashboard.roles import Role, role_required
 from usage import deadletters, selectors
+from usage.catalogue import selectors as catalogue
 from usage.forms import ApiTokenForm, PriceForm
 from usage.models import Account, ApiToken, ModelPrice, TokenScope
 from usage.periods import Period, dashboard_tz
@@ -83,6 +84,7 @@ def _price_context(request: HttpRequest, form: PriceForm) -> dict[str, Any]:
         prices = prices.filter(model_pattern__icontains=search)
     page = Paginator(prices, PRICES_PER_PAGE).get_page(request.GET.get("page"))
     unpriced = selectors.unpriced_models(account=account, period=Period.from_query({})) if account else []
+    listed_unpriced = catalogue.unpriced_listed(account) if account else []
     return {
         "section": "prices",
         "form": form,
@@ -90,6 +92,7 @@ def _price_context(request: HttpRequest, form: PriceForm) -> dict[str, Any]:
         "search": search,
         "now": timezone.now(),
         "unpriced": unpriced,
+        "listed_unpriced": [name for name in listed_unpriced if name not in unpriced],
         "search_query": urlencode({"q": search}) if search else "",
         "time_zone_name": dashboard_tz().key,
     }

@@ -7,13 +7,14 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.demo import seed_demo_billing
+from usage.catalogue.demo import seed_demo_catalogue
 from usage.demo import MAX_DAYS, seed_demo_usage
 
 
 class Command(BaseCommand):
     help = (
         "Load the demo data set: users, an account, prices, keys, N days of usage up to this hour, "
-        "plans, purchases, top-ups and console balances (idempotent)."
+        "plans, purchases, top-ups, console balances and a model catalogue (idempotent)."
     )
 
     def add_arguments(self, parser: ArgumentParser) -> None:
@@ -27,6 +28,7 @@ class Command(BaseCommand):
         started = time.perf_counter()
         report = seed_demo_usage(days=days, seed=seed)
         billing = seed_demo_billing(report.account, report.window)
+        seed_demo_catalogue(report.account)
         elapsed = time.perf_counter() - started
         ingested, window = report.ingested, report.window
         self.stdout.write(
