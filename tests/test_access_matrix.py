@@ -92,6 +92,8 @@ RULES: dict[str, Rule] = {
     "billing:test_alert_rule": Rule(ADMINS, method="post", ok=302),
     "billing:reports": Rule(FINANCE_ONLY),
     "usage:exchange_rates": Rule(FINANCE_ONLY),
+    "usage:catalogue": Rule(ENGINEERS),
+    "billing:sync_models_now": Rule(ENGINEERS, ok=302, method="post"),
     "billing:report_csv": Rule(FINANCE_ONLY),
 }
 # Whole namespaces with one rule.

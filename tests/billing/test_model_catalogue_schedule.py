@@ -18,7 +18,7 @@ from tests.test_celery_worker import worker  # noqa: F401  (a real worker on the
 from toki_dashboard.celery import app
 from toki_dashboard.roles import Role
 from usage.catalogue.models import CatalogueModel, CatalogueOutcome, CatalogueSync
-from usage.models import Provider
+from usage.models import Membership, Provider
 from usage.services import create_account
 
 DEADLINE_SECONDS = 30
@@ -77,8 +77,10 @@ def test_sync_models_now_runs_on_a_real_worker_and_retries_an_unavailable_provid
     make_user,
 ):
     console.fail("/v1/models", "502")  # the first attempt fails, the retry succeeds
+    enzo = make_user("enzo", Role.ENGINEER)
+    Membership.objects.create(account=relay_account, user=enzo)
     client = Client()
-    client.force_login(make_user("enzo", Role.ENGINEER))
+    client.force_login(enzo)
 
     response = client.post("/catalogue/sync/")
 

@@ -12,7 +12,7 @@ from django.utils import timezone
 from playwright.sync_api import Page, expect
 
 from billing import tasks
-from tests.browser.conftest import PASSWORD
+from tests.browser.conftest import PASSWORD, member_of_every_account
 from toki_dashboard.roles import Role
 from usage.catalogue import services
 from usage.catalogue.listing import ListedModel, Listing
@@ -33,6 +33,7 @@ def engineer(transactional_db) -> User:
 @pytest.fixture
 def signed_in(browsing, engineer) -> Callable[..., Page]:
     def open_page(**options) -> Page:
+        member_of_every_account(engineer)
         page = browsing.open(**options)
         page.goto("/login/")
         page.get_by_label("Username").fill(engineer.username)
