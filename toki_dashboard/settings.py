@@ -129,8 +129,6 @@ LOGOUT_REDIRECT_URL = "login"
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"  # storage and logic; pages convert to DASHBOARD_TIME_ZONE
 USE_TZ = True
-# URLs typed without a scheme (an account's base URL in the admin) are taken as https, as Django 6 will.
-FORMS_URLFIELD_ASSUME_HTTPS = True
 USE_I18N = False
 DASHBOARD_TIME_ZONE = time_zone_name("DASHBOARD_TIME_ZONE", os.environ.get("DASHBOARD_TIME_ZONE", "UTC"))
 

@@ -1,6 +1,7 @@
 from typing import Any
 
 from django.contrib import admin
+from django.db import models
 from django.http import HttpRequest
 
 from usage.models import (
@@ -36,6 +37,8 @@ class AccountAdmin(admin.ModelAdmin):
     exclude = ("credentials_encrypted",)
     readonly_fields = ("credentials_hint",)
     inlines = (MembershipInline,)
+    # A base URL typed without a scheme is taken as https (Django 6's default too).
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
 
 
 @admin.register(ApiKey)
