@@ -180,7 +180,7 @@ def _alerts(account: Account, window: DemoWindow) -> tuple[int, int]:
         )
         created += made
     outcomes = alerts.evaluate_account(account)
-    return created, sum(len(o.emails) for o in outcomes)
+    return created, sum(len(o.notifications) for o in outcomes)
 
 
 def _console_balances(account: Account, window: DemoWindow) -> int:
