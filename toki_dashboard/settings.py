@@ -24,6 +24,11 @@ from toki_dashboard.redaction import install as install_log_redaction
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TOKI_VAR_DIR", BASE_DIR / "var"))
+# Prometheus counters of every process (web servers, workers) are kept in files here and summed
+# at each scrape of /metrics. Set before prometheus_client is first imported; "" turns it off.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
+if os.environ["PROMETHEUS_MULTIPROC_DIR"]:
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 # Written by `make run` (random development secrets, DEBUG on): every process started from
 # this checkout reads it for what the environment does not set, so manage.py works in a
 # second terminal. The environment always wins; production sets its own values.

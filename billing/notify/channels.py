@@ -28,7 +28,7 @@ class NewChannel:
     secret: str  # a webhook's signing secret, to show once ("" for the others)
 
 
-def _check_target(account: Account, kind: str, target: str) -> None:
+def check_target(account: Account, kind: str, target: str) -> None:
     if kind == ChannelKind.EMAIL:
         try:
             validate_email(target)
@@ -59,7 +59,7 @@ def create_channel(
 ) -> NewChannel:
     """The channel, or a ValidationError naming the field at fault."""
     target = target.strip()
-    _check_target(account, kind, target)
+    check_target(account, kind, target)
     channel = AlertChannel(account=account, kind=kind, name=name.strip()[:200], created_by=created_by)
     if kind == ChannelKind.EMAIL:
         channel.address = target

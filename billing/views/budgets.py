@@ -178,7 +178,10 @@ def edit_budget(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required(Role.FINANCE)
 def delete_budget(request: HttpRequest, pk: int) -> HttpResponse:
-    budget = get_object_or_404(Budget, pk=pk, account=current_account(request))
+    budget = Budget.objects.filter(pk=pk, account=current_account(request)).first()
+    if budget is None:  # deleted already (a second click, another tab): nothing left to do
+        messages.info(request, "That budget was deleted already.")
+        return redirect(reverse("billing:budgets"))
     services.delete_budget(budget, Actor.of_user(request.user))
     messages.success(request, f"Budget “{budget.name}” deleted.")
     return redirect(reverse("billing:budgets"))

@@ -92,7 +92,10 @@ def test_channel(request: HttpRequest, pk: int) -> HttpResponse:
 @require_POST
 @role_required(Role.ADMIN)
 def remove_channel(request: HttpRequest, pk: int) -> HttpResponse:
-    channel = get_object_or_404(AlertChannel, pk=pk, account=current_account(request))
+    channel = AlertChannel.objects.filter(pk=pk, account=current_account(request)).first()
+    if channel is None:  # removed already (a second click, another tab)
+        messages.info(request, "That channel was removed already.")
+        return redirect(back_to(request))
     channel.delete()
     messages.success(request, f"Channel {channel.label} removed.")
     return redirect(back_to(request))

@@ -30,6 +30,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from usage import metrics
 from usage.models import Account
 from usage.proxy import budgets, forwarding, hygiene, measure
 from usage.proxy.callers import CallerTokens
@@ -276,6 +277,7 @@ class ProxyApp:
             started=started,
             inject_usage=inject,
         )
+        metrics.record_forwarding(started)
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
@@ -296,6 +298,7 @@ class ProxyApp:
             if forwarder.usage_option_rejected and call is not None:
                 runtime.refuses_usage_option.add((upstream.account_id, str(call.request_json.get("model"))))
             if call is not None:
+                metrics.record_proxy_call(call.failure[0] if call.failure else call.status)
                 runtime.recorder.submit(call)
 
     @staticmethod
@@ -310,6 +313,8 @@ class ProxyApp:
         status, kind, code, message = call.failure = budgets.refusal(block)
         await forwarding.send_error(send, status, message, kind, code)
         call.latency_ms = int((time.perf_counter() - admitted.started) * 1000)
+        metrics.PROXY_BUDGET_REFUSALS.inc()
+        metrics.record_proxy_call(status)
         runtime.recorder.submit(call)
         return True
 
