@@ -195,10 +195,15 @@ def evaluate_rule(rule: AlertRule, facts: Facts) -> Outcome:
     return outcome
 
 
+def clock() -> datetime:
+    """The moment an evaluation without one of its own runs at."""
+    return timezone.now()
+
+
 def evaluate_account(account: Account, *, now: datetime | None = None) -> list[Outcome]:
     """Check every enabled rule of the account; disabled rules' open episodes close without notice."""
     moment = now
-    now = now or timezone.now()
+    now = now or clock()
     AlertEpisode.objects.filter(account=account, resolved_at__isnull=True, rule__enabled=False).update(resolved_at=now)
     rules = list(
         AlertRule.objects.filter(account=account, enabled=True).select_related("account", "budget").order_by("pk")
