@@ -116,7 +116,8 @@ class AccountCollector(Collector):
             "toki_budget_ratio", "Spent ÷ amount in the budget's current period", labels=["account", "budget"]
         )
         for budget in Budget.objects.filter(account=self.account).select_related("account").order_by("name"):
-            ratio.add_metric([self.account.slug, budget.name], _number(spend.status(budget, history=0).ratio))
+            found = spend.status(budget, history=0)
+            ratio.add_metric([self.account.slug, budget.name], _number(found.ratio.quantize(spend.RATIO_QUANTUM)))
         yield ratio
 
     def _alerts(self) -> Iterator[Metric]:
