@@ -63,7 +63,7 @@ def low_balance_rule(account: Account, **fields) -> AlertRule:
         name=fields.pop("name", "Token balance low"),
         kind=fields.pop("kind", AlertKind.TOKEN_BALANCE_PERCENT),
         threshold=fields.pop("threshold", 20),
-        recipients=members_with_emails(account, RECIPIENTS),
+        recipients=fields.pop("recipients") if "recipients" in fields else members_with_emails(account, RECIPIENTS),
         cooldown_hours=fields.pop("cooldown_hours", 24),
         **fields,
     )

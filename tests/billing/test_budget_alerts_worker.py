@@ -23,7 +23,7 @@ from billing.notify.channels import create_channel
 from tests.billing.conftest import ingest, record
 from tests.billing.test_alerts import Sink, smtp_server  # noqa: F401
 from tests.billing.test_alerts_concurrency import race
-from tests.billing.webhook_receiver import WebhookReceiver, webhook_receiver  # noqa: F401
+from tests.billing.webhook_receiver import WebhookReceiver
 from tests.members import members_with_emails
 from tests.test_celery_worker import worker  # noqa: F401  (a real worker on the configured broker)
 from usage.models import Account
@@ -59,7 +59,7 @@ def next_month(now: datetime) -> datetime:
 def test_a_team_budget_notifies_each_tier_once_then_resolves_in_the_next_month(
     worker,  # noqa: F811
     smtp_server: Sink,  # noqa: F811
-    webhook_receiver: WebhookReceiver,  # noqa: F811
+    webhook_receiver: WebhookReceiver,
     account: Account,
     settings,
     monkeypatch,
