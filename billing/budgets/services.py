@@ -55,7 +55,7 @@ def validate(data: BudgetData) -> BudgetData:
         raise BillingError("amount: must be more than zero.")
     if data.measure == BudgetMeasure.TOKENS and data.amount != data.amount.to_integral_value():
         raise BillingError("amount: a number of tokens is a whole number.")
-    thresholds = sorted(set(data.thresholds))
+    thresholds = sorted({Decimal(str(t)) for t in data.thresholds})
     if not thresholds or len(thresholds) > MAX_THRESHOLDS or any(t <= 0 or t > 1000 for t in thresholds):
         raise BillingError(f"thresholds: 1 to {MAX_THRESHOLDS} percentages, each above 0 and at most 1000.")
     starts_on, ends_on = data.starts_on, data.ends_on
