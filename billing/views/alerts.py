@@ -80,10 +80,10 @@ class AlertRuleForm(forms.ModelForm):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         tiers = self.instance.tiers if self.instance and self.instance.pk else []
+        self.initial["tiers"] = ", ".join(str(t) for t in tiers)  # the model's list, written for people
         self.fields["tiers"] = forms.CharField(
             required=False,
             label="Severity tiers",
-            initial=", ".join(str(t) for t in tiers),
             help_text=self.fields["tiers"].help_text,
             widget=forms.TextInput(attrs={"class": "input", "placeholder": "14, 7, 3, 1"}),
         )

@@ -43,7 +43,9 @@ class BudgetForm(forms.Form):
         help_text="In the account's currency, or a number of tokens.",
         widget=forms.NumberInput(attrs=INPUT | {"step": "any", "min": "0"}),
     )
-    period = forms.ChoiceField(choices=BudgetPeriod.choices, widget=forms.Select(attrs=INPUT))
+    period = forms.ChoiceField(
+        choices=BudgetPeriod.choices, initial=BudgetPeriod.MONTH, widget=forms.Select(attrs=INPUT)
+    )
     starts_on = forms.DateField(
         required=False,
         label="From",

@@ -35,8 +35,15 @@ class ChannelForm(forms.Form):
         widget=forms.PasswordInput(attrs={"class": "input", "autocomplete": "new-password"}),
     )
     name = forms.CharField(
-        max_length=200, required=False, widget=forms.TextInput(attrs={"class": "input", "placeholder": "#finance"})
+        max_length=200,
+        required=False,
+        label="Label",
+        widget=forms.TextInput(attrs={"class": "input", "placeholder": "#finance"}),
     )
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        # A prefix of its own: the rule form on the same page has fields of the same names.
+        super().__init__(*args, prefix="channel", **kwargs)  # type: ignore[arg-type]
 
 
 def back_to(request: HttpRequest) -> str:
