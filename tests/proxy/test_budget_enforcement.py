@@ -148,3 +148,20 @@ def _data(budget: Budget) -> dict:
         "thresholds": budget.threshold_values,
         "enforce": budget.enforce,
     }
+
+
+@pytest.mark.parametrize(
+    ("body", "model"),
+    [
+        (b'{"model": "gpt-4o", "messages": []}', "gpt-4o"),
+        (b'{"messages": [{"content": "say \\"model\\": \\"x\\""}], "model":"sim-gpt"}', "sim-gpt"),  # escaped: text
+        (b'{"tools": [{"default": {"model": "inner"}}], "model": "outer"}', "outer"),  # twice: parsed
+        (b'{"model": "caf\\u00e9"}', "café"),
+        (b'{"input": "no model"}', None),
+        (b"not json", None),
+    ],
+)
+def test_the_model_a_call_asks_for_is_read_without_parsing_when_it_can_be(body: bytes, model: str | None):
+    from usage.proxy.budgets import _model
+
+    assert _model(body) == model
