@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from billing import alerts
-from billing.alert_checks import effective_tiers, severity_label
+from billing.alert_tiers import effective_tiers, severity_label
 from billing.models import (
     AlertChannel,
     AlertDelivery,
