@@ -79,21 +79,10 @@ print(f"the check alone, per call: enforcement off {off_us:.1f} µs, on {on_us:.
 """
 
 
-def check_alone(env: dict[str, str]) -> None:
+def shell(env: dict[str, str], code: str) -> None:
+    """Run `code` in the servers' settings (manage.py shell) and print its last line."""
     out = subprocess.run(
-        [PYTHON, str(ROOT / "manage.py"), "shell", "-c", CHECK],
-        env=env,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    print(out.stdout.strip().splitlines()[-1])
-
-
-def guard(env: dict[str, str]) -> None:
-    out = subprocess.run(
-        [PYTHON, str(ROOT / "manage.py"), "shell", "-c", GUARD],
+        [PYTHON, str(ROOT / "manage.py"), "shell", "-c", code],
         env=env,
         cwd=ROOT,
         capture_output=True,
@@ -152,8 +141,8 @@ def main() -> None:
         f"load average before {os.getloadavg()[0]:.2f}"
     )
     with servers(args.database_url) as (_sim_port, proxy_port, env):
-        guard(env)
-        check_alone(env)
+        shell(env, GUARD)
+        shell(env, CHECK)
         time.sleep(2.5)  # the proxy re-reads gate states every TOKI_PROXY_BUDGET_REFRESH_SECONDS (2)
         started = time.perf_counter()
         added = asyncio.run(run(args, proxy_port))

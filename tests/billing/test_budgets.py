@@ -277,3 +277,26 @@ def test_finance_adds_a_budget_and_sees_its_progress(finance_client: Client, acc
 
 def test_engineers_may_not_see_budgets(engineer_client: Client, account: Account):
     assert engineer_client.get(reverse("billing:budgets")).status_code == 403
+
+
+def test_the_admin_adds_a_budget_through_the_same_service(staff_client, account: Account):
+    response = staff_client.post(
+        "/admin/billing/budget/add/",
+        {
+            "account": account.pk,
+            "name": "Admin made",
+            "scope": "model",
+            "target": "gpt-4o*",
+            "measure": "tokens",
+            "amount": "1000000",
+            "period": "week",
+            "thresholds_text": "75, 100",
+            "enforce": "on",
+        },
+    )
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    budget = Budget.objects.get(name="Admin made")
+    assert (budget.thresholds, budget.enforce) == ([75, 100], True)
+    assert AlertRule.objects.get(budget=budget).kind == AlertKind.BUDGET
+    assert AuditEvent.objects.filter(action="budget.create", object_id=str(budget.pk)).exists()
