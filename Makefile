@@ -44,6 +44,7 @@ run: $(VENV)/.installed-run $(DEV_ENV)
 	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) seed_demo
 	@printf '\n  TOKI Dashboard → http://127.0.0.1:%s/\n  Log in as admin, finance or engineer; password: toki-demo\n  Ctrl-C stops the web server, the worker and the scheduler.\n\n' "$(PORT)"
+	rm -rf $(VAR_DIR)/metrics  # Prometheus counters of the processes that ran before
 	TOKI_PORT=$(PORT) exec $(BIN)/honcho -f Procfile start
 
 test: $(VENV)/.installed-dev

@@ -399,3 +399,6 @@ class ProviderAccountAdmin(admin.ModelAdmin):
                 lambda account_id=account_id: tasks.sync_account.delay(account_id, SyncTrigger.MANUAL)
             )
         self.message_user(request, f"Sync queued for {queryset.count()} account(s).", messages.SUCCESS)
+
+
+from billing import admin_alerting  # noqa: E402, F401  (budgets, channels, deliveries: a module of their own)

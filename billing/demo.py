@@ -154,7 +154,29 @@ def seed_demo_billing(account: Account, window: DemoWindow) -> BillingReport:
     report.records_allocated = refresh_allocations(account).records
     report.snapshots_created = _console_balances(account, window)
     report.alert_rules_created, report.alert_emails = _alerts(account, window)
+    _budgets(account, window)
     return report
+
+
+def _budgets(account: Account, window: DemoWindow) -> None:
+    """Two monthly budgets, sized on the last 30 days so the page has something to say: the
+    search team's usage value at about its pace, and the account's paid with room to spare."""
+    from billing.budgets import spend
+    from billing.budgets.services import BudgetData, create_budget
+    from billing.models import Budget
+
+    until = window.until.date()
+    for name, scope, target, measure, headroom in (
+        ("Search team", "team", "search", "usage_value", Decimal("1.0")),
+        ("Whole account, paid", "account", "", "paid", Decimal("1.5")),
+    ):
+        if Budget.objects.filter(account=account, name=name).exists():
+            continue
+        probe = Budget(account=account, name=name, scope=scope, target=target, measure=measure, amount=Decimal(1))
+        month = sum(spend.spend_by_day(probe, until - timedelta(days=29), until).values(), Decimal(0))
+        amount = max((month * headroom).quantize(Decimal(1)), Decimal(10))
+        data = BudgetData(name=name, amount=amount, scope=scope, target=target, measure=measure)
+        create_budget(account, data, ACTOR, idempotency_key=f"demo-budget-{scope}-{target}")
 
 
 DEMO_RECIPIENTS = "finance@acme.example, engineer@acme.example"  # the demo users: alerts go to members
@@ -180,7 +202,7 @@ def _alerts(account: Account, window: DemoWindow) -> tuple[int, int]:
         )
         created += made
     outcomes = alerts.evaluate_account(account)
-    return created, sum(len(o.emails) for o in outcomes)
+    return created, sum(len(o.notifications) for o in outcomes)
 
 
 def _console_balances(account: Account, window: DemoWindow) -> int:

@@ -11,14 +11,12 @@ from __future__ import annotations
 from fnmatch import fnmatchcase
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
 from usage.models import CURRENCY_CODE, MONEY, TOTAL_MONEY, Account, UsageRecord
-from usage.tenancy import member_emails
 
 
 class TokenBasis(models.TextChoices):
@@ -420,157 +418,19 @@ class ProviderAccount(Account):
         verbose_name_plural = "provider sync"
 
 
-# --- Alerts (DESIGN.md §7) ---------------------------------------------------------------
-
-# What a rule measured (a spend, a balance, a count): as wide as the totals it can be.
-MEASURED = {"max_digits": 38, "decimal_places": 6}
-
-
-class AlertKind(models.TextChoices):
-    TOKEN_BALANCE_PERCENT = "token_balance_percent", "Token balance below a percentage"
-    TOKEN_BALANCE_TOKENS = "token_balance_tokens", "Token balance below a number of tokens"
-    WALLET_BELOW = "wallet_below", "Wallet below an amount"
-    RUNOUT_WITHIN = "runout_within", "Projected run-out within N days"
-    PLAN_EXPIRING_UNUSED = "plan_expiring_unused", "A plan expiring within N days with more than X% unused"
-    SYNC_FAILING = "sync_failing", "Provider sync failing or stale"
-    SPEND_SPIKE = "spend_spike", "Daily spend above k× its trailing median"
-    ERROR_SURGE = "error_surge", "Surge of an error cause"
-
-
-class AlertRule(models.Model):
-    """A condition on an account that emails `recipients` when it starts and stops holding.
-
-    `threshold` means, by kind: a percentage, a number of tokens, an amount of money in the
-    account's currency, a number of days, a percentage unused (with `days`), hours without a
-    successful sync, a multiple of the median, or a number of errors in the last hour.
-    """
-
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_rules")
-    name = models.CharField(max_length=200)
-    kind = models.CharField(max_length=32, choices=AlertKind.choices)
-    threshold = models.DecimalField(max_digits=24, decimal_places=6)
-    days = models.PositiveIntegerField(null=True, blank=True, help_text="Plan expiring within this many days")
-    error_cause = models.CharField(max_length=32, blank=True, default="", help_text="For error surges")
-    recipients = models.TextField(help_text="Email addresses, one per line or comma-separated")
-    cooldown_hours = models.PositiveIntegerField(
-        default=24, help_text="One reminder after this many hours while it keeps firing; 0: no reminder"
-    )
-    enabled = models.BooleanField(default=True)
-    created_at = models.DateTimeField(default=timezone.now)
-    updated_at = models.DateTimeField(auto_now=True)
-    last_evaluated_at = models.DateTimeField(null=True, blank=True)
-    last_value = models.DecimalField(**MEASURED, null=True, blank=True)
-    last_summary = models.CharField(max_length=300, blank=True, default="")
-
-    class Meta:
-        ordering = ["account", "name", "id"]
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def recipient_list(self) -> list[str]:
-        parts = self.recipients.replace(";", ",").replace("\n", ",").split(",")
-        return [p.strip() for p in parts if p.strip()]
-
-    def allowed_recipients(self) -> list[str]:
-        """The recipients who may see the account (its members and admins): alerts go to them only."""
-        allowed = member_emails(self.account)
-        return [address for address in self.recipient_list if address.lower() in allowed]
-
-    def clean(self) -> None:
-        if self.account_id is None:
-            return
-        allowed = member_emails(self.account)
-        outsiders = [address for address in self.recipient_list if address.lower() not in allowed]
-        if outsiders:
-            raise ValidationError(
-                {
-                    "recipients": f"{', '.join(outsiders)} {'is' if len(outsiders) == 1 else 'are'} not the email "
-                    f"of a member of {self.account.name}: alerts go only to people who may see the account."
-                }
-            )
-
-
-class AlertEpisode(models.Model):
-    """One stretch of time a rule fires, from `started_at` to `resolved_at`.
-
-    Each email is claimed by a conditional update of its timestamp (`notified_at`,
-    `reminded_at`, `resolved_at`) before it is sent, so two workers never send it twice;
-    at most one episode per rule is open (a partial unique constraint).
-    """
-
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="episodes")
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
-    started_at = models.DateTimeField()
-    resolved_at = models.DateTimeField(null=True, blank=True)
-    value = models.DecimalField(**MEASURED, null=True, blank=True)
-    summary = models.CharField(max_length=300, help_text="The subject of the firing email")
-    details = models.JSONField(default=dict, blank=True)
-    last_value = models.DecimalField(**MEASURED, null=True, blank=True)
-    last_summary = models.CharField(max_length=300, blank=True, default="")
-    last_details = models.JSONField(default=dict, blank=True)
-    last_evaluated_at = models.DateTimeField(null=True, blank=True)
-    notified_at = models.DateTimeField(null=True, blank=True)
-    reminded_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-started_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(
-                fields=["rule"], condition=Q(resolved_at__isnull=True), name="alertepisode_one_open_per_rule"
-            )
-        ]
-        indexes = [models.Index(fields=["account", "resolved_at"], name="alertepisode_open_idx")]
-
-    def __str__(self) -> str:
-        return f"{self.rule_id} from {self.started_at:%Y-%m-%d %H:%M}"
-
-    @property
-    def is_open(self) -> bool:
-        return self.resolved_at is None
-
-
-class AlertEmailKind(models.TextChoices):
-    FIRING = "firing", "Firing"
-    REMINDER = "reminder", "Reminder"
-    RESOLVED = "resolved", "Resolved"
-    TEST = "test", "Test"
-
-
-class AlertEmailStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed (retrying)"
-    GAVE_UP = "gave_up", "Failed"
-
-
-class AlertEmail(models.Model):
-    """The sent-mail log: every alert email, its delivery attempts and the last error."""
-
-    rule = models.ForeignKey(AlertRule, on_delete=models.CASCADE, related_name="emails")
-    episode = models.ForeignKey(AlertEpisode, on_delete=models.CASCADE, null=True, blank=True, related_name="emails")
-    kind = models.CharField(max_length=16, choices=AlertEmailKind.choices)
-    recipients = models.JSONField(default=list)
-    subject = models.CharField(max_length=300)
-    details = models.JSONField(default=dict, blank=True, help_text="The numbers behind it, as sent")
-    status = models.CharField(max_length=16, choices=AlertEmailStatus.choices, default=AlertEmailStatus.PENDING)
-    attempts = models.PositiveIntegerField(default=0)
-    error = models.TextField(blank=True, default="")
-    created_at = models.DateTimeField(default=timezone.now)
-    last_attempt_at = models.DateTimeField(null=True, blank=True)
-    sent_at = models.DateTimeField(null=True, blank=True)
-
-    class Meta:
-        ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["status", "created_at"], name="alertemail_status_idx")]
-        constraints = [
-            # One email of each kind per episode (reminders included: at most one).
-            models.UniqueConstraint(
-                fields=["episode", "kind"], condition=Q(episode__isnull=False), name="alertemail_once_per_episode"
-            )
-        ]
-
-    def __str__(self) -> str:
-        return f"{self.get_kind_display()} {self.subject} ({self.status})"
+# Alert rules, their episodes and notifications, channels and budgets live in modules of their
+# own (importing them here registers them with this app and re-exports them).
+from billing.alert_models import (  # noqa: E402, F401
+    MEASURED,
+    AlertChannel,
+    AlertDelivery,
+    AlertEpisode,
+    AlertKind,
+    AlertNotification,
+    AlertRule,
+    ChannelKind,
+    DeliveryStatus,
+    NotificationKind,
+    parse_tiers,
+)
+from billing.budget_models import Budget, BudgetMeasure, BudgetPeriod, BudgetScope  # noqa: E402, F401

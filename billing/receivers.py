@@ -10,10 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
-from billing.alerts import schedule_evaluation
+from billing.alert_defaults import create_default_rules
+from billing.alert_episodes import schedule_evaluation
+from billing.budgets.gate import schedule_publish
 from billing.recompute import request_recompute, schedule_allocation
 from usage.calibration import tokens_reestimated
 from usage.models import Account, RepricingRun, UsageRecord
@@ -29,6 +32,18 @@ def allocate_new_records(sender: type[UsageRecord], account: Account, **kwargs: 
 def evaluate_alerts_after_usage(sender: type[UsageRecord], account: Account, **kwargs: Any) -> None:
     # Debounced: a burst of batches schedules one evaluation, after the allocation refresh.
     schedule_evaluation(account.pk)
+
+
+@receiver(usage_recorded, sender=UsageRecord, dispatch_uid="billing.check_enforced_budgets_after_usage")
+def check_enforced_budgets_after_usage(sender: type[UsageRecord], account: Account, **kwargs: Any) -> None:
+    # Seconds after a batch, the proxy learns whether an enforced budget ran out.
+    schedule_publish(account.pk)
+
+
+@receiver(post_save, sender=Account, dispatch_uid="billing.default_alert_rules")
+def default_alert_rules(sender: type[Account], instance: Account, created: bool, **kwargs: Any) -> None:
+    if created and settings.ALERT_DEFAULT_RULES and not kwargs.get("raw"):
+        create_default_rules(instance)
 
 
 @receiver(post_save, sender=RepricingRun, dispatch_uid="billing.recheck_charges_after_repricing")

@@ -27,7 +27,12 @@ def refresh_allocations(self: Task, account_id: int, full: bool = False) -> int:
         return 0
     if recompute.repricing_in_progress(account) and self.request.retries < REPRICING_WAITS:
         raise self.retry(countdown=15)
-    return recompute.refresh_allocations(account, full=full).records
+    records = recompute.refresh_allocations(account, full=full).records
+    if records:
+        from billing.budgets.gate import schedule_publish
+
+        schedule_publish(account.pk, delay=0)  # paid moved: enforced paid budgets may have run out
+    return records
 
 
 @shared_task
@@ -72,18 +77,18 @@ def dispatch_due_syncs() -> int:
 
 @shared_task
 def evaluate_account_alerts(account_id: int) -> int:
-    """Evaluate an account's alert rules; returns how many emails it queued."""
+    """Evaluate an account's alert rules; returns how many notifications it made."""
     from billing import alerts
 
     account = Account.objects.filter(pk=account_id).first()
     if account is None:
         return 0
-    return sum(len(outcome.emails) for outcome in alerts.evaluate_account(account))
+    return sum(len(outcome.notifications) for outcome in alerts.evaluate_account(account))
 
 
 @shared_task
 def evaluate_all_alerts() -> int:
-    """Run every 5 minutes by beat: every account with an enabled rule, and emails a lost task left."""
+    """Run every 5 minutes by beat: every account with an enabled rule, and deliveries a lost task left."""
     from billing import alerts
 
     alerts.resend_stuck()
@@ -94,17 +99,40 @@ def evaluate_all_alerts() -> int:
 
 
 @shared_task(bind=True, max_retries=None)
-def send_alert_email(self: Task, email_id: int) -> str:
-    """One more delivery attempt; a failure is retried with exponential backoff until
-    ALERT_EMAIL_MAX_ATTEMPTS attempts (counted on the AlertEmail) have failed."""
-    from billing import alerts
-    from billing.models import AlertEmail, AlertEmailStatus
+def send_alert_delivery(self: Task, delivery_id: int) -> str:
+    """One more attempt at a delivery (email, webhook or chat); a failure is retried with
+    exponential backoff until ALERT_DELIVERY_MAX_ATTEMPTS attempts (counted on the delivery)."""
+    from billing.models import AlertDelivery, DeliveryStatus
+    from billing.notify import deliveries
 
-    status = alerts.deliver(email_id)
-    if status == AlertEmailStatus.FAILED:
-        attempts = AlertEmail.objects.filter(pk=email_id).values_list("attempts", flat=True).first() or 1
-        raise self.retry(countdown=alerts.retry_delay(attempts))
+    status = deliveries.deliver(delivery_id)
+    if status == DeliveryStatus.FAILED:
+        attempts = AlertDelivery.objects.filter(pk=delivery_id).values_list("attempts", flat=True).first() or 1
+        raise self.retry(countdown=deliveries.retry_delay(attempts))
     return status
+
+
+# --- Budgets -----------------------------------------------------------------------------
+
+
+@shared_task
+def publish_budget_gate(account_id: int) -> int:
+    """Recompute which enforced budgets are exhausted and hand the state to the proxy."""
+    from billing.budgets import gate
+
+    account = Account.objects.filter(pk=account_id).first()
+    return 0 if account is None else len(gate.publish(account).blocks)
+
+
+@shared_task
+def publish_all_budget_gates() -> int:
+    """Run every minute by beat: periods reset, paid catches up with the allocations."""
+    from billing.budgets import gate
+
+    account_ids = gate.accounts_with_enforced_budgets()
+    for account_id in account_ids:
+        publish_budget_gate.delay(account_id)
+    return len(account_ids)
 
 
 # --- Model catalogue ---------------------------------------------------------------------

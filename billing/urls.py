@@ -1,6 +1,6 @@
 from django.urls import path, re_path
 
-from billing.views import alerts, catalogue, forecast, plans, reports
+from billing.views import alerts, budgets, catalogue, channels, forecast, plans, reports
 
 app_name = "billing"
 
@@ -15,7 +15,13 @@ urlpatterns: list = [
     path("plans/forecast-chart/", forecast.forecast_chart, name="forecast_chart"),
     path("alerts/", alerts.alert_rules, name="alerts"),
     path("alerts/rules/<int:pk>/", alerts.edit_alert_rule, name="edit_alert_rule"),
-    path("alerts/rules/<int:pk>/test/", alerts.send_test_email, name="test_alert_rule"),
+    path("alerts/rules/<int:pk>/test/", alerts.send_test, name="test_alert_rule"),
+    path("alerts/channels/", channels.add_channel, name="add_alert_channel"),
+    path("alerts/channels/<int:pk>/test/", channels.test_channel, name="test_alert_channel"),
+    path("alerts/channels/<int:pk>/remove/", channels.remove_channel, name="remove_alert_channel"),
+    path("budgets/", budgets.budgets, name="budgets"),
+    path("budgets/<int:pk>/", budgets.edit_budget, name="edit_budget"),
+    path("budgets/<int:pk>/delete/", budgets.delete_budget, name="delete_budget"),
     path("reports/", reports.reports, name="reports"),
     re_path(r"^reports/(?P<month>\d{4}-\d{2})\.csv$", reports.report_csv, name="report_csv"),
     path("catalogue/sync/", catalogue.sync_models_now, name="sync_models_now"),

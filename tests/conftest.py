@@ -6,6 +6,7 @@ import pytest
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
+from tests.billing.webhook_receiver import webhook_receiver  # noqa: F401  (a local webhook receiver, for any test)
 from toki_dashboard.roles import Role
 from usage.models import Account, Membership
 from usage.services import create_account

@@ -24,3 +24,6 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not shared-cache memory: threads and worker processes then wait for locks
     # (busy timeout, WAL) as they do in production instead of failing at once.
     DATABASES["default"]["TEST"] = {"NAME": os.path.join(os.environ["TOKI_VAR_DIR"], "test.sqlite3")}  # noqa: F405
+# A new account's standard alert rules would fire in every test that drains a balance; the
+# tests that are about them turn this on.
+ALERT_DEFAULT_RULES = False

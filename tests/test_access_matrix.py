@@ -21,7 +21,7 @@ import pytest
 from django.test import Client
 from django.urls import get_resolver, reverse
 
-from billing.models import AlertKind, AlertRule
+from billing.models import AlertChannel, AlertKind, AlertRule, Budget
 from tests.test_authentication_required import Endpoint, walk
 from toki_dashboard.roles import Role
 from usage.models import Account, ApiKey, Membership, TokenScope, UsageRecord
@@ -62,6 +62,9 @@ RULES: dict[str, Rule] = {
     "api:usage_summary": Rule(READERS, query={"start": DAY, "end": DAY, "group_by": "model"}),
     "api:usage_records": Rule(ENGINEERS, query={"start": DAY, "end": DAY}),
     "api:balance": Rule(READERS),
+    "api:list_budgets": Rule(FINANCE_ONLY),
+    "api:create_budget": Rule(NOBODY, method="post", refused=401, scoped=False),  # tokens only
+    "metrics": Rule(NOBODY, refused=401, scoped=False),  # a token with the metrics scope only
     # Pages
     "usage:overview": Rule(READERS),
     "usage:overview_spend_chart": Rule(READERS),
@@ -90,6 +93,12 @@ RULES: dict[str, Rule] = {
     "billing:alerts": Rule(ADMINS),
     "billing:edit_alert_rule": Rule(ADMINS),
     "billing:test_alert_rule": Rule(ADMINS, method="post", ok=302),
+    "billing:add_alert_channel": Rule(ADMINS, method="post", ok=302),  # an empty form: back with a message
+    "billing:test_alert_channel": Rule(ADMINS, method="post", ok=302),
+    "billing:remove_alert_channel": Rule(ADMINS, method="post", ok=302),
+    "billing:budgets": Rule(FINANCE_ONLY),
+    "billing:edit_budget": Rule(FINANCE_ONLY),
+    "billing:delete_budget": Rule(FINANCE_ONLY, method="post", ok=302),
     "billing:reports": Rule(FINANCE_ONLY),
     "usage:exchange_rates": Rule(FINANCE_ONLY),
     "usage:catalogue": Rule(ENGINEERS),
@@ -118,6 +127,10 @@ class Tenant:
     record: UsageRecord
     key: ApiKey
     rule: AlertRule
+    channel: AlertChannel
+    spare_channel: AlertChannel  # the one the removal removes
+    budget: Budget
+    spare_budget: Budget  # the one the deletion deletes
 
 
 def tenant(account: Account) -> Tenant:
@@ -136,7 +149,19 @@ def tenant(account: Account) -> Tenant:
     rule = AlertRule.objects.create(
         account=account, name="Wallet low", kind=AlertKind.WALLET_BELOW, threshold=5, recipients=""
     )
-    return Tenant(account, UsageRecord.objects.get(account=account), ApiKey.objects.get(account=account), rule)
+    channels = [
+        AlertChannel.objects.create(account=account, kind="email", address=f"{account.slug}@example.com", hint=name)
+        for name in ("alerts", "spare")
+    ]
+    budgets = [Budget.objects.create(account=account, name=name, amount=10) for name in ("Monthly", "Spare")]
+    return Tenant(
+        account,
+        UsageRecord.objects.get(account=account),
+        ApiKey.objects.get(account=account),
+        rule,
+        *channels,
+        *budgets,
+    )
 
 
 def url_of(endpoint: Endpoint, tenant: Tenant, token_id: int) -> str:
@@ -149,6 +174,10 @@ def url_of(endpoint: Endpoint, tenant: Tenant, token_id: int) -> str:
         "usage:token_revoke": [token_id],
         "billing:edit_alert_rule": [tenant.rule.pk],
         "billing:test_alert_rule": [tenant.rule.pk],
+        "billing:test_alert_channel": [tenant.channel.pk],
+        "billing:remove_alert_channel": [tenant.spare_channel.pk],
+        "billing:edit_budget": [tenant.budget.pk],
+        "billing:delete_budget": [tenant.spare_budget.pk],
         "billing:report_csv": ["2026-11"],
     }
     if endpoint.view_name in arguments:

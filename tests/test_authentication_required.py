@@ -200,7 +200,11 @@ def test_the_walker_builds_a_url_that_resolves_to_each_pattern() -> None:
 
     assert {e.view_name for e in endpoints} >= {"login", "usage:overview", "admin:index", "admin:app_list"}
     for endpoint in endpoints:
-        assert resolve(endpoint.url).func is endpoint.view, endpoint
+        match = resolve(endpoint.url)
+        # django-ninja gives each operation of one path (GET and POST /api/v1/budgets) a pattern of
+        # its own, with views that dispatch by method to the same operations: the first answers.
+        same_api_path = endpoint.view_name.startswith("api:") and match.route == endpoint.route
+        assert match.func is endpoint.view or same_api_path, endpoint
 
 
 def test_anonymous_visitors_reach_no_page_but_the_login_pages(db: None) -> None:

@@ -185,7 +185,7 @@ def test_a_scenario_with_known_secrets_logs_none_of_them(transactional_db, setti
 
     text = "\n".join(captured.lines)
     assert len(captured.lines) > 100  # the scenario did log: SQL, requests, warnings, errors
-    assert "upstream broke off" in text and "Unexpected auth" in text and "alert email" in text
+    assert "upstream broke off" in text and "Unexpected auth" in text and "alert delivery" in text
     leaks = {
         name: text.count(value)
         for name, value in {

@@ -14,7 +14,7 @@ def menu(response) -> dict[str, bool]:
 
 
 def test_finance_sees_spend_plans_reports_and_rates_but_not_engineering_or_admin_pages(finance_client, account):
-    assert list(menu(finance_client.get("/"))) == ["/", "/plans/", "/reports/", "/rates/"]
+    assert list(menu(finance_client.get("/"))) == ["/", "/plans/", "/reports/", "/budgets/", "/rates/"]
 
 
 def test_engineers_see_usage_models_requests_errors_and_keys(engineer_client, account):

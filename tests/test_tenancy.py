@@ -19,7 +19,7 @@ from django.test import Client
 from django.urls import reverse
 
 from billing import alerts
-from billing.models import AlertEmail, AlertKind, AlertRule
+from billing.models import AlertDelivery, AlertKind, AlertRule
 from toki_dashboard.roles import Role, roles_of
 from usage import demo
 from usage.models import Account, Membership
@@ -300,7 +300,7 @@ def test_someone_who_left_the_account_gets_its_alerts_no_more(make_user, account
     )
     Membership.objects.filter(user__username="olga").delete()
 
-    alerts.send_test_email(rule)
+    alerts.send_test(rule)
 
-    assert AlertEmail.objects.get().recipients == ["fiona@example.com"]
+    assert AlertDelivery.objects.get().recipients == ["fiona@example.com"]
     assert [message.to for message in mail.outbox] == [["fiona@example.com"]]

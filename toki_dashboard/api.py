@@ -44,13 +44,14 @@ api = TokiAPI(
     title="TOKI Dashboard API",
     parser=ExactJsonParser(),
     version="1",
-    description="Usage ingestion, summaries, records and balances. Bearer tokens come from "
+    description="Usage ingestion, summaries, records, balances and budgets. Bearer tokens come from "
     "`manage.py create_api_token`; read endpoints also accept a logged-in session. This schema "
     "is readable with any valid token or a logged-in session.",
     urls_namespace="api",
 )
 api.add_router("", usage_router)
 api.add_router("", "billing.api.router")
+api.add_router("", "billing.budgets.api.router")
 
 
 @api.exception_handler(ValidationError)

@@ -16,6 +16,7 @@ NAVIGATION: list[tuple[str, str, frozenset[Role]]] = [
     ("Keys & teams", "usage:keys", frozenset({Role.ENGINEER})),
     ("Plans & wallet", "billing:plans", frozenset({Role.FINANCE})),
     ("Reports", "billing:reports", frozenset({Role.FINANCE})),
+    ("Budgets", "billing:budgets", frozenset({Role.FINANCE})),
     ("Exchange rates", "usage:exchange_rates", frozenset({Role.FINANCE})),
     ("Alerts", "billing:alerts", frozenset({Role.ADMIN})),
     ("Settings", "usage:settings", frozenset({Role.ADMIN})),

@@ -24,6 +24,11 @@ from toki_dashboard.redaction import install as install_log_redaction
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("TOKI_VAR_DIR", BASE_DIR / "var"))
+# Prometheus counters of every process (web servers, workers) are kept in files here and summed
+# at each scrape of /metrics. Set before prometheus_client is first imported; "" turns it off.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
+if os.environ["PROMETHEUS_MULTIPROC_DIR"]:
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 # Written by `make run` (random development secrets, DEBUG on): every process started from
 # this checkout reads it for what the environment does not set, so manage.py works in a
 # second terminal. The environment always wins; production sets its own values.
@@ -288,12 +293,23 @@ if MODEL_CATALOGUE_SYNC_MINUTES > 0:
 # The address people open the dashboard at: alert emails link to its pages with it.
 DASHBOARD_URL = os.environ.get("DASHBOARD_URL", "http://127.0.0.1:8000").rstrip("/")
 ALERTS_EVALUATION_DELAY_SECONDS = 30.0  # after an ingested batch or a sync; requests within it share one run
-ALERT_EMAIL_MAX_ATTEMPTS = 6  # a failed email is retried with exponential backoff up to this many attempts
-ALERT_EMAIL_RETRY_BASE_SECONDS = 30.0  # doubled after each failure
-ALERT_EMAIL_RETRY_MAX_SECONDS = 3600.0
+# A failed delivery (email, webhook, chat) is retried with exponential backoff up to this many attempts.
+ALERT_DELIVERY_MAX_ATTEMPTS = 6
+ALERT_DELIVERY_RETRY_BASE_SECONDS = 30.0  # doubled after each failure
+ALERT_DELIVERY_RETRY_MAX_SECONDS = 3600.0
+ALERT_WEBHOOK_TIMEOUT_SECONDS = float(os.environ.get("ALERT_WEBHOOK_TIMEOUT_SECONDS", "10"))
+# A new account gets the standard rules (wallet below zero, token balance low, run-out within
+# 7 days, spend surge), told to its channels.
+ALERT_DEFAULT_RULES = parse_bool("ALERT_DEFAULT_RULES", os.environ.get("ALERT_DEFAULT_RULES"), default=True)
 CELERY_BEAT_SCHEDULE.update(
-    {"billing-evaluate-alerts": {"task": "billing.tasks.evaluate_all_alerts", "schedule": 300.0}},
+    {
+        "billing-evaluate-alerts": {"task": "billing.tasks.evaluate_all_alerts", "schedule": 300.0},
+        # Enforced budgets: periods reset and paid catches up even without new usage.
+        "billing-publish-budget-gates": {"task": "billing.tasks.publish_all_budget_gates", "schedule": 60.0},
+    },
 )
+# After a batch of usage, enforced budgets are re-read this soon (requests within it share one run).
+BUDGET_GATE_DELAY_SECONDS = 2.0
 
 # --- Proxy -------------------------------------------------------------------------
 # The logging proxy (usage.proxy) and the calibrated token estimator it feeds. Owned by
@@ -309,6 +325,8 @@ TOKI_PROXY_FORCE_STREAM_USAGE = parse_bool(
     "TOKI_PROXY_FORCE_STREAM_USAGE", os.environ.get("TOKI_PROXY_FORCE_STREAM_USAGE"), default=True
 )
 TOKI_PROXY_ACCOUNT_CACHE_SECONDS = float(os.environ.get("TOKI_PROXY_ACCOUNT_CACHE_SECONDS", "30"))
+# How often each proxy process re-reads the enforced budgets' state from the cache.
+TOKI_PROXY_BUDGET_REFRESH_SECONDS = float(os.environ.get("TOKI_PROXY_BUDGET_REFRESH_SECONDS", "2"))
 TOKI_PROXY_SPOOL_DIR = Path(os.environ.get("TOKI_PROXY_SPOOL_DIR", VAR_DIR / "spool"))
 # Larger request bodies are refused with 413 while they stream in (memory stays flat).
 PROXY_MAX_BODY_BYTES = parse_positive_int(

@@ -2,6 +2,7 @@ from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
 
+from billing.views.metrics import metrics
 from toki_dashboard.api import api_urls
 
 urlpatterns = [
@@ -9,6 +10,7 @@ urlpatterns = [
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("admin/", admin.site.urls),
     path("api/v1/", api_urls()),
+    path("metrics", metrics, name="metrics"),
     path("proxy/", include("usage.proxy.urls")),
     path("", include("usage.urls")),
     path("", include("billing.urls")),

@@ -7,3 +7,8 @@ class UsageConfig(AppConfig):
 
     def ready(self) -> None:
         from usage import checks, receivers  # noqa: F401  (registers the checks, connects the receivers)
+        from usage.metrics import on_usage_recorded
+        from usage.models import UsageRecord
+        from usage.signals import usage_recorded
+
+        usage_recorded.connect(on_usage_recorded, sender=UsageRecord, dispatch_uid="usage.count_ingested_records")

@@ -348,6 +348,7 @@ class TokenScope(models.TextChoices):
     READ = "read", "Read usage and balances (GET endpoints)"
     BILLING = "billing", "Record purchases and wallet entries"
     PROXY = "proxy", "Call TOKI through the logging proxy (when PROXY_REQUIRE_TOKEN is on)"
+    METRICS = "metrics", "Scrape Prometheus metrics (GET /metrics)"
 
 
 class ApiToken(models.Model):

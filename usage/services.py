@@ -102,7 +102,7 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
         linked = identity.link(account, [*placed.seen, *taken], source)
         if counted:
             transaction.on_commit(
-                lambda: usage_recorded.send(sender=UsageRecord, account=account, inserted=len(counted))
+                lambda: usage_recorded.send(sender=UsageRecord, account=account, inserted=len(counted), source=source)
             )
 
     stored = {row["request_id"] for row in counted}

@@ -2,7 +2,7 @@
 
 from django.dispatch import Signal
 
-# Sent after a batch of new records has committed. Arguments: account, inserted (int).
+# Sent after a batch of new records has committed. Arguments: account, inserted (int), source.
 usage_recorded = Signal()
 
 # Sent after stored records' tokens or costs were corrected outside repricing (which billing

@@ -1,4 +1,5 @@
-"""The Alerts page (admin): rules, a test email per rule, episodes and the sent-mail log."""
+"""The Alerts page (admin): rules and their tiers, the account's channels, a test per rule,
+episodes and the delivery log (per rule on the rule's own page)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,18 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from billing import alerts
-from billing.models import AlertEmail, AlertEmailStatus, AlertEpisode, AlertKind, AlertRule
+from billing.alert_tiers import effective_tiers, severity_label
+from billing.models import (
+    AlertChannel,
+    AlertDelivery,
+    AlertEpisode,
+    AlertKind,
+    AlertNotification,
+    AlertRule,
+    DeliveryStatus,
+    parse_tiers,
+)
+from billing.views.channels import ChannelForm, back_to
 from toki_dashboard.roles import Role, role_required
 from usage.models import ErrorCause
 from usage.tenancy import current_account, current_account_or_none
@@ -28,19 +40,31 @@ HISTORY_LIMIT = 30
 class AlertRuleForm(forms.ModelForm):
     class Meta:
         model = AlertRule
-        fields = ["name", "kind", "threshold", "days", "error_cause", "recipients", "cooldown_hours", "enabled"]
+        fields = [
+            "name",
+            "kind",
+            "threshold",
+            "tiers",
+            "days",
+            "error_cause",
+            "recipients",
+            "cooldown_hours",
+            "enabled",
+        ]
         labels = {
             "kind": "Condition",
             "days": "Within days",
             "error_cause": "Error cause",
-            "cooldown_hours": "Reminder after (hours)",
+            "cooldown_hours": "Reminder every (hours)",
+            "tiers": "Severity tiers",
         }
         help_texts = {
             "threshold": ("Percent, tokens, money, days, % unused, hours, × median or errors an hour, by condition."),
             "days": "Only for “a plan expiring within N days”.",
             "error_cause": "Only for an error surge.",
-            "recipients": "Email addresses of members of the account, one per line or comma-separated.",
-            "cooldown_hours": "One reminder while it keeps firing; 0 for none.",
+            "tiers": "Least severe first, e.g. “14, 7, 3, 1” days; empty: the threshold and the standard tiers.",
+            "recipients": "Optional: emails of members of the account, besides the account's channels.",
+            "cooldown_hours": "A reminder this often while it stays in a tier; 0 for none.",
         }
         widgets = {
             "name": forms.TextInput(attrs={"class": "input", "placeholder": "Token balance low"}),
@@ -55,6 +79,14 @@ class AlertRuleForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        tiers = self.instance.tiers if self.instance and self.instance.pk else []
+        self.initial["tiers"] = ", ".join(str(t) for t in tiers)  # the model's list, written for people
+        self.fields["tiers"] = forms.CharField(
+            required=False,
+            label="Severity tiers",
+            help_text=self.fields["tiers"].help_text,
+            widget=forms.TextInput(attrs={"class": "input", "placeholder": "14, 7, 3, 1"}),
+        )
         causes = [(c.value, c.label) for c in ErrorCause if c != ErrorCause.NONE]
         self.fields["error_cause"] = forms.ChoiceField(
             choices=[("", "—"), *causes],
@@ -63,7 +95,8 @@ class AlertRuleForm(forms.ModelForm):
             help_text=self.fields["error_cause"].help_text,
             widget=forms.Select(attrs={"class": "input"}),
         )
-        self.fields["kind"].choices = AlertKind.choices  # no empty choice: a rule always has a condition
+        # No empty choice: a rule always has a condition. Budget rules come with their budgets.
+        self.fields["kind"].choices = [(k.value, k.label) for k in AlertKind if k != AlertKind.BUDGET]
         for name, field in self.fields.items():
             if self.errors.get(name):
                 field.widget.attrs["aria-invalid"] = "true"
@@ -71,14 +104,18 @@ class AlertRuleForm(forms.ModelForm):
     def clean_recipients(self) -> str:
         raw = self.cleaned_data["recipients"]
         addresses = [p.strip() for p in raw.replace(";", ",").replace("\n", ",").split(",") if p.strip()]
-        if not addresses:
-            raise ValidationError("Give at least one email address.")
         for address in addresses:
             try:
                 validate_email(address)
             except ValidationError:
                 raise ValidationError(f"{address!r} is not an email address.") from None
         return ", ".join(addresses)
+
+    def clean_tiers(self) -> list[str]:
+        tiers = parse_tiers(self.cleaned_data.get("tiers") or "")
+        if len(tiers) > 10:
+            raise ValidationError("At most 10 tiers.")
+        return [format(t.normalize(), "f") for t in tiers]
 
     def clean_threshold(self) -> Decimal:
         value = self.cleaned_data["threshold"]
@@ -89,6 +126,8 @@ class AlertRuleForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         data = super().clean()
         kind = data.get("kind")
+        if data.get("tiers"):
+            data["threshold"] = Decimal(data["tiers"][0])  # the least severe tier
         if kind == AlertKind.PLAN_EXPIRING_UNUSED and not data.get("days"):
             self.add_error("days", "Say within how many days the plan expires.")
         if kind == AlertKind.ERROR_SURGE and not data.get("error_cause"):
@@ -100,27 +139,68 @@ class AlertRuleForm(forms.ModelForm):
         return data
 
 
+class BudgetRuleForm(AlertRuleForm):
+    """A budget's rule takes its condition and tiers from the budget (the Budgets page)."""
+
+    class Meta(AlertRuleForm.Meta):
+        fields = ["recipients", "cooldown_hours", "enabled"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        for name in ("tiers", "kind", "error_cause"):
+            self.fields.pop(name, None)
+
+    def clean(self) -> dict[str, Any]:
+        return forms.ModelForm.clean(self)
+
+
+def rule_form(rule: AlertRule | None, data: Any = None, *, account: Any = None) -> AlertRuleForm:
+    if rule is not None and rule.kind == AlertKind.BUDGET:
+        return BudgetRuleForm(data, instance=rule)
+    instance = rule or AlertRule(account=account)
+    return AlertRuleForm(data, instance=instance, initial=None if rule or data else {"cooldown_hours": 24})
+
+
+def deliveries_of(account: Any, rule: AlertRule | None = None) -> list[AlertDelivery]:
+    rows = AlertDelivery.objects.filter(notification__account=account)
+    if rule is not None:
+        rows = rows.filter(notification__rule=rule)
+    return list(rows.select_related("notification__rule", "channel").order_by("-created_at", "-pk")[:HISTORY_LIMIT])
+
+
+def _rule_row(rule: AlertRule, episode: AlertEpisode | None) -> dict[str, Any]:
+    tiers = effective_tiers(rule)
+    return {
+        "rule": rule,
+        "condition": alerts.describe(rule),
+        "tiers": alerts.tiers_label(rule),
+        "episode": episode,
+        "severity": severity_label(episode.severity, len(tiers)) if episode else "",
+    }
+
+
 def _page(request: HttpRequest, *, form: AlertRuleForm | None = None, editing: AlertRule | None = None) -> HttpResponse:
     account = current_account_or_none(request)
     context: dict[str, Any] = {"account": account, "tz_name": settings.DASHBOARD_TIME_ZONE, "editing": editing}
     if account is not None:
-        rules = list(AlertRule.objects.filter(account=account).order_by("name", "pk"))
+        rules = list(AlertRule.objects.filter(account=account).select_related("budget").order_by("name", "pk"))
         open_episodes = {e.rule_id: e for e in AlertEpisode.objects.filter(account=account, resolved_at__isnull=True)}
+        channels = list(AlertChannel.objects.filter(account=account).order_by("kind", "pk"))
         context |= {
-            "rules": [(rule, alerts.describe(rule), open_episodes.get(rule.pk)) for rule in rules],
-            "form": form or AlertRuleForm(instance=editing, initial=None if editing else {"cooldown_hours": 24}),
+            "rules": [_rule_row(rule, open_episodes.get(rule.pk)) for rule in rules],
+            "form": form or rule_form(editing, account=account),
+            "channels": channels,
+            "channel_form": ChannelForm(),
             "episodes": list(
                 AlertEpisode.objects.filter(account=account)
                 .select_related("rule")
-                .prefetch_related(Prefetch("emails", queryset=AlertEmail.objects.order_by("created_at", "pk")))
+                .prefetch_related(
+                    Prefetch("notifications", queryset=AlertNotification.objects.order_by("created_at", "pk"))
+                )
                 .order_by("-started_at", "-pk")[:HISTORY_LIMIT]
             ),
-            "emails": list(
-                AlertEmail.objects.filter(rule__account=account)
-                .select_related("rule")
-                .order_by("-created_at", "-pk")[:HISTORY_LIMIT]
-            ),
-            "failed_statuses": {AlertEmailStatus.FAILED, AlertEmailStatus.GAVE_UP},
+            "deliveries": deliveries_of(account, editing),
+            "failed_statuses": {DeliveryStatus.FAILED, DeliveryStatus.GAVE_UP},
             "kinds": AlertKind,
         }
     return render(request, "billing/alerts.html", context, status=400 if form is not None and form.errors else 200)
@@ -131,7 +211,7 @@ def alert_rules(request: HttpRequest) -> HttpResponse:
     """GET: the page with a new-rule form; POST: create a rule."""
     account = current_account_or_none(request)
     if request.method == "POST" and account is not None:
-        form = AlertRuleForm(request.POST, instance=AlertRule(account=account))
+        form = rule_form(None, request.POST, account=account)
         if form.is_valid():
             rule = form.save()
             messages.success(request, f"Rule “{rule.name}” created; it is evaluated within 5 minutes.")
@@ -143,9 +223,10 @@ def alert_rules(request: HttpRequest) -> HttpResponse:
 
 @role_required(Role.ADMIN)
 def edit_alert_rule(request: HttpRequest, pk: int) -> HttpResponse:
+    """The rule's form, the channels it notifies and its delivery log."""
     rule = get_object_or_404(AlertRule, pk=pk, account=current_account(request))
     if request.method == "POST":
-        form = AlertRuleForm(request.POST, instance=rule)
+        form = rule_form(rule, request.POST)
         if form.is_valid():
             form.save()
             messages.success(request, f"Rule “{rule.name}” saved.")
@@ -155,13 +236,29 @@ def edit_alert_rule(request: HttpRequest, pk: int) -> HttpResponse:
     return _page(request, editing=rule)
 
 
+def report_deliveries(request: HttpRequest, deliveries: list[AlertDelivery]) -> None:
+    """One message per delivery of a test: where it went, and how that went."""
+    if not deliveries:
+        messages.error(request, "Nobody would be told: the rule has no recipients and the account no channel.")
+    for delivery in deliveries:
+        if delivery.kind == "email":
+            what = f"Test email sent to {', '.join(delivery.recipients)}."
+            failed = f"The test email to {', '.join(delivery.recipients)} could not be sent: {delivery.error}"
+        else:
+            code = f" (HTTP {delivery.response_code})" if delivery.response_code else ""
+            what = f"Test sent to {delivery.get_kind_display().lower()} {delivery.target}{code}."
+            failed = (
+                f"The test to {delivery.get_kind_display().lower()} {delivery.target} failed{code}: {delivery.error}"
+            )
+        if delivery.status == DeliveryStatus.SENT:
+            messages.success(request, what)
+        else:
+            messages.error(request, failed)
+
+
 @require_POST
 @role_required(Role.ADMIN)
-def send_test_email(request: HttpRequest, pk: int) -> HttpResponse:
+def send_test(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk, account=current_account(request))
-    email = alerts.send_test_email(rule)
-    if email.status == AlertEmailStatus.SENT:
-        messages.success(request, f"Test email sent to {', '.join(email.recipients)}.")
-    else:
-        messages.error(request, f"The test email could not be sent: {email.error}")
-    return redirect(reverse("billing:alerts"))
+    report_deliveries(request, alerts.send_test(rule))
+    return redirect(back_to(request))

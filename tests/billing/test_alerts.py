@@ -19,7 +19,15 @@ from django.urls import reverse
 from django.utils import timezone
 
 from billing import alerts
-from billing.models import AlertEmail, AlertEmailKind, AlertEmailStatus, AlertEpisode, AlertKind, AlertRule
+from billing.models import (
+    AlertDelivery,
+    AlertEpisode,
+    AlertKind,
+    AlertNotification,
+    AlertRule,
+    DeliveryStatus,
+    NotificationKind,
+)
 from tests.billing.conftest import allocate, buy, ingest, record, top_up
 from tests.members import members_with_emails
 from toki_dashboard.roles import Role
@@ -55,7 +63,7 @@ def low_balance_rule(account: Account, **fields) -> AlertRule:
         name=fields.pop("name", "Token balance low"),
         kind=fields.pop("kind", AlertKind.TOKEN_BALANCE_PERCENT),
         threshold=fields.pop("threshold", 20),
-        recipients=members_with_emails(account, RECIPIENTS),
+        recipients=fields.pop("recipients") if "recipients" in fields else members_with_emails(account, RECIPIENTS),
         cooldown_hours=fields.pop("cooldown_hours", 24),
         **fields,
     )
@@ -85,19 +93,20 @@ def test_a_rule_that_starts_firing_sends_one_email_with_the_figure_and_the_numbe
     assert mimetype == "text/html" and "5,000 of 100,000" in html
     episode = AlertEpisode.objects.get(rule=firing)
     assert episode.is_open and episode.notified_at is not None
-    assert AlertEmail.objects.get(episode=episode).status == AlertEmailStatus.SENT
+    assert AlertDelivery.objects.get(notification__episode=episode).status == DeliveryStatus.SENT
 
 
-def test_a_rule_that_keeps_firing_sends_nothing_more_until_its_cooldown_then_one_reminder(firing: AlertRule, now):
+def test_a_rule_that_stays_in_its_tier_reminds_once_per_cooldown(firing: AlertRule, now):
     alerts.evaluate_account(firing.account, now=now)
     alerts.evaluate_account(firing.account, now=now + timedelta(minutes=5))
     alerts.evaluate_account(firing.account, now=now + timedelta(hours=23))
     assert len(mail.outbox) == 1
 
     alerts.evaluate_account(firing.account, now=now + timedelta(hours=24, minutes=5))
-    alerts.evaluate_account(firing.account, now=now + timedelta(hours=60))
+    alerts.evaluate_account(firing.account, now=now + timedelta(hours=40))  # within the cooldown of the reminder
+    alerts.evaluate_account(firing.account, now=now + timedelta(hours=48, minutes=10))
 
-    assert [m.subject.split(":")[0] for m in mail.outbox[1:]] == ["[Acme] Still firing"]
+    assert [m.subject.split(":")[0] for m in mail.outbox[1:]] == ["[Acme] Still firing", "[Acme] Still firing"]
     assert AlertEpisode.objects.filter(rule=firing).count() == 1
 
 
@@ -236,13 +245,13 @@ def test_a_real_smtp_server_receives_the_alert_email_with_text_and_html(firing: 
     html = message.get_body(preferencelist=("html",)).get_content()
     assert "Tokens left: 5,000 of 100,000" in text
     assert "<th" in html and "5,000 of 100,000" in html and 'href="http://127.0.0.1:8000/plans/?account=acme"' in html
-    assert AlertEmail.objects.get().status == AlertEmailStatus.SENT
+    assert AlertDelivery.objects.get().status == DeliveryStatus.SENT
 
 
 def test_a_failed_send_is_recorded_retried_and_shown(firing: AlertRule, now, settings, monkeypatch, make_user):
     retries: list[tuple[int, float]] = []
     monkeypatch.setattr(
-        "billing.tasks.send_alert_email.apply_async",
+        "billing.tasks.send_alert_delivery.apply_async",
         lambda args, countdown: retries.append((args[0], countdown)),
     )
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
@@ -250,33 +259,33 @@ def test_a_failed_send_is_recorded_retried_and_shown(firing: AlertRule, now, set
 
     alerts.evaluate_account(firing.account, now=now)
 
-    failed = AlertEmail.objects.get()
-    assert (failed.status, failed.attempts) == (AlertEmailStatus.FAILED, 1)
+    failed = AlertDelivery.objects.get()
+    assert (failed.status, failed.attempts) == (DeliveryStatus.FAILED, 1)
     assert "ConnectionRefusedError" in failed.error
-    assert retries == [(failed.pk, settings.ALERT_EMAIL_RETRY_BASE_SECONDS)]
+    assert retries == [(failed.pk, settings.ALERT_DELIVERY_RETRY_BASE_SECONDS)]
     admin = Client()
     admin.force_login(make_user("ada", Role.ADMIN))
     page = admin.get(reverse("billing:alerts")).content.decode()
     assert "ConnectionRefusedError" in page and "Failed (retrying)" in page
 
     settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-    assert alerts.deliver(failed.pk) == AlertEmailStatus.SENT  # what the retrying task does
+    assert alerts.deliver(failed.pk) == DeliveryStatus.SENT  # what the retrying task does
     assert len(mail.outbox) == 1
-    assert alerts.deliver(failed.pk) == AlertEmailStatus.SENT  # a second delivery sends nothing
+    assert alerts.deliver(failed.pk) == DeliveryStatus.SENT  # a second delivery sends nothing
     assert len(mail.outbox) == 1
 
 
 def test_after_the_last_attempt_the_email_is_marked_failed_for_good(firing: AlertRule, now, settings, monkeypatch):
-    monkeypatch.setattr("billing.tasks.send_alert_email.apply_async", lambda args, countdown: None)
+    monkeypatch.setattr("billing.tasks.send_alert_delivery.apply_async", lambda args, countdown: None)
     settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
     settings.EMAIL_HOST, settings.EMAIL_PORT, settings.EMAIL_TIMEOUT = "127.0.0.1", free_port(), 2
-    settings.ALERT_EMAIL_MAX_ATTEMPTS = 2
+    settings.ALERT_DELIVERY_MAX_ATTEMPTS = 2
     alerts.evaluate_account(firing.account, now=now)
-    email_id = AlertEmail.objects.get().pk
+    email_id = AlertDelivery.objects.get().pk
 
-    assert alerts.deliver(email_id) == AlertEmailStatus.GAVE_UP
-    assert alerts.deliver(email_id) == AlertEmailStatus.GAVE_UP  # no third attempt
-    assert AlertEmail.objects.get().attempts == 2
+    assert alerts.deliver(email_id) == DeliveryStatus.GAVE_UP
+    assert alerts.deliver(email_id) == DeliveryStatus.GAVE_UP  # no third attempt
+    assert AlertDelivery.objects.get().attempts == 2
 
 
 # --- Scheduling and the command ----------------------------------------------------------------------
@@ -301,7 +310,7 @@ def test_the_command_evaluates_every_account_with_rules(firing: AlertRule):
     out = StringIO()
     call_command("evaluate_alerts", stdout=out)
 
-    assert "acme: Token balance low: FIRING — Token balance 5.0%" in out.getvalue()
+    assert "acme: Token balance low: FIRING (high) — Token balance 5.0%" in out.getvalue()
     assert len(mail.outbox) == 1
 
 
@@ -331,7 +340,7 @@ def test_admin_creates_a_rule_and_sends_a_test_email(admin_client: Client, accou
     assert mail.outbox[0].subject == "[Acme] Test: Wallet 0.00 USD — no run-out projected within a year"
     assert mail.outbox[0].to == RECIPIENTS
     assert "Test email sent to finance@example.com, oncall@example.com." in response.content.decode()
-    assert AlertEmail.objects.get().kind == AlertEmailKind.TEST
+    assert AlertNotification.objects.get().kind == NotificationKind.TEST
 
 
 def test_a_rule_with_a_bad_address_is_refused_with_the_reason(admin_client: Client, account: Account):

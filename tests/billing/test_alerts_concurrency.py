@@ -17,7 +17,7 @@ from django.db import connections
 from django.utils import timezone
 
 from billing import alerts
-from billing.models import AlertEmail, AlertEmailKind, AlertEpisode
+from billing.models import AlertEpisode, AlertNotification, NotificationKind
 from tests.billing.test_alerts import low_balance_rule, nearly_used_up, recover
 from usage.models import Account
 
@@ -57,7 +57,7 @@ def test_concurrent_workers_send_one_firing_email_and_then_one_resolved_email(
 
     assert len(mail.outbox) == 1
     assert AlertEpisode.objects.filter(rule=rule).count() == 1
-    assert list(AlertEmail.objects.values_list("kind", flat=True)) == [AlertEmailKind.FIRING]
+    assert list(AlertNotification.objects.values_list("kind", flat=True)) == [NotificationKind.FIRING]
 
     recover(account, now)
     later = now + timedelta(minutes=5)
@@ -65,6 +65,6 @@ def test_concurrent_workers_send_one_firing_email_and_then_one_resolved_email(
 
     assert len(mail.outbox) == 2
     assert mail.outbox[1].subject.startswith("[Acme] Resolved: ")
-    assert AlertEmail.objects.filter(kind=AlertEmailKind.RESOLVED).count() == 1
+    assert AlertNotification.objects.filter(kind=NotificationKind.RESOLVED).count() == 1
     assert AlertEpisode.objects.get(rule=rule).resolved_at == later
     assert not [r for r in caplog.records if r.levelname == "ERROR"], "a worker failed to evaluate the rule"

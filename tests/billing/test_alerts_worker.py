@@ -8,7 +8,7 @@ from django.core.cache import cache
 from django.db import connection
 from django.utils import timezone
 
-from billing.models import AlertEmail, AlertEmailStatus, AlertEpisode
+from billing.models import AlertDelivery, AlertEpisode, DeliveryStatus
 from tests.billing.test_alerts import RECIPIENTS, Sink, low_balance_rule, nearly_used_up, smtp_server  # noqa: F401
 from tests.test_celery_worker import worker  # noqa: F401  (a real worker on the configured broker)
 from usage.models import Account
@@ -33,4 +33,4 @@ def test_a_batch_that_drains_the_plan_is_followed_by_one_email_sent_by_the_worke
     assert sorted(envelope.rcpt_tos) == sorted(RECIPIENTS)
     assert b"Token balance 5.0%" in envelope.content
     assert AlertEpisode.objects.get(rule=rule).resolved_at is None
-    assert AlertEmail.objects.get(rule=rule).status == AlertEmailStatus.SENT
+    assert AlertDelivery.objects.get(notification__rule=rule).status == DeliveryStatus.SENT

@@ -111,3 +111,15 @@ def test_the_demo_pack_reads_the_same_projected_unused_tokens_in_the_alert_the_t
     rule = AlertRule.objects.get(account=report.account, name="Plan expiring with tokens unused")
     assert f"({shown} tokens)" in rule.last_summary
     assert text_by_id(page, f"projected-unused-{pack['id']}") == shown
+
+
+def test_the_demo_has_two_budgets_sized_on_its_usage_once(seeded):
+    from billing.budgets import spend
+    from billing.models import Budget
+
+    account, window, _ = seeded
+    seed_demo_billing(account, window)
+
+    budgets = {b.name: b for b in Budget.objects.filter(account=account)}
+    assert set(budgets) == {"Search team", "Whole account, paid"}
+    assert spend.status(budgets["Search team"], now=window.until).spent > 0

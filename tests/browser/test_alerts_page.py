@@ -71,7 +71,7 @@ def test_the_alerts_page_shows_rules_history_and_sends_a_test_email(
     screenshot(page, "alerts-full", full_page=True)
 
     row = page.get_by_role("row").filter(has_text="Wallet below 5 USD")
-    row.get_by_role("button", name="Send test email").click()
+    row.get_by_role("button", name="Send test").click()
 
     expect(page.get_by_text("Test email sent to finance@example.com.")).to_be_visible()
     assert [m.to for m in mail.outbox][-1] == ["finance@example.com"]

@@ -30,8 +30,9 @@ from typing import Any
 from django.conf import settings
 from django.db import connection
 
+from usage import metrics
 from usage.models import Account
-from usage.proxy import forwarding, hygiene, measure
+from usage.proxy import budgets, forwarding, hygiene, measure
 from usage.proxy.callers import CallerTokens
 from usage.proxy.recorder import Call, Recorder
 
@@ -115,6 +116,7 @@ class Runtime:
         self.db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="toki-proxy-db")
         self.accounts = Accounts(self.db)
         self.tokens = CallerTokens(self.db)
+        self.budgets = budgets.BudgetGate(self.db)
         self.refuses_usage_option: set[tuple[int, str]] = set()
 
     async def close(self) -> None:
@@ -263,6 +265,8 @@ class ProxyApp:
                     and (upstream.account_id, str(parsed.get("model"))) not in runtime.refuses_usage_option
                 )
 
+        if call is not None and await self._refused_by_budget(send, runtime, admitted, call):
+            return
         forwarder = forwarding.Forwarder(
             runtime.client,
             method=method,
@@ -273,6 +277,7 @@ class ProxyApp:
             started=started,
             inject_usage=inject,
         )
+        metrics.record_forwarding(started)
         task = asyncio.current_task()
         assert task is not None
         gone = asyncio.Event()
@@ -293,7 +298,25 @@ class ProxyApp:
             if forwarder.usage_option_rejected and call is not None:
                 runtime.refuses_usage_option.add((upstream.account_id, str(call.request_json.get("model"))))
             if call is not None:
+                metrics.record_proxy_call(call.failure[0] if call.failure else call.status)
                 runtime.recorder.submit(call)
+
+    @staticmethod
+    async def _refused_by_budget(send: Send, runtime: Runtime, admitted: Admitted, call: Call) -> bool:
+        """An enforced, exhausted budget refuses the call (429, recorded); see usage.proxy.budgets."""
+        caller = admitted.caller
+        block = await runtime.budgets.block(
+            admitted.upstream.account_id, caller.authorization, caller.tags.get("team"), admitted.body
+        )
+        if block is None:
+            return False
+        status, kind, code, message = call.failure = budgets.refusal(block)
+        await forwarding.send_error(send, status, message, kind, code)
+        call.latency_ms = int((time.perf_counter() - admitted.started) * 1000)
+        metrics.PROXY_BUDGET_REFUSALS.inc()
+        metrics.record_proxy_call(status)
+        runtime.recorder.submit(call)
+        return True
 
     @staticmethod
     async def _watch_disconnect(

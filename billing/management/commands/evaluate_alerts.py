@@ -23,10 +23,12 @@ class Command(BaseCommand):
         else:
             accounts = list(Account.objects.filter(pk__in=alerts.accounts_with_rules()).order_by("pk"))
         resent = alerts.resend_stuck()
-        emails = 0
+        notified = 0
         for account in accounts:
             for outcome in alerts.evaluate_account(account):
-                state = "FIRING" if outcome.check.firing else "ok"
-                emails += len(outcome.emails)
+                state = f"FIRING ({outcome.check.severity})" if outcome.check.firing else "ok"
+                notified += len(outcome.notifications)
                 self.stdout.write(f"{account.slug}: {outcome.rule.name}: {state} — {outcome.check.summary}")
-        self.stdout.write(f"{len(accounts)} account(s) evaluated; {emails} email(s) sent or queued, {resent} retried.")
+        self.stdout.write(
+            f"{len(accounts)} account(s) evaluated; {notified} notification(s), {resent} deliveries retried."
+        )

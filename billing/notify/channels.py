@@ -1,0 +1,76 @@
+"""Adding and removing an account's alert channels (the page, the command and the admin).
+
+An email channel is an address of someone who may see the account (its members and
+admins). A webhook is an http(s) URL and a signing secret (made here when none is given,
+and shown once). An apprise channel is a chat service's apprise URL. URLs and secrets are
+encrypted at rest with FIELD_ENCRYPTION_KEY and shown back only as a hint.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+
+from billing.models import AlertChannel, ChannelKind
+from billing.notify import chat
+from usage.models import Account
+from usage.tenancy import member_emails
+
+
+@dataclass(frozen=True)
+class NewChannel:
+    channel: AlertChannel
+    secret: str  # a webhook's signing secret, to show once ("" for the others)
+
+
+def check_target(account: Account, kind: str, target: str) -> None:
+    if kind == ChannelKind.EMAIL:
+        try:
+            validate_email(target)
+        except ValidationError:
+            raise ValidationError({"target": f"{target!r} is not an email address."}) from None
+        if target.lower() not in member_emails(account):
+            raise ValidationError(
+                {
+                    "target": f"{target} is not the email of a member of {account.name}: "
+                    "alerts go only to people who may see the account."
+                }
+            )
+    elif kind == ChannelKind.WEBHOOK:
+        parts = urlsplit(target)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValidationError({"target": "A webhook is an http:// or https:// URL."})
+    elif kind == ChannelKind.APPRISE:
+        if "://" not in target or not chat.is_supported(target):
+            raise ValidationError(
+                {"target": "apprise does not recognise this URL (e.g. slack://…, msteams://…, tgram://…, ntfy://…)."}
+            )
+    else:
+        raise ValidationError({"kind": f"{kind!r} is not email, webhook or apprise."})
+
+
+def create_channel(
+    account: Account, *, kind: str, target: str, secret: str = "", name: str = "", created_by: Any = None
+) -> NewChannel:
+    """The channel, or a ValidationError naming the field at fault."""
+    target = target.strip()
+    check_target(account, kind, target)
+    channel = AlertChannel(account=account, kind=kind, name=name.strip()[:200], created_by=created_by)
+    if kind == ChannelKind.EMAIL:
+        channel.address = target
+        channel.hint = target
+        secret = ""
+    else:
+        channel.set_url(target)
+        if kind == ChannelKind.WEBHOOK:
+            secret = secret.strip() or secrets.token_urlsafe(32)
+            channel.set_secret(secret)
+        else:
+            secret = ""
+    channel.save()
+    return NewChannel(channel, secret)
