@@ -52,7 +52,9 @@ def worker(transactional_db: None) -> Iterator[WorkController]:
 
 
 def _records(count: int) -> list[tuple[int, RecordIn]]:
-    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    # Four hours back: the last of the 12 records (17 minutes apart) is then always in the past,
+    # whatever the minute of the hour the test runs at.
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=4)
     return [
         (
             i,
