@@ -49,6 +49,7 @@ run: $(VENV)/.installed-run $(DEV_ENV)
 
 test: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-dev

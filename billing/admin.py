@@ -9,6 +9,7 @@ snapshots, sync runs and the audit trail are read-only. Credentials are write-on
 from __future__ import annotations
 
 import uuid
+from functools import partial
 from typing import Any
 
 from django import forms
@@ -102,7 +103,8 @@ class PurchaseForm(forms.ModelForm):
         )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if not self.errors and self.instance.pk is None:
             try:
                 self.purchase_data().check(cleaned["account"])
@@ -175,7 +177,8 @@ class WalletEntryForm(forms.ModelForm):
         )
 
     def clean(self) -> dict[str, Any]:
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         if not self.errors and self.instance.pk is None:
             try:
                 self.entry_data().check(cleaned["account"])
@@ -395,9 +398,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
 
         for account in queryset:
             account_id = account.pk
-            transaction.on_commit(
-                lambda account_id=account_id: tasks.sync_account.delay(account_id, SyncTrigger.MANUAL)
-            )
+            transaction.on_commit(partial(tasks.sync_account.delay, account_id, SyncTrigger.MANUAL))
         self.message_user(request, f"Sync queued for {queryset.count()} account(s).", messages.SUCCESS)
 
 

@@ -45,7 +45,8 @@ class BudgetAdminForm(forms.ModelForm):
             self.fields["thresholds_text"].initial = ", ".join(str(t) for t in self.instance.thresholds)
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         try:
             thresholds = parse_tiers(data.get("thresholds_text") or "")
             self.budget_data = services.validate(
@@ -98,7 +99,8 @@ class ChannelAdminForm(forms.ModelForm):
         fields = ["account", "kind", "name", "enabled"]
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("account") and data.get("kind") and data.get("target"):
             check_target(data["account"], data["kind"], data["target"].strip())
         return data

@@ -58,13 +58,13 @@ def details_of(check: Check) -> dict[str, Any]:
 
 
 def subject(account: Account, kind: str, check: Check) -> str:
-    prefix = {
+    prefixes: dict[str, str] = {
         NotificationKind.ESCALATED: f"Worse ({check.severity}): ",
         NotificationKind.REMINDER: "Still firing: ",
         NotificationKind.RESOLVED: "Resolved: ",
         NotificationKind.TEST: "Test: ",
-    }.get(kind, "")
-    return f"[{account.name}] {prefix}{check.summary}"
+    }
+    return f"[{account.name}] {prefixes.get(kind, '')}{check.summary}"
 
 
 def _latest(check: Check, now: datetime) -> dict[str, Any]:
@@ -237,6 +237,6 @@ def schedule_evaluation(account_id: int, *, delay: float | None = None) -> None:
         if cache.add(key, 1, timeout=max(1, int(wait))):
             from billing import tasks  # tasks imports this module
 
-            tasks.evaluate_account_alerts.apply_async(args=[account_id], countdown=wait)
+            tasks.evaluate_account_alerts.apply_async(args=(account_id,), countdown=wait)
 
     transaction.on_commit(enqueue, robust=True)

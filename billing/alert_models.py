@@ -20,11 +20,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from toki_dashboard import crypto
-from usage.models import Account
+from usage.models import Account, DecimalSize
 from usage.tenancy import member_emails
 
 # What a rule measured (a spend, a balance, a count): as wide as the totals it can be.
-MEASURED = {"max_digits": 38, "decimal_places": 6}
+MEASURED = DecimalSize(max_digits=38, decimal_places=6)
 
 
 class AlertKind(models.TextChoices):

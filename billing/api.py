@@ -26,7 +26,7 @@ try:
     from ninja import Status
 except ImportError:  # django-ninja before 1.5 answers (status, body) tuples
 
-    def Status(status_code: int, value: Any) -> Any:  # type: ignore[no-redef]
+    def Status(status_code: int, value: Any) -> Any:  # type: ignore[no-redef]  # a stand-in for django-ninja's Status on versions without it
         return status_code, value
 
 
@@ -156,7 +156,7 @@ WRITE_ANSWERS: dict[int, Any] = {409: Problem, **PROBLEMS}
 def record_purchase(request: HttpRequest, body: PurchaseIn) -> Any:
     """201 with the purchase; 200 with the same purchase when `idempotency_key` was seen
     before with the same content; 409 when it was used for something else."""
-    caller = request.auth  # type: ignore[attr-defined]
+    caller = request.auth  # type: ignore[attr-defined]  # django-ninja's request.auth is the caller usage.auth authenticated
     account = caller.account()
     data = PurchaseData(
         plan=body.plan.strip(),
@@ -189,7 +189,7 @@ def record_purchase(request: HttpRequest, body: PurchaseIn) -> Any:
 def record_wallet_entry(request: HttpRequest, body: WalletEntryIn) -> Any:
     """Amounts are signed decimal strings: top-ups and refunds positive, adjustments either way.
     201 with the entry; 200 for a replay of the same key and content; 409 for other content."""
-    caller = request.auth  # type: ignore[attr-defined]
+    caller = request.auth  # type: ignore[attr-defined]  # django-ninja's request.auth is the caller usage.auth authenticated
     account = caller.account()
     data = WalletEntryData(
         kind=body.kind,
@@ -265,7 +265,7 @@ def balance(request: HttpRequest, query: Query[BalanceQuery]) -> dict[str, Any]:
     and per plan the tokens projected to expire unused. `token_balance` is what the plans in
     effect have left, whatever models they cover. Every figure is the one the pages, the banner
     and the alert emails show for the same moment (billing.balances)."""
-    account = request.auth.account(query.account)  # type: ignore[attr-defined]
+    account = request.auth.account(query.account)  # type: ignore[attr-defined]  # django-ninja's request.auth is the caller usage.auth authenticated
     balances = account_balances(account)
     forecast = balances.forecast
     reported = selectors.latest_snapshot(account)

@@ -268,7 +268,7 @@ def balance_freshness(account: Account, *, now: datetime | None = None) -> Fresh
             stale_since = limit if now >= limit else None
     return Freshness(
         kind=kind,
-        provider=account.get_provider_display(),  # type: ignore[attr-defined]
+        provider=account.get_provider_display(),
         last_reading_at=last_reading,
         stale_since=stale_since,
         failing=failing,

@@ -17,11 +17,10 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from usage.models import Account
+from usage.models import TOTAL_MONEY, Account
 
 DEFAULT_THRESHOLDS = [50, 80, 100]
 # A money amount or a number of tokens.
-AMOUNT = {"max_digits": 38, "decimal_places": 10}
 
 
 def default_thresholds() -> list[int]:
@@ -56,7 +55,7 @@ class Budget(models.Model):
         max_length=200, blank=True, default="", help_text="The team, the key's name, or a model name or glob"
     )
     measure = models.CharField(max_length=16, choices=BudgetMeasure.choices, default=BudgetMeasure.PAID)
-    amount = models.DecimalField(**AMOUNT, help_text="Money in the account's currency, or tokens")
+    amount = models.DecimalField(**TOTAL_MONEY, help_text="Money in the account's currency, or tokens")
     period = models.CharField(max_length=8, choices=BudgetPeriod.choices, default=BudgetPeriod.MONTH)
     starts_on = models.DateField(null=True, blank=True, help_text="A fixed range: its first day")
     ends_on = models.DateField(null=True, blank=True, help_text="A fixed range: its last day (inclusive)")

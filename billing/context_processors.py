@@ -56,7 +56,7 @@ def _banner(request: HttpRequest, account: Account) -> AlertBanner:
     facts = alerts.Facts(account, timezone.now()) if episodes else None
     for episode in episodes:
         try:
-            check = alerts.check_rule(episode.rule, facts)  # type: ignore[arg-type]
+            check = alerts.check_rule(episode.rule, facts)  # type: ignore[arg-type]  # facts exist whenever there are episodes
         except Exception:  # a rule that cannot be checked still shows what it said last
             logger.exception("alert rule %s could not be checked for the banner", episode.rule_id)
             found.append(FiringAlert(episode.last_summary or episode.summary, episode.rule.name, episode.started_at))

@@ -93,7 +93,7 @@ def seed_demo_billing(account: Account, window: DemoWindow) -> BillingReport:
             plan=name,
             currency=account.currency,
             idempotency_key=_key(seed, key),
-            **fields,  # type: ignore[arg-type]
+            **fields,  # type: ignore[arg-type]  # the demo's fields match the model's
         )
         return _purchase(account, report, data)
 

@@ -251,7 +251,7 @@ class AccountForecast:
     def run_out(self) -> RunOut:
         """The sooner of the token and wallet run-outs (what "quota runs out" means)."""
         candidates = [r for r in (self.token_run_out, self.wallet_run_out) if r.at is not None]
-        return min(candidates, key=lambda r: r.at) if candidates else RunOut()  # type: ignore[arg-type, return-value]
+        return min(candidates, key=lambda r: r.at) if candidates else RunOut()  # type: ignore[arg-type, return-value]  # every candidate has its `at` (filtered above)
 
 
 # --- Fitting the burn model -------------------------------------------------------------

@@ -12,17 +12,16 @@ import re
 import uuid
 from datetime import datetime, timedelta
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
 
 from billing.models import PlanPurchase, TokenPlan, WalletEntry, WalletEntryKind
 from billing.services import MAX_TOKENS, PurchaseData, WalletEntryData
-from usage.models import Account
+from usage.models import MONEY, Account
 from usage.periods import dashboard_tz
 
-MONEY_DIGITS = {"max_digits": 24, "decimal_places": 10}
 MODEL_SEPARATORS = re.compile(r"[\s,]+")
 
 
@@ -99,7 +98,7 @@ class PurchaseForm(FinanceForm):
     tokens = forms.IntegerField(
         required=False, min_value=1, max_value=MAX_TOKENS, widget=_number(placeholder="the plan's")
     )
-    price = forms.DecimalField(min_value=Decimal(0), label="Price paid", **MONEY_DIGITS, widget=_number(step="any"))
+    price = forms.DecimalField(min_value=Decimal(0), label="Price paid", **MONEY, widget=_number(step="any"))
     currency = forms.RegexField(regex=r"^[A-Z]{3}$", max_length=3, widget=_text(autocomplete="off"))
     effective_at = LocalDateTimeField(label="Effective from")
     expires_at = LocalDateTimeField(required=False, label="Expires at", help_text="Blank: the plan's validity")
@@ -120,13 +119,16 @@ class PurchaseForm(FinanceForm):
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, account=account, **kwargs)
-        self.fields["catalogue_plan"].queryset = TokenPlan.objects.filter(account=account, active=True)
+        cast(forms.ModelChoiceField, self.fields["catalogue_plan"]).queryset = TokenPlan.objects.filter(
+            account=account, active=True
+        )
         if not self.is_bound:
             self.initial.setdefault("currency", account.currency)
             self.initial.setdefault("effective_at", timezone.now().replace(second=0, microsecond=0))
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         plan: TokenPlan | None = data.get("catalogue_plan")
         name = (data.get("plan_name") or "").strip()
         if plan is None and not name:
@@ -155,7 +157,7 @@ class PurchaseForm(FinanceForm):
             expires = effective + timedelta(days=plan.validity_days)
         return PurchaseData(
             plan=plan.name if plan is not None else data["plan_name"].strip(),
-            tokens=data["tokens"] if data["tokens"] is not None else plan.tokens,  # type: ignore[union-attr]
+            tokens=data["tokens"] if data["tokens"] is not None else plan.tokens,  # type: ignore[union-attr]  # clean() requires the tokens or a catalogue plan
             price=data["price"],
             currency=data["currency"],
             effective_at=effective,
@@ -189,9 +191,7 @@ class WalletEntryForm(FinanceForm):
 class TopUpForm(WalletEntryForm):
     prefix = "top_up"
     key_prefix = "top-up"
-    amount = forms.DecimalField(
-        min_value=Decimal("0.01"), **MONEY_DIGITS, widget=_number(step="0.01", inputmode="decimal")
-    )
+    amount = forms.DecimalField(min_value=Decimal("0.01"), **MONEY, widget=_number(step="0.01", inputmode="decimal"))
     note = forms.CharField(required=False, max_length=2000, widget=_text(placeholder="e.g. invoice 2026-031"))
 
     kind = WalletEntryKind.TOP_UP
@@ -203,7 +203,7 @@ class AdjustmentForm(WalletEntryForm):
     prefix = "adjustment"
     key_prefix = "adjustment"
     amount = forms.DecimalField(
-        **MONEY_DIGITS, help_text="Positive adds money, negative takes it away", widget=_number(step="0.01")
+        **MONEY, help_text="Positive adds money, negative takes it away", widget=_number(step="0.01")
     )
     note = forms.CharField(max_length=2000, label="Reason", widget=_text(placeholder="Why the wallet is corrected"))
 
@@ -222,4 +222,6 @@ class VoidPurchaseForm(forms.Form):
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.fields["purchase"].queryset = PlanPurchase.objects.filter(account=account, voided_at__isnull=True)
+        cast(forms.ModelChoiceField, self.fields["purchase"]).queryset = PlanPurchase.objects.filter(
+            account=account, voided_at__isnull=True
+        )

@@ -61,7 +61,7 @@ def accounts_due() -> list[int]:
             continue
         last = CatalogueSync.objects.filter(account=account, finished_at__isnull=False).order_by("-started_at").first()
         rejected = last is not None and last.outcome == CatalogueOutcome.CREDENTIALS_REJECTED
-        if rejected and last.credentials_digest == credentials_digest(account):
+        if rejected and last is not None and last.credentials_digest == credentials_digest(account):
             continue
         due.append(account.pk)
     return due

@@ -181,10 +181,10 @@ def stored_shares(
     )
     ordered = rows.order_by("occurred_at", "record_id", "purchase_id").values_list(*fields)
     for _, found in groupby(ordered.iterator(chunk_size=CHUNK_SIZE), key=lambda row: row[1]):
-        found = list(found)
-        first = found[0]
+        shares = list(found)
+        first = shares[0]
         yield RecordShares(
-            first[0], first[6], first[7], first[8], first[5] is None, [(row[2], row[3], row[4]) for row in found]
+            first[0], first[6], first[7], first[8], first[5] is None, [(row[2], row[3], row[4]) for row in shares]
         )
 
 

@@ -86,7 +86,7 @@ def schedule_allocation(account_id: int, *, delay: float | None = None) -> None:
         if cache.add(key, 1, timeout=max(1, int(wait))):
             from billing import tasks  # tasks imports this module
 
-            tasks.refresh_allocations.apply_async(args=[account_id], countdown=wait)
+            tasks.refresh_allocations.apply_async(args=(account_id,), countdown=wait)
 
     # robust: what was committed stays committed if the broker is down; the periodic
     # refresh (CELERY_BEAT_SCHEDULE) picks the work up.
@@ -332,12 +332,14 @@ def _settle_usage(account: Account, checkpoint: datetime, charged: dict[date, De
         occurred_at__lt=checkpoint,
     ).values_list("amount", flat=True)
     for amount in earlier_same_day:  # summed here, exactly, rather than as floats by SQLite
+        assert amount is not None  # filtered on amount__isnull=False
         charged[first_day] += amount
 
     posted: dict[date, Decimal] = defaultdict(Decimal)
     lines: Counter[date] = Counter()
     entries = WalletEntry.objects.filter(account=account, kind=WalletEntryKind.USAGE_CHARGE, usage_day__gte=first_day)
     for day, amount in entries.values_list("usage_day", "amount"):
+        assert day is not None  # a usage charge always names its day
         posted[day] += amount
         lines[day] += 1
 

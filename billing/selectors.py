@@ -101,7 +101,8 @@ def token_balance(statuses: list[PlanStatus], *, now: datetime) -> int:
 
 
 def expired_tokens(account: Account) -> int:
-    return PlanExpiry.objects.filter(account=account).aggregate(t=Coalesce(Sum("tokens"), Value(0)))["t"]
+    tokens: int = PlanExpiry.objects.filter(account=account).aggregate(t=Coalesce(Sum("tokens"), Value(0)))["t"]
+    return tokens
 
 
 # --- Provider ----------------------------------------------------------------------------
@@ -202,6 +203,7 @@ def _snapshots_for(account: Account, start: datetime, end: datetime) -> tuple[Ba
         opening = usable.filter(taken_at__gt=start, taken_at__lte=end).order_by("taken_at", "id").first()
     if opening is None or closing is None or closing.taken_at <= opening.taken_at:
         return None
+    assert opening.balance is not None and closing.balance is not None  # `usable` has balances only
     return opening, closing
 
 
@@ -219,6 +221,7 @@ def reconcile(account: Account, *, start: datetime, end: datetime) -> Reconcilia
     wallet_rows = Allocation.objects.filter(account=account, purchase__isnull=True, **window)
     charged = wallet_rows.aggregate(t=Sum("amount"), unpriced=Count("id", filter=Q(amount__isnull=True)))
     dashboard = _money(charged["t"])
+    assert opening.balance is not None and closing.balance is not None  # see _snapshots_for
     provider = ledger_entries - (closing.balance - opening.balance)
     drift = provider - dashboard
     state = BillingState.objects.filter(account=account).first() or BillingState(account=account)

@@ -404,7 +404,7 @@ def reverse_wallet_entry(entry: WalletEntry, actor: Actor, reason: str) -> Walle
 def record_manual_balance(
     account: Account,
     *,
-    balance: Decimal,
+    balance: Decimal | None,
     taken_at: datetime,
     actor: Actor,
     note: str = "",
@@ -420,7 +420,7 @@ def record_manual_balance(
             balance=balance,
             currency=account.currency,
             token_balance=token_balance,
-            raw={"balance": str(balance), "token_balance": token_balance},
+            raw={"balance": None if balance is None else str(balance), "token_balance": token_balance},
             source=source,
             note=note,
             created_by=actor.user,

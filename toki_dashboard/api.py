@@ -86,10 +86,13 @@ def api_urls() -> tuple[list[Any], str, str]:
     redirecting to the login page, so LoginRequiredMiddleware is told to leave it alone. The
     docs page is a page: it asks people to log in."""
     patterns, app_name, namespace = api.urls
-    guards = {"openapi-json": for_any_caller, "openapi-view": login_required}
+    guards: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
+        "openapi-json": for_any_caller,
+        "openapi-view": login_required,
+    }
     for pattern in patterns:
         if isinstance(pattern, URLPattern):
             if pattern.name in guards:
                 pattern.callback = guards[pattern.name](pattern.callback)
-            pattern.callback.login_required = False  # type: ignore[attr-defined]
+            pattern.callback.login_required = False  # type: ignore[attr-defined]  # LoginRequiredMiddleware reads this attribute on views
     return patterns, app_name, namespace

@@ -1,5 +1,6 @@
 import os
 import warnings
+from typing import cast
 
 from django.core.asgi import get_asgi_application
 
@@ -12,7 +13,7 @@ warnings.filterwarnings("ignore", message="StreamingHttpResponse must consume sy
 django_application = get_asgi_application()
 
 # The logging proxy answers /proxy/… before Django's request handling (see usage.proxy.app).
-from toki_dashboard.body_limit import limit_body  # noqa: E402
+from toki_dashboard.body_limit import ASGIApp, limit_body  # noqa: E402
 from usage.proxy.app import with_proxy  # noqa: E402  (needs the apps loaded by get_asgi_application)
 
-application = with_proxy(limit_body(django_application))
+application = with_proxy(limit_body(cast(ASGIApp, django_application)))

@@ -144,5 +144,5 @@ def install() -> None:
     def redacting_make_record(self: logging.Logger, *args: Any, **kwargs: Any) -> logging.LogRecord:
         return redact_record(make_record(self, *args, **kwargs))
 
-    redacting_make_record.redacts = True  # type: ignore[attr-defined]
-    logging.Logger.makeRecord = redacting_make_record  # type: ignore[method-assign]
+    redacting_make_record.redacts = True  # type: ignore[attr-defined]  # marks the patch as installed once
+    logging.Logger.makeRecord = redacting_make_record  # type: ignore[method-assign]  # redaction patches the logging module on purpose

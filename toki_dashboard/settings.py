@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import plotly
 from dotenv import load_dotenv
@@ -233,7 +234,7 @@ CONTENT_SECURITY_POLICY = {
 # Every process loads these settings: from here on, each log record it makes has its
 # secrets redacted before any handler (Django's, uvicorn's, Celery's) sees it.
 install_log_redaction()
-LOGGING = {
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},

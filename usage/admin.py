@@ -1,6 +1,7 @@
-from typing import Any
+from typing import Any, cast
 
 from django.contrib import admin
+from django.contrib.auth.models import User
 from django.db import models
 from django.http import HttpRequest
 
@@ -99,7 +100,7 @@ class RollupAdmin(admin.ModelAdmin):
     """Rollups are written only by ingestion and `rebuild_rollups`, which keep them equal to a
     recount of the records: the admin shows them and never adds, edits or deletes a row."""
 
-    list_display = ("account", "model", "api_key", "team", "requests", "errors", "cost")
+    list_display: tuple[str, ...] = ("account", "model", "api_key", "team", "requests", "errors", "cost")
     list_filter = ("account", "model", "team")
     show_full_result_count = False
 
@@ -163,6 +164,8 @@ class ExchangeRateAdmin(admin.ModelAdmin):
         return False
 
     def save_model(self, request: HttpRequest, obj: ExchangeRate, form: Any, change: bool) -> None:
-        obj.source, obj.entered_by = RateSource.ADMIN, request.user
+        obj.source, obj.entered_by = RateSource.ADMIN, cast(User, request.user)  # the admin requires a login
         super().save_model(request, obj, form, change)
+
+
 import usage.admin_dead_letters  # noqa: E402, F401  (registers DeadLetterAdmin)

@@ -109,7 +109,7 @@ def _records_of(request: HttpRequest) -> list[Any]:
 def ingest_usage(request: HttpRequest) -> dict[str, Any]:
     """Stores valid records, reports each invalid one by index and field. Replays are duplicates."""
     valid, rejected = validate_records(_records_of(request))
-    account = request.auth.account()  # type: ignore[attr-defined]
+    account = request.auth.account()  # type: ignore[attr-defined]  # django-ninja's request.auth is the caller usage.auth authenticated
     result = deadletters.record_or_set_aside(account, valid, source=RecordSource.API)
     # A valid record the database refused is kept as a dead letter for an administrator to
     # replay; the caller learns it was not stored, by index, like a rejection.
@@ -200,7 +200,7 @@ def usage_summary(request: HttpRequest, query: Query[SummaryQuery]) -> dict[str,
     rate, plus wallet charges)."""
     if query.end < query.start:
         raise HttpError(400, "end is before start.")
-    account = request.auth.account(query.account)  # type: ignore[attr-defined]
+    account = request.auth.account(query.account)  # type: ignore[attr-defined]  # django-ninja's request.auth is the caller usage.auth authenticated
     period = Period("custom", query.start, query.end)
     rows, total = money.summary(account=account, period=period, group_by=query.group_by)
     return {
@@ -261,7 +261,7 @@ def usage_records(request: HttpRequest, query: Query[RecordsQuery]) -> dict[str,
     """Keyset-paginated: pass `next_cursor` back as `cursor` for the next page."""
     if query.end < query.start:
         raise HttpError(400, "end is before start.")
-    account = request.auth.account(query.account)  # type: ignore[attr-defined]
+    account = request.auth.account(query.account)  # type: ignore[attr-defined]  # django-ninja's request.auth is the caller usage.auth authenticated
     period = Period("custom", query.start, query.end)
     filters = requestlog.RecordFilters(
         start=period.start,

@@ -90,7 +90,7 @@ def _letter(account_id: int, source: str, item: Unstorable) -> DeadLetter:
         except ImproperlyConfigured:  # no FIELD_ENCRYPTION_KEY: a replay files it under the key's name
             logger.warning("dead letter of %s: no FIELD_ENCRYPTION_KEY, its key is kept by name only", source)
     payload = json.dumps(fields, ensure_ascii=True, sort_keys=True)
-    key_digest = sha256_hex(key) if encrypted else ""
+    key_digest = sha256_hex(key) if encrypted and isinstance(key, str) else ""
     return DeadLetter(
         account_id=account_id,
         source=source,

@@ -134,7 +134,8 @@ class PriceForm(StyledForm):
         return moment
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         account: Account | None = data.get("account")
         currency = data.get("currency")
         if account is not None and currency and currency != account.currency:
@@ -170,19 +171,21 @@ class PriceForm(StyledForm):
         )
 
 
-CURRENCY_FIELD = {
-    "regex": r"^\s*[A-Za-z]{3}\s*$",
-    "max_length": 5,
-    "error_messages": {"invalid": "Use a three-letter ISO 4217 code such as USD."},
-}
+def currency_field(label: str) -> forms.RegexField:
+    return forms.RegexField(
+        label=label,
+        regex=r"^\s*[A-Za-z]{3}\s*$",
+        max_length=5,
+        error_messages={"invalid": "Use a three-letter ISO 4217 code such as USD."},
+    )
 
 
 class ExchangeRateForm(StyledForm):
     """A rate finance enters: 1 FROM = RATE TO from a moment on (the dashboard's time zone).
     Entries are never edited; entering one for a moment that has one already replaces it."""
 
-    from_currency = forms.RegexField(label="From (the price's currency)", **CURRENCY_FIELD)
-    to_currency = forms.RegexField(label="To (the account's currency)", **CURRENCY_FIELD)
+    from_currency = currency_field("From (the price's currency)")
+    to_currency = currency_field("To (the account's currency)")
     rate = forms.DecimalField(
         label="Rate",
         max_digits=MONEY["max_digits"],
@@ -209,7 +212,8 @@ class ExchangeRateForm(StyledForm):
         return rate
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         if data.get("from_currency") and data.get("from_currency") == data.get("to_currency"):
             self.add_error("to_currency", "A rate converts between two different currencies.")
         return data

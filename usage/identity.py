@@ -77,8 +77,8 @@ def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
                 break
     if counted_by:
         # A request_id stored as a record stays that record's (a replay or a conflict).
-        stored = UsageRecord.objects.filter(account=account, request_id__in=list(counted_by))
-        for request_id in stored.values_list("request_id", flat=True):
+        records = UsageRecord.objects.filter(account=account, request_id__in=list(counted_by))
+        for request_id in records.values_list("request_id", flat=True):
             del counted_by[request_id]
     return Plan(
         records=[r for r in rows if r["request_id"] not in counted_by],

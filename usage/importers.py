@@ -616,7 +616,7 @@ class JsonDocument:
     def _peek(self) -> str:
         """The next character that is not whitespace ('' at the end), without consuming it."""
         while True:
-            self._pos = self.WHITESPACE.match(self._text, self._pos).end()  # type: ignore[union-attr]
+            self._pos = self.WHITESPACE.match(self._text, self._pos).end()  # type: ignore[union-attr]  # the pattern matches the empty string, so never None
             if self._pos < len(self._text):
                 return self._text[self._pos]
             if not self._fill():

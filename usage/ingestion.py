@@ -92,7 +92,7 @@ _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
 # Names of the call rather than what it used: a replay that adds or lacks them is still a replay.
-NOT_CONTENT = frozenset({"response_id", "upstream_request_id"})
+NOT_CONTENT: set[str] = {"response_id", "upstream_request_id"}  # a set: what pydantic's exclude takes
 
 
 def content_hash(record: RecordIn) -> str:

@@ -18,7 +18,7 @@ PER_MILLION = Decimal(1_000_000)
 COST_QUANTUM = Decimal("1e-10")
 # What this deployment was told it pays beats a public list price: finance's own
 # prices first, then what the provider reports, then genai-prices.
-SOURCE_RANK = {PriceSource.MANUAL: 0, PriceSource.PROVIDER: 1, PriceSource.GENAI_PRICES: 2}
+SOURCE_RANK: dict[str, int] = {PriceSource.MANUAL: 0, PriceSource.PROVIDER: 1, PriceSource.GENAI_PRICES: 2}
 
 
 class RateTable:

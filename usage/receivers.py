@@ -42,7 +42,7 @@ def remember_price_before_save(sender: type[ModelPrice], instance: ModelPrice, r
     previous = None
     if not raw and instance.pk is not None:
         previous = ModelPrice.objects.filter(pk=instance.pk).first()
-    instance._price_before_save = previous  # type: ignore[attr-defined]
+    instance._price_before_save = previous  # type: ignore[attr-defined]  # remembered on the instance between pre_save and post_save
 
 
 @receiver(post_save, sender=ModelPrice, dispatch_uid="usage.reprice_after_price_save")

@@ -135,7 +135,7 @@ def schedule(scopes: Iterable[Scope]) -> None:
     # robust: the price is committed by then; a broker that is down must not turn the
     # save into an error. It is logged, and the next change to the price reprices again.
     transaction.on_commit(
-        lambda: tasks.reprice_records.apply_async(args=[payload], countdown=SETTLE_SECONDS), robust=True
+        lambda: tasks.reprice_records.apply_async(args=(payload,), countdown=SETTLE_SECONDS), robust=True
     )
 
 

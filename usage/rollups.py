@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal, localcontext
 from functools import cache
-from typing import Any
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -32,7 +32,7 @@ from usage.sql import upsert_adding
 
 @dataclass(frozen=True)
 class Rollup:
-    model: type[UsageTotals]
+    model: type[UsageTotals]  # HourlyUsage or DailyUsage, reached through _default_manager
     bucket_field: str  # "hour" or "day"
     bucket: Callable[[datetime], datetime | date]  # a record's occurred_at → its bucket
 
@@ -131,10 +131,11 @@ def recount(account: Account, rollup: Rollup = HOURLY) -> dict[tuple, dict[str, 
         .annotate(**{f"sum_{name}": agg for name, agg in aggregates.items()})
         .order_by()
     )
-    result = {}
+    result: dict[tuple, dict[str, Any]] = {}
     for row in rows:
+        sums = cast(dict[str, Any], row)  # the annotations a type checker does not see
         group = (row["bucket"], row["model"], row["api_key"], row["team"])
-        result[group] = {name: row[f"sum_{name}"] for name in aggregates}
+        result[group] = {name: sums[f"sum_{name}"] for name in aggregates}
     return result
 
 
@@ -142,7 +143,7 @@ def stored(account: Account, rollup: Rollup = HOURLY) -> dict[tuple, dict[str, A
     """The stored rollup, keyed like `recount`; empty groups are ignored."""
     result: dict[tuple, dict[str, Any]] = {}
     bucket = rollup.bucket_field
-    for row in rollup.model.objects.filter(account=account).values(
+    for row in rollup.model._default_manager.filter(account=account).values(
         bucket, "model", "api_key", "team", *UsageTotals.COUNTERS
     ):
         key = (row.pop(bucket), row.pop("model"), row.pop("api_key"), row.pop("team"))
@@ -186,14 +187,14 @@ def rebuild(account: Account) -> int:
     """Replace the account's rollups with a recount of its records; returns the hourly group count."""
     counts = []
     for rollup in ROLLUPS:
-        rollup.model.objects.filter(account=account).delete()
+        rollup.model._default_manager.filter(account=account).delete()
         rows = [
             rollup.model(
                 account=account, **{rollup.bucket_field: bucket}, model=model, api_key_id=key, team=team, **values
             )
             for (bucket, model, key, team), values in recount(account, rollup).items()
         ]
-        rollup.model.objects.bulk_create(rows, batch_size=2000)
+        rollup.model._default_manager.bulk_create(rows, batch_size=2000)
         counts.append(len(rows))
     Account.objects.filter(pk=account.pk).update(daily_rollup_zone=settings.DASHBOARD_TIME_ZONE)
     account.daily_rollup_zone = settings.DASHBOARD_TIME_ZONE

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.db.models import F, Q, QuerySet, Sum
@@ -64,12 +65,13 @@ def _sums() -> dict[str, Coalesce]:
     return sums
 
 
-def rollup_rows(account: Account, period: Period) -> QuerySet[DailyUsage] | QuerySet[HourlyUsage]:
+def rollup_rows(account: Account, period: Period) -> QuerySet[Any]:
     """The rollup rows of the period, each with its `day` in the dashboard's time zone.
 
     Periods are whole days, so the daily rollup answers them; while its days belong to
     another time zone (DASHBOARD_TIME_ZONE changed, rebuild_rollups not run yet) the
-    hourly rollup does, more slowly but right.
+    hourly rollup does, more slowly but right. (Typed QuerySet[Any]: DailyUsage rows, or
+    HourlyUsage rows annotated with `day`, which a type checker cannot see.)
     """
     if account.daily_rollup_zone == settings.DASHBOARD_TIME_ZONE:
         return DailyUsage.objects.filter(account=account, day__gte=period.first_day, day__lte=period.last_day)
@@ -183,7 +185,7 @@ class KeyUsage:
     last_seen: date | None
 
 
-def _team_filter(rows: QuerySet[DailyUsage], team: str | None) -> QuerySet[DailyUsage]:
+def _team_filter(rows: QuerySet[Any], team: str | None) -> QuerySet[Any]:
     if team is None:
         return rows
     return rows.filter(team="" if team == NO_TEAM else team)
@@ -199,11 +201,11 @@ def usage_by_key(*, account: Account, period: Period, team: str | None = None) -
 
     from usage.models import ApiKey
 
-    sums = {
+    sums: dict[int | None, Totals] = {
         row.pop("api_key"): Totals(**row)
         for row in _team_filter(rollup_rows(account, period), team).values("api_key").annotate(**_sums()).order_by()
     }
-    last_seen = dict(
+    last_seen: dict[int | None, date] = dict(
         DailyUsage.objects.filter(account=account, requests__gt=0)
         .values("api_key")
         .annotate(last=Max("day"))
@@ -339,7 +341,7 @@ def model_rows(*, account: Account, period: Period, search: str = "", sort: str 
     ]
     field, descending = _model_sort_key(sort)
 
-    def value(row: ModelRow) -> object:
+    def value(row: ModelRow) -> Any:
         if field == "model":
             return row.model.lower()
         if field in ("share", "tokens_per_request"):
@@ -452,7 +454,9 @@ def model_latency(*, account: Account, period: Period, model: str) -> Latency:
     ordered = timed.order_by("latency_ms").values_list("latency_ms", flat=True)
 
     def nearest_rank(fraction: float) -> int:
-        return ordered[max(math.ceil(fraction * samples), 1) - 1]
+        rank = ordered[max(math.ceil(fraction * samples), 1) - 1]
+        assert rank is not None  # `timed` has a latency
+        return rank
 
     return Latency(samples, nearest_rank(0.5), nearest_rank(0.95), mean)
 

@@ -25,8 +25,13 @@ Rows = Sequence[dict[str, Any]]
 COPY_FROM_ROWS = 64
 
 
+def _column(field: models.Field) -> str:
+    assert field.column is not None  # a concrete field always has its column
+    return field.column
+
+
 def _columns(model: type[models.Model], names: Sequence[str]) -> list[models.Field]:
-    return [model._meta.get_field(name) for name in names]  # type: ignore[misc]
+    return [model._meta.get_field(name) for name in names]  # type: ignore[misc]  # concrete fields only: names come from the model's own columns
 
 
 def _staging_table(connection: BaseDatabaseWrapper, table: str, columns: Sequence[str]) -> str:
@@ -78,7 +83,7 @@ def _postgres_execute(
     connection = connections[DEFAULT_DB_ALIAS]
     qn = connection.ops.quote_name
     names = list(rows[0].keys())
-    columns = [f.column for f in fields]
+    columns = [_column(f) for f in fields]
     json_names = {n for n, f in zip(names, fields, strict=True) if f.get_internal_type() == "JSONField"}
     table = model._meta.db_table
     column_sql = ", ".join(qn(c) for c in columns)
@@ -142,11 +147,11 @@ def _execute(
         source, array_params = _array_params(fields, names, rows, connection)
         with connection.cursor() as cursor:
             cursor.execute(
-                f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) {source} {tail}",
+                f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(_column(f)) for f in fields)}) {source} {tail}",
                 array_params,
             )
             return cursor.fetchall() if fetch else []
-    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(f.column) for f in fields)}) "
+    head = f"INSERT INTO {qn(model._meta.db_table)} ({', '.join(qn(_column(f)) for f in fields)}) "
     # SQLite binds at most 32,766 parameters per statement.
     largest = max(1, 32_000 // len(names))
     fetched: list[tuple[Any, ...]] = []
@@ -169,9 +174,9 @@ def insert_ignoring_conflicts(
     if not rows:
         return []
     qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
-    conflict_sql = ", ".join(qn(f.column) for f in _columns(model, conflict))
+    conflict_sql = ", ".join(qn(_column(f)) for f in _columns(model, conflict))
     names = [returning] if isinstance(returning, str) else list(returning)
-    returning_sql = ", ".join(qn(f.column) for f in _columns(model, names))
+    returning_sql = ", ".join(qn(_column(f)) for f in _columns(model, names))
     tail = f"ON CONFLICT ({conflict_sql}) DO NOTHING RETURNING {returning_sql}"
     fetched = _execute(model, rows, tail, order_by=conflict_sql, fetch=True)
     return [row[0] for row in fetched] if isinstance(returning, str) else [tuple(row) for row in fetched]
@@ -189,6 +194,6 @@ def upsert_adding(model: type[models.Model], rows: Rows, *, conflict_sql: str, c
     qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
     table = qn(model._meta.db_table)
     updates = ", ".join(
-        f"{qn(f.column)} = {table}.{qn(f.column)} + excluded.{qn(f.column)}" for f in _columns(model, counters)
+        f"{qn(_column(f))} = {table}.{qn(_column(f))} + excluded.{qn(_column(f))}" for f in _columns(model, counters)
     )
     _execute(model, rows, f"ON CONFLICT ({conflict_sql}) DO UPDATE SET {updates}", order_by=conflict_sql)

@@ -37,7 +37,7 @@ def visible_accounts(user: User) -> QuerySet[Account]:
         return accounts.none()
     if sees_every_account(user):
         return accounts
-    return accounts.filter(memberships__user=user)
+    return accounts.filter(memberships__user_id=user.pk)
 
 
 def member_emails(account: Account) -> set[str]:

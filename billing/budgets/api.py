@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
@@ -43,7 +44,7 @@ class BudgetIn(Schema):
     start: date | None = Field(None, description="With period `range`: the first day")
     end: date | None = Field(None, description="With period `range`: the last day (inclusive)")
     thresholds: Annotated[list[Percent], Field(min_length=1, max_length=10)] = Field(
-        default_factory=lambda: [50, 80, 100],
+        default_factory=lambda: [Decimal(50), Decimal(80), Decimal(100)],
         description="Percentages of the amount that notify; default [50, 80, 100]",
     )
     enforce: StrictBool = Field(False, description="Once exhausted, the proxy answers its calls 429 budget_exceeded")
@@ -116,7 +117,7 @@ def budget_out(budget: Budget, found: spend.BudgetStatus) -> dict[str, Any]:
 def list_budgets(request: HttpRequest, query: Query[BudgetQuery]) -> dict[str, Any]:
     """Every budget of the account with what it has spent in its current period (read from the
     rollups), its state and the forecast to the period's end: the figures the Budgets page shows."""
-    account = request.auth.account(query.account)  # type: ignore[attr-defined]
+    account = request.auth.account(query.account)  # type: ignore[attr-defined]  # django-ninja's request.auth is the caller usage.auth authenticated
     budgets = Budget.objects.filter(account=account).select_related("account").order_by("name")
     return {"budgets": [budget_out(b, spend.status(b)) for b in budgets]}
 
@@ -130,7 +131,7 @@ def list_budgets(request: HttpRequest, query: Query[BudgetQuery]) -> dict[str, A
 def create_budget(request: HttpRequest, body: BudgetIn) -> Any:
     """201 with the budget; 200 with the same budget when `idempotency_key` was seen before with
     the same content; 409 when it was used for another budget, or the name is taken."""
-    caller = request.auth  # type: ignore[attr-defined]
+    caller = request.auth  # type: ignore[attr-defined]  # django-ninja's request.auth is the caller usage.auth authenticated
     data = BudgetData(
         name=body.name,
         amount=body.amount,

@@ -72,6 +72,6 @@ def schedule_publish(account_id: int, *, delay: float | None = None) -> None:
         if cache.add(key, 1, timeout=max(1, int(wait))):
             from billing import tasks
 
-            tasks.publish_budget_gate.apply_async(args=[account_id], countdown=wait)
+            tasks.publish_budget_gate.apply_async(args=(account_id,), countdown=wait)
 
     transaction.on_commit(enqueue, robust=True)

@@ -49,7 +49,11 @@ def validate(data: BudgetData) -> BudgetData:
         raise BillingError("name: give the budget a name.")
     target = data.target.strip() if data.scope != BudgetScope.ACCOUNT else ""
     if data.scope != BudgetScope.ACCOUNT and not target:
-        noun = {BudgetScope.TEAM: "team", BudgetScope.API_KEY: "key's name", BudgetScope.MODEL: "model or glob"}
+        noun: dict[str, str] = {
+            BudgetScope.TEAM: "team",
+            BudgetScope.API_KEY: "key's name",
+            BudgetScope.MODEL: "model or glob",
+        }
         raise BillingError(f"target: say which {noun.get(data.scope, 'target')} the budget is for.")
     if data.amount <= 0:
         raise BillingError("amount: must be more than zero.")

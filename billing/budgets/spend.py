@@ -70,7 +70,7 @@ def _paid_by_day(budget: Budget, period: Period) -> dict[date, Decimal]:
         return {row["day"]: row["spent"] or ZERO for row in grouped}
     ledger = Ledger(account)  # the rollup is being rebuilt: the period's allocations say the same
     ledger.add(stored_shares(account, start=period.start, end=period.end))
-    names = dict(account.api_keys.values_list("pk", "name"))
+    names: dict[int | None, str] = dict(account.api_keys.values_list("pk", "name"))
     found: dict[date, Decimal] = defaultdict(Decimal)
     for group, figures in ledger.groups.items():
         if group.currency != account.currency or not _in_scope(

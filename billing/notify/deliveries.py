@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from decimal import Decimal
 
 from django.conf import settings
 from django.db import transaction
@@ -66,8 +67,8 @@ def create_notification(
     episode_id: int | None = None,
     tier: int = 0,
     severity: str = "ok",
-    value: object = None,
-    threshold: object = None,
+    value: Decimal | int | None = None,
+    threshold: Decimal | int | None = None,
     channels: list[AlertChannel] | None = None,
     include_rule_recipients: bool = True,
 ) -> AlertNotification:
@@ -162,7 +163,7 @@ def send_now(delivery_id: int) -> str:
         try:
             from billing import tasks
 
-            tasks.send_alert_delivery.apply_async(args=[delivery_id], countdown=retry_delay(attempts))
+            tasks.send_alert_delivery.apply_async(args=(delivery_id,), countdown=retry_delay(attempts))
         except Exception:  # the broker is down: the periodic sweep retries it
             logger.exception("could not enqueue the retry of alert delivery %s", delivery_id)
     return status

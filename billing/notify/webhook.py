@@ -36,7 +36,7 @@ def _decimal(value: Decimal | None) -> str | None:
 def payload(notification: AlertNotification) -> dict[str, Any]:
     rule = notification.rule
     details = notification.details or {}
-    budget = rule.budget.name if rule is not None and rule.budget_id else None
+    budget = rule.budget.name if rule is not None and rule.budget is not None else None
     return {
         "event": notification.event,
         "account": notification.account.slug,

@@ -134,7 +134,7 @@ class NewApiConsole(Adapter):
         def money(units: int | None) -> Decimal | None:
             if units is None:
                 return None
-            return (Decimal(units) / per_unit * factor).quantize(MONEY_QUANTUM)  # type: ignore[operator]
+            return (Decimal(units) / per_unit * factor).quantize(MONEY_QUANTUM)  # type: ignore[operator]  # per_unit comes from _positive_number: a positive number
 
         return BalanceReading(
             balance=money(quota),
@@ -160,7 +160,7 @@ class NewApiConsole(Adapter):
         for page in self._pages(connection, "/api/token/", {}):
             for key in page:
                 if isinstance(key, dict) and isinstance(key.get("name"), str) and key["name"]:
-                    statuses[key["name"]] = KEY_STATUSES.get(key.get("status"), "unknown")  # type: ignore[arg-type]
+                    statuses[key["name"]] = KEY_STATUSES.get(key.get("status"), "unknown")  # type: ignore[arg-type]  # a missing status (None) is no key: it reads as unknown
         return statuses
 
     def _pages(self, connection: Connection, path: str, query: dict[str, Any]) -> Iterator[list[Any]]:

@@ -4,7 +4,7 @@ episodes and the delivery log (per rule on the rule's own page)."""
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import Any, cast
 
 from django import forms
 from django.conf import settings
@@ -96,7 +96,9 @@ class AlertRuleForm(forms.ModelForm):
             widget=forms.Select(attrs={"class": "input"}),
         )
         # No empty choice: a rule always has a condition. Budget rules come with their budgets.
-        self.fields["kind"].choices = [(k.value, k.label) for k in AlertKind if k != AlertKind.BUDGET]
+        cast(forms.ChoiceField, self.fields["kind"]).choices = [
+            (k.value, k.label) for k in AlertKind if k != AlertKind.BUDGET
+        ]
         for name, field in self.fields.items():
             if self.errors.get(name):
                 field.widget.attrs["aria-invalid"] = "true"
@@ -124,7 +126,8 @@ class AlertRuleForm(forms.ModelForm):
         return value
 
     def clean(self) -> dict[str, Any]:
-        data = super().clean()
+        super().clean()
+        data = self.cleaned_data
         kind = data.get("kind")
         if data.get("tiers"):
             data["threshold"] = Decimal(data["tiers"][0])  # the least severe tier
@@ -151,7 +154,8 @@ class BudgetRuleForm(AlertRuleForm):
             self.fields.pop(name, None)
 
     def clean(self) -> dict[str, Any]:
-        return forms.ModelForm.clean(self)
+        forms.ModelForm.clean(self)
+        return self.cleaned_data
 
 
 def rule_form(rule: AlertRule | None, data: Any = None, *, account: Any = None) -> AlertRuleForm:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib import messages
 from django.core.exceptions import ValidationError
@@ -41,9 +43,10 @@ class ChannelForm(forms.Form):
         widget=forms.TextInput(attrs={"class": "input", "placeholder": "#finance"}),
     )
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
         # A prefix of its own: the rule form on the same page has fields of the same names.
-        super().__init__(*args, prefix="channel", **kwargs)  # type: ignore[arg-type]
+        kwargs["prefix"] = "channel"
+        super().__init__(*args, **kwargs)
 
 
 def back_to(request: HttpRequest) -> str:
@@ -61,7 +64,7 @@ def add_channel(request: HttpRequest) -> HttpResponse:
     form = ChannelForm(request.POST)
     if not form.is_valid():
         for field, errors in form.errors.items():
-            messages.error(request, f"Channel not added: {field}: {' '.join(errors)}")
+            messages.error(request, f"Channel not added: {field}: {' '.join(map(str, errors))}")
         return redirect(back_to(request))
     data = form.cleaned_data
     try:

@@ -190,7 +190,7 @@ def _record_entry(request: HttpRequest, form_class: type[TopUpForm | AdjustmentF
         except BillingError as exc:
             form.add_error(None, str(exc))
         else:
-            what = entry.get_kind_display().lower()  # type: ignore[attr-defined]
+            what = entry.get_kind_display().lower()
             if created:
                 messages.success(request, f"Recorded the {what} of {entry.amount:,.2f} {entry.currency}.")
             else:
@@ -228,7 +228,7 @@ def void_purchase(request: HttpRequest) -> HttpResponse:
         else:
             messages.success(request, f"Voided the purchase {purchase.name} (#{purchase.pk}).")
             return redirect("billing:plans")
-    problems = "; ".join(f"{name}: {' '.join(errors)}" for name, errors in form.errors.items())
+    problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in form.errors.items())
     return _invalid(request, account, void_error=f"The purchase was not voided — {problems}")
 
 

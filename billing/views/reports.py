@@ -152,7 +152,7 @@ def _csv_row(section: str, row: MoneyRow, currency: str) -> list[Any]:
     totals, paid = row.totals, row.paid
     value, value_exact = (UNPRICED, "") if totals.unpriced else (_rounded(totals.cost, currency), _exact(totals.cost))
     if paid is None:
-        paid_cells = ["", "", "", "", ""]
+        paid_cells: list[str | int] = ["", "", "", "", ""]
     else:
         if not paid.amount and paid.unknown_requests and not paid.requests - paid.unknown_requests:
             shown, exact = UNPRICED, ""

@@ -192,29 +192,35 @@ class ProxyApp:
         prefix = [b"proxy", slug.encode(), b"v1"] if slug else [b"proxy", b"v1"]
         if route is None or not hygiene.prefix_matches(raw_path, prefix):
             message = "Unknown proxy path: use /proxy/v1/… or /proxy/<account-slug>/v1/…."
-            return await _refuse(send, 404, message, "unknown_url")
+            await _refuse(send, 404, message, "unknown_url")
+            return None
         try:
             path = hygiene.forward_path(raw_path, len(prefix))
         except hygiene.BadPath as exc:
-            return await _refuse(send, 400, str(exc), "invalid_path")
+            await _refuse(send, 400, str(exc), "invalid_path")
+            return None
         try:
             upstream = await runtime.accounts.get(slug)
         except AccountsUnavailable:
             message = "The dashboard's database is unavailable and this account is not known yet; retry shortly."
-            return await _refuse(send, 503, message, "proxy_unavailable", "server_error")
+            await _refuse(send, 503, message, "proxy_unavailable", "server_error")
+            return None
         if upstream is None:
             message = f"No TOKI account with slug {slug!r}." if slug else "No TOKI account is set up in the dashboard."
-            return await _refuse(send, 404, message, "account_not_found")
+            await _refuse(send, 404, message, "account_not_found")
+            return None
         caller = hygiene.caller_headers(scope["headers"], settings.TOKI_PROXY_FORWARD_HEADERS)
         if settings.PROXY_REQUIRE_TOKEN:
             try:
                 refusal = await runtime.tokens.refusal(caller.dashboard_token, upstream.account_id)
             except Exception:
                 message = "The dashboard's database is unavailable to check the X-Toki-Token header; retry shortly."
-                return await _refuse(send, 503, message, "proxy_unavailable", "server_error")
+                await _refuse(send, 503, message, "proxy_unavailable", "server_error")
+                return None
             if refusal is not None:
                 kind = "invalid_request_error" if refusal.status == 401 else "permission_error"
-                return await _refuse(send, refusal.status, refusal.message, refusal.code, kind)
+                await _refuse(send, refusal.status, refusal.message, refusal.code, kind)
+                return None
         limit = settings.PROXY_MAX_BODY_BYTES
         try:
             if caller.declared_length is not None and caller.declared_length > limit:
@@ -224,7 +230,8 @@ class ProxyApp:
             # Nothing reached upstream and no tokens were used: no UsageRecord (README, "Limits").
             logger.warning("proxy: refused a request body over %d bytes for account %s", limit, upstream.slug)
             message = f"The request body is larger than this proxy accepts ({limit:,} bytes)."
-            return await _refuse(send, 413, message, "request_too_large")
+            await _refuse(send, 413, message, "request_too_large")
+            return None
         if body is None:
             return None  # the caller left before sending its request: nothing was forwarded
         return Admitted(upstream, path, caller, body, started, occurred_at)
@@ -347,7 +354,7 @@ def with_proxy(django_app: ASGIApp) -> ASGIApp:
         else:
             await django_app(scope, receive, send)
 
-    application.proxy = proxy  # type: ignore[attr-defined]  (for tests and benchmarks)
+    application.proxy = proxy  # type: ignore[attr-defined]  # for tests and benchmarks
     return application
 
 

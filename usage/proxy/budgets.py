@@ -93,13 +93,14 @@ def _model(body: bytes) -> str | None:
     if not found:
         return None
     if len(found) == 1 and b"\\" not in found[0]:
-        return found[0].decode("utf-8", "replace")
+        model: bytes = found[0]
+        return model.decode("utf-8", "replace")
     try:
         parsed = json.loads(body)
     except ValueError:
         return None
-    model = parsed.get("model") if isinstance(parsed, dict) else None
-    return model if isinstance(model, str) else None
+    named = parsed.get("model") if isinstance(parsed, dict) else None
+    return named if isinstance(named, str) else None
 
 
 def refusal(block: Block) -> tuple[int, str, str, str]:

@@ -21,7 +21,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import httpx
 from django.conf import settings
@@ -111,7 +111,7 @@ def timeout() -> httpx.Timeout:
 
 def upstream_request_id(headers: httpx.Headers) -> str | None:
     for name in REQUEST_ID_HEADERS:
-        value = headers.get(name)
+        value: str | None = headers.get(name)
         if value:
             return value
     return None
@@ -280,10 +280,10 @@ class Forwarder:
         waiting_for_output = call is not None
         # The raw stream, not aiter_raw(): the proxy sets no encoding to decode, and every
         # layer costs time on each of a stream's many small chunks.
-        async for chunk in response.stream:
+        async for chunk in cast(httpx.AsyncByteStream, response.stream):
             events = splitter.feed(chunk) if splitter is not None else []
             if waiting_for_output and any(sse.carries_output(event) for event in events):
-                call.ttft_ms = self._ms()  # type: ignore[union-attr]
+                call.ttft_ms = self._ms()  # type: ignore[union-attr]  # waiting_for_output implies a call
                 waiting_for_output = False
             if strip:
                 if len(events) == 1:  # the usual case: one event per chunk

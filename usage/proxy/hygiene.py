@@ -93,7 +93,7 @@ def _extra_request_headers(names: tuple[str, ...]) -> frozenset[bytes]:
 
 def _connection_named(headers: Iterable[tuple[bytes, bytes]]) -> frozenset[bytes]:
     """Headers the Connection header declares hop-by-hop."""
-    named = set()
+    named: set[bytes] = set()
     for name, value in headers:
         if name.lower() == b"connection":
             named.update(part.strip().lower() for part in value.split(b","))

@@ -108,10 +108,12 @@ def _error(call: Call, reported: Any) -> ErrorBody | None:
         return ErrorBody(type=kind, code=code, message=message)
     if not isinstance(reported, dict):
         return None
-    code = reported.get("code")
+    reported_code = reported.get("code")
     cleaned = {
         "type": str(reported["type"])[:200] if reported.get("type") is not None else None,
-        "code": code if isinstance(code, int) and not isinstance(code, bool) else (str(code) if code else None),
+        "code": reported_code
+        if isinstance(reported_code, int) and not isinstance(reported_code, bool)
+        else (str(reported_code) if reported_code else None),
         "message": str(reported["message"])[:10_000] if reported.get("message") is not None else None,
     }
     try:

@@ -154,7 +154,7 @@ class Simulator:
             self.log.append(exchange)
             del self.log[:-1000]
         answer = _Answer(self, scope, receive, send, exchange)
-        await answer.run(raw)
+        await answer.run(bytes(raw))
 
 
 def _error(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
@@ -175,7 +175,7 @@ class _Answer:
     def __init__(self, sim: Simulator, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         self.sim, self.scope, self.receive, self.send, self.exchange = sim, scope, receive, send, exchange
 
-    async def json(self, status: int, payload: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]
+    async def json(self, status: int, payload: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]  # a default of () for a list parameter: never mutated
         data = _dump(payload)
         await self.send(
             {
@@ -216,6 +216,7 @@ class _Answer:
         if (refused := self.refusal(body)) is not None:
             status, payload, headers = refused
             return await self.json(status, payload, headers)
+        assert body is not None  # refusal() answers a request without a JSON object
         model = body["model"]
         if model == "sim-broken":
             return await self.json(
@@ -357,6 +358,7 @@ class _Answer:
             return payload | {"usage": None} if with_usage else payload
 
         deltas: list[list[dict[str, Any]]] = []
+        steps: list[dict[str, Any]]
         completion = 0
         for index in range(n):
             if uses_tools:

@@ -139,7 +139,9 @@ def replay(store: Callable[[Batch], None] | None = None) -> int:
     Records the database refuses for another reason become dead letters inside `store`.
     """
     if store is None:
-        from usage.proxy.recorder import store_records as store
+        from usage.proxy.recorder import store_records  # the recorder imports this module
+
+        store = store_records
     _take_back_abandoned()
     written = 0
     for path in pending():

@@ -63,7 +63,8 @@ def parse_data(event: bytes) -> object | None:
     if data is None or data.strip() == DONE:
         return None
     try:
-        return json.loads(data)
+        payload: object = json.loads(data)
+        return payload
     except ValueError:
         return None
 

@@ -76,7 +76,8 @@ class _Response:
 
 
 def _timeout(request: httpx.Request, kind: str) -> float | None:
-    return request.extensions.get("timeout", {}).get(kind)
+    timeout: float | None = request.extensions.get("timeout", {}).get(kind)
+    return timeout
 
 
 class LeanTransport(httpx.AsyncBaseTransport):
@@ -153,8 +154,9 @@ class LeanTransport(httpx.AsyncBaseTransport):
             except _ClosedBeforeAnswer:
                 connection.close()
                 if not reused:
-                    message = "the server closed the connection without answering"
-                    raise httpx.RemoteProtocolError(message, request=request) from None
+                    raise httpx.RemoteProtocolError(
+                        "the server closed the connection without answering", request=request
+                    ) from None
                 # A kept-alive connection the server had closed meanwhile: nothing was
                 # processed, so the request goes again on a new connection.
             except BaseException:
@@ -243,9 +245,9 @@ class _Body(httpx.AsyncByteStream):
         self._released = False
         self._headers = dict(state.headers)
         # From the headers: the parser forgets keep-alive once the message is complete.
-        connection = self._headers.get(b"connection", b"").lower()
+        connection_header = self._headers.get(b"connection", b"").lower()
         version = parser.get_http_version()
-        self._keep_alive = b"close" not in connection if version == "1.1" else b"keep-alive" in connection
+        self._keep_alive = b"close" not in connection_header if version == "1.1" else b"keep-alive" in connection_header
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         state = self._state

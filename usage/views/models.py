@@ -73,7 +73,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
             "filter_keep": [*keep(request.GET, *PERIOD_FIELDS), ("sort", sort)],
             "period_query": with_query("", request.GET, q=None, sort=None),
         }
-    table_only = wants_fragment(request) and request.htmx.target == TABLE_TARGET  # type: ignore[attr-defined]
+    table_only = wants_fragment(request) and request.htmx.target == TABLE_TARGET  # type: ignore[attr-defined]  # django-htmx's middleware sets request.htmx
     fragment = "usage/partials/models_table.html" if table_only else "usage/partials/models_body.html"
     context["oob"] = table_only
     return render_page(request, "usage/models.html", fragment, context)

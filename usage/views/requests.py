@@ -10,6 +10,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 
@@ -88,7 +89,7 @@ class RequestFilterForm(forms.Form):
                 values = catalogue.model_choices(account, period)
             else:
                 values = selectors.dimension_values(account=account, period=period, dimension=dimension)
-            self.fields[name].choices = _choices_with(values, str(data.get(name, ""))[:200], empty)  # type: ignore[attr-defined]
+            self.fields[name].choices = _choices_with(values, str(data.get(name, ""))[:200], empty)  # type: ignore[attr-defined]  # a ChoiceField: the filter form declares them so
 
     def record_filters(self, period: Period) -> requestlog.RecordFilters:
         self.is_valid()  # an invalid field is left out; the valid ones still filter
@@ -109,7 +110,7 @@ class RequestFilterForm(forms.Form):
 
     def problems(self) -> list[str]:
         return [
-            f"{self.fields[name].label or name.replace('_', ' ').capitalize()}: {' '.join(errors)}"
+            f"{self.fields[name].label or name.replace('_', ' ').capitalize()}: {' '.join(map(str, errors))}"
             for name, errors in self.errors.items()
         ]
 
@@ -266,7 +267,7 @@ def csv_rows(account: Account, filters: requestlog.RecordFilters) -> Iterator[st
 
 
 @role_required(Role.ENGINEER)
-def requests_csv(request: HttpRequest) -> HttpResponse:
+def requests_csv(request: HttpRequest) -> HttpResponseBase:
     account = current_account(request)
     period, _ = period_of(request.GET)
     form = RequestFilterForm(request.GET, account=account, period=period)
