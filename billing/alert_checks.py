@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
-from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db.models import Sum
@@ -30,6 +29,7 @@ from billing.forecast import AccountForecast
 from billing.models import AlertKind, AlertRule, Budget, SyncState
 from billing.paid import paid_for_tokens
 from usage.models import Account, ErrorCause, HourlyUsage, Provider, UsageRecord
+from usage.periods import dashboard_tz
 from usage.templatetags.usage_format import money
 
 DETAIL_LIMIT = 12
@@ -85,20 +85,16 @@ def quiet(
     return measured(rule, None, summary, details, page.get("page"), tier=0)
 
 
-def _tz() -> ZoneInfo:
-    return ZoneInfo(settings.DASHBOARD_TIME_ZONE)
-
-
 def day_label(moment: datetime) -> str:
     """ "Fri 27 Nov" in the dashboard's time zone."""
-    local = moment.astimezone(_tz())
+    local = moment.astimezone(dashboard_tz())
     return f"{local:%a} {local.day} {local:%b}"
 
 
 def moment_label(moment: datetime | None) -> str:
     if moment is None:
         return "—"
-    local = moment.astimezone(_tz())
+    local = moment.astimezone(dashboard_tz())
     return f"{local:%a} {local.day} {local:%b %Y, %H:%M} ({settings.DASHBOARD_TIME_ZONE})"
 
 
@@ -275,7 +271,7 @@ def check_sync(rule: AlertRule, facts: Facts) -> Check:
 
 def check_spend_spike(rule: AlertRule, facts: Facts) -> Check:
     account, now = facts.account, facts.now
-    tz = _tz()
+    tz = dashboard_tz()
     recent = HourlyUsage.objects.filter(account=account, hour__gte=now - timedelta(hours=24), hour__lte=now)
     last_day = recent.aggregate(c=Sum("cost"))["c"] or Decimal(0)
     today = now.astimezone(tz).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -36,10 +36,11 @@ from django.db.models import Count, Max, OuterRef, Subquery
 from django.utils import timezone
 
 from billing import selectors
-from billing.forecast import AccountForecast, PlanForecast, RunOut, dashboard_tz, forecast_from_inputs, read_inputs
+from billing.forecast import AccountForecast, PlanForecast, RunOut, forecast_from_inputs, read_inputs
 from billing.models import BillingState, PlanPurchase, WalletEntry
 from billing.paid import paid_for_tokens
 from usage.models import Account, Provider
+from usage.periods import dashboard_tz
 
 LOW_TOKEN_SHARE = Decimal("0.10")  # below a tenth of what the plans in effect granted
 RUNS_OUT_SOON = timedelta(days=7)

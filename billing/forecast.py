@@ -45,9 +45,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 from itertools import pairwise
-from zoneinfo import ZoneInfo
 
-from django.conf import settings
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
 from django.utils import timezone
@@ -56,7 +54,7 @@ from billing import selectors
 from billing.models import Allocation, BalanceSnapshot, PlanPurchase, TokenBasis, WalletEntry, models_match
 from usage import selectors as usage_selectors
 from usage.models import Account
-from usage.periods import Period
+from usage.periods import Period, dashboard_tz
 
 HORIZON_DAYS = 365  # run-outs later than this are reported as None
 MAX_SIMULATED_DAYS = 730  # plans expiring later are judged by what they have left then
@@ -136,9 +134,6 @@ class RunOut:
     at: datetime | None = None
     earliest: datetime | None = None
     latest: datetime | None = None
-
-    def days_from(self, now: datetime) -> float | None:
-        return None if self.at is None else (self.at - now) / DAY
 
 
 @dataclass(frozen=True)
@@ -625,10 +620,6 @@ def _projection(sim: Simulation, burn: BurnModel, now: datetime, wallet_now: Dec
 
 
 # --- Reading the database ------------------------------------------------------------------------
-
-
-def dashboard_tz() -> tzinfo:
-    return ZoneInfo(settings.DASHBOARD_TIME_ZONE)
 
 
 def read_history(account: Account, *, now: datetime) -> list[DayUsage]:

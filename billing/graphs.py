@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import plotly.graph_objects as go
-from django.conf import settings
 
 from billing.forecast import BalancePoint, ProjectedPoint, ReportedPoint, RunOut
 from usage.graphs import BASE_LAYOUT
+from usage.periods import dashboard_tz
 
 HISTORY = "rgba(79, 70, 229, 1)"  # the brand indigo, as in app.css
 PROJECTION = "rgba(79, 70, 229, 0.9)"
@@ -20,7 +19,7 @@ RUN_OUT = "rgba(220, 38, 38, 0.85)"
 
 
 def _local(moment: datetime) -> str:
-    return moment.astimezone(ZoneInfo(settings.DASHBOARD_TIME_ZONE)).strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone(dashboard_tz()).strftime("%Y-%m-%d %H:%M")
 
 
 def projection_window(projection: list[ProjectedPoint], run_out: RunOut, *, now: datetime) -> list[ProjectedPoint]:

@@ -96,10 +96,6 @@ class PlanPurchase(models.Model):
     def __str__(self) -> str:
         return f"{self.name} ({self.tokens:,} tokens from {self.effective_at:%Y-%m-%d})"
 
-    @property
-    def is_voided(self) -> bool:
-        return self.voided_at is not None
-
     def covers(self, model: str) -> bool:
         return models_match(self.allowed_models, model)
 

@@ -52,6 +52,7 @@ from billing.models import (
     WalletEntry,
     WalletEntryKind,
 )
+from usage import selectors as usage_selectors
 from usage.models import Account, RepricingRun, UsageRecord
 
 logger = logging.getLogger(__name__)
@@ -112,8 +113,7 @@ class RefreshResult:
 
 
 def repricing_in_progress(account: Account) -> bool:
-    fresh = timezone.now() - RepricingRun.STALE_AFTER
-    return RepricingRun.objects.filter(account=account, finished_at__isnull=True, updated_at__gte=fresh).exists()
+    return usage_selectors.repricing_progress(account) is not None
 
 
 def refresh_allocations(account: Account, *, now: datetime | None = None, full: bool = False) -> RefreshResult:

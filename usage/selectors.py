@@ -8,10 +8,13 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db.models import F, Q, QuerySet, Sum
+from django.db import connection
+from django.db.models import Aggregate, Count, F, IntegerField, Max, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.utils import timezone
 
-from usage.models import Account, DailyUsage, HourlyUsage
+from usage.errors import REMEDIES
+from usage.models import Account, ApiKey, DailyUsage, ErrorCause, HourlyUsage, RepricingRun, UsageRecord
 from usage.periods import Period
 
 ZERO = Decimal(0)
@@ -151,23 +154,7 @@ def summary(*, account: Account, period: Period, group_by: str) -> tuple[list[Su
     return result, totals(account=account, period=period)
 
 
-def repricing_in_progress(account: Account) -> int | None:
-    """Records still to be repriced for the account after a price change, or None when idle.
-
-    Runs not updated for RepricingRun.STALE_AFTER are taken as dead workers and ignored.
-    """
-    # Imported here: this function was appended to a module shared with other work.
-    from django.utils import timezone
-
-    from usage.models import RepricingRun
-
-    remaining = RepricingRun.objects.filter(
-        account=account, finished_at__isnull=True, updated_at__gte=timezone.now() - RepricingRun.STALE_AFTER
-    ).aggregate(remaining=Sum(F("total") - F("done")))["remaining"]
-    return None if remaining is None else max(remaining, 0)
-
-
-# --- Keys & teams (appended; imports kept local so this block stays self-contained) ---------
+# --- Keys & teams --------------------------------------------------------------------------
 
 NO_TEAM = "~none"  # the team filter's value for usage recorded without a team
 
@@ -197,10 +184,6 @@ def usage_by_key(*, account: Account, period: Period, team: str | None = None) -
 
     Two grouped queries over the rollup (period sums, and the last day seen ever) and one over ApiKey.
     """
-    from django.db.models import Max
-
-    from usage.models import ApiKey
-
     sums: dict[int | None, Totals] = {
         row.pop("api_key"): Totals(**row)
         for row in _team_filter(rollup_rows(account, period), team).values("api_key").annotate(**_sums()).order_by()
@@ -242,8 +225,6 @@ class TeamUsage:
 
 def usage_by_team(*, account: Account, period: Period) -> list[TeamUsage]:
     """Usage per team as recorded with each request (its metadata, else its key's team then), by spend."""
-    from django.db.models import Count
-
     rows = (
         rollup_rows(account, period)
         .filter(requests__gt=0)
@@ -256,8 +237,6 @@ def usage_by_team(*, account: Account, period: Period) -> list[TeamUsage]:
 
 def team_names(*, account: Account) -> list[str]:
     """Teams the filter offers: those keys belong to and those recorded on usage (without "")."""
-    from usage.models import ApiKey
-
     recorded = DailyUsage.objects.filter(account=account).exclude(team="").values_list("team", flat=True)
     owners = ApiKey.objects.filter(account=account).exclude(team="").values_list("team", flat=True)
     return sorted(set(recorded.distinct().order_by()) | set(owners.distinct().order_by()), key=str.lower)
@@ -279,10 +258,6 @@ def repricing_progress(account: Account) -> RepricingProgress | None:
     One aggregate over the (account, finished_at) index; runs not updated for
     RepricingRun.STALE_AFTER are taken as dead workers and ignored.
     """
-    from django.utils import timezone
-
-    from usage.models import RepricingRun
-
     found = RepricingRun.objects.filter(
         account=account, finished_at__isnull=True, updated_at__gte=timezone.now() - RepricingRun.STALE_AFTER
     ).aggregate(done=Sum("done"), total=Sum("total"))
@@ -291,7 +266,7 @@ def repricing_progress(account: Account) -> RepricingProgress | None:
     return RepricingProgress(done=min(found["done"] or 0, found["total"]), total=found["total"])
 
 
-# --- Engineer pages: Models, model detail, Errors, Requests filters (appended; local imports) ----
+# --- Engineer pages: Models, model detail, Errors, Requests filters ---------------------------
 
 MODEL_SORTS = {
     "model": "Model",
@@ -422,11 +397,6 @@ def model_latency(*, account: Account, period: Period, model: str) -> Latency:
     records of that model and period, through the (account, model, occurred_at) index."""
     import math
 
-    from django.db import connection
-    from django.db.models import Aggregate, Count, IntegerField
-
-    from usage.models import UsageRecord
-
     rollup = (
         rollup_rows(account, period)
         .filter(model=model)
@@ -475,11 +445,6 @@ def errors_by_cause(*, account: Account, period: Period, model: str = "") -> lis
     """Failed requests per error cause, most frequent first. The rollup counts errors but not
     their causes, so this groups the period's failed records (the success rows are filtered
     out in the database)."""
-    from django.db.models import Count, Max
-
-    from usage.errors import REMEDIES
-    from usage.models import ErrorCause, UsageRecord
-
     failed = UsageRecord.objects.filter(
         account=account, occurred_at__gte=period.start, occurred_at__lt=period.end
     ).exclude(error_cause=ErrorCause.NONE)
@@ -512,10 +477,6 @@ class CauseDay:
 
 def errors_per_day(*, account: Account, period: Period) -> list[CauseDay]:
     """Failed requests per day (dashboard time zone) and cause."""
-    from django.db.models import Count
-
-    from usage.models import ErrorCause, UsageRecord
-
     rows = (
         UsageRecord.objects.filter(account=account, occurred_at__gte=period.start, occurred_at__lt=period.end)
         .exclude(error_cause=ErrorCause.NONE)

@@ -110,7 +110,7 @@ def test_ingested_records_schedule_one_allocation_task_for_a_burst(
     with django_capture_on_commit_callbacks(execute=True):
         ingest(account, record("r2", at(2), "gpt-4o", 100, 0, "0.1"))
 
-    assert enqueued == [((), {"args": [account.pk], "countdown": 10.0})]
+    assert enqueued == [((), {"args": (account.pk,), "countdown": 10.0})]
 
 
 def test_a_rolled_back_purchase_schedules_nothing(account, enqueued, django_capture_on_commit_callbacks):

@@ -24,7 +24,7 @@ from tests.usage.test_pricing import (
     usage_record,
 )
 from usage import repricing, rollups, selectors
-from usage.models import ModelPrice, PriceSource, RepricingRun, UsageRecord
+from usage.models import Account, ModelPrice, PriceSource, RepricingRun, UsageRecord
 from usage.prices import sync_prices
 from usage.repricing import Scope
 from usage.services import create_account
@@ -188,27 +188,33 @@ def test_repricing_goes_in_chunks_and_pages_see_the_records_remaining(account, m
     reprice_chunk = repricing.reprice_chunk
 
     def watching(records: Any, book: Any) -> int:
-        seen.append(selectors.repricing_in_progress(account))
+        seen.append(remaining(account))
         return reprice_chunk(records, book)
 
     monkeypatch.setattr(repricing, "reprice_chunk", watching)
-    assert selectors.repricing_in_progress(account) is None
+    assert remaining(account) is None
 
     assert repricing.reprice([Scope.of(price)], chunk_size=2) == 5
 
     assert seen == [5, 3, 1]
-    assert selectors.repricing_in_progress(account) is None
+    assert remaining(account) is None
     run = RepricingRun.objects.get()
     assert (run.total, run.done, run.changed, run.finished_at is not None) == (5, 5, 5, True)
     assert rollups.verify(account) == []
 
 
+def remaining(account: Account) -> int | None:
+    """Records the running repricing jobs have still to re-cost; None when none runs."""
+    progress = selectors.repricing_progress(account)
+    return None if progress is None else progress.remaining
+
+
 def test_a_repricing_run_that_stopped_updating_is_no_longer_shown(account):
     RepricingRun.objects.create(account=account, total=10, done=4)
-    assert selectors.repricing_in_progress(account) == 6
+    assert remaining(account) == 6
 
     RepricingRun.objects.update(updated_at=timezone.now() - RepricingRun.STALE_AFTER - timedelta(seconds=1))
-    assert selectors.repricing_in_progress(account) is None
+    assert remaining(account) is None
 
 
 def test_sync_prices_reprices_the_records_of_the_prices_it_adds(account, repricing_runs_after_commit):

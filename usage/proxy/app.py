@@ -76,11 +76,6 @@ def _close_connection() -> None:
     connection.close()  # looked up in the calling thread: each thread has its own
 
 
-def default_account() -> Account | None:
-    """The account `/proxy/v1/…` forwards for: the first one created."""
-    return Account.objects.order_by("pk").first()
-
-
 class Accounts:
     """Account lookups cached for TOKI_PROXY_ACCOUNT_CACHE_SECONDS, so a call costs no query;
     while the database is unavailable the last known answer keeps serving."""
