@@ -303,7 +303,7 @@ def test_ingested_batches_schedule_one_debounced_evaluation(transactional_db, ac
     for batch in range(3):
         ingest(account, record(f"b-{batch}", now - timedelta(minutes=batch), "gpt-4o", 10, 10, "0.01"))
 
-    assert queued == [([account.pk], 30.0)]
+    assert queued == [((account.pk,), 30.0)]
 
 
 def test_the_command_evaluates_every_account_with_rules(firing: AlertRule):
