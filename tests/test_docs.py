@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import subprocess
 from pathlib import Path
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # The name of a design document that was never part of the repository; built from parts so
@@ -31,3 +34,42 @@ def test_build_metadata_is_not_tracked():
     built = [name for name in tracked_files() if ".egg-info/" in name or name.endswith(".egg-info")]
     assert built == []
     assert "*.egg-info/" in (REPO_ROOT / ".gitignore").read_text().splitlines()
+
+
+def load_api_md_builder():
+    spec = importlib.util.spec_from_file_location("build_api_md", REPO_ROOT / "docs" / "build_api_md.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_api_reference_matches_the_code():
+    """docs/api.md's generated blocks equal what docs/build_api_md.py makes of the code now;
+    after changing an endpoint, a command or a setting, run `.venv/bin/python docs/build_api_md.py`."""
+    builder = load_api_md_builder()
+    written = builder.API_MD.read_text()
+    fresh = builder.render(written)
+    assert fresh == written, "docs/api.md is out of date: run .venv/bin/python docs/build_api_md.py"
+
+
+def test_api_reference_lists_every_endpoint_command_and_variable():
+    text = (REPO_ROOT / "docs" / "api.md").read_text()
+    from django.core.management import get_commands
+
+    from toki_dashboard.api import api
+
+    for path, operations in api.get_openapi_schema()["paths"].items():
+        for method in operations:
+            assert f"### {method.upper()} {path}\n" in text
+    for name, app in get_commands().items():
+        if app in ("usage", "billing"):
+            assert f"### {name}\n" in text
+    for variable in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY", "PROXY_MAX_BODY_BYTES", "DASHBOARD_TIME_ZONE"):
+        assert f"| `{variable}` |" in text
+
+
+def test_the_reference_builder_refuses_a_variable_without_a_description(monkeypatch):
+    builder = load_api_md_builder()
+    monkeypatch.delitem(builder.ENVIRONMENT, "REDIS_URL")
+    with pytest.raises(SystemExit, match="REDIS_URL"):
+        builder.environment_block()
