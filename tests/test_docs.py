@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import re
 import subprocess
 from pathlib import Path
 
@@ -73,3 +75,91 @@ def test_the_reference_builder_refuses_a_variable_without_a_description(monkeypa
     monkeypatch.delitem(builder.ENVIRONMENT, "REDIS_URL")
     with pytest.raises(SystemExit, match="REDIS_URL"):
         builder.environment_block()
+
+
+# --- docs/architecture.md names only what exists -----------------------------------------
+
+ARCHITECTURE = REPO_ROOT / "docs" / "architecture.md"
+PROJECT_PACKAGES = ("usage", "billing", "toki_dashboard", "tests")
+DOTTED = re.compile(r"^[a-z_][a-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+(:[A-Za-z_]\w*)?$")
+SETTING = re.compile(r"^[A-Z][A-Z0-9_]+$")
+
+
+def architecture_text() -> str:
+    return ARCHITECTURE.read_text()
+
+
+def cited(text: str) -> list[str]:
+    """Every `code` span outside fenced blocks, `()` dropped from calls."""
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    return [span.removesuffix("()") for span in re.findall(r"`([^`\n]+)`", prose)]
+
+
+def resolve(dotted: str) -> object:
+    """The module or attribute a dotted name (or `module:attribute`) names; raises if none."""
+    path = dotted.replace(":", ".").split(".")
+    for cut in range(len(path), 0, -1):
+        try:
+            found = importlib.import_module(".".join(path[:cut]))
+        except ModuleNotFoundError:
+            continue
+        for attribute in path[cut:]:
+            found = getattr(found, attribute)
+        return found
+    raise ModuleNotFoundError(dotted)
+
+
+def test_the_architecture_document_has_its_diagram():
+    assert re.search(r"^```mermaid\n.*?(record_usage).*?^```", architecture_text(), flags=re.S | re.M)
+
+
+def test_every_module_and_name_the_architecture_document_cites_exists():
+    missing = []
+    for span in cited(architecture_text()):
+        if DOTTED.match(span) and span.split(".")[0] in PROJECT_PACKAGES:
+            try:
+                resolve(span)
+            except (ImportError, AttributeError) as exc:
+                missing.append(f"{span}: {exc}")
+    assert missing == []
+
+
+def test_every_file_and_folder_the_architecture_document_cites_exists():
+    spans = [
+        span
+        for span in cited(architecture_text())
+        if "/" in span and not span.startswith("/") and " " not in span and "://" not in span
+    ]
+    assert spans, "the document cites no file"
+    assert [span for span in spans if not (REPO_ROOT / span).exists()] == []
+
+
+def test_every_setting_the_architecture_document_cites_exists(settings):
+    environment = (REPO_ROOT / "docs" / "api.md").read_text()
+    unknown = [
+        span
+        for span in cited(architecture_text())
+        if SETTING.match(span) and not hasattr(settings, span) and f"| `{span}` |" not in environment
+    ]
+    assert unknown == []
+
+
+def test_the_architecture_document_lists_every_celery_task_and_beat_entry(settings):
+    text = architecture_text()
+    tasks = [
+        f"{module.__name__}.{name}"
+        for module in (importlib.import_module("usage.tasks"), importlib.import_module("billing.tasks"))
+        for name, value in vars(module).items()
+        if hasattr(value, "delay") and getattr(value, "name", "") == f"{module.__name__}.{name}"
+    ]
+    assert len(tasks) > 10
+    scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
+    assert scheduled <= set(tasks)
+    assert [task for task in tasks if f"`{task}`" not in text] == []
+
+
+def test_the_name_check_catches_a_name_that_does_not_exist():
+    with pytest.raises(AttributeError):
+        resolve("usage.services.record_usage_that_never_was")
+    with pytest.raises((ImportError, AttributeError)):
+        resolve("usage.no_such_module.function")
