@@ -73,6 +73,24 @@ COMMAND_OUTPUT = {
     "that a sync is already running).",
 }
 
+# Query parameters whose schema carries no description: what each means, whichever endpoint
+# takes it. A new parameter without a description here (or in its schema) stops the build.
+PARAMETERS = {
+    "start": "First day of the period (inclusive), a day of `DASHBOARD_TIME_ZONE`",
+    "end": "Last day of the period (inclusive); not before `start`",
+    "group_by": "The dimension of the rows: model, API key name, team, or day",
+    "account": "The account's slug; a token may only name its own, a user one they may see. "
+    "Default: the token's account, or the user's current one",
+    "model": "Only this model (exact name)",
+    "api_key": "Only this API key (its name)",
+    "team": "Only this team",
+    "error_cause": "Only this error cause (`none`: successful calls)",
+    "source": "Only records that arrived this way",
+    "estimated": "`true`: only records with estimated tokens; `false`: only reported ones",
+    "limit": "Records per page",
+    "cursor": "The `next_cursor` of the previous page; absent for the first page",
+}
+
 # Every environment variable the settings read: what it means, and its default when the
 # settings compute it rather than write it out.
 ENVIRONMENT: dict[str, tuple[str, str | None]] = {
@@ -248,7 +266,7 @@ def type_of(schema: dict[str, Any]) -> str:
     if "enum" in schema:
         return "one of " + ", ".join(f"`{v}`" for v in schema["enum"])
     if "const" in schema:
-        return f"`{schema['const']}`"
+        return '`""`' if schema["const"] == "" else f"`{schema['const']}`"
     kind = schema.get("type", "any")
     if kind == "array":
         text = f"list of {type_of(schema.get('items', {}))}"
@@ -320,6 +338,14 @@ def auth_of(method: str, path: str) -> str:
     raise SystemExit(f"no operation for {method.upper()} {path}")
 
 
+def parameter_meaning(parameter: dict[str, Any]) -> str:
+    meaning = parameter.get("description") or parameter.get("schema", {}).get("description")
+    meaning = meaning or PARAMETERS.get(parameter["name"])
+    if not meaning:
+        raise SystemExit(f"docs/build_api_md.py PARAMETERS: say what the query parameter {parameter['name']!r} means")
+    return meaning
+
+
 def endpoints_block(schema: dict[str, Any]) -> str:
     out = []
     for path, operations in schema["paths"].items():
@@ -335,7 +361,7 @@ def endpoints_block(schema: dict[str, Any]) -> str:
                         f"`{p['name']}`",
                         type_of(p.get("schema", {})),
                         default_of(p.get("schema", {}), p.get("required", False)),
-                        p.get("description", p.get("schema", {}).get("description", "")),
+                        parameter_meaning(p),
                     )
                     for p in params
                 ]

@@ -163,3 +163,31 @@ def test_the_name_check_catches_a_name_that_does_not_exist():
         resolve("usage.services.record_usage_that_never_was")
     with pytest.raises((ImportError, AttributeError)):
         resolve("usage.no_such_module.function")
+
+
+# --- Links between the documents ------------------------------------------------------------
+
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def anchors_of(markdown: str) -> set[str]:
+    """GitHub's anchors of a document's headings."""
+    headings = re.findall(r"^#{1,6} (.+)$", re.sub(r"^```.*?^```", "", markdown, flags=re.S | re.M), flags=re.M)
+    return {re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-") for heading in headings}
+
+
+@pytest.mark.parametrize(
+    "document", ["README.md", "docs/api.md", "docs/architecture.md", "docs/import.md"], ids=lambda d: d
+)
+def test_every_relative_link_of_a_document_leads_somewhere(document):
+    source = REPO_ROOT / document
+    broken = []
+    for target in LINK.findall(source.read_text()):
+        if "://" in target or target.startswith("mailto:"):
+            continue
+        path, _, fragment = target.partition("#")
+        file = (source.parent / path).resolve() if path else source
+        missing_anchor = file.exists() and file.suffix == ".md" and fragment != ""
+        if not file.exists() or (missing_anchor and fragment not in anchors_of(file.read_text())):
+            broken.append(target)
+    assert broken == []
