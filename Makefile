@@ -60,7 +60,7 @@ format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-# Benchmarks (DESIGN.md §8) against PostgreSQL: BENCH_DATABASE_URL names a disposable database.
+# Benchmarks (bench/README.md) against PostgreSQL: BENCH_DATABASE_URL names a disposable database.
 BENCH_DATABASE_URL ?= postgres://toki:toki@127.0.0.1:5432/toki_bench
 
 bench-ingest: $(VENV)/.installed-dev

@@ -1,5 +1,5 @@
 """What the benchmarks share: Django set-up from a database URL, the machine they ran on,
-realistic ingestion records (DESIGN.md §4.3) and the prices that make them cost money."""
+realistic ingestion records (docs/api.md, Ingestion record) and the prices that make them cost money."""
 
 from __future__ import annotations
 

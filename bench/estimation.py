@@ -1,5 +1,5 @@
-"""Token estimate vs true count (DESIGN.md §5, §8): the calibrated estimator against
-characters/4 and bytes/4 on mixed prose, code, JSON and Chinese.
+"""Token estimate vs true count (README "Calibrated token estimation"; targets in bench/README.md):
+the calibrated estimator against characters/4 and bytes/4 on mixed prose, code, JSON and Chinese.
 
     .venv/bin/python bench/estimation.py [--requests 1500] [--seed 7]
 

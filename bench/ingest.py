@@ -1,4 +1,4 @@
-"""Ingestion speed into PostgreSQL against a raw COPY into the same table (DESIGN.md §8).
+"""Ingestion speed into PostgreSQL against a raw COPY into the same table (bench/README.md).
 
     .venv/bin/python bench/ingest.py [--records 200000] [--batch 1000] [--workers 2] [--clients 4]
                                      [--database-url postgres://toki:toki@127.0.0.1:5432/toki_bench]

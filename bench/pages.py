@@ -1,4 +1,4 @@
-"""Server time of every dashboard page with the benchmark data (DESIGN.md §8).
+"""Server time of every dashboard page with the benchmark data (bench/README.md).
 
     .venv/bin/python bench/generate.py --reset        # once: 1,000,000 records in toki_bench
     .venv/bin/python bench/pages.py [--repeat 30] [--account bench] [--only NAME]

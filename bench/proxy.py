@@ -1,4 +1,4 @@
-"""Latency the logging proxy adds, and its throughput (DESIGN.md §8).
+"""Latency the logging proxy adds, and its throughput (bench/README.md).
 
     .venv/bin/python bench/proxy.py [--database-url URL] [--quick]
 

@@ -1,4 +1,4 @@
-"""The billing API of DESIGN.md §4.3: balances, plan purchases and wallet entries."""
+"""The billing API (docs/api.md, Endpoints): balances, plan purchases and wallet entries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Management commands: create_account (DESIGN.md §4.5) and rebuild_rollups."""
+"""Management commands: create_account (docs/api.md, Management commands) and rebuild_rollups."""
 
 from __future__ import annotations
 

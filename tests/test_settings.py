@@ -1,4 +1,5 @@
-"""The environment of DESIGN.md §4.2 becomes settings, and nonsense fails loudly, naming the variable."""
+"""The environment (docs/api.md, Environment variables) becomes settings, and nonsense fails
+loudly, naming the variable."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The JSON API at /api/v1 (DESIGN.md §4.3), its OpenAPI schema and docs page."""
+"""The JSON API at /api/v1 (docs/api.md), its OpenAPI schema and docs page."""
 
 from __future__ import annotations
 

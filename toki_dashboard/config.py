@@ -1,4 +1,4 @@
-"""Turn the environment of DESIGN.md §4.2 into settings, failing loudly on nonsense.
+"""Turn the environment (docs/api.md, Environment variables) into settings, failing loudly on nonsense.
 
 Kept apart from settings.py so the parsing can be tested without reloading Django.
 """

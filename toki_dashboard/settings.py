@@ -1,4 +1,4 @@
-"""Settings read from the environment (DESIGN.md §4.2); safe defaults for local use."""
+"""Settings read from the environment (docs/api.md, Environment variables); safe defaults for local use."""
 
 from __future__ import annotations
 
@@ -290,7 +290,7 @@ if MODEL_CATALOGUE_SYNC_MINUTES > 0:
     )
 
 # --- Forecasts and alerts ------------------------------------------------------------
-# billing.forecast and billing.alerts (DESIGN.md §7); see README "Forecasts and alerts".
+# billing.forecast and billing.alerts; see README "Forecasts and alerts".
 # The address people open the dashboard at: alert emails link to its pages with it.
 DASHBOARD_URL = os.environ.get("DASHBOARD_URL", "http://127.0.0.1:8000").rstrip("/")
 ALERTS_EVALUATION_DELAY_SECONDS = 30.0  # after an ingested batch or a sync; requests within it share one run

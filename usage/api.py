@@ -1,4 +1,4 @@
-"""The usage API of DESIGN.md §4.3: ingestion, summaries and single records."""
+"""The usage API (docs/api.md, Endpoints): ingestion, summaries and single records."""
 
 from __future__ import annotations
 

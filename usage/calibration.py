@@ -1,4 +1,4 @@
-"""Calibrating the token estimator on stored records, and re-estimating with it (DESIGN.md §5).
+"""Calibrating the token estimator on stored records, and re-estimating with it (README "Calibrated token estimation").
 
 `calibrate()` is what the Celery task and `manage.py calibrate_estimator` run:
 

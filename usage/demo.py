@@ -1,4 +1,4 @@
-"""The usage half of the demo data set (`manage.py seed_demo`, DESIGN.md §4.1).
+"""The usage half of the demo data set (`manage.py seed_demo`, README "Two commands").
 
 Demo users, the "Acme AI" account, a price book, a dozen keys in four teams, and
 N days of requests sent through `record_usage`, so rollups are kept by the real

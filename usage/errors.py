@@ -1,4 +1,4 @@
-"""Classify a failed call into one error cause (DESIGN.md §6), with a remedy for each."""
+"""Classify a failed call into one error cause (the causes the Errors page lists), with a remedy for each."""
 
 from __future__ import annotations
 

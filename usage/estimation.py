@@ -1,4 +1,4 @@
-"""Token estimates for records that arrive without usage (DESIGN.md §5).
+"""Token estimates for records that arrive without usage (README "Calibrated token estimation").
 
 Every estimator answers the same small question (`estimate(model, lengths)`), so the
 calibrated one replaces the fallback without touching ingestion.

@@ -1,4 +1,4 @@
-"""Usage exports read as a stream of ingestion records (DESIGN.md §4.3, §4.5, §4.6).
+"""Usage exports read as a stream of ingestion records (docs/import.md).
 
 Three formats, each turned into RecordIn-shaped dicts one row at a time so that
 memory stays flat whatever the file size:

@@ -1,4 +1,4 @@
-"""Accounts, keys, per-request usage and its rollups, and the price book (DESIGN.md §3).
+"""Accounts, keys, per-request usage and its rollups, and the price book (docs/architecture.md, Data model).
 
 Exchange rates live in `usage.models_rates`, call identities and sightings in
 `usage.models_identity`; both are imported at the end of this module.
@@ -419,7 +419,7 @@ class RepricingRun(models.Model):
 
 class EstimatorFit(models.Model):
     """Coefficients of the calibrated token estimator for one model, family or all models
-    (DESIGN.md §5), with the error measured on records it was not trained on.
+    (README "Calibrated token estimation"), with the error measured on records it was not trained on.
 
     Refits add rows; the one in use for a (scope, kind) is `active`, and an estimated
     record names it in its `estimator_version` ("calibrated-<id>").

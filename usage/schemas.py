@@ -1,4 +1,4 @@
-"""The ingestion record of DESIGN.md §4.3, validated the same way on every path.
+"""The ingestion record (docs/api.md, Ingestion record), validated the same way on every path.
 
 Strict types: a string where a number belongs is a rejection, not a guess.
 """
@@ -60,7 +60,7 @@ Millis = Annotated[StrictInt, Field(ge=0, le=86_400_000)]
 
 
 class Profile(BaseModel):
-    """Character-class counts of a text (DESIGN.md §5)."""
+    """Character-class counts of a text (docs/api.md, Character-class profile)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

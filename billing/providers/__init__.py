@@ -1,4 +1,4 @@
-"""Provider adapters (DESIGN.md §4.6): `openai_billing`, `newapi_console` and `manual`.
+"""Provider adapters (README "Billing and provider sync"): `openai_billing`, `newapi_console` and `manual`.
 
 An adapter talks HTTP and parses answers into a BalanceReading and raw log rows;
 `billing.sync` stores what they return. Errors are sorted by what the sync does

@@ -1,4 +1,4 @@
-"""`newapi_console`: the console API of New API / One API style resellers (DESIGN.md §4.6).
+"""`newapi_console`: the console API of New API / One API style resellers (README "Billing and provider sync").
 
 Console access token in `Authorization`, numeric user id in `New-Api-User`;
 answers wrapped as `{"success", "message", "data"}`, failures often HTTP 200 with

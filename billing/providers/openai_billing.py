@@ -1,4 +1,4 @@
-"""`openai_billing`: the OpenAI-style billing endpoints many relays keep (DESIGN.md §4.6).
+"""`openai_billing`: the OpenAI-style billing endpoints many relays keep (README "Billing and provider sync").
 
 `GET {base}/dashboard/billing/subscription` gives `hard_limit_usd`, and
 `GET {base}/dashboard/billing/usage` gives `total_usage` in cents over the key's

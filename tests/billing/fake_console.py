@@ -1,5 +1,5 @@
-"""A local fake TOKI console: a real HTTP server on 127.0.0.1 that answers the shapes of
-DESIGN.md §4.6 exactly, and fails on demand.
+"""A local fake TOKI console: a real HTTP server on 127.0.0.1 that answers the shapes the
+providers answer (README "Billing and provider sync") exactly, and fails on demand.
 
 - `newapi_console`: `/api/status`, `/api/user/self`, `/api/log/self`, `/api/token/`,
   answers wrapped as `{"success", "message", "data"}`; `other` is a JSON *string*;

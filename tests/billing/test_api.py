@@ -1,4 +1,4 @@
-"""GET /api/v1/balance, POST /api/v1/purchases and POST /api/v1/wallet/entries (DESIGN.md §4.3)."""
+"""GET /api/v1/balance, POST /api/v1/purchases and POST /api/v1/wallet/entries (docs/api.md)."""
 
 from __future__ import annotations
 

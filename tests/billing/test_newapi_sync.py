@@ -1,4 +1,4 @@
-"""Syncing a New API console (DESIGN.md §4.6) against the local fake console."""
+"""Syncing a New API console (README "Billing and provider sync") against the local fake console."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What the proxy measures: the character-class profile of DESIGN.md §5 (checked against
+"""What the proxy measures: the character-class profile of docs/api.md (checked against
 the contract's definition, code point by code point), the texts of requests and
 responses, and its handling of SSE."""
 
@@ -17,7 +17,7 @@ CJK_RANGES = ((0x3000, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF), (0xFF00, 0xF
 
 
 def contract_class(char: str) -> str:
-    """DESIGN.md §5, literally; the CJK ranges come first (U+3000 is CJK, not a space)."""
+    """docs/api.md, Character-class profile, literally; the CJK ranges come first (U+3000 is CJK, not a space)."""
     code = ord(char)
     if any(low <= code <= high for low, high in CJK_RANGES):
         return "cjk"

@@ -1,4 +1,4 @@
-"""The calibrated token estimator (DESIGN.md §5): fits learnt from records with reported
+"""The calibrated token estimator (README "Calibrated token estimation"): fits learnt from records with reported
 usage, estimates that name their fit, and re-estimation that keeps costs and the hourly
 rollup exact.
 

@@ -1,4 +1,4 @@
-"""manage.py import_usage (DESIGN.md §4.5): JSONL, CSV and New API console exports."""
+"""manage.py import_usage (docs/import.md): JSONL, CSV and New API console exports."""
 
 from __future__ import annotations
 

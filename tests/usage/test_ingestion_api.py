@@ -1,4 +1,4 @@
-"""POST /api/v1/usage as DESIGN.md §4.3 specifies it."""
+"""POST /api/v1/usage as docs/api.md specifies it."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The logging proxy (DESIGN.md §4.4): OpenAI-compatible calls forwarded to an account's
+"""The logging proxy (docs/api.md, Logging proxy): OpenAI-compatible calls forwarded to an account's
 TOKI base URL, one UsageRecord per recorded call, prompts and outputs never stored.
 
 - `app`: the ASGI application that serves `/proxy/…` (mounted in toki_dashboard.asgi);

@@ -4,7 +4,7 @@ It is mounted in front of Django (`with_proxy` in toki_dashboard.asgi) rather th
 served by a Django view: Django's ASGI handler costs a thread hand-off per request
 (the request_started/finished signals and the synchronous middleware run in a thread
 per request), about 3.7 ms per call on the 2-core reference machine, more than the
-whole latency budget of the proxy (DESIGN.md §8). Here a call costs no database query
+whole latency budget of the proxy (bench/README.md). Here a call costs no database query
 and no thread: accounts are cached, records are written in the background.
 
 Callers authenticate upstream with their own key, which is forwarded untouched; there

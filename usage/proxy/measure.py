@@ -1,7 +1,7 @@
 """What the proxy logs about a call's text: lengths and character-class profiles, never the text.
 
 Pure functions over parsed request and response JSON, used by the recorder after the
-response has reached the caller. `profile` is the contract of DESIGN.md §5 and is the
+response has reached the caller. `profile` is the contract of docs/api.md (Character-class profile) and is the
 one piece that runs over every character, so it never loops in Python per character:
 one `bytes.translate` turns the UTF-8 text into one class byte per code point and
 `bytes.count` does the counting, in C. Only lead bytes that need a second look (a few

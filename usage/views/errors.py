@@ -1,4 +1,4 @@
-"""Errors: failed requests of the period by cause (DESIGN.md §6), each with its remedy."""
+"""Errors: failed requests of the period by cause (usage.errors), each with its remedy."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """`manage.py calibrate_estimator [--account SLUG]`: refit the token estimator now and
-re-estimate estimated records (DESIGN.md §4.5, §5)."""
+re-estimate estimated records (README "Calibrated token estimation")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""manage.py import_usage PATH [--format jsonl|csv|newapi] [--account SLUG] (DESIGN.md §4.5)."""
+"""manage.py import_usage PATH [--format jsonl|csv|newapi] [--account SLUG] (docs/import.md)."""
 
 from __future__ import annotations
 
