@@ -23,7 +23,7 @@ from usage import rollups
 from usage.models import Account, HourlyUsage
 from usage.schemas import RecordIn
 from usage.services import record_usage
-from usage.tasks import rebuild_hourly_usage
+from usage.tasks import rebuild_rollups
 
 DEADLINE_SECONDS = 30
 
@@ -87,7 +87,7 @@ def test_the_worker_rebuilds_a_corrupted_rollup_to_match_the_records(worker: Wor
     _corrupt(account)
     assert len(rollups.verify(account)) == 3
 
-    rebuild_hourly_usage.delay(account.pk)
+    rebuild_rollups.delay(account.pk)
 
     deadline = time.monotonic() + DEADLINE_SECONDS
     while rollups.verify(account) and time.monotonic() < deadline:

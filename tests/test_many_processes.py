@@ -288,9 +288,7 @@ def test_two_web_processes_and_two_workers_count_everything_once(cluster: Cluste
 
         def call_through_proxy(n: int) -> None:
             client = OpenAI(base_url=f"{cluster.web[n % 2]}/proxy/acme/v1", api_key=KEY, max_retries=0)
-            reply = client.chat.completions.create(
-                model="sim-gpt", messages=[{"role": "user", "content": f"hi {n}"}]
-            )
+            reply = client.chat.completions.create(model="sim-gpt", messages=[{"role": "user", "content": f"hi {n}"}])
             assert reply.choices
 
         with ThreadPoolExecutor(max_workers=12) as pool:

@@ -11,8 +11,9 @@ from usage.models import Account
 
 
 @shared_task
-def rebuild_hourly_usage(account_id: int) -> int:
-    """Recount an account's hourly rollup from its raw records; returns the number of groups."""
+def rebuild_rollups(account_id: int) -> int:
+    """Recount an account's hourly and daily rollups from its raw records (the admin's "Rebuild
+    rollups" action); returns the number of hourly groups."""
     return rollups.rebuild(Account.objects.get(pk=account_id))
 
 

@@ -17,7 +17,10 @@ DEADLINE_SECONDS = 30
 
 
 def test_a_batch_that_drains_the_plan_is_followed_by_one_email_sent_by_the_worker(
-    worker, smtp_server: Sink, account: Account, settings  # noqa: F811
+    worker,
+    smtp_server: Sink,
+    account: Account,
+    settings,  # noqa: F811
 ):
     settings.ALERTS_EVALUATION_DELAY_SECONDS = 1
     cache.delete(f"billing:alerts:{connection.settings_dict['NAME']}:{account.pk}")  # no debounce left from before

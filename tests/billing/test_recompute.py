@@ -190,7 +190,5 @@ def test_the_tokens_reestimated_signal_alone_reallocates_from_the_earliest_chang
         tokens_reestimated.send(sender=UsageRecord, account=account, since=at(2))
     refresh_allocations(account, now=at(25))
 
-    plan_tokens = dict(
-        Allocation.objects.filter(purchase__isnull=False).values_list("record__request_id", "tokens")
-    )
+    plan_tokens = dict(Allocation.objects.filter(purchase__isnull=False).values_list("record__request_id", "tokens"))
     assert plan_tokens == {"r1": 900, "r2": 100}

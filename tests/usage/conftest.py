@@ -27,7 +27,6 @@ def repricing_runs_after_commit(
         app.conf.task_always_eager, app.conf.task_eager_propagates = saved
 
 
-
 @pytest.fixture
 def post_records(account) -> Callable[..., Any]:
     """POST /api/v1/usage with an ingest token of `account`: post_records(record, record, …)."""

@@ -8,7 +8,7 @@ from django.test import Client
 from django.urls import reverse
 
 from usage import rollups
-from usage.models import DailyUsage, HourlyUsage
+from usage.models import Account, DailyUsage, HourlyUsage
 from usage.schemas import validate_records
 from usage.services import record_usage
 
@@ -44,4 +44,25 @@ def test_rollup_rows_can_be_looked_at_but_not_added_changed_or_deleted(superuser
     assert superuser_client.post(reverse(f"{name}_change", args=[row.pk]), {"requests": "99"}).status_code == 403
 
     assert model.objects.filter(pk=row.pk, requests=1).exists()
+    assert rollups.verify(account) == []
+
+
+def test_the_account_admin_rebuilds_a_corrupted_rollup_on_a_worker_after_commit(
+    superuser_client, account, usage, monkeypatch, django_capture_on_commit_callbacks
+):
+    HourlyUsage.objects.update(requests=99)
+    assert rollups.verify(account) != []
+    ran: list[int] = []
+    monkeypatch.setattr(
+        "usage.tasks.rebuild_rollups.delay",
+        lambda account_id: ran.append(rollups.rebuild(Account.objects.get(pk=account_id))),
+    )
+
+    with django_capture_on_commit_callbacks(execute=True) as queued:
+        response = superuser_client.post(
+            reverse("admin:usage_account_changelist"), {"action": "rebuild_rollups", "_selected_action": [account.pk]}
+        )
+
+    assert response.status_code == 302
+    assert len(queued) == 1 and ran == [1]
     assert rollups.verify(account) == []

@@ -5,7 +5,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from usage.models import Account
+from usage.models import Account, TokenScope
 from usage.services import create_api_token
 
 
@@ -15,7 +15,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser: ArgumentParser) -> None:
         parser.add_argument("--account", required=True, help="account slug")
         parser.add_argument("--name", required=True, help="what the token is for, e.g. 'log shipper'")
-        parser.add_argument("--scopes", required=True, help="comma-separated: ingest,read,billing")
+        parser.add_argument("--scopes", required=True, help=f"comma-separated, of: {','.join(TokenScope.values)}")
 
     def handle(self, *args: Any, **options: Any) -> None:
         account = Account.objects.filter(slug=options["account"]).first()
