@@ -15,7 +15,7 @@ from typing import Any
 from django.utils import timezone
 
 from toki_dashboard.crypto import sha256_hex
-from usage.errors import classify_error
+from usage.errors import classify_error, shown_message
 from usage.estimation import Estimator, Lengths
 from usage.models import Account, ApiKey, TokensSource
 from usage.pricing import PriceBook, valuation, was_served
@@ -189,6 +189,7 @@ class RowBuilder:
             "error_cause": cause.value,
             "error_type": error_type[:100],
             "error_code": error_code[:100],
+            "error_message": shown_message(error.message if error else None),
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "cached_tokens": cached,

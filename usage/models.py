@@ -185,6 +185,9 @@ class UsageRecord(models.Model):
     error_cause = models.CharField(max_length=32, choices=ErrorCause.choices, default=ErrorCause.NONE)
     error_type = models.CharField(max_length=100, blank=True, default="")
     error_code = models.CharField(max_length=100, blank=True, default="")
+    # The upstream's error message as usage.errors.shown_message keeps it: capped, secrets
+    # redacted, and (from the proxy) without passages of the request's text.
+    error_message = models.CharField(max_length=500, blank=True, default="")
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
@@ -226,6 +229,8 @@ class UsageRecord(models.Model):
             # The request log: newest first, keyset on (occurred_at, id).
             models.Index(fields=["account", "-occurred_at", "-id"], name="usage_log_idx"),
             models.Index(fields=["account", "model", "-occurred_at"], name="usage_model_time_idx"),
+            # A request's neighbours of the same key (its page links to them).
+            models.Index(fields=["account", "api_key", "-occurred_at", "-id"], name="usage_key_time_idx"),
             # Which rates a window's costs were converted at (and what a deleted rate leaves).
             models.Index(
                 fields=["exchange_rate", "account", "occurred_at"],

@@ -225,7 +225,25 @@ def test_an_upstream_error_reaches_the_caller_unchanged_and_is_recorded_with_its
     record = only_record(proxy)
     assert (record.error_cause, record.status_code, record.stream) == (cause, expected.status_code, stream)
     assert record.error_type == (expected.body.get("type") or "")
+    assert record.error_message == expected.body["message"]  # none of them carries a secret or the prompt
     assert record.output_chars is None  # an error body is not output
+
+
+def test_an_error_message_is_recorded_without_the_prompt_it_quotes_and_without_secrets(proxy):
+    secret_prompt = "Summarise the merger memo for Project Kestrel before Friday"
+    _, via = clients(proxy)
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        via.chat.completions.create(model="sim-moderated", messages=[{"role": "user", "content": secret_prompt}])
+
+    assert secret_prompt in caught.value.body["message"]  # the caller still gets the whole answer
+    record = only_record(proxy)
+    assert (record.error_code, record.status_code) == ("content_filter", 400)
+    assert record.error_message.startswith("Input rejected by the content filter")
+    for kept_out in ("Kestrel", "merger memo", KEY, "abuse-desk@upstream.example"):
+        assert kept_out not in record.error_message
+    assert "[prompt text removed]" in record.error_message
+    assert "[redacted]" in record.error_message
 
 
 def test_an_upstream_that_does_not_answer_in_time_gets_a_504_and_a_timeout_record(proxy, settings):
