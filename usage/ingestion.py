@@ -18,6 +18,7 @@ from toki_dashboard.crypto import sha256_hex
 from usage.errors import classify_error, shown_message
 from usage.estimation import Estimator, Lengths
 from usage.models import Account, ApiKey, TokensSource
+from usage.parameters import mask_of
 from usage.pricing import PriceBook, valuation, was_served
 from usage.schemas import KEY_NAME_PREFIX, RecordIn
 
@@ -211,6 +212,7 @@ class RowBuilder:
             "exchange_rate": value.rate_id,
             "response_id": record.response_id or "",
             "upstream_request_id": record.upstream_request_id or "",
+            "request_params": mask_of(record.parameters) if record.parameters is not None else None,
             "source": self.source,
             "metadata": record.metadata,
             "content_hash": digest,

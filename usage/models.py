@@ -215,6 +215,9 @@ class UsageRecord(models.Model):
     response_id = models.CharField(max_length=200, blank=True, default="")
     upstream_request_id = models.CharField(max_length=200, blank=True, default="")
     source = models.CharField(max_length=16, choices=RecordSource.choices)
+    # The optional request parameters the call used, by name (usage.parameters: bit i is the
+    # i-th known name); null when the source did not say.
+    request_params = models.BigIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     # Digest of the record as submitted: a replay matches it, a conflict does not.
     content_hash = models.CharField(max_length=64)
@@ -459,5 +462,6 @@ from usage.catalogue.models import CatalogueModel, CatalogueSync  # noqa: E402,F
 from usage.dead_letter_model import DeadLetter  # noqa: E402, F401  (in a module of its own)
 from usage.models_identity import CallKey as CallKey  # noqa: E402
 from usage.models_identity import CallSighting as CallSighting  # noqa: E402
+from usage.models_parameters import AcceptedParameter as AcceptedParameter  # noqa: E402
 from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402
 from usage.models_rates import RateSource as RateSource  # noqa: E402

@@ -179,6 +179,14 @@ class RecordIn(BaseModel):
         max_length=200,
         description="The provider's request id (X-Oneapi-Request-Id or x-request-id, a console log's request_id)",
     )
+    # Names only, never values: which optional request parameters the call used.
+    parameters: list[Annotated[Text, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Names of the optional request parameters the call used (`tools`, `response_format`, "
+        "`stream_options`, `logprobs`…), never their values; names outside the known list count as `other`. "
+        "Leave it out when unknown.",
+    )
 
     @field_validator("occurred_at")
     @classmethod

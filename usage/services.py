@@ -11,20 +11,23 @@ from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet, Value
+from django.db.models.functions import Greatest, Least
 from django.utils import timezone
 from django.utils.text import slugify
 
 from toki_dashboard.crypto import sha256_hex
 from toki_dashboard.roles import Role
-from usage import identity, rollups
+from usage import identity, parameters, rollups
 from usage.estimation import current_estimator
 from usage.ingestion import RowBuilder, content_hash, legacy_content_hash, resolve_keys
 from usage.models import (
+    AcceptedParameter,
     Account,
     ApiKey,
     ApiToken,
     CallSighting,
+    ErrorCause,
     ExchangeRate,
     Membership,
     ModelPrice,
@@ -99,6 +102,7 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
         )
         counted, taken = identity.claim(account, [r for r in placed.records if r["request_id"] in ids], ids, source)
         rollups.add(counted)
+        note_accepted_parameters(account, counted)
         linked = identity.link(account, [*placed.seen, *taken], source)
         if counted:
             transaction.on_commit(
@@ -119,6 +123,45 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
         else:
             result.conflicts.append({"index": index, "request_id": record.request_id})
     return result
+
+
+def note_accepted_parameters(account: Account, rows: Sequence[dict[str, Any]]) -> None:
+    """Remember, per model, the optional parameters (and streaming) its successful calls used,
+    with the first and last time: what the model catalogue shows as seen working. In the
+    caller's transaction; rows are locked in one order, so concurrent batches take turns."""
+    seen: dict[tuple[str, str], tuple[datetime, datetime]] = {}
+    for row in rows:
+        if row["error_cause"] != ErrorCause.NONE:
+            continue
+        names = set(parameters.names_of(row.get("request_params") or 0))
+        if row.get("stream"):
+            names.add("stream")
+        at = row["occurred_at"]
+        for name in names:
+            first, last = seen.get((row["model"], name), (at, at))
+            seen[(row["model"], name)] = (min(first, at), max(last, at))
+    if not seen:
+        return
+    known = {
+        (row.model, row.parameter): row
+        for row in AcceptedParameter.objects.filter(
+            account=account, model__in={m for m, _ in seen}, parameter__in={p for _, p in seen}
+        )
+    }
+    fresh = [
+        AcceptedParameter(account=account, model=model, parameter=name, first_seen_at=first, last_seen_at=last)
+        for (model, name), (first, last) in sorted(seen.items())
+        if (model, name) not in known
+    ]
+    AcceptedParameter.objects.bulk_create(fresh, ignore_conflicts=True)
+    for (model, name), (first, last) in sorted(seen.items()):
+        row = known.get((model, name))
+        if row is not None and row.first_seen_at <= first and row.last_seen_at >= last:
+            continue
+        # A row another batch inserted meanwhile is widened here too.
+        AcceptedParameter.objects.filter(account=account, model=model, parameter=name).filter(
+            Q(first_seen_at__gt=first) | Q(last_seen_at__lt=last)
+        ).update(first_seen_at=Least("first_seen_at", Value(first)), last_seen_at=Greatest("last_seen_at", Value(last)))
 
 
 def _stored_hashes(account: Account, request_ids: list[str], sighted: dict[str, str]) -> dict[str, str]:

@@ -47,7 +47,8 @@ def log_in_as() -> Callable[[Page, User], Page]:
 
 @pytest.fixture
 def failing_account(transactional_db) -> Account:
-    """Successes of gpt-4o, and two unsupported-parameter failures with the upstream's message."""
+    """Successes of gpt-4o (with temperature and tools), and two unsupported-parameter failures
+    with the upstream's message, both sending logprobs and temperature, one seed too."""
     account = create_account(name="Acme", slug="acme")
     now = timezone.now().replace(microsecond=0)
     records = [
@@ -57,6 +58,8 @@ def failing_account(transactional_db) -> Account:
             model="gpt-4o",
             api_key="name:backend",
             usage={"prompt_tokens": 100, "completion_tokens": 10},
+            parameters=["temperature", "tools"],
+            stream=n % 2 == 0,
         )
         for n in range(4)
     ]
@@ -68,6 +71,7 @@ def failing_account(transactional_db) -> Account:
             api_key="name:backend",
             status_code=400,
             error={"type": "invalid_request_error", "code": "unsupported_parameter", "message": MESSAGE},
+            parameters=["logprobs", "temperature"] + (["seed"] if n else []),
         )
         for n in range(2)
     ]
@@ -99,4 +103,25 @@ def test_an_engineer_opens_a_failed_request_and_reads_its_message_and_remedy(
     expect(page.locator("h1")).not_to_have_text(first)
     page.locator("#neighbours-key").get_by_role("link", name="Next request of this key").click()
     expect(page.locator("h1")).to_have_text(first)
+    assert not browsing.problems(page)
+
+
+def test_the_errors_page_names_the_parameter_every_unsupported_parameter_failure_had(
+    failing_account, engineer, browsing, log_in_as, screenshot
+):
+    page = log_in_as(browsing.open(), engineer)
+    page.goto("/errors/")
+
+    row = page.locator("#parameters-table tr[data-model='gpt-4o']")
+    expect(row.locator("[data-column='common']")).to_contain_text("logprobs")
+    expect(row.locator("[data-column='common']")).to_contain_text("temperature (also in successful calls")
+    expect(row.locator("[data-column='sometimes']")).to_have_text("seed (1/2)")
+    expect(row.locator("[data-column='finding']")).to_contain_text("Likely rejected: logprobs")
+    screenshot(page, "errors-parameters")
+
+    page.goto("/catalogue/")
+    capabilities = page.locator("#capabilities-table tr[data-model='gpt-4o']")
+    expect(capabilities.locator("[data-capability='streaming']")).to_contain_text("Yes")
+    expect(capabilities.locator("[data-capability='tools']")).to_contain_text("Yes")
+    expect(capabilities.locator("[data-capability='json_mode']")).to_have_text("not seen")
     assert not browsing.problems(page)

@@ -8,6 +8,7 @@ leave exactly one correct UsageRecord (source=proxy).
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -16,7 +17,8 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from tests.proxy.conftest import KEY, Proxy, wait_until
-from usage.models import ApiKey, ErrorCause, UsageRecord
+from usage import parameters
+from usage.models import AcceptedParameter, ApiKey, ErrorCause, UsageRecord
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, world 42"}]
 # "Be brief." + "Hello, world 42", counted by hand.
@@ -438,3 +440,37 @@ def test_a_model_that_refuses_stream_options_still_streams_and_is_not_asked_agai
     records = proxy.records()
     assert [r.tokens_source for r in records] == ["estimated", "estimated"]
     assert all(r.error_cause == ErrorCause.NONE and r.estimator_version for r in records)
+
+
+def test_the_proxy_records_the_names_of_the_optional_parameters_a_call_used_never_their_values(proxy):
+    tools = [{"type": "function", "function": {"name": "lookup_invoice_zq81", "parameters": {"type": "object"}}}]
+    _, via = clients(proxy)
+
+    via.chat.completions.create(
+        model="sim-gpt",
+        messages=MESSAGES,
+        tools=tools,
+        tool_choice="auto",
+        response_format={"type": "json_object"},
+        temperature=0.37,
+        seed=918273,
+        stream=True,
+        stream_options={"include_usage": True},
+    ).close()
+    with pytest.raises(openai.BadRequestError):
+        via.chat.completions.create(
+            model="sim-gpt", messages=MESSAGES, logprobs=True, extra_body={"frobnicate": "value_zz42"}
+        )
+
+    records = {r.error_cause: r for r in proxy.records()}
+    assert len(records) == 2
+    ok, failed = records[ErrorCause.NONE], records[ErrorCause.UNSUPPORTED_PARAMETER]
+    assert parameters.names_of(ok.request_params) == [
+        "stream", "stream_options", "tools", "tool_choice", "response_format", "seed", "temperature",
+    ]  # fmt: skip
+    assert parameters.names_of(failed.request_params) == ["logprobs", parameters.OTHER]
+    stored = json.dumps(list(UsageRecord.objects.values()), default=str)
+    for value in ("lookup_invoice_zq81", "918273", "0.37", "json_object", "value_zz42"):
+        assert value not in stored
+    accepted = set(AcceptedParameter.objects.filter(model="sim-gpt").values_list("parameter", flat=True))
+    assert accepted == {"stream", "stream_options", "tools", "tool_choice", "response_format", "seed", "temperature"}

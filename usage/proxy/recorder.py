@@ -27,6 +27,7 @@ from django.db import connection
 from pydantic import ValidationError
 
 from toki_dashboard.crypto import sha256_hex
+from usage import parameters
 from usage.deadletters import Unstorable, record_or_set_aside, set_aside
 from usage.errors import shown_message
 from usage.ingestion import FULL_SECRET, NAME_PREFIX
@@ -173,6 +174,7 @@ def record_fields(call: Call) -> dict[str, Any]:
         "metadata": call.metadata,
         "response_id": _identifier(output.response_id),
         "upstream_request_id": _identifier(call.upstream_request_id),
+        "parameters": parameters.names_used(request) if isinstance(request, dict) else None,
         **lengths,
     }
 
