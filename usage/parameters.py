@@ -11,6 +11,7 @@ streaming, tools and JSON mode.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from functools import lru_cache
 from typing import Any
 
 KNOWN: tuple[str, ...] = (
@@ -100,8 +101,14 @@ def mask_of(names: Iterable[str]) -> int:
     return mask
 
 
+@lru_cache(maxsize=4096)
+def names_in(mask: int) -> tuple[str, ...]:
+    """The names a mask holds, in the list's order (masks repeat: cached)."""
+    return tuple(name for name in NAMES if mask & BIT[name])
+
+
 def names_of(mask: int) -> list[str]:
-    return [name for name in NAMES if mask & BIT[name]]
+    return list(names_in(mask))
 
 
 def capabilities_of(names: Iterable[str]) -> list[str]:

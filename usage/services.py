@@ -10,9 +10,8 @@ from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import Group
-from django.db import transaction
-from django.db.models import Q, QuerySet, Value
-from django.db.models.functions import Greatest, Least
+from django.db import connections, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -127,41 +126,59 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
 
 def note_accepted_parameters(account: Account, rows: Sequence[dict[str, Any]]) -> None:
     """Remember, per model, the optional parameters (and streaming) its successful calls used,
-    with the first and last time: what the model catalogue shows as seen working. In the
-    caller's transaction; rows are locked in one order, so concurrent batches take turns."""
+    with the first and last time: what the model catalogue shows as seen working. One upsert
+    per batch in the caller's transaction, widening the stored times (rows in one order, so
+    concurrent batches take their locks in turn)."""
     seen: dict[tuple[str, str], tuple[datetime, datetime]] = {}
     for row in rows:
         if row["error_cause"] != ErrorCause.NONE:
             continue
-        names = set(parameters.names_of(row.get("request_params") or 0))
-        if row.get("stream"):
-            names.add("stream")
-        at = row["occurred_at"]
+        names = parameters.names_in(row.get("request_params") or 0)
+        if row.get("stream") and "stream" not in names:
+            names = (*names, "stream")
+        at, model = row["occurred_at"], row["model"]
         for name in names:
-            first, last = seen.get((row["model"], name), (at, at))
-            seen[(row["model"], name)] = (min(first, at), max(last, at))
+            known = seen.get((model, name))
+            if known is None:
+                seen[(model, name)] = (at, at)
+            elif at < known[0] or at > known[1]:
+                seen[(model, name)] = (min(known[0], at), max(known[1], at))
     if not seen:
         return
-    known = {
-        (row.model, row.parameter): row
-        for row in AcceptedParameter.objects.filter(
-            account=account, model__in={m for m, _ in seen}, parameter__in={p for _, p in seen}
-        )
-    }
-    fresh = [
-        AcceptedParameter(account=account, model=model, parameter=name, first_seen_at=first, last_seen_at=last)
-        for (model, name), (first, last) in sorted(seen.items())
-        if (model, name) not in known
-    ]
-    AcceptedParameter.objects.bulk_create(fresh, ignore_conflicts=True)
-    for (model, name), (first, last) in sorted(seen.items()):
-        row = known.get((model, name))
-        if row is not None and row.first_seen_at <= first and row.last_seen_at >= last:
-            continue
-        # A row another batch inserted meanwhile is widened here too.
-        AcceptedParameter.objects.filter(account=account, model=model, parameter=name).filter(
-            Q(first_seen_at__gt=first) | Q(last_seen_at__lt=last)
-        ).update(first_seen_at=Least("first_seen_at", Value(first)), last_seen_at=Greatest("last_seen_at", Value(last)))
+    connection = connections[AcceptedParameter.objects.db]
+    qn, ops = connection.ops.quote_name, connection.ops
+    table = qn(AcceptedParameter._meta.db_table)
+    keys = sorted(seen)
+    columns = ", ".join(qn(c) for c in ("account_id", "model", "parameter", "first_seen_at", "last_seen_at"))
+    first_col, last_col = qn("first_seen_at"), qn("last_seen_at")
+    if connection.vendor == "postgresql":
+        # Five array parameters: one statement text whatever the batch, parsed once.
+        least, greatest = "LEAST", "GREATEST"
+        source = "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])"
+        params: list[Any] = [
+            [account.pk] * len(keys),
+            [model for model, _ in keys],
+            [name for _, name in keys],
+            [seen[key][0] for key in keys],
+            [seen[key][1] for key in keys],
+        ]
+    else:
+        least, greatest = "MIN", "MAX"
+        source = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s)"] * len(keys))
+        params = []
+        for key in keys:
+            first, last = seen[key]
+            params += [account.pk, *key, ops.adapt_datetimefield_value(first), ops.adapt_datetimefield_value(last)]
+    # (SQLite needs a WHERE in an INSERT … SELECT before ON CONFLICT: VALUES has none to confuse.)
+    sql = (
+        f"INSERT INTO {table} ({columns}) {source} "
+        f"ON CONFLICT ({qn('account_id')}, {qn('model')}, {qn('parameter')}) DO UPDATE SET "
+        f"{first_col} = {least}({table}.{first_col}, excluded.{first_col}), "
+        f"{last_col} = {greatest}({table}.{last_col}, excluded.{last_col}) "
+        f"WHERE {table}.{first_col} > excluded.{first_col} OR {table}.{last_col} < excluded.{last_col}"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
 
 
 def _stored_hashes(account: Account, request_ids: list[str], sighted: dict[str, str]) -> dict[str, str]:
