@@ -79,7 +79,12 @@ class ErrorBody(BaseModel):
 
     type: Text | None = Field(default=None, max_length=200)
     code: Text | StrictInt | None = None
-    message: Text | None = Field(default=None, max_length=10_000)
+    message: Text | None = Field(
+        default=None,
+        max_length=10_000,
+        description="The provider's error message. Used to find the cause and shown on the request's page: "
+        "kept to 500 characters with keys, tokens, passwords and e-mail addresses redacted. Never the prompt.",
+    )
 
 
 class TokenDetails(BaseModel):
