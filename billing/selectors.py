@@ -5,11 +5,11 @@ the provider reports."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta, tzinfo
 from decimal import Decimal
 
 from django.db.models import Count, Q, QuerySet, Sum, Value
-from django.db.models.functions import Coalesce
+from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
 from billing.models import (
@@ -321,17 +321,104 @@ def likely_causes(
 
 
 def wallet_ledger(account: Account) -> QuerySet[WalletEntry]:
-    """Every ledger line, newest first (the page paginates it)."""
+    """Every ledger line that moved money, newest first (the page paginates it). A day's usage
+    posting that came to zero moves nothing and is left out (`zero_ledger_lines` counts them)."""
     return (
         WalletEntry.objects.filter(account=account)
+        .exclude(amount=0)
         .select_related("created_by", "purchase")
         .order_by("-occurred_at", "-id")
     )
 
 
-def audit_trail(account: Account) -> QuerySet[AuditEvent]:
-    """Who did what, when, on the account's billing objects, newest first."""
-    return AuditEvent.objects.filter(account=account).select_related("actor").order_by("-at", "-id")
+def zero_ledger_lines(account: Account) -> int:
+    return WalletEntry.objects.filter(account=account, amount=0).count()
+
+
+@dataclass(frozen=True)
+class LedgerDay:
+    day: date
+    total: Decimal  # every entry of the day, not only those on the page
+    entries: list[WalletEntry]
+
+
+@dataclass(frozen=True)
+class LedgerMonth:
+    month: date  # its first day
+    total: Decimal
+    days: list[LedgerDay]
+
+
+def ledger_by_month_and_day(account: Account, entries: list[WalletEntry], tz: tzinfo) -> list[LedgerMonth]:
+    """A page of ledger entries (newest first) grouped by month and day of `tz`, each group with
+    the net of all its entries: two grouped queries over the months the page touches."""
+    if not entries:
+        return []
+    local = [(entry, timezone.localtime(entry.occurred_at, tz).date()) for entry in entries]
+    first_month = local[-1][1].replace(day=1)
+    last_day = local[0][1]
+    start = datetime.combine(first_month, time.min, tzinfo=tz)
+    end_month = (last_day.replace(day=1) + timedelta(days=32)).replace(day=1)
+    end = datetime.combine(end_month, time.min, tzinfo=tz)
+    rows = WalletEntry.objects.filter(account=account, occurred_at__gte=start, occurred_at__lt=end)
+    day_totals = dict(
+        rows.annotate(local_day=TruncDate("occurred_at", tzinfo=tz))
+        .values("local_day")
+        .annotate(total=Sum("amount"))
+        .values_list("local_day", "total")
+        .order_by()
+    )
+    month_totals: dict[date, Decimal] = {}
+    for day, total in day_totals.items():
+        month_totals[day.replace(day=1)] = month_totals.get(day.replace(day=1), ZERO) + total
+    months: list[LedgerMonth] = []
+    for entry, day in local:
+        month = day.replace(day=1)
+        if not months or months[-1].month != month:
+            months.append(LedgerMonth(month, month_totals.get(month, ZERO), []))
+        days = months[-1].days
+        if not days or days[-1].day != day:
+            days.append(LedgerDay(day, day_totals.get(day, ZERO), []))
+        days[-1].entries.append(entry)
+    return months
+
+
+# Events the application makes by itself (demo loading, provider sync): no person and no
+# API token behind them. The audit trail leaves them out unless asked.
+SYSTEM_EVENTS = Q(actor__isnull=True) & ~Q(actor_label__startswith="user ") & ~Q(actor_label__startswith="API token")
+
+
+def audit_trail(
+    account: Account, *, actor: str = "", action: str = "", include_system: bool = False
+) -> QuerySet[AuditEvent]:
+    """Who did what, when, on the account's billing objects, newest first: by one actor (its
+    label) and one action when given, system events only when asked (or their actor chosen)."""
+    events = AuditEvent.objects.filter(account=account)
+    if actor:
+        events = events.filter(actor_label=actor)
+    elif not include_system:
+        events = events.exclude(SYSTEM_EVENTS)
+    if action:
+        events = events.filter(action=action)
+    return events.select_related("actor").order_by("-at", "-id")
+
+
+@dataclass(frozen=True)
+class AuditChoices:
+    actors: list[str]  # actor labels, people and tokens first, then the application's
+    actions: list[str]
+    system_events: int
+
+
+def audit_choices(account: Account) -> AuditChoices:
+    events = AuditEvent.objects.filter(account=account)
+    system = set(events.filter(SYSTEM_EVENTS).values_list("actor_label", flat=True).distinct())
+    labels = set(events.values_list("actor_label", flat=True).distinct())
+    return AuditChoices(
+        actors=sorted(labels - system) + sorted(system),
+        actions=sorted(set(events.values_list("action", flat=True).distinct())),
+        system_events=events.filter(SYSTEM_EVENTS).count(),
+    )
 
 
 @dataclass(frozen=True)

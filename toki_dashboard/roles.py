@@ -41,6 +41,23 @@ def has_any_role(user: AbstractBaseUser | AnonymousUser, *roles: Role) -> bool:
 ViewFunc = TypeVar("ViewFunc", bound=Callable[..., HttpResponseBase])
 
 
+class RoleRequired(PermissionDenied):
+    """A page outside the user's roles: the 403 page says which role it needs and who to ask."""
+
+    def __init__(self, roles: frozenset[Role]) -> None:
+        self.roles = roles
+        super().__init__(f"This page needs the {' or '.join(sorted(roles))} role.")
+
+
+def administrators(limit: int = 5) -> list[Any]:
+    """Active users who can give others a role: admins and superusers, by name."""
+    from django.contrib.auth import get_user_model
+    from django.db.models import Q
+
+    users = get_user_model().objects.filter(Q(is_superuser=True) | Q(groups__name=Role.ADMIN.value), is_active=True)
+    return list(users.distinct().order_by("first_name", "last_name", "username")[:limit])
+
+
 def role_required(*roles: Role) -> Callable[[ViewFunc], ViewFunc]:
     """403 unless the user holds one of `roles`; login itself is enforced by middleware."""
 
@@ -48,7 +65,7 @@ def role_required(*roles: Role) -> Callable[[ViewFunc], ViewFunc]:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
             if not has_any_role(request.user, *roles):
-                raise PermissionDenied
+                raise RoleRequired(frozenset(roles))
             return view(request, *args, **kwargs)
 
         return wrapper  # type: ignore[return-value]  # functools.wraps keeps the view's signature

@@ -15,3 +15,5 @@ urlpatterns = [
     path("", include("usage.urls")),
     path("", include("billing.urls")),
 ]
+
+handler403 = "toki_dashboard.error_pages.permission_denied"

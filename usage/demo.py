@@ -197,6 +197,48 @@ KEYS = (
 )  # fmt: skip
 
 
+# The optional request parameters (names only) each key's calls send, with how often; the
+# proxy records them so, and the Errors page and the model catalogue read them.
+# `stream_options` goes with streams only; `stream` is sent by every stream.
+PARAMETERS: dict[str, tuple[tuple[str, float], ...]] = {
+    "search-prod": (("temperature", 0.9), ("max_tokens", 0.6), ("stream_options", 0.8)),
+    "search-rerank": (("temperature", 1.0), ("logit_bias", 0.3), ("max_tokens", 1.0)),
+    "search-staging": (("temperature", 0.5),),
+    "support-bot-prod": (
+        ("tools", 0.7), ("tool_choice", 0.3), ("parallel_tool_calls", 0.2), ("temperature", 0.8),
+        ("stream_options", 0.9), ("user", 0.5),
+    ),
+    "support-bot-eval": (("seed", 1.0), ("temperature", 1.0), ("response_format", 0.5)),
+    "support-summaries": (("response_format", 0.6), ("max_tokens", 0.8)),
+    "etl-enrichment": (("response_format", 0.95), ("seed", 0.5), ("temperature", 0.7)),
+    "embeddings-indexer": (("dimensions", 0.5), ("encoding_format", 0.8)),
+    "analytics-notebooks": (
+        ("tools", 0.5), ("response_format", 0.3), ("reasoning_effort", 0.2), ("stream_options", 0.5),
+    ),
+    "growth-emails": (("temperature", 1.0), ("n", 0.3), ("presence_penalty", 0.4)),
+    "growth-experiments": (("instructions", 0.8), ("text", 0.4), ("max_output_tokens", 0.6), ("temperature", 0.5)),
+    "growth-seo": (("temperature", 0.9), ("frequency_penalty", 0.4), ("max_tokens", 0.7)),
+}  # fmt: skip
+# What an unsupported-parameter failure adds to the key's usual parameters.
+REJECTED_PARAMETERS = ("logprobs", "top_logprobs")
+
+
+def _parameters(key: KeySpec, request_id: str, *, stream: bool, rejected: bool) -> list[str]:
+    """The optional parameters of one call, drawn from a generator of their own so that adding
+    them changed none of the demo's other figures."""
+    rng = random.Random(f"toki-demo/parameters/{request_id}")
+    names = {
+        name
+        for name, share in PARAMETERS.get(key.name, ())
+        if rng.random() < share and (stream or name != "stream_options")
+    }
+    if stream:
+        names.add("stream")
+    if rejected:
+        names.update(REJECTED_PARAMETERS)
+    return sorted(names)
+
+
 # --- Failures: incidents placed in the window, and a low background rate ------------
 
 
@@ -426,11 +468,15 @@ def _request(rng: random.Random, window: DemoWindow, key: KeySpec, at: datetime,
     text = TEXTS[_pick(rng, key.texts)]
     failure = _failure(rng, window, key, model, at)
     if failure is not None:
-        return payload | _failed(rng, failure, key, model, text)
+        failed = _failed(rng, failure, key, model, text)
+        rejected = failure is UNSUPPORTED_PARAMETER
+        params = _parameters(key, request_id, stream=failed.get("stream", False), rejected=rejected)
+        return payload | failed | {"parameters": params}
     stream = not model.embedding and rng.random() < key.stream_share
     tokens = _tokens(rng, key, model)
     latency_ms, ttft_ms = _timing(rng, model, tokens, stream=stream)
     payload |= {"stream": stream, "latency_ms": latency_ms} | _lengths(rng, text, tokens)
+    payload["parameters"] = _parameters(key, request_id, stream=stream, rejected=False)
     if ttft_ms is not None:
         payload["ttft_ms"] = ttft_ms
     if not (stream and rng.random() < key.usage_missing_share):

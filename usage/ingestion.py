@@ -15,9 +15,10 @@ from typing import Any
 from django.utils import timezone
 
 from toki_dashboard.crypto import sha256_hex
-from usage.errors import classify_error
+from usage.errors import classify_error, shown_message
 from usage.estimation import Estimator, Lengths
 from usage.models import Account, ApiKey, TokensSource
+from usage.parameters import mask_of
 from usage.pricing import PriceBook, valuation, was_served
 from usage.schemas import KEY_NAME_PREFIX, RecordIn
 
@@ -189,6 +190,7 @@ class RowBuilder:
             "error_cause": cause.value,
             "error_type": error_type[:100],
             "error_code": error_code[:100],
+            "error_message": shown_message(error.message if error else None),
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "cached_tokens": cached,
@@ -210,6 +212,7 @@ class RowBuilder:
             "exchange_rate": value.rate_id,
             "response_id": record.response_id or "",
             "upstream_request_id": record.upstream_request_id or "",
+            "request_params": mask_of(record.parameters) if record.parameters is not None else None,
             "source": self.source,
             "metadata": record.metadata,
             "content_hash": digest,

@@ -194,6 +194,9 @@ class UsageRecord(models.Model):
     error_cause = models.CharField(max_length=32, choices=ErrorCause.choices, default=ErrorCause.NONE)
     error_type = models.CharField(max_length=100, blank=True, default="")
     error_code = models.CharField(max_length=100, blank=True, default="")
+    # The upstream's error message as usage.errors.shown_message keeps it: capped, secrets
+    # redacted, and (from the proxy) without passages of the request's text.
+    error_message = models.CharField(max_length=500, blank=True, default="")
     prompt_tokens = models.BigIntegerField(default=0)
     completion_tokens = models.BigIntegerField(default=0)
     cached_tokens = models.BigIntegerField(default=0)
@@ -221,6 +224,9 @@ class UsageRecord(models.Model):
     response_id = models.CharField(max_length=200, blank=True, default="")
     upstream_request_id = models.CharField(max_length=200, blank=True, default="")
     source = models.CharField(max_length=16, choices=RecordSource.choices)
+    # The optional request parameters the call used, by name (usage.parameters: bit i is the
+    # i-th known name); null when the source did not say.
+    request_params = models.BigIntegerField(null=True, blank=True)
     metadata = models.JSONField(default=dict, blank=True)
     # Digest of the record as submitted: a replay matches it, a conflict does not.
     content_hash = models.CharField(max_length=64)
@@ -235,6 +241,8 @@ class UsageRecord(models.Model):
             # The request log: newest first, keyset on (occurred_at, id).
             models.Index(fields=["account", "-occurred_at", "-id"], name="usage_log_idx"),
             models.Index(fields=["account", "model", "-occurred_at"], name="usage_model_time_idx"),
+            # A request's neighbours of the same key (its page links to them).
+            models.Index(fields=["account", "api_key", "-occurred_at", "-id"], name="usage_key_time_idx"),
             # Which rates a window's costs were converted at (and what a deleted rate leaves).
             models.Index(
                 fields=["exchange_rate", "account", "occurred_at"],
@@ -463,5 +471,6 @@ from usage.catalogue.models import CatalogueModel, CatalogueSync  # noqa: E402,F
 from usage.dead_letter_model import DeadLetter  # noqa: E402, F401  (in a module of its own)
 from usage.models_identity import CallKey as CallKey  # noqa: E402
 from usage.models_identity import CallSighting as CallSighting  # noqa: E402
+from usage.models_parameters import AcceptedParameter as AcceptedParameter  # noqa: E402
 from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402
 from usage.models_rates import RateSource as RateSource  # noqa: E402

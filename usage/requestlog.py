@@ -121,3 +121,32 @@ def iterate(account: Account, filters: RecordFilters, *, chunk: int = 2000) -> I
         yield from rows
         if cursor is None:
             return
+
+
+@dataclass(frozen=True)
+class Neighbours:
+    """The requests just before and just after one request, among those sharing something."""
+
+    older: UsageRecord | None
+    newer: UsageRecord | None
+
+
+def neighbours(record: UsageRecord, **same: object) -> Neighbours:
+    """The previous and next request of the account with the same `same` values as `record`
+    (for instance `model=record.model`), in the request log's order (time, then id); both
+    walk an index from `record`, however many requests there are."""
+    rows = UsageRecord.objects.filter(account_id=record.account_id, **same)
+    when, pk = record.occurred_at, record.pk
+    older = (
+        rows.filter(Q(occurred_at__lt=when) | Q(occurred_at=when, id__lt=pk), occurred_at__lte=when)
+        .order_by("-occurred_at", "-id")
+        .only("id", "occurred_at", "request_id", "error_cause")
+        .first()
+    )
+    newer = (
+        rows.filter(Q(occurred_at__gt=when) | Q(occurred_at=when, id__gt=pk), occurred_at__gte=when)
+        .order_by("occurred_at", "id")
+        .only("id", "occurred_at", "request_id", "error_cause")
+        .first()
+    )
+    return Neighbours(older=older, newer=newer)

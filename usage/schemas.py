@@ -79,7 +79,12 @@ class ErrorBody(BaseModel):
 
     type: Text | None = Field(default=None, max_length=200)
     code: Text | StrictInt | None = None
-    message: Text | None = Field(default=None, max_length=10_000)
+    message: Text | None = Field(
+        default=None,
+        max_length=10_000,
+        description="The provider's error message. Used to find the cause and shown on the request's page: "
+        "kept to 500 characters with keys, tokens, passwords and e-mail addresses redacted. Never the prompt.",
+    )
 
 
 class TokenDetails(BaseModel):
@@ -178,6 +183,14 @@ class RecordIn(BaseModel):
         min_length=1,
         max_length=200,
         description="The provider's request id (X-Oneapi-Request-Id or x-request-id, a console log's request_id)",
+    )
+    # Names only, never values: which optional request parameters the call used.
+    parameters: list[Annotated[Text, Field(min_length=1, max_length=64)]] | None = Field(
+        default=None,
+        max_length=64,
+        description="Names of the optional request parameters the call used (`tools`, `response_format`, "
+        "`stream_options`, `logprobs`…), never their values; names outside the known list count as `other`. "
+        "Leave it out when unknown.",
     )
 
     @field_validator("occurred_at")

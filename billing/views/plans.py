@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -28,6 +29,7 @@ from billing.services import BillingError
 from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
 from usage.models import Account
+from usage.periods import dashboard_tz
 from usage.tenancy import current_account_or_none
 
 LEDGER_PAGE_SIZE = 25
@@ -86,6 +88,25 @@ def _audit_row(event: AuditEvent) -> AuditRow:
     return AuditRow(event, what, detail)
 
 
+def _audit_filter(request: HttpRequest, account: Account) -> dict[str, Any]:
+    """The audit trail's filters from the query (unknown values are ignored), and the query
+    string that keeps them on its page links."""
+    choices = selectors.audit_choices(account)
+    actor = request.GET.get("audit_actor", "")
+    action = request.GET.get("audit_action", "")
+    actor = actor if actor in choices.actors else ""
+    action = action if action in choices.actions else ""
+    include_system = request.GET.get("audit_system") == "1"
+    kept = {"audit_actor": actor, "audit_action": action, "audit_system": "1" if include_system else ""}
+    return {
+        "actor": actor,
+        "action": action,
+        "include_system": include_system,
+        "choices": choices,
+        "query": urlencode({name: value for name, value in kept.items() if value}),
+    }
+
+
 @dataclass(frozen=True)
 class ExpiredRow:
     status: selectors.PlanStatus
@@ -105,7 +126,16 @@ def _plans_context(request: HttpRequest, account: Account, **forms: FinanceForm)
     hours = settings.BILLING_RECONCILIATION_HOURS
     reconciliation = selectors.reconcile(account, start=now - timedelta(hours=hours), end=now)
     ledger = Paginator(selectors.wallet_ledger(account), LEDGER_PAGE_SIZE).get_page(request.GET.get("page"))
-    audit = Paginator(selectors.audit_trail(account), AUDIT_PAGE_SIZE).get_page(request.GET.get("audit_page"))
+    audit_filter = _audit_filter(request, account)
+    audit = Paginator(
+        selectors.audit_trail(
+            account,
+            actor=audit_filter["actor"],
+            action=audit_filter["action"],
+            include_system=audit_filter["include_system"],
+        ),
+        AUDIT_PAGE_SIZE,
+    ).get_page(request.GET.get("audit_page"))
     return {
         "account": account,
         "tz_name": _tz_name(),
@@ -126,7 +156,10 @@ def _plans_context(request: HttpRequest, account: Account, **forms: FinanceForm)
         ],
         "reconciliation_hours": hours,
         "ledger": ledger,
+        "ledger_months": selectors.ledger_by_month_and_day(account, list(ledger.object_list), dashboard_tz()),
+        "ledger_zero_lines": selectors.zero_ledger_lines(account),
         "audit": audit,
+        "audit_filter": audit_filter,
         "audit_rows": [_audit_row(event) for event in audit.object_list],
         "purchase_form": forms.get("purchase_form") or PurchaseForm(account=account),
         "top_up_form": forms.get("top_up_form") or TopUpForm(account=account),

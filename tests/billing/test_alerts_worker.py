@@ -17,10 +17,10 @@ DEADLINE_SECONDS = 30
 
 
 def test_a_batch_that_drains_the_plan_is_followed_by_one_email_sent_by_the_worker(
-    worker,
-    smtp_server: Sink,
+    worker,  # noqa: F811
+    smtp_server: Sink,  # noqa: F811
     account: Account,
-    settings,  # noqa: F811
+    settings,
 ):
     settings.ALERTS_EVALUATION_DELAY_SECONDS = 1
     cache.delete(f"billing:alerts:{connection.settings_dict['NAME']}:{account.pk}")  # no debounce left from before

@@ -8,6 +8,7 @@ leave exactly one correct UsageRecord (source=proxy).
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import httpx
@@ -16,7 +17,8 @@ import pytest
 from openai import AsyncOpenAI, OpenAI
 
 from tests.proxy.conftest import KEY, Proxy, wait_until
-from usage.models import ApiKey, ErrorCause, UsageRecord
+from usage import parameters
+from usage.models import AcceptedParameter, ApiKey, ErrorCause, UsageRecord
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hello, world 42"}]
 # "Be brief." + "Hello, world 42", counted by hand.
@@ -225,7 +227,25 @@ def test_an_upstream_error_reaches_the_caller_unchanged_and_is_recorded_with_its
     record = only_record(proxy)
     assert (record.error_cause, record.status_code, record.stream) == (cause, expected.status_code, stream)
     assert record.error_type == (expected.body.get("type") or "")
+    assert record.error_message == expected.body["message"]  # none of them carries a secret or the prompt
     assert record.output_chars is None  # an error body is not output
+
+
+def test_an_error_message_is_recorded_without_the_prompt_it_quotes_and_without_secrets(proxy):
+    secret_prompt = "Summarise the merger memo for Project Kestrel before Friday"
+    _, via = clients(proxy)
+
+    with pytest.raises(openai.BadRequestError) as caught:
+        via.chat.completions.create(model="sim-moderated", messages=[{"role": "user", "content": secret_prompt}])
+
+    assert secret_prompt in caught.value.body["message"]  # the caller still gets the whole answer
+    record = only_record(proxy)
+    assert (record.error_code, record.status_code) == ("content_filter", 400)
+    assert record.error_message.startswith("Input rejected by the content filter")
+    for kept_out in ("Kestrel", "merger memo", KEY, "abuse-desk@upstream.example"):
+        assert kept_out not in record.error_message
+    assert "[prompt text removed]" in record.error_message
+    assert "[redacted]" in record.error_message
 
 
 def test_an_upstream_that_does_not_answer_in_time_gets_a_504_and_a_timeout_record(proxy, settings):
@@ -420,3 +440,37 @@ def test_a_model_that_refuses_stream_options_still_streams_and_is_not_asked_agai
     records = proxy.records()
     assert [r.tokens_source for r in records] == ["estimated", "estimated"]
     assert all(r.error_cause == ErrorCause.NONE and r.estimator_version for r in records)
+
+
+def test_the_proxy_records_the_names_of_the_optional_parameters_a_call_used_never_their_values(proxy):
+    tools = [{"type": "function", "function": {"name": "lookup_invoice_zq81", "parameters": {"type": "object"}}}]
+    _, via = clients(proxy)
+
+    via.chat.completions.create(
+        model="sim-gpt",
+        messages=MESSAGES,
+        tools=tools,
+        tool_choice="auto",
+        response_format={"type": "json_object"},
+        temperature=0.37,
+        seed=918273,
+        stream=True,
+        stream_options={"include_usage": True},
+    ).close()
+    with pytest.raises(openai.BadRequestError):
+        via.chat.completions.create(
+            model="sim-gpt", messages=MESSAGES, logprobs=True, extra_body={"frobnicate": "value_zz42"}
+        )
+
+    records = {r.error_cause: r for r in proxy.records()}
+    assert len(records) == 2
+    ok, failed = records[ErrorCause.NONE], records[ErrorCause.UNSUPPORTED_PARAMETER]
+    assert parameters.names_of(ok.request_params) == [
+        "stream", "stream_options", "tools", "tool_choice", "response_format", "seed", "temperature",
+    ]  # fmt: skip
+    assert parameters.names_of(failed.request_params) == ["logprobs", parameters.OTHER]
+    stored = json.dumps(list(UsageRecord.objects.values()), default=str)
+    for value in ("lookup_invoice_zq81", "918273", "0.37", "json_object", "value_zz42"):
+        assert value not in stored
+    accepted = set(AcceptedParameter.objects.filter(model="sim-gpt").values_list("parameter", flat=True))
+    assert accepted == {"stream", "stream_options", "tools", "tool_choice", "response_format", "seed", "temperature"}

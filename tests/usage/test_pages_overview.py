@@ -87,13 +87,22 @@ def test_the_spend_chart_loads_as_its_own_card_for_the_same_period(usage, financ
     page = finance_client.get(f"/?period=custom&start={start}&end={end}").content.decode()
     assert f'hx-get="/overview/spend-chart/?period=custom&amp;start={start}&amp;end={end}"' in page
 
-    card = finance_client.get("/overview/spend-chart/?period=30d")
+    card = finance_client.get("/overview/spend-chart/?period=30d", HTTP_HX_REQUEST="true")
 
     assert card.status_code == 200
+    assert "<html" not in card.content.decode()  # htmx gets the card alone
     figure = json.loads(card.content.decode().split(">", 1)[1].split("</script>", 1)[0])
     plotted = {trace["name"]: sum(Decimal(str(y)) for y in trace["y"]) for trace in figure["data"]}
     assert sum(plotted.values()) == pytest.approx(usage["cost"])
     assert set(plotted) == {"gpt-4o", "gpt-4o-mini"}
+
+
+def test_the_spend_chart_opened_directly_is_a_page_with_the_chart(usage, finance_client):
+    page = finance_client.get("/overview/spend-chart/?period=30d").content.decode()
+
+    assert page.lstrip().lower().startswith("<!doctype html>")
+    assert 'aria-label="Main"' in page and "<h1" in page
+    assert 'data-figure="spend-chart"' in page
 
 
 def test_the_previous_period_is_the_same_length_just_before(usage, finance_client):

@@ -27,7 +27,9 @@ from django.db import connection
 from pydantic import ValidationError
 
 from toki_dashboard.crypto import sha256_hex
+from usage import parameters
 from usage.deadletters import Unstorable, record_or_set_aside, set_aside
+from usage.errors import shown_message
 from usage.ingestion import FULL_SECRET, NAME_PREFIX
 from usage.models import Account, RecordSource
 from usage.proxy import measure, spool, sse
@@ -102,19 +104,24 @@ def _usage(value: Any) -> UsageBody | None:
         return None
 
 
-def _error(call: Call, reported: Any) -> ErrorBody | None:
+def _error(call: Call, reported: Any, request_texts: list[str]) -> ErrorBody | None:
+    """The error of the call: the proxy's own, or the upstream's error body. Its message
+    leaves out whatever it repeats of the request's text, and secrets (usage.errors)."""
     if call.failure is not None:
         _, kind, code, message = call.failure
         return ErrorBody(type=kind, code=code, message=message)
     if not isinstance(reported, dict):
         return None
     reported_code = reported.get("code")
+    reported_message = reported.get("message")
     cleaned = {
         "type": str(reported["type"])[:200] if reported.get("type") is not None else None,
         "code": reported_code
         if isinstance(reported_code, int) and not isinstance(reported_code, bool)
         else (str(reported_code) if reported_code else None),
-        "message": str(reported["message"])[:10_000] if reported.get("message") is not None else None,
+        "message": shown_message(str(reported_message), request_texts=request_texts) or None
+        if reported_message is not None
+        else None,
     }
     try:
         return ErrorBody.model_validate(cleaned)
@@ -144,6 +151,7 @@ def record_fields(call: Call) -> dict[str, Any]:
         model = "unknown"
 
     lengths: dict[str, Any] = {}
+    pieces: list[str] = []
     if isinstance(request, dict):
         pieces, count = measure.context_text(call.kind, request)
         context = measure.text_stats(pieces)
@@ -164,12 +172,13 @@ def record_fields(call: Call) -> dict[str, Any]:
         "model": model[:200],
         "api_key": key_value(call.api_key),
         "stream": call.stream,
-        "error": _error(call, output.error),
+        "error": _error(call, output.error, pieces),
         "usage": _usage(output.usage),
         "ttft_ms": call.ttft_ms,
         "metadata": call.metadata,
         "response_id": _identifier(output.response_id),
         "upstream_request_id": _identifier(call.upstream_request_id),
+        "parameters": parameters.names_used(request) if isinstance(request, dict) else None,
         **lengths,
     }
 

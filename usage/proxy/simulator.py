@@ -15,7 +15,8 @@ What it does (README "Logging proxy" lists it too):
 - models: `sim-…` are served, anything else is 404 `model_not_found`; `sim-cjk` writes
   Chinese; `sim-nousage` never reports usage; `sim-strict` rejects `stream_options`;
   `sim-broken` answers 500; `sim-slow` answers after `slow_seconds`; `sim-drop` cuts a
-  stream off after three chunks;
+  stream off after three chunks; `sim-moderated` refuses with a 400 whose message quotes
+  the last message back, with a key and an address (as some providers' content filters do);
 - keys: not starting with `sk-` → 401 invalid key; containing `disabled` → 401 key
   disabled; `noquota` → 429 insufficient quota; `ratelimited` → 429 rate limited;
 - an unknown request parameter → 400 unsupported parameter; no messages → 400 (other);
@@ -271,6 +272,14 @@ class _Answer:
                 return 400, _error(message, "invalid_request_error", "unsupported_parameter", "stream_options"), []
             if not body.get("messages"):
                 return 400, _error("'messages' must contain at least one message.", "invalid_request_error"), []
+            if model == "sim-moderated":
+                last = body["messages"][-1]
+                quoted = last.get("content") if isinstance(last, dict) else ""
+                message = (
+                    f"Input rejected by the content filter: '{quoted}'. Key {key} is under review; "
+                    "write to abuse-desk@upstream.example for help."
+                )
+                return 400, _error(message, "invalid_request_error", "content_filter"), []
         return None
 
     # --- Content ---------------------------------------------------------------------

@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
+from usage import parameters, selectors_parameters
 from usage.catalogue import selectors
 from usage.periods import PRESETS
 from usage.tenancy import current_account_or_none
@@ -41,5 +42,7 @@ def catalogue(request: HttpRequest) -> HttpResponse:
             "flagged": [row for row in rows if row.flagged],
             "listed_count": sum(1 for row in rows if row.state == selectors.State.LISTED),
             "runs": selectors.recent_runs(account),
+            "capabilities": sorted(selectors_parameters.capabilities_seen(account=account).items()),
+            "capability_labels": [label for _, label in parameters.CAPABILITIES.values()],
         }
     return render_page(request, "usage/catalogue.html", "usage/partials/catalogue_body.html", context)

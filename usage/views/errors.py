@@ -9,7 +9,7 @@ from django.urls import reverse
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
-from usage import graphs, selectors
+from usage import graphs, selectors, selectors_parameters
 from usage.errors import REMEDIES
 from usage.models import ErrorCause
 from usage.periods import PRESETS
@@ -44,6 +44,7 @@ def errors_page(request: HttpRequest) -> HttpResponse:
             "chart": graphs.errors_per_day_chart(selectors.errors_per_day(account=account, period=period), labels)
             if causes
             else None,
+            "parameter_findings": selectors_parameters.unsupported_parameter_findings(account=account, period=period),
             "reference": [(labels[cause], REMEDIES[cause]) for cause in REMEDIES],
         }
     return render_page(request, "usage/errors.html", "usage/partials/errors_body.html", context)

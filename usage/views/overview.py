@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
@@ -52,4 +51,7 @@ def spend_chart(request: HttpRequest) -> HttpResponse:
     figure = graphs.spend_by_model_chart(
         selectors.spend_by_model_per_day(account=account, period=period), account.currency
     )
-    return render(request, "usage/partials/overview_spend_chart.html", {"spend_chart": figure, "period": period})
+    context = {"spend_chart": figure, "period": period, "account": account}
+    return render_page(
+        request, "usage/overview_spend_chart_page.html", "usage/partials/overview_spend_chart.html", context
+    )

@@ -19,6 +19,7 @@ from toki_dashboard.roles import Role, role_required
 from usage import identity, requestlog, selectors
 from usage.api import decimal_string
 from usage.catalogue import selectors as catalogue
+from usage.errors import remedy
 from usage.models import Account, ErrorCause, RecordSource, UsageRecord
 from usage.periods import FIRST_DAY, LAST_DAY, PRESETS, Period
 from usage.tenancy import current_account, current_account_or_none
@@ -187,6 +188,10 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "profiles": _profiles(record),
         "tz_name": settings.DASHBOARD_TIME_ZONE,
         "model_url": reverse("usage:model_detail", args=[record.model]),
+        "remedy": remedy(record.error_cause),
+        "errors_url": reverse("usage:errors"),
+        "same_key": requestlog.neighbours(record, api_key=record.api_key_id) if record.api_key_id else None,
+        "same_model": requestlog.neighbours(record, model=record.model),
     }
     return render(request, "usage/request_detail.html", context)
 
