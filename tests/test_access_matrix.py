@@ -75,6 +75,7 @@ RULES: dict[str, Rule] = {
     "usage:requests_csv": Rule(ENGINEERS),
     "usage:request_detail": Rule(ENGINEERS),
     "usage:errors": Rule(ENGINEERS),
+    "usage:spend": Rule(READERS),
     "usage:keys": Rule(ENGINEERS),
     "usage:key_edit": Rule(ENGINEERS),
     "usage:settings": Rule(ADMINS),
