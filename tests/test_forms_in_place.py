@@ -42,6 +42,9 @@ CASES = {
     "alert channel": Case("admin_client", "/alerts/", {"form": "channel", "channel-kind": "webhook"}, "channel-form"),
     "price": Case("admin_client", "/settings/prices/", {"model_pattern": ""}, "price-form"),
     "token": Case("admin_client", "/settings/", {"form": "token", "name": ""}, "token-form"),
+    "token scopes": Case(
+        "admin_client", "/settings/", {"form": "token", "name": "n", "account": "ACCOUNT"}, "token-form"
+    ),
     "key": Case("engineer_client", "/keys/KEY/edit/", {"name": ""}, "key-form"),
 }
 
@@ -51,7 +54,7 @@ def objects(account: Account) -> dict[str, str]:
     """A purchase to void and a key to edit, in the test's account."""
     ingest(account, record("r1", datetime(2026, 3, 2, tzinfo=UTC), "gpt-4o", 10, 10, "0.01", api_key="name:prod"))
     purchase = buy(account, "pack", 1_000, datetime(2026, 3, 1, tzinfo=UTC), datetime(2036, 3, 1, tzinfo=UTC))
-    return {"PURCHASE": str(purchase), "KEY": str(ApiKey.objects.get(account=account).pk)}
+    return {"PURCHASE": str(purchase), "KEY": str(ApiKey.objects.get(account=account).pk), "ACCOUNT": str(account.pk)}
 
 
 def _fill(text: str, objects: dict[str, str]) -> str:
@@ -78,7 +81,7 @@ def _form_html(html: str, form_id: str) -> str:
 def _assert_errors_in_place(form: str) -> None:
     summary = re.search(r'<div class="form-errors" role="alert".*?</div>', form, re.S)
     assert summary, "no error summary at the top of the form"
-    focused = re.findall(r"<(?:input|select|textarea|div)\b[^>]*\sautofocus[\s>][^>]*>?", form)
+    focused = re.findall(r"<(?:input|select|textarea|div|fieldset)\b[^>]*\sautofocus[\s>][^>]*>?", form)
     assert len(focused) == 1, focused
     links = re.findall(r'<a href="#([^"]+)">', summary.group(0))
     if "form-errors" in focused[0]:  # only form-wide errors: the summary itself takes focus

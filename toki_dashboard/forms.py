@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from django import forms
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.cache import patch_vary_headers
@@ -33,6 +34,11 @@ INVALID_FRAGMENT_STATUS = 422  # htmx swaps it (base.html's responseHandling); a
 class ErrorItem:
     href: str  # "#<input id>", or "" for a form-wide error
     text: str
+
+
+def is_group(widget: forms.Widget) -> bool:
+    """A widget of several checkboxes under one label, shown in a fieldset."""
+    return isinstance(widget, forms.CheckboxSelectMultiple)
 
 
 class ErrorsInPlace:
@@ -55,7 +61,10 @@ class ErrorsInPlace:
         first = self.first_invalid
         for name, field in self.fields.items():
             attrs = {key: value for key, value in field.widget.attrs.items() if key != "autofocus"}
-            field.widget.attrs = attrs | ({"autofocus": True} if name == first else {})
+            # A group of checkboxes or radios: its fieldset takes focus (partials/form_field.html),
+            # or every box of the group would carry autofocus.
+            focus = name == first and not is_group(field.widget)
+            field.widget.attrs = attrs | ({"autofocus": True} if focus else {})
 
     @property
     def first_invalid(self) -> str | None:
@@ -73,7 +82,9 @@ class ErrorsInPlace:
                 continue
             bound = self[name]  # type: ignore[index]
             label = field.label or name.replace("_", " ").capitalize()
-            href = "" if field.widget.is_hidden else f"#{bound.id_for_label}"
+            # A group of checkboxes has no one input to point at: its fieldset (partials/form_field.html).
+            target = f"{bound.auto_id}_group" if is_group(field.widget) else bound.id_for_label
+            href = "" if field.widget.is_hidden else f"#{target}"
             items.extend(ErrorItem(href, f"{label}: {error}") for error in self.errors[name])
         return items
 
