@@ -100,6 +100,7 @@ def reports(request: HttpRequest) -> HttpResponse:
         "month_error": month_error,
         "previous_month": f"{_shift(month, -1):%Y-%m}",
         "previous_month_first_day": _shift(month, -1),
+        "latest_month": f"{this_month:%Y-%m}",
         "next_month": f"{_shift(month, 1):%Y-%m}" if month < this_month else "",
         "tz_name": settings.DASHBOARD_TIME_ZONE,
     }
