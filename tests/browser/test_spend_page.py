@@ -11,6 +11,7 @@ import pytest
 from django.utils import timezone
 from playwright.sync_api import expect
 
+from billing.recompute import refresh_allocations
 from tests.billing.conftest import ingest, record
 from usage.models import Account
 from usage.periods import dashboard_tz
@@ -55,6 +56,7 @@ def teams_account(transactional_db) -> Account:
                     )
                 )
     ingest(account, *bodies)
+    refresh_allocations(account, now=timezone.now())  # what the worker does seconds later: paid follows
     return account
 
 
@@ -77,6 +79,9 @@ def test_finance_reads_team_spend_for_last_month_and_its_change(teams_account: A
         expect(row.locator("th")).to_have_text(team)
         expect(row.locator("td").nth(1)).to_have_text(f"{value * later:,.2f}")
         expect(row.locator('[data-change="usage-value"]')).to_have_text(change_text(value * earlier, value * later))
+        # No plan: the wallet paid each request at its usage value, so paid moved the same way.
+        expect(row.locator("td").nth(3)).to_have_text(f"{value * later:,.2f}")
+        expect(row.locator('[data-change="paid"]')).to_have_text(change_text(value * earlier, value * later))
         totals["before"] += value * earlier
         totals["after"] += value * later
     expect(page.locator("#spend-usage-value")).to_have_text(f"{totals['after']:,.2f}")
