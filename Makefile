@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 PORT ?= 8000
 
-.PHONY: run dev-env test lint format bench-ingest bench-pages clean
+.PHONY: run dev-env server-env test lint format bench-ingest bench-pages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ $(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
 # so manage.py, the web server, the worker and the scheduler all use it; the environment wins.
 VAR_DIR := $(or $(TOKI_VAR_DIR),var)
 DEV_ENV := $(VAR_DIR)/development.env
+SERVER_ENV := $(VAR_DIR)/server.env
 
 $(DEV_ENV):
 	@mkdir -p $(@D)
@@ -38,8 +39,14 @@ $(DEV_ENV):
 
 dev-env: $(DEV_ENV)
 
+# The port this run serves, for links in alert emails (DASHBOARD_URL's default) from every
+# process of the checkout, manage.py in a second terminal too. Rewritten at each `make run`.
+server-env:
+	@mkdir -p $(VAR_DIR)
+	@printf '# Written by make run at each start: the port its web server serves.\nTOKI_PORT=%s\n' "$(PORT)" > $(SERVER_ENV)
+
 # Local, embedded mode unless DATABASE_URL/REDIS_URL say otherwise.
-run: $(VENV)/.installed-run $(DEV_ENV)
+run: $(VENV)/.installed-run $(DEV_ENV) server-env
 	$(MANAGE) migrate --noinput
 	$(MANAGE) collectstatic --noinput -v0
 	$(MANAGE) seed_demo

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.models import PlanPurchase, TokenPlan, WalletEntry, WalletEntryKind
 from billing.services import MAX_TOKENS, PurchaseData, WalletEntryData
+from toki_dashboard.forms import ErrorsInPlace
 from usage.models import MONEY, Account
 from usage.periods import dashboard_tz
 
@@ -60,7 +61,7 @@ def _number(**attrs: Any) -> forms.NumberInput:
     return forms.NumberInput(attrs={"class": "input", **attrs})
 
 
-class FinanceForm(forms.Form):
+class FinanceForm(ErrorsInPlace, forms.Form):
     """Marks invalid inputs for assistive technology and the stylesheet."""
 
     key_prefix = "form"
@@ -216,7 +217,7 @@ class AdjustmentForm(WalletEntryForm):
     kind = WalletEntryKind.ADJUSTMENT
 
 
-class VoidPurchaseForm(forms.Form):
+class VoidPurchaseForm(ErrorsInPlace, forms.Form):
     purchase = forms.ModelChoiceField(queryset=PlanPurchase.objects.none(), widget=forms.HiddenInput)
     reason = forms.CharField(max_length=2000, widget=_text(placeholder="Why it is voided"))
 

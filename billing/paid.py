@@ -16,7 +16,7 @@ reads the allocations of the period instead: slower, but right.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
@@ -32,6 +32,7 @@ from billing.models import Allocation, BillingState, DailyPaid, PlanPurchase
 from usage.models import Account
 from usage.money import Paid
 from usage.periods import Period, dashboard_tz
+from usage.selectors import only_q
 
 ZERO = Decimal(0)
 CHUNK_SIZE = 5000
@@ -219,11 +220,14 @@ def _paid_of(figures: dict[str, Any], account: Account) -> Paid:
 class RollupPaidSource:
     """usage.money's PaidSource: paid per model, key name, team or day, from the rollup."""
 
-    def paid_by(self, account: Account, period: Period, dimension: str) -> dict[Any, Paid]:
+    def paid_by(
+        self, account: Account, period: Period, dimension: str, only: Mapping[str, str] | None = None
+    ) -> dict[Any, Paid]:
         if not rollup_is_current(account):
-            return self._from_allocations(account, period, dimension)
+            return self._from_allocations(account, period, dimension, only or {})
         rows = (
             DailyPaid.objects.filter(account=account, day__gte=period.first_day, day__lte=period.last_day)
+            .filter(only_q(only))
             .values(dimension, "currency")
             .annotate(
                 **{
@@ -240,18 +244,23 @@ class RollupPaidSource:
             found[key] = found[key] + paid if key in found else paid
         return found
 
-    def _from_allocations(self, account: Account, period: Period, dimension: str) -> dict[Any, Paid]:
+    def _from_allocations(
+        self, account: Account, period: Period, dimension: str, only: Mapping[str, str]
+    ) -> dict[Any, Paid]:
         ledger = Ledger(account)
         ledger.add(stored_shares(account, start=period.start, end=period.end))
         names = dict(account.api_keys.values_list("pk", "name"))
         found: dict[Any, Paid] = {}
         for group, figures in ledger.groups.items():
-            key = {
+            values = {
                 "model": group.model,
                 "api_key__name": names.get(group.api_key_id) if group.api_key_id else None,
                 "team": group.team,
                 "day": group.day,
-            }[dimension]
+            }
+            if any((values[name] or "") != value for name, value in only.items()):
+                continue
+            key = values[dimension]
             paid = _paid_of({"currency": group.currency, **vars(figures)}, account)
             found[key] = found[key] + paid if key in found else paid
         return found

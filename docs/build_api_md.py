@@ -141,7 +141,11 @@ ENVIRONMENT: dict[str, tuple[str, str | None]] = {
         "How often each account's model list and prices are read; 0 turns the schedule off.",
         None,
     ),
-    "DASHBOARD_URL": ("The address people open the dashboard at, for links in alerts.", None),
+    "DASHBOARD_URL": (
+        "The address people open the dashboard at, for links in alerts.",
+        "`http://127.0.0.1:<port>`: the port `make run` serves on (`TOKI_PORT`, kept in "
+        "`var/server.env`), else `PORT`, else 8000",
+    ),
     "ALERT_WEBHOOK_TIMEOUT_SECONDS": (
         "How long a webhook channel may take to answer before the delivery is retried.",
         None,

@@ -75,6 +75,7 @@ RULES: dict[str, Rule] = {
     "usage:requests_csv": Rule(ENGINEERS),
     "usage:request_detail": Rule(ENGINEERS),
     "usage:errors": Rule(ENGINEERS),
+    "usage:spend": Rule(READERS),
     "usage:keys": Rule(ENGINEERS),
     "usage:key_edit": Rule(ENGINEERS),
     "usage:settings": Rule(ADMINS),
@@ -93,7 +94,7 @@ RULES: dict[str, Rule] = {
     "billing:alerts": Rule(ADMINS),
     "billing:edit_alert_rule": Rule(ADMINS),
     "billing:test_alert_rule": Rule(ADMINS, method="post", ok=302),
-    "billing:add_alert_channel": Rule(ADMINS, method="post", ok=302),  # an empty form: back with a message
+    "billing:add_alert_channel": Rule(ADMINS, method="post", ok=400),  # an empty form, back with its errors
     "billing:test_alert_channel": Rule(ADMINS, method="post", ok=302),
     "billing:remove_alert_channel": Rule(ADMINS, method="post", ok=302),
     "billing:budgets": Rule(FINANCE_ONLY),

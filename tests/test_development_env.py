@@ -14,7 +14,7 @@ import pytest
 import yaml
 from django.core.exceptions import ImproperlyConfigured
 
-from toki_dashboard.config import require_secret_key
+from toki_dashboard.config import dashboard_url, require_secret_key
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -103,3 +103,39 @@ def test_web_and_worker_share_one_spool_volume_that_outlives_their_containers():
     assert volume_at("web") in compose["volumes"]  # a named volume: recreating a container keeps it
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     assert "mkdir -p /app/var/spool" in dockerfile and "chown -R toki:toki /app/var" in dockerfile
+
+
+def make_server_env(var: Path, port: str) -> None:
+    """The rule `make run` runs at each start to record the port it serves."""
+    subprocess.run(
+        ["make", "-s", "server-env", f"PORT={port}", f"TOKI_VAR_DIR={var}"],
+        cwd=REPO_ROOT,
+        check=True,
+        capture_output=True,
+    )
+
+
+PAGE_URL = (
+    "from billing.notify.email import page_url; from usage.models import Account; "
+    "print(page_url(['billing:alerts'], Account(slug='acme')))"
+)
+
+
+def test_alert_email_links_use_the_port_make_run_serves_in_every_process(tmp_path):
+    make_dev_env(tmp_path / "var")
+    make_server_env(tmp_path / "var", "8111")
+
+    # A second terminal (nothing exported) and the worker honcho starts (TOKI_PORT, and its own PORT).
+    assert manage(tmp_path / "var", PAGE_URL) == "http://127.0.0.1:8111/alerts/?account=acme"
+    assert manage(tmp_path / "var", PAGE_URL, TOKI_PORT="8111", PORT="5100").startswith("http://127.0.0.1:8111/")
+    # DASHBOARD_URL, when set, is the address people open: it wins.
+    assert manage(tmp_path / "var", PAGE_URL, DASHBOARD_URL="https://toki.example.com/").startswith(
+        "https://toki.example.com/alerts/"
+    )
+
+
+def test_without_make_run_the_dashboard_url_follows_port_else_8000():
+    assert dashboard_url({"PORT": "9000"}) == "http://127.0.0.1:9000"
+    assert dashboard_url({}) == "http://127.0.0.1:8000"
+    with pytest.raises(ImproperlyConfigured, match="PORT='eighty' is not a port number"):
+        dashboard_url({"PORT": "eighty"})

@@ -14,11 +14,11 @@ def menu(response) -> dict[str, bool]:
 
 
 def test_finance_sees_spend_plans_reports_and_rates_but_not_engineering_or_admin_pages(finance_client, account):
-    assert list(menu(finance_client.get("/"))) == ["/", "/plans/", "/reports/", "/budgets/", "/rates/"]
+    assert list(menu(finance_client.get("/"))) == ["/", "/spend/", "/plans/", "/reports/", "/budgets/", "/rates/"]
 
 
 def test_engineers_see_usage_models_requests_errors_and_keys(engineer_client, account):
-    assert list(menu(engineer_client.get("/"))) == ["/", "/models/", "/requests/", "/errors/", "/keys/"]
+    assert list(menu(engineer_client.get("/"))) == ["/", "/spend/", "/models/", "/requests/", "/errors/", "/keys/"]
 
 
 def test_admins_see_every_page_including_alerts_and_settings(admin_client, account):

@@ -123,8 +123,25 @@ def split_list(raw: str | None, *, default: list[str]) -> list[str]:
     return [item.strip() for item in raw.split(",") if item.strip()]
 
 
-# Under TOKI_VAR_DIR: the development settings `make run` writes once (random secrets, DEBUG on).
+# Under TOKI_VAR_DIR: the development settings `make run` writes once (random secrets, DEBUG on),
+# and the port its web server serves, written at each start.
 DEVELOPMENT_ENV_FILE = "development.env"
+SERVER_ENV_FILE = "server.env"
+
+
+def dashboard_url(env: Mapping[str, str]) -> str:
+    """DASHBOARD_URL, else this machine at the port the web server serves: TOKI_PORT (what
+    `make run` starts it on, also written to var/server.env), else PORT, else 8000."""
+    explicit = env.get("DASHBOARD_URL", "").strip()
+    if explicit:
+        return explicit.rstrip("/")
+    for name in ("TOKI_PORT", "PORT"):
+        raw = env.get(name, "").strip()
+        if raw:
+            if not raw.isdigit() or not 0 < int(raw) < 65536:
+                raise ImproperlyConfigured(f"{name}={raw!r} is not a port number (1–65535).")
+            return f"http://127.0.0.1:{int(raw)}"
+    return "http://127.0.0.1:8000"
 
 
 def require_secret_key(env: Mapping[str, str], *, debug: bool) -> str:

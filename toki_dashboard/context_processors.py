@@ -10,6 +10,7 @@ from toki_dashboard.roles import Role, roles_of
 # (label, url name, roles that see it), in menu order.
 NAVIGATION: list[tuple[str, str, frozenset[Role]]] = [
     ("Overview", "usage:overview", frozenset({Role.FINANCE, Role.ENGINEER})),
+    ("Spend", "usage:spend", frozenset({Role.FINANCE, Role.ENGINEER})),
     ("Models", "usage:models", frozenset({Role.ENGINEER})),
     ("Requests", "usage:requests", frozenset({Role.ENGINEER})),
     ("Errors", "usage:errors", frozenset({Role.ENGINEER})),

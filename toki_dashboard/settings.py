@@ -12,6 +12,8 @@ from dotenv import load_dotenv
 
 from toki_dashboard.config import (
     DEVELOPMENT_ENV_FILE,
+    SERVER_ENV_FILE,
+    dashboard_url,
     database_from_url,
     email_from_url,
     log_level,
@@ -34,6 +36,8 @@ if os.environ["PROMETHEUS_MULTIPROC_DIR"]:
 # this checkout reads it for what the environment does not set, so manage.py works in a
 # second terminal. The environment always wins; production sets its own values.
 load_dotenv(VAR_DIR / DEVELOPMENT_ENV_FILE, override=False)
+# The port `make run` serves on, written at each start, for DASHBOARD_URL's default.
+load_dotenv(VAR_DIR / SERVER_ENV_FILE, override=False)
 
 DEBUG = parse_bool("DEBUG", os.environ.get("DEBUG"), default=False)
 SECRET_KEY = require_secret_key(os.environ, debug=DEBUG)
@@ -292,7 +296,7 @@ if MODEL_CATALOGUE_SYNC_MINUTES > 0:
 # --- Forecasts and alerts ------------------------------------------------------------
 # billing.forecast and billing.alerts; see README "Forecasts and alerts".
 # The address people open the dashboard at: alert emails link to its pages with it.
-DASHBOARD_URL = os.environ.get("DASHBOARD_URL", "http://127.0.0.1:8000").rstrip("/")
+DASHBOARD_URL = dashboard_url(os.environ)
 ALERTS_EVALUATION_DELAY_SECONDS = 30.0  # after an ingested batch or a sync; requests within it share one run
 # A failed delivery (email, webhook, chat) is retried with exponential backoff up to this many attempts.
 ALERT_DELIVERY_MAX_ATTEMPTS = 6

@@ -14,6 +14,7 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
+from toki_dashboard.forms import ErrorsInPlace
 from usage.models import MONEY, Account, ApiKey, ApiToken, ExchangeRate, ModelPrice, RateSource, TokenScope
 from usage.prices import BEGINNING
 from usage.services import (
@@ -27,7 +28,7 @@ from usage.services import (
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 
 
-class StyledForm(forms.Form):
+class StyledForm(ErrorsInPlace, forms.Form):
     """Widgets carry app.css's `input` class; `invalid_labels` names the fields at fault."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -63,8 +63,11 @@ class Paid:
 
 
 class PaidSource(Protocol):
-    def paid_by(self, account: Account, period: Period, dimension: str) -> dict[Any, Paid]:
-        """Paid per value of `dimension` ("model", "api_key__name", "team" or "day") over the period."""
+    def paid_by(
+        self, account: Account, period: Period, dimension: str, only: Mapping[str, str] | None = None
+    ) -> dict[Any, Paid]:
+        """Paid per value of `dimension` ("model", "api_key__name", "team" or "day") over the
+        period; with `only`, of one model, key name and/or team ("" for none)."""
         ...
 
 
@@ -82,13 +85,15 @@ def _key(value: Any) -> str:
     return "" if value in (None, "—") else str(value)
 
 
-def paid_by(account: Account, period: Period, dimension: str) -> dict[str, Paid] | None:
+def paid_by(
+    account: Account, period: Period, dimension: str, only: Mapping[str, str] | None = None
+) -> dict[str, Paid] | None:
     """Paid per group (keys as the summary writes them: "" for none, days in ISO), or None
-    when nothing provides it."""
+    when nothing provides it; `only` as in `usage.selectors.only_q`."""
     if _source is None:
         return None
     found: dict[str, Paid] = {}
-    for value, paid in _source.paid_by(account, period, dimension).items():
+    for value, paid in _source.paid_by(account, period, dimension, only).items():
         key = _key(value)
         found[key] = found[key] + paid if key in found else paid
     return found
@@ -143,8 +148,35 @@ def with_paid(rows: Iterable[Any], paid: Mapping[str, Paid] | None) -> list[Mone
     return [MoneyRow(row.key, row.totals, None if paid is None else paid.get(_key(row.key), Paid())) for row in rows]
 
 
-def summary(*, account: Account, period: Period, group_by: str) -> tuple[list[MoneyRow], MoneyRow]:
-    """The usage summary (usage.selectors.summary) with paid beside each row and the total."""
-    rows, total = selectors.summary(account=account, period=period, group_by=group_by)
-    paid = paid_by(account, period, SUMMARY_DIMENSIONS[group_by])
+def summary(
+    *, account: Account, period: Period, group_by: str, only: Mapping[str, str] | None = None
+) -> tuple[list[MoneyRow], MoneyRow]:
+    """The usage summary (usage.selectors.summary) with paid beside each row and the total;
+    `only` restricts both to one model, key and/or team."""
+    rows, total = selectors.summary(account=account, period=period, group_by=group_by, only=only)
+    paid = paid_by(account, period, SUMMARY_DIMENSIONS[group_by], only)
     return with_paid(rows, paid), MoneyRow("", total, total_of(paid))
+
+
+@dataclass(frozen=True)
+class Compared:
+    """A group's figures in a period and in the period it is compared with (None: no usage then)."""
+
+    row: MoneyRow
+    previous: MoneyRow | None
+
+    @property
+    def key(self) -> str:
+        return self.row.key
+
+    @property
+    def previous_paid(self) -> Decimal | None:
+        if self.previous is None or self.previous.paid is None:
+            return None
+        return self.previous.paid.amount
+
+
+def compared(rows: Iterable[MoneyRow], previous: Iterable[MoneyRow]) -> list[Compared]:
+    """Each row beside the same group's row of the compared period (by key), in `rows`' order."""
+    before = {row.key: row for row in previous}
+    return [Compared(row, before.get(row.key)) for row in rows]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -142,16 +143,33 @@ class SummaryRow:
     totals: Totals
 
 
-def summary(*, account: Account, period: Period, group_by: str) -> tuple[list[SummaryRow], Totals]:
-    """Totals per model, key, team or day (in the dashboard's time zone) and overall."""
+def only_q(only: Mapping[str, str] | None) -> Q:
+    """The rows of one model, key name and/or team (`only`: dimension → value, as the summary
+    writes keys: "" for no key or no team), for the rollups and the paid rollup alike."""
+    condition = Q()
+    for dimension, value in (only or {}).items():
+        if dimension not in ("model", "api_key__name", "team"):
+            raise ValueError(f"cannot restrict to {dimension!r}")
+        if dimension == "api_key__name" and not value:
+            condition &= Q(api_key__isnull=True)
+        else:
+            condition &= Q(**{dimension: value})
+    return condition
+
+
+def summary(
+    *, account: Account, period: Period, group_by: str, only: Mapping[str, str] | None = None
+) -> tuple[list[SummaryRow], Totals]:
+    """Totals per model, key, team or day (in the dashboard's time zone) and overall; with
+    `only`, of the rows of one model, key and/or team (see `only_q`)."""
     dimension = SUMMARY_DIMENSIONS[group_by]
-    rows = rollup_rows(account, period)
+    rows = rollup_rows(account, period).filter(only_q(only))
     grouped = rows.values(dimension).annotate(**_sums()).order_by(dimension)
     result = []
     for row in grouped:
         key = row.pop(dimension)
         result.append(SummaryRow(key=key.isoformat() if group_by == "day" else (key or ""), totals=Totals(**row)))
-    return result, totals(account=account, period=period)
+    return result, Totals(**rows.aggregate(**_sums()))
 
 
 # --- Keys & teams --------------------------------------------------------------------------

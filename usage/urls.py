@@ -1,6 +1,6 @@
 from django.urls import path
 
-from usage.views import catalogue, errors, keys, models, overview, rates, requests
+from usage.views import catalogue, errors, keys, models, overview, rates, requests, spend
 from usage.views import settings as settings_views
 
 app_name = "usage"
@@ -16,6 +16,7 @@ urlpatterns = [
     path("requests/export.csv", requests.requests_csv, name="requests_csv"),
     path("requests/<int:pk>/", requests.request_detail, name="request_detail"),
     path("errors/", errors.errors_page, name="errors"),
+    path("spend/", spend.spend, name="spend"),
     path("keys/", keys.keys, name="keys"),
     path("keys/<int:pk>/edit/", keys.key_edit, name="key_edit"),
     path("settings/", settings_views.api_tokens, name="settings"),

@@ -29,7 +29,9 @@ from billing.models import (
     DeliveryStatus,
     parse_tiers,
 )
-from billing.views.channels import ChannelForm, back_to
+from billing.views.channels import ChannelForm, add_channel, back_to
+from toki_dashboard.forms import ErrorsInPlace, form_invalid, form_saved
+from toki_dashboard.htmx import wants_fragment
 from toki_dashboard.roles import Role, role_required
 from usage.models import ErrorCause
 from usage.tenancy import current_account, current_account_or_none
@@ -37,7 +39,7 @@ from usage.tenancy import current_account, current_account_or_none
 HISTORY_LIMIT = 30
 
 
-class AlertRuleForm(forms.ModelForm):
+class AlertRuleForm(ErrorsInPlace, forms.ModelForm):
     class Meta:
         model = AlertRule
         fields = [
@@ -183,9 +185,22 @@ def _rule_row(rule: AlertRule, episode: AlertEpisode | None) -> dict[str, Any]:
     }
 
 
-def _page(request: HttpRequest, *, form: AlertRuleForm | None = None, editing: AlertRule | None = None) -> HttpResponse:
+def _page(
+    request: HttpRequest,
+    *,
+    form: AlertRuleForm | None = None,
+    editing: AlertRule | None = None,
+    channel_form: ChannelForm | None = None,
+) -> HttpResponse:
     account = current_account_or_none(request)
     context: dict[str, Any] = {"account": account, "tz_name": settings.DASHBOARD_TIME_ZONE, "editing": editing}
+    if account is not None and wants_fragment(request) and (form is not None or channel_form is not None):
+        # htmx posted one form: it alone comes back, with its errors
+        if channel_form is not None:
+            context |= {"channel_form": channel_form, "channel_next": back_to(request)}
+            return form_invalid(request, "billing/alerts.html", "billing/partials/alert_channel_form.html", context)
+        rule_fragment = "billing/partials/alert_rule_form.html"
+        return form_invalid(request, "billing/alerts.html", rule_fragment, context | {"form": form})
     if account is not None:
         rules = list(AlertRule.objects.filter(account=account).select_related("budget").order_by("name", "pk"))
         open_episodes = {e.rule_id: e for e in AlertEpisode.objects.filter(account=account, resolved_at__isnull=True)}
@@ -194,7 +209,7 @@ def _page(request: HttpRequest, *, form: AlertRuleForm | None = None, editing: A
             "rules": [_rule_row(rule, open_episodes.get(rule.pk)) for rule in rules],
             "form": form or rule_form(editing, account=account),
             "channels": channels,
-            "channel_form": ChannelForm(),
+            "channel_form": channel_form or ChannelForm(),
             "episodes": list(
                 AlertEpisode.objects.filter(account=account)
                 .select_related("rule")
@@ -207,20 +222,24 @@ def _page(request: HttpRequest, *, form: AlertRuleForm | None = None, editing: A
             "failed_statuses": {DeliveryStatus.FAILED, DeliveryStatus.GAVE_UP},
             "kinds": AlertKind,
         }
-    return render(request, "billing/alerts.html", context, status=400 if form is not None and form.errors else 200)
+    if (form is not None and form.errors) or (channel_form is not None and channel_form.errors):
+        return form_invalid(request, "billing/alerts.html", "", context)
+    return render(request, "billing/alerts.html", context)
 
 
 @role_required(Role.ADMIN)
 def alert_rules(request: HttpRequest) -> HttpResponse:
-    """GET: the page with a new-rule form; POST: create a rule."""
+    """GET: the page with a new-rule form; POST: create a rule (or, with form=channel, add a channel)."""
     account = current_account_or_none(request)
+    if request.method == "POST" and account is not None and request.POST.get("form") == "channel":
+        return add_channel(request)
     if request.method == "POST" and account is not None:
         form = rule_form(None, request.POST, account=account)
         if form.is_valid():
             rule = form.save()
             messages.success(request, f"Rule “{rule.name}” created; it is evaluated within 5 minutes.")
             alerts.schedule_evaluation(account.pk, delay=1)
-            return redirect(reverse("billing:alerts"))
+            return form_saved(request, reverse("billing:alerts"))
         return _page(request, form=form)
     return _page(request)
 
@@ -235,7 +254,7 @@ def edit_alert_rule(request: HttpRequest, pk: int) -> HttpResponse:
             form.save()
             messages.success(request, f"Rule “{rule.name}” saved.")
             alerts.schedule_evaluation(rule.account_id, delay=1)
-            return redirect(reverse("billing:alerts"))
+            return form_saved(request, reverse("billing:alerts"))
         return _page(request, form=form, editing=rule)
     return _page(request, editing=rule)
 

@@ -20,13 +20,14 @@ from billing.budgets import services, spend, text
 from billing.budgets.services import BudgetData
 from billing.models import Budget, BudgetMeasure, BudgetPeriod, BudgetScope, parse_tiers
 from billing.services import BillingError
+from toki_dashboard.forms import ErrorsInPlace, form_invalid, form_saved
 from toki_dashboard.roles import Role, role_required
 from usage.tenancy import current_account, current_account_or_none
 
 INPUT = {"class": "input"}
 
 
-class BudgetForm(forms.Form):
+class BudgetForm(ErrorsInPlace, forms.Form):
     name = forms.CharField(max_length=200, widget=forms.TextInput(attrs=INPUT | {"placeholder": "Search team"}))
     scope = forms.ChoiceField(choices=BudgetScope.choices, widget=forms.Select(attrs=INPUT), label="Applies to")
     target = forms.CharField(
@@ -133,8 +134,9 @@ def _page(request: HttpRequest, *, form: BudgetForm | None = None, editing: Budg
             "rows": _rows(account),
             "form": form or (BudgetForm.of(editing) if editing else BudgetForm()),
         }
-    status = 400 if form is not None and form.errors else 200
-    return render(request, "billing/budgets.html", context, status=status)
+    if form is not None and form.errors:
+        return form_invalid(request, "billing/budgets.html", "billing/partials/budget_form.html", context)
+    return render(request, "billing/budgets.html", context)
 
 
 def _save(request: HttpRequest, form: BudgetForm, budget: Budget | None) -> HttpResponse | None:
@@ -152,7 +154,7 @@ def _save(request: HttpRequest, form: BudgetForm, budget: Budget | None) -> Http
         field, _, message = str(exc).partition(": ")
         form.add_error(field if field in form.fields else None, message or str(exc))
         return None
-    return redirect(reverse("billing:budgets"))
+    return form_saved(request, reverse("billing:budgets"))
 
 
 @role_required(Role.FINANCE)

@@ -16,11 +16,12 @@ from django.views.decorators.http import require_POST
 from billing import alerts
 from billing.models import AlertChannel, ChannelKind, DeliveryStatus
 from billing.notify.channels import create_channel
+from toki_dashboard.forms import ErrorsInPlace, form_saved
 from toki_dashboard.roles import Role, role_required
 from usage.tenancy import current_account
 
 
-class ChannelForm(forms.Form):
+class ChannelForm(ErrorsInPlace, forms.Form):
     kind = forms.ChoiceField(choices=ChannelKind.choices, widget=forms.Select(attrs={"class": "input"}))
     target = forms.CharField(
         max_length=2000,
@@ -60,12 +61,14 @@ def back_to(request: HttpRequest) -> str:
 @require_POST
 @role_required(Role.ADMIN)
 def add_channel(request: HttpRequest) -> HttpResponse:
+    """Add a channel (the Alerts page posts here with form=channel; this URL takes the same post).
+    Refused, the form comes back with its errors in place."""
+    from billing.views.alerts import _page  # the page this form lives on (it imports this module)
+
     account = current_account(request)
     form = ChannelForm(request.POST)
     if not form.is_valid():
-        for field, errors in form.errors.items():
-            messages.error(request, f"Channel not added: {field}: {' '.join(map(str, errors))}")
-        return redirect(back_to(request))
+        return _page(request, channel_form=form)
     data = form.cleaned_data
     try:
         added = create_channel(
@@ -77,13 +80,15 @@ def add_channel(request: HttpRequest) -> HttpResponse:
             created_by=request.user,
         )
     except ValidationError as exc:
-        messages.error(request, "Channel not added: " + " ".join(" ".join(v) for v in exc.message_dict.values()))
-        return redirect(back_to(request))
+        for field, errors in exc.message_dict.items():
+            for error in errors:
+                form.add_error(field if field in form.fields else None, error)
+        return _page(request, channel_form=form)
     text = f"Channel {added.channel.label} added; every rule and budget of {account.name} now notifies it."
     if data["kind"] == ChannelKind.WEBHOOK and not data["secret"]:
         text += f" Its signing secret, shown this once: {added.secret}"
     messages.success(request, text)
-    return redirect(back_to(request))
+    return form_saved(request, back_to(request))
 
 
 @require_POST

@@ -1,6 +1,8 @@
 """Plans & wallet: purchases and their burn-down, the wallet ledger, provider sync and
 reconciliation, and finance's forms. Thin: reads come from billing.selectors, writes
-go through billing.services (which keep the audit trail), every form posts and redirects."""
+go through billing.services (which keep the audit trail). Every form posts to /plans/ itself
+(a hidden `form` says which) and redirects when saved; refused, it comes back with its errors
+in place (toki_dashboard.forms). The older per-form URLs still take the same posts."""
 
 from __future__ import annotations
 
@@ -16,8 +18,9 @@ from django.core.paginator import Paginator
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import selectors, services, tasks
 from billing.audit import Actor
@@ -26,6 +29,7 @@ from billing.forms import AdjustmentForm, FinanceForm, PurchaseForm, TopUpForm, 
 from billing.models import AuditEvent, PlanPurchase, SyncOutcome, SyncTrigger
 from billing.paid import paid_for_tokens
 from billing.services import BillingError
+from toki_dashboard.forms import form_invalid, form_saved
 from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
 from usage.models import Account
@@ -165,12 +169,20 @@ def _plans_context(request: HttpRequest, account: Account, **forms: FinanceForm)
         "top_up_form": forms.get("top_up_form") or TopUpForm(account=account),
         "adjustment_form": forms.get("adjustment_form") or AdjustmentForm(account=account),
         "void_error": forms.get("void_error"),
+        "void_form": forms.get("void_form"),
+        "void_failed_id": forms.get("void_failed_id"),
     }
 
 
 @role_required(Role.FINANCE)
-@require_GET
+@require_http_methods(["GET", "POST"])
 def plans(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        handler = POSTS.get(request.POST.get("form", ""))
+        if handler is None:
+            messages.error(request, "That form is not one of this page's; nothing was recorded.")
+            return form_saved(request, reverse("billing:plans"))
+        return handler(request)
     account = _account(request)
     if account is None:
         return render(request, "billing/plans.html", {"account": None})
@@ -181,9 +193,22 @@ def plans(request: HttpRequest) -> HttpResponse:
     return render(request, "billing/plans.html", context)
 
 
+FORM_PARTIALS = {
+    "purchase_form": "billing/partials/plans_form_purchase.html",
+    "top_up_form": "billing/partials/plans_form_top_up.html",
+    "adjustment_form": "billing/partials/plans_form_adjustment.html",
+}
+
+
 def _invalid(request: HttpRequest, account: Account, **forms: Any) -> HttpResponse:
-    """The page again, with the submitted form and its errors, as a 400."""
-    return render(request, "billing/plans.html", _plans_context(request, account, **forms), status=400)
+    """The page again with the submitted form and its errors (400); for htmx the form alone (422)."""
+    if wants_fragment(request):
+        name = next(iter(forms))
+        context = {"account": account, "tz_name": _tz_name(), **forms}
+        purchase = forms.get("void_purchase")
+        fragment = "billing/partials/plans_void.html" if purchase is not None else FORM_PARTIALS[name]
+        return form_invalid(request, "billing/plans.html", fragment, context | {"purchase": purchase})
+    return form_invalid(request, "billing/plans.html", "", _plans_context(request, account, **forms))
 
 
 def _no_account(request: HttpRequest) -> HttpResponse:
@@ -208,7 +233,7 @@ def record_purchase(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Recorded the purchase {purchase.name} ({purchase.tokens:,} tokens).")
             else:
                 messages.info(request, f"The purchase {purchase.name} was already recorded; nothing was added.")
-            return redirect("billing:plans")
+            return form_saved(request, reverse("billing:plans"))
     return _invalid(request, account, purchase_form=form)
 
 
@@ -228,7 +253,7 @@ def _record_entry(request: HttpRequest, form_class: type[TopUpForm | AdjustmentF
                 messages.success(request, f"Recorded the {what} of {entry.amount:,.2f} {entry.currency}.")
             else:
                 messages.info(request, f"This {what} was already recorded; nothing was added.")
-            return redirect("billing:plans")
+            return form_saved(request, reverse("billing:plans"))
     return _invalid(request, account, **{form_name: form})
 
 
@@ -260,9 +285,27 @@ def void_purchase(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             messages.success(request, f"Voided the purchase {purchase.name} (#{purchase.pk}).")
-            return redirect("billing:plans")
+            return form_saved(request, reverse("billing:plans"))
     problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in form.errors.items())
-    return _invalid(request, account, void_error=f"The purchase was not voided — {problems}")
+    chosen = _int(request.POST.get("purchase"))
+    shown = (
+        PlanPurchase.objects.filter(account=account, voided_at__isnull=True, pk=chosen).first()
+        if chosen is not None
+        else None
+    )
+    if shown is None:  # not a purchase the page lists (voided meanwhile, another account's): say so above
+        if wants_fragment(request):
+            messages.error(request, f"The purchase was not voided — {problems}")
+            return form_saved(request, reverse("billing:plans"))
+        return _invalid(request, account, void_error=f"The purchase was not voided — {problems}")
+    return _invalid(request, account, void_form=form, void_failed_id=shown.pk, void_purchase=shown)
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value or "")
+    except ValueError:
+        return None
 
 
 @role_required(Role.FINANCE)
@@ -275,6 +318,15 @@ def sync_now(request: HttpRequest) -> HttpResponse:
     transaction.on_commit(lambda: tasks.sync_account.delay(account_id, SyncTrigger.MANUAL))
     messages.success(request, f"A sync of {account.name} was requested; it runs in the background.")
     return redirect("billing:plans")
+
+
+# What a post to /plans/ does, by its hidden `form` field.
+POSTS = {
+    "purchase": record_purchase,
+    "top_up": record_top_up,
+    "adjustment": record_adjustment,
+    "void": void_purchase,
+}
 
 
 @role_required(Role.FINANCE, Role.ENGINEER)

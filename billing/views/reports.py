@@ -21,8 +21,9 @@ from billing import selectors
 from toki_dashboard.roles import Role, role_required
 from usage.api import decimal_string
 from usage.exchange import rates_applied
-from usage.money import MoneyRow
+from usage.money import MoneyRow, compared
 from usage.periods import dashboard_tz
+from usage.selectors import NO_TEAM
 from usage.tenancy import current_account, current_account_or_none
 
 MONTH = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
@@ -85,22 +86,36 @@ def reports(request: HttpRequest) -> HttpResponse:
         else ""
     )
     month = month or last_complete_month()
+    this_month = timezone.localdate(timezone=dashboard_tz()).replace(day=1)
+    if month > this_month:
+        month_error = (
+            f"{month:%B %Y} has not started yet: statements go up to {this_month:%B %Y} (so far). "
+            f"Showing {this_month:%B %Y}."
+        )
+        month = this_month
     context: dict[str, Any] = {
         "account": account,
         "month": month,
         "month_value": f"{month:%Y-%m}",
         "month_error": month_error,
         "previous_month": f"{_shift(month, -1):%Y-%m}",
-        "next_month": f"{_shift(month, 1):%Y-%m}",
+        "previous_month_first_day": _shift(month, -1),
+        "latest_month": f"{this_month:%Y-%m}",
+        "next_month": f"{_shift(month, 1):%Y-%m}" if month < this_month else "",
         "tz_name": settings.DASHBOARD_TIME_ZONE,
     }
     if account is not None:
         statement = selectors.monthly_statement(account, first_day=month)
+        before = selectors.monthly_statement(account, first_day=_shift(month, -1))
+        before_rows = dict(before.sections)
         context |= {
             "statement": statement,
+            "previous_total": before.total,
+            "period_query": statement.period.query_string,
+            "no_value": NO_TEAM,
             "rates_applied": rates_applied(account, statement.period.start, statement.period.end),
             "sections": [
-                (name, SECTION_TITLES[name], SECTION_LABELS[name], NO_GROUP[name], rows)
+                (name, SECTION_TITLES[name], SECTION_LABELS[name], NO_GROUP[name], compared(rows, before_rows[name]))
                 for name, rows in statement.sections
             ],
         }

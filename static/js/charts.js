@@ -73,12 +73,27 @@
     return JSON.parse(source.textContent);
   }
 
+  // On a narrow screen (a phone) the legend goes below everything, across, left-aligned, in the
+  // container's coordinates: plotly then makes room for it under the x axis' labels instead of
+  // laying it over them (a legend at a fixed fraction below the plot lands on two-line dates).
+  const NARROW = 640;
+
+  function narrowLayout(container) {
+    if (container.clientWidth >= NARROW) {
+      return {};
+    }
+    return {
+      legend: { orientation: "h", x: 0, xanchor: "left", y: 0, yanchor: "bottom", yref: "container" },
+    };
+  }
+
   function draw(container) {
     const figure = figureFor(container);
     if (!drawn.has(container)) {
       container.replaceChildren();
     }
-    window.Plotly.react(container, themedTraces(figure.data || []), merged(figure.layout || {}, themeLayout()), {
+    const layout = merged(merged(figure.layout || {}, themeLayout()), narrowLayout(container));
+    window.Plotly.react(container, themedTraces(figure.data || []), layout, {
       responsive: true,
       displayModeBar: false,
     });
@@ -115,4 +130,6 @@
   });
   document.addEventListener("htmx:afterSettle", drawNew);
   darkScheme.addEventListener("change", () => drawCharts({ redraw: true }));
+  // A phone turned sideways (or a window resized) across the narrow width: legends move.
+  window.matchMedia("(max-width: " + NARROW + "px)").addEventListener("change", () => drawCharts({ redraw: true }));
 })();

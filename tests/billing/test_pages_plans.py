@@ -206,7 +206,9 @@ def test_form_errors_name_the_field_and_record_nothing(finance_client: Client, a
     assert list(response.context["top_up_form"].errors) == ["amount"]
     html = response.content.decode()
     assert re.search(r'<input[^>]*aria-invalid="true"[^>]*id="id_top_up-amount"', html)
-    assert 'id="id_top_up-amount-error"' in html
+    assert 'id="id_top_up-amount_error"' in html
+    assert re.search(r'<input(?=[^>]*id="id_top_up-amount")[^>]*\sautofocus[\s>]', html)
+    assert '<a href="#id_top_up-amount">Amount: ' in html
     assert WalletEntry.objects.count() == 0
 
 

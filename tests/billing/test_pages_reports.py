@@ -211,3 +211,63 @@ def test_without_any_account_the_pages_say_so_and_the_csv_is_a_404(finance_clien
     assert "No TOKI account yet" in finance_client.get(reverse("billing:plans")).content.decode()
     assert finance_client.get(reverse("billing:report_csv", args=[MARCH])).status_code == 404
     assert finance_client.get(reverse("billing:balance_card")).status_code == 200
+
+
+def _statement_row(html: str, section: str, key: str) -> str:
+    card = html[html.index(f'id="statement-{section}"') :].split("</section>")[0]
+    return card[card.index(f'data-key="{key}"') :].split("</tr>")[0]
+
+
+@pytest.mark.parametrize(("column", "section"), [(2, "model"), (3, "key"), (4, "team")])
+def test_each_row_shows_its_change_against_the_previous_month(
+    finance_client: Client, march: Account, column: int, section: str
+):
+    response = finance_client.get(REPORTS, {"month": MARCH})
+
+    rows = dict((name, rows) for name, _, _, _, rows in response.context["sections"])[section]
+    february: dict[str, Decimal] = defaultdict(Decimal)
+    for row in TRAFFIC:
+        if row[1].month == 2:
+            february[row[column]] += Decimal(row[7])
+    assert {r.key: r.previous.totals.cost for r in rows if r.previous} == {
+        key: value for key, value in february.items() if key in expected_by(column)
+    }
+    html = response.content.decode()
+    for key, figures in expected_by(column).items():
+        cell = _statement_row(html, section, key)
+        cell = cell[cell.index('data-change="usage-value"') :].split("</td>")[0]
+        if key in february:
+            points = (figures["cost"] - february[key]) / february[key] * 100
+            change = points.quantize(Decimal("0.1") if abs(points) < 100 else Decimal("1"), ROUND_HALF_UP)
+            assert f"{'+' if change > 0 else ''}{change:,}%" in cell
+        else:
+            assert "new" in cell
+
+
+def test_each_row_links_to_its_detail_for_the_month(finance_client: Client, engineer_client, march: Account):
+    html = finance_client.get(REPORTS, {"month": MARCH}).content.decode()
+    month = "period=custom&amp;start=2026-03-01&amp;end=2026-03-31"
+
+    assert f'href="{reverse("usage:spend")}?{month}&amp;team=search"' in _statement_row(html, "team", "search")
+    assert f'href="{reverse("usage:spend")}?{month}&amp;key=support-bot"' in _statement_row(html, "key", "support-bot")
+    assert f'href="{reverse("usage:spend")}?{month}&amp;model=gpt-4o"' in _statement_row(html, "model", "gpt-4o")
+
+
+def test_the_next_month_link_stops_at_the_current_month(finance_client: Client, account: Account):
+    this_month = last_complete_month().replace(day=28) + timedelta(days=4)
+    previous = finance_client.get(REPORTS, {"month": f"{last_complete_month():%Y-%m}"}).content.decode()
+    current = finance_client.get(REPORTS, {"month": f"{this_month:%Y-%m}"}).content.decode()
+
+    assert f'href="?month={this_month:%Y-%m}"' in previous
+    assert 'id="next-month"' not in current
+
+
+def test_a_future_month_says_it_has_not_started_and_shows_the_current_one(finance_client: Client, account: Account):
+    this_month = (last_complete_month().replace(day=28) + timedelta(days=4)).replace(day=1)
+    future = (this_month.replace(day=28) + timedelta(days=4 + 31 * 5)).replace(day=1)
+
+    response = finance_client.get(REPORTS, {"month": f"{future:%Y-%m}"})
+
+    assert response.status_code == 400
+    assert f"{future:%B %Y} has not started yet" in response.content.decode()
+    assert response.context["month"] == this_month

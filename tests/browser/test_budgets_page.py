@@ -67,5 +67,7 @@ def test_a_budget_with_a_bad_target_says_what_is_missing(
     page.get_by_label("Amount").fill("10")
     page.get_by_role("button", name="Add budget").click()
 
-    expect(page.get_by_text("say which team the budget is for")).to_be_visible()
+    expect(page.locator("#id_target_error")).to_contain_text("say which team the budget is for")
+    expect(page.locator(".form-errors")).to_contain_text("say which team the budget is for")  # the summary too
+    expect(page.locator("#id_target")).to_be_focused()
     assert not Budget.objects.exists()

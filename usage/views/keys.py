@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import get_object_or_404, redirect, render
+from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
 
+from toki_dashboard.forms import form_invalid, form_saved
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
 from usage import graphs, selectors
@@ -57,9 +58,11 @@ def key_edit(request: HttpRequest, pk: int) -> HttpResponse:
         if form.is_valid():
             form.save(key)
             messages.success(request, f"Saved key “{key.name}”.")
-            return redirect(reverse("usage:keys") + back)
+            return form_saved(request, reverse("usage:keys") + back)
     else:
         form = ApiKeyForm(initial={"name": key.name, "team": key.team})
-    status = 400 if form.errors else 200
+    context = {"form": form, "key": key, "next": back}
     with timezone.override(dashboard_tz()):
-        return render(request, "usage/keys_edit.html", {"form": form, "key": key, "next": back}, status=status)
+        if form.errors:
+            return form_invalid(request, "usage/keys_edit.html", "usage/partials/key_edit_form.html", context)
+        return render(request, "usage/keys_edit.html", context)

@@ -16,7 +16,7 @@ from usage.tenancy import current_account, current_account_or_none
 def overview(request: HttpRequest) -> HttpResponse:
     account = current_account_or_none(request)
     period = Period.from_query(request.GET)
-    context = {"period": period, "presets": PRESETS, "account": account}
+    context = {"period": period, "presets": PRESETS, "account": account, "no_value": selectors.NO_TEAM}
     if account is not None:
         current = selectors.totals(account=account, period=period)
         previous_period = period.previous()

@@ -7,10 +7,12 @@ from typing import Any
 
 from django.contrib import messages
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 
+from toki_dashboard.forms import form_invalid, form_saved
 from toki_dashboard.roles import Role, role_required
 from usage.exchange import rate_history
 from usage.forms import ExchangeRateForm
@@ -18,10 +20,14 @@ from usage.periods import dashboard_tz
 from usage.tenancy import current_account_or_none
 
 
-def _page(request: HttpRequest, form: ExchangeRateForm, *, status: int = 200) -> HttpResponse:
+def _page(request: HttpRequest, form: ExchangeRateForm) -> HttpResponse:
+    """The page, or after a refused post the form with its errors (toki_dashboard.forms)."""
     context: dict[str, Any] = {"form": form, "history": rate_history(), "time_zone_name": dashboard_tz().key}
     with timezone.override(dashboard_tz()):
-        response = render(request, "usage/rates.html", context, status=status)
+        if form.errors:
+            response = form_invalid(request, "usage/rates.html", "usage/partials/rates_form.html", context)
+        else:
+            response = render(request, "usage/rates.html", context)
     add_never_cache_headers(response)
     return response
 
@@ -34,14 +40,14 @@ def exchange_rates(request: HttpRequest) -> HttpResponse:
         with timezone.override(dashboard_tz()):  # a datetime-local means the dashboard's time zone
             valid = form.is_valid()
         if not valid:
-            return _page(request, form, status=400)
+            return _page(request, form)
         entry = form.save(entered_by=request.user)
         messages.success(
             request,
             f"Entered 1 {entry.from_currency} = {entry.rate.normalize():f} {entry.to_currency}. "
             f"{entry.to_currency} usage priced in {entry.from_currency} is being re-valued in the background.",
         )
-        return redirect("usage:exchange_rates")
+        return form_saved(request, reverse("usage:exchange_rates"))
     currency = account.currency if account else "CNY"
     initial = {
         "from_currency": "USD" if currency != "USD" else "",

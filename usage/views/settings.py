@@ -14,6 +14,8 @@ from django.utils.cache import add_never_cache_headers
 from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
+from toki_dashboard.forms import form_invalid, form_saved
+from toki_dashboard.htmx import wants_fragment
 from toki_dashboard.roles import Role, role_required
 from usage import deadletters, selectors
 from usage.catalogue import selectors as catalogue
@@ -31,12 +33,18 @@ def _text(value: str | None) -> str:
     return (value or "").replace("\x00", "").strip()[:200]
 
 
-def _page(request: HttpRequest, template: str, context: dict[str, Any], *, status: int = 200) -> HttpResponse:
+def _page(
+    request: HttpRequest, template: str, context: dict[str, Any], *, status: int = 200, form_partial: str = ""
+) -> HttpResponse:
     """Settings pages show times in the dashboard's time zone and are never cached; each counts
-    the records set aside as dead letters."""
+    the records set aside as dead letters. With `form_partial`, a refused form: the page with its
+    errors, or for htmx the form alone (toki_dashboard.forms)."""
     context = context | {"dead_letters": deadletters.open_count()}
     with timezone.override(dashboard_tz()):
-        response = render(request, template, context, status=status)
+        if form_partial:
+            response = form_invalid(request, template, form_partial, context)
+        else:
+            response = render(request, template, context, status=status)
     add_never_cache_headers(response)
     return response
 
@@ -48,6 +56,9 @@ def _token_context(request: HttpRequest, form: ApiTokenForm) -> dict[str, Any]:
 
 @role_required(Role.ADMIN)
 def api_tokens(request: HttpRequest) -> HttpResponse:
+    """GET: the tokens and the form for a new one; POST: create one (the form posts here)."""
+    if request.method == "POST":
+        return api_token_create(request)
     account = current_account_or_none(request)
     form = ApiTokenForm(initial={"account": account, "scopes": [TokenScope.INGEST]})
     return _page(request, "usage/settings_tokens.html", _token_context(request, form))
@@ -58,11 +69,17 @@ def api_tokens(request: HttpRequest) -> HttpResponse:
 def api_token_create(request: HttpRequest) -> HttpResponse:
     form = ApiTokenForm(request.POST)
     if not form.is_valid():
-        return _page(request, "usage/settings_tokens.html", _token_context(request, form), status=400)
+        context = _token_context(request, form)
+        return _page(request, "usage/settings_tokens.html", context, form_partial="usage/partials/token_form.html")
     token, plaintext = form.save(created_by=request.user)
     # Shown in this answer only: never stored, logged, put in a URL or the session.
     context = {"section": "tokens", "token": token, "plaintext": plaintext, "scope_labels": dict(TokenScope.choices)}
-    return _page(request, "usage/settings_token_created.html", context, status=201)
+    response = _page(request, "usage/settings_token_created.html", context, status=201)
+    if wants_fragment(request):  # htmx posted the form: the whole content becomes the token's page
+        response["HX-Retarget"] = "#main"
+        response["HX-Reswap"] = "outerHTML"
+        response["HX-Reselect"] = "#main"
+    return response
 
 
 @role_required(Role.ADMIN)
@@ -112,8 +129,9 @@ def prices(request: HttpRequest) -> HttpResponse:
                 f"Added a price for {price.model_pattern}. "
                 "The requests it applies to are being re-costed in the background.",
             )
-            return redirect(reverse("usage:prices") + "?" + urlencode({"q": price.model_pattern}))
-        return _page(request, "usage/settings_prices.html", _price_context(request, form), status=400)
+            return form_saved(request, reverse("usage:prices") + "?" + urlencode({"q": price.model_pattern}))
+        context = _price_context(request, form)
+        return _page(request, "usage/settings_prices.html", context, form_partial="usage/partials/prices_form.html")
     model = _text(request.GET.get("model"))
     initial: dict[str, Any] = {
         "model_pattern": model,
