@@ -11,13 +11,14 @@ from typing import Any
 from django import forms
 from django.contrib import admin
 from django.core.exceptions import ValidationError
+from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from billing.audit import Actor
 from billing.budgets import services
 from billing.budgets.services import BudgetData
 from billing.models import AlertChannel, AlertDelivery, Budget, ChannelKind, parse_tiers
-from billing.notify.channels import check_target, create_channel
+from billing.notify.channels import check_target, create_channel, remove_channel
 from billing.services import BillingError
 
 
@@ -134,6 +135,13 @@ class AlertChannelAdmin(admin.ModelAdmin):
         obj.pk = added.channel.pk
         if data["kind"] == ChannelKind.WEBHOOK and not data.get("secret"):
             self.message_user(request, f"The webhook's signing secret, shown this once: {added.secret}")
+
+    def delete_model(self, request: HttpRequest, obj: AlertChannel) -> None:
+        remove_channel(obj, Actor.of_user(request.user))
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[AlertChannel]) -> None:
+        for channel in queryset:
+            remove_channel(channel, Actor.of_user(request.user))
 
 
 @admin.register(AlertDelivery)

@@ -15,7 +15,10 @@ from urllib.parse import urlsplit
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
+from django.db import transaction
 
+from billing import audit
+from billing.audit import Actor
 from billing.models import AlertChannel, ChannelKind
 from billing.notify import chat
 from usage.models import Account
@@ -54,10 +57,21 @@ def check_target(account: Account, kind: str, target: str) -> None:
         raise ValidationError({"kind": f"{kind!r} is not email, webhook or apprise."})
 
 
+AUDITED_FIELDS = ("kind", "name", "hint")  # never the URL or the secret: the hint says which
+
+
 def create_channel(
-    account: Account, *, kind: str, target: str, secret: str = "", name: str = "", created_by: Any = None
+    account: Account,
+    *,
+    kind: str,
+    target: str,
+    secret: str = "",
+    name: str = "",
+    created_by: Any = None,
+    actor: Actor | None = None,
 ) -> NewChannel:
-    """The channel, or a ValidationError naming the field at fault."""
+    """The channel, or a ValidationError naming the field at fault. Audited as `actor`
+    (default: the user who created it, else the application)."""
     target = target.strip()
     check_target(account, kind, target)
     channel = AlertChannel(account=account, kind=kind, name=name.strip()[:200], created_by=created_by)
@@ -72,5 +86,23 @@ def create_channel(
             channel.set_secret(secret)
         else:
             secret = ""
-    channel.save()
+    with transaction.atomic():
+        channel.save()
+        audit.record(
+            actor or (Actor.of_user(created_by) if created_by is not None else Actor.system()),
+            "alert_channel.added",
+            channel,
+            account=account,
+            after=audit.snapshot(channel, AUDITED_FIELDS),
+        )
     return NewChannel(channel, secret)
+
+
+@transaction.atomic
+def remove_channel(channel: AlertChannel, actor: Actor) -> None:
+    """Remove the channel; rules and budgets stop notifying it. The audit keeps what it was."""
+    before = audit.snapshot(channel, AUDITED_FIELDS)
+    pk = channel.pk
+    channel.delete()
+    channel.pk = pk  # the audit entry names the row that was removed
+    audit.record(actor, "alert_channel.removed", channel, account=channel.account, before=before)

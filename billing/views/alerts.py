@@ -18,7 +18,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from billing import alerts
+from billing.alert_rules import save_alert_rule
 from billing.alert_tiers import effective_tiers, severity_label
+from billing.audit import Actor
 from billing.models import (
     AlertChannel,
     AlertDelivery,
@@ -236,9 +238,8 @@ def alert_rules(request: HttpRequest) -> HttpResponse:
     if request.method == "POST" and account is not None:
         form = rule_form(None, request.POST, account=account)
         if form.is_valid():
-            rule = form.save()
+            rule = save_alert_rule(form.save(commit=False), Actor.of_user(request.user))
             messages.success(request, f"Rule “{rule.name}” created; it is evaluated within 5 minutes.")
-            alerts.schedule_evaluation(account.pk, delay=1)
             return form_saved(request, reverse("billing:alerts"))
         return _page(request, form=form)
     return _page(request)
@@ -251,9 +252,8 @@ def edit_alert_rule(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         form = rule_form(rule, request.POST)
         if form.is_valid():
-            form.save()
+            save_alert_rule(form.save(commit=False), Actor.of_user(request.user))
             messages.success(request, f"Rule “{rule.name}” saved.")
-            alerts.schedule_evaluation(rule.account_id, delay=1)
             return form_saved(request, reverse("billing:alerts"))
         return _page(request, form=form, editing=rule)
     return _page(request, editing=rule)

@@ -14,7 +14,9 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST
 
 from billing import alerts
+from billing.audit import Actor
 from billing.models import AlertChannel, ChannelKind, DeliveryStatus
+from billing.notify import channels as channel_services
 from billing.notify.channels import create_channel
 from toki_dashboard.forms import ErrorsInPlace, form_saved
 from toki_dashboard.roles import Role, role_required
@@ -111,6 +113,6 @@ def remove_channel(request: HttpRequest, pk: int) -> HttpResponse:
     if channel is None:  # removed already (a second click, another tab)
         messages.info(request, "That channel was removed already.")
         return redirect(back_to(request))
-    channel.delete()
+    channel_services.remove_channel(channel, Actor.of_user(request.user))
     messages.success(request, f"Channel {channel.label} removed.")
     return redirect(back_to(request))
