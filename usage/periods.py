@@ -114,6 +114,22 @@ class Period:
         return {"period": self.preset}
 
     @classmethod
+    def read(cls, query: QueryDict | dict[str, str], *, today: date | None = None) -> tuple[Period, str]:
+        """The period a page shows for ?period=…[&start=&end=], and, when part of the query could
+        not be understood, the notice saying what is shown instead ("" otherwise). Every page
+        with a period reads it here."""
+        period = cls.from_query(query, today=today)
+        preset = query.get("period") or ""
+        if preset and preset not in PRESETS:
+            return period, f"Unknown period “{preset}”: showing {period.label.lower()}."
+        if preset == "custom" and period.preset != "custom":
+            return period, (
+                f"The dates were not understood (use YYYY-MM-DD, from {FIRST_DAY.isoformat()} to "
+                f"{LAST_DAY.isoformat()}): showing {period.label.lower()}."
+            )
+        return period, ""
+
+    @classmethod
     def from_query(cls, query: QueryDict | dict[str, str], *, today: date | None = None) -> Period:
         """A period from ?period=…[&start=&end=]; anything unparseable falls back to the default."""
         today = today or timezone.localdate(timezone=dashboard_tz())

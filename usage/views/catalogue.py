@@ -13,15 +13,15 @@ from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
 from usage import parameters, selectors_parameters
 from usage.catalogue import selectors
-from usage.periods import PRESETS
+from usage.periods import PRESETS, Period
 from usage.tenancy import current_account_or_none
-from usage.views.requests import keep, period_of, with_query
+from usage.views.requests import keep, with_query
 
 
 @role_required(Role.ENGINEER)
 def catalogue(request: HttpRequest) -> HttpResponse:
     account = current_account_or_none(request)
-    period, period_warning = period_of(request.GET)
+    period, period_warning = Period.read(request.GET)
     context: dict[str, Any] = {
         "account": account,
         "period": period,

@@ -12,15 +12,15 @@ from toki_dashboard.roles import Role, role_required
 from usage import graphs, selectors, selectors_parameters
 from usage.errors import REMEDIES
 from usage.models import ErrorCause
-from usage.periods import PRESETS
+from usage.periods import PRESETS, Period
 from usage.tenancy import current_account_or_none
-from usage.views.requests import PERIOD_FIELDS, keep, period_of, with_query
+from usage.views.requests import PERIOD_FIELDS, keep, with_query
 
 
 @role_required(Role.ENGINEER)
 def errors_page(request: HttpRequest) -> HttpResponse:
     account = current_account_or_none(request)
-    period, period_warning = period_of(request.GET)
+    period, period_warning = Period.read(request.GET)
     context: dict[str, Any] = {
         "period": period,
         "presets": PRESETS,

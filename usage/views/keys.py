@@ -28,9 +28,16 @@ def _team_from(request: HttpRequest) -> str | None:
 @role_required(Role.ENGINEER)
 def keys(request: HttpRequest) -> HttpResponse:
     account = current_account_or_none(request)
-    period = Period.from_query(request.GET)
+    period, notice = Period.read(request.GET)
     team = _team_from(request)
-    context = {"period": period, "presets": PRESETS, "account": account, "team": team, "no_team": selectors.NO_TEAM}
+    context = {
+        "period": period,
+        "presets": PRESETS,
+        "account": account,
+        "team": team,
+        "no_team": selectors.NO_TEAM,
+        "notices": [notice] if notice else [],
+    }
     if account is not None:
         teams = selectors.usage_by_team(account=account, period=period)
         context |= {

@@ -14,9 +14,9 @@ from usage.calibration import estimator_quality
 from usage.catalogue import selectors as catalogue
 from usage.exchange import rates_applied
 from usage.models import HourlyUsage
-from usage.periods import PRESETS
+from usage.periods import PRESETS, Period
 from usage.tenancy import current_account, current_account_or_none
-from usage.views.requests import PERIOD_FIELDS, keep, period_of, with_query
+from usage.views.requests import PERIOD_FIELDS, keep, with_query
 
 TABLE_TARGET = "models-table"
 # Numbers read best largest first; names alphabetically.
@@ -48,7 +48,7 @@ def _sort_columns(url: str, request: HttpRequest, sort: str) -> list[dict[str, A
 @role_required(Role.ENGINEER)
 def models_page(request: HttpRequest) -> HttpResponse:
     account = current_account_or_none(request)
-    period, period_warning = period_of(request.GET)
+    period, period_warning = Period.read(request.GET)
     search = request.GET.get("q", "").strip()[:200]
     sort = request.GET.get("sort") or selectors.DEFAULT_MODEL_SORT
     notices = [period_warning] if period_warning else []
@@ -94,7 +94,7 @@ def _model_context(request: HttpRequest, model: str) -> dict[str, Any]:
     account = current_account(request)
     if not (HourlyUsage.objects.filter(account=account, model=model).exists() or catalogue.is_known(account, model)):
         raise Http404("No usage was ever recorded for this model, and the provider never listed it.")
-    period, period_warning = period_of(request.GET)
+    period, period_warning = Period.read(request.GET)
     period_params = QueryDict(mutable=True)
     for name, value in keep(request.GET, *PERIOD_FIELDS):
         period_params[name] = value

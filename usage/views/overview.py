@@ -15,8 +15,14 @@ from usage.tenancy import current_account, current_account_or_none
 @role_required(Role.FINANCE, Role.ENGINEER)
 def overview(request: HttpRequest) -> HttpResponse:
     account = current_account_or_none(request)
-    period = Period.from_query(request.GET)
-    context = {"period": period, "presets": PRESETS, "account": account, "no_value": selectors.NO_TEAM}
+    period, notice = Period.read(request.GET)
+    context = {
+        "period": period,
+        "presets": PRESETS,
+        "account": account,
+        "no_value": selectors.NO_TEAM,
+        "notices": [notice] if notice else [],
+    }
     if account is not None:
         current = selectors.totals(account=account, period=period)
         previous_period = period.previous()
@@ -47,7 +53,7 @@ def overview(request: HttpRequest) -> HttpResponse:
 def spend_chart(request: HttpRequest) -> HttpResponse:
     """The daily spend-by-model card, loaded on its own so the totals never wait for it."""
     account = current_account(request)
-    period = Period.from_query(request.GET)
+    period, _ = Period.read(request.GET)  # the page around the card says what was not understood
     figure = graphs.spend_by_model_chart(
         selectors.spend_by_model_per_day(account=account, period=period), account.currency
     )

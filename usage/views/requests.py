@@ -21,7 +21,7 @@ from usage.api import decimal_string
 from usage.catalogue import selectors as catalogue
 from usage.errors import remedy
 from usage.models import Account, ErrorCause, RecordSource, UsageRecord
-from usage.periods import FIRST_DAY, LAST_DAY, PRESETS, Period
+from usage.periods import PRESETS, Period
 from usage.tenancy import current_account, current_account_or_none
 
 PAGE_SIZE = 50
@@ -32,20 +32,6 @@ CAUSE_CHOICES = [
 ]
 SOURCE_CHOICES = [("", "Any source"), *RecordSource.choices]
 PERIOD_FIELDS = ("period", "start", "end")
-
-
-def period_of(query: QueryDict) -> tuple[Period, str]:
-    """The period of the query and, when part of it could not be understood, what was shown instead."""
-    period = Period.from_query(query)
-    preset = query.get("period") or ""
-    if preset and preset not in PRESETS:
-        return period, f"Unknown period “{preset}”: showing {period.label.lower()}."
-    if preset == "custom" and period.preset != "custom":
-        return period, (
-            f"The dates were not understood (use YYYY-MM-DD, from {FIRST_DAY.isoformat()} to {LAST_DAY.isoformat()}): "
-            f"showing {period.label.lower()}."
-        )
-    return period, ""
 
 
 def keep(query: QueryDict, *names: str) -> list[tuple[str, str]]:
@@ -124,7 +110,7 @@ def requests_log(request: HttpRequest) -> HttpResponse:
     """Filters that cannot be understood, or a broken page link, answer 400 with the message
     and the newest requests the rest of the query selects; odd dates just fall back."""
     account = current_account_or_none(request)
-    period, period_warning = period_of(request.GET)
+    period, period_warning = Period.read(request.GET)
     url = reverse("usage:requests")
     context: dict[str, Any] = {"period": period, "presets": PRESETS, "account": account, "notices": []}
     if period_warning:
@@ -274,7 +260,7 @@ def csv_rows(account: Account, filters: requestlog.RecordFilters) -> Iterator[st
 @role_required(Role.ENGINEER)
 def requests_csv(request: HttpRequest) -> HttpResponseBase:
     account = current_account(request)
-    period, _ = period_of(request.GET)
+    period, _ = Period.read(request.GET)
     form = RequestFilterForm(request.GET, account=account, period=period)
     if not form.is_valid():
         return HttpResponse("\n".join(form.problems()) + "\n", status=400, content_type="text/plain; charset=utf-8")

@@ -44,9 +44,10 @@ def only_of(filters: dict[str, str]) -> dict[str, str]:
 @role_required(Role.FINANCE, Role.ENGINEER)
 def spend(request: HttpRequest) -> HttpResponse:
     account = current_account_or_none(request)
-    period = Period.from_query(request.GET)
+    period, notice = Period.read(request.GET)
     filters = _filters(request.GET)
     context: dict[str, Any] = {
+        "notices": [notice] if notice else [],
         "period": period,
         "presets": PRESETS,
         "account": account,
