@@ -225,6 +225,8 @@ class PlanOut(Schema):
     projected_unused_at_expiry: int | None
     projected_unused_low: int | None = None
     projected_unused_high: int | None = None
+    price: str = Field(description="What the plan was paid, in its own `currency` (never converted)")
+    currency: str = Field(description="The currency the plan was paid in; may differ from the account's")
 
 
 class ProviderReportedOut(Schema):
@@ -288,6 +290,8 @@ def balance(request: HttpRequest, query: Query[BalanceQuery]) -> dict[str, Any]:
                 "projected_unused_at_expiry": plan.projected_unused,
                 "projected_unused_low": plan.forecast.unused_low if plan.forecast else None,
                 "projected_unused_high": plan.forecast.unused_high if plan.forecast else None,
+                "price": decimal_string(plan.purchase.price),
+                "currency": plan.purchase.currency,
             }
             for plan in balances.plans
         ],
