@@ -165,4 +165,6 @@ class ExchangeRateAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: ExchangeRate, form: Any, change: bool) -> None:
         obj.source, obj.entered_by = RateSource.ADMIN, request.user
         super().save_model(request, obj, form, change)
+
+
 import usage.admin_dead_letters  # noqa: E402, F401  (registers DeadLetterAdmin)

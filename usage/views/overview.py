@@ -49,7 +49,10 @@ def spend_chart(request: HttpRequest) -> HttpResponse:
     """The daily spend-by-model card, loaded on its own so the totals never wait for it."""
     account = current_account(request)
     period = Period.from_query(request.GET)
-    figure = graphs.spend_by_model_chart(
-        selectors.spend_by_model_per_day(account=account, period=period), account.currency
-    )
-    return render(request, "usage/partials/overview_spend_chart.html", {"spend_chart": figure, "period": period})
+    days = selectors.spend_by_model_per_day(account=account, period=period)
+    context = {
+        "spend_chart": graphs.spend_by_model_chart(days, account.currency),
+        "chart_unpriced_models": graphs.unpriced_models(days),
+        "period": period,
+    }
+    return render(request, "usage/partials/overview_spend_chart.html", context)
