@@ -28,6 +28,7 @@ from billing.budgets.spend import BudgetStatus
 from billing.forecast import AccountForecast
 from billing.models import AlertKind, AlertRule, Budget, SyncState
 from billing.paid import paid_for_tokens
+from usage.exchange import conversion_note, rates_applied
 from usage.models import Account, ErrorCause, HourlyUsage, Provider, UsageRecord
 from usage.periods import dashboard_tz
 from usage.templatetags.usage_format import money
@@ -290,6 +291,8 @@ def check_spend_spike(rule: AlertRule, facts: Facts) -> Check:
         ("Median daily usage value, previous 14 days", f"{money(median)} {currency}"),
         ("Threshold", f"{rule.threshold:,}× the median"),
     ]
+    if note := conversion_note(rates_applied(account, today - timedelta(days=14), now)):
+        details.append(("Exchange rates", note))
     page = ("usage:overview",)
     if median <= 0:
         summary = f"Usage value {money(last_day)} {currency} in 24 h (no median yet)"

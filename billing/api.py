@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from django.http import HttpRequest
 from ninja import Query, Router, Schema
 from ninja.errors import HttpError
-from pydantic import AwareDatetime, BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
+from pydantic import BeforeValidator, ConfigDict, Field, StrictBool, StrictInt, StrictStr
 
 from billing import selectors, services
 from billing.audit import Actor
@@ -20,7 +20,7 @@ from billing.services import MAX_TOKENS, BillingError, IdempotencyConflict, Purc
 from usage.api import PROBLEMS, Problem, decimal_string
 from usage.auth import TokenAuth, read_access
 from usage.models import TokenScope
-from usage.schemas import Text
+from usage.schemas import Text, UtcInstant
 
 try:
     from ninja import Status
@@ -62,8 +62,8 @@ class PurchaseIn(Schema):
     tokens: Annotated[StrictInt, Field(ge=1, le=MAX_TOKENS)]
     price: Money
     currency: Currency | None = None
-    effective_at: AwareDatetime
-    expires_at: AwareDatetime
+    effective_at: UtcInstant
+    expires_at: UtcInstant
     models: Annotated[list[Annotated[Text, Field(min_length=1, max_length=200)]], Field(max_length=200)] = []
     priority: Annotated[StrictInt, Field(ge=-1000, le=1000, description="Higher burns first")] = 0
     paid_from_wallet: StrictBool = False
@@ -96,7 +96,7 @@ class WalletEntryIn(Schema):
     kind: Literal["top_up", "refund", "adjustment"]
     amount: Money
     currency: Currency | None = None
-    occurred_at: AwareDatetime
+    occurred_at: UtcInstant
     note: Annotated[Text, Field(max_length=2000)] = ""
     idempotency_key: Key
 
@@ -225,6 +225,8 @@ class PlanOut(Schema):
     projected_unused_at_expiry: int | None
     projected_unused_low: int | None = None
     projected_unused_high: int | None = None
+    price: str = Field(description="What the plan was paid, in its own `currency` (never converted)")
+    currency: str = Field(description="The currency the plan was paid in; may differ from the account's")
 
 
 class ProviderReportedOut(Schema):
@@ -288,6 +290,8 @@ def balance(request: HttpRequest, query: Query[BalanceQuery]) -> dict[str, Any]:
                 "projected_unused_at_expiry": plan.projected_unused,
                 "projected_unused_low": plan.forecast.unused_low if plan.forecast else None,
                 "projected_unused_high": plan.forecast.unused_high if plan.forecast else None,
+                "price": decimal_string(plan.purchase.price),
+                "currency": plan.purchase.currency,
             }
             for plan in balances.plans
         ],

@@ -2,10 +2,16 @@
 
 The account has plans (one for a model nobody uses yet, one expiring soon with tokens
 left), a wallet that usage drove below zero, priced usage and a model without a price,
-and alert rules that fire. Each figure is read where people see it: the Plans & wallet
-page, the Overview and its htmx balance card, the forecast card, the banner, the
-monthly statements and their CSV, /api/v1/balance, /api/v1/usage/summary, and the alert
-emails as a real SMTP server (aiosmtpd) receives them. Surfaces that show a date show
+and alert rules that fire. Through the real proxy (uvicorn, the `openai` SDK) it also
+made a call with a 10 MB prompt to an upstream that does not answer (a failed call:
+no tokens, no cost, no wallet charge, still a request with an error), and two calls the
+provider sync read back from the console as well (the fake console, the real sync), one
+recorded by the proxy first and one by the sync first: each is counted once.
+
+Each figure is read where people see it: the Plans & wallet page, the Overview and its
+htmx balance card, the forecast card, the banner, the monthly statements and their CSV,
+/api/v1/balance, /api/v1/usage/summary (and /api/v1/usage/records for the calls
+themselves), and the alert emails as a real SMTP server (aiosmtpd) receives them. Surfaces that show a date show
 the same day; money shown rounded is the exact amount rounded.
 """
 
@@ -18,24 +24,36 @@ from email.message import EmailMessage
 from typing import Any
 from zoneinfo import ZoneInfo
 
+import httpx
+import openai
 import pytest
 from django.conf import settings
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from openai import OpenAI
 
 from billing import alerts
-from billing.models import AlertKind, AlertRule
+from billing.models import AlertKind, AlertRule, Allocation
+from billing.sync import sync_account
 from tests.billing.conftest import allocate, buy, ingest, record, top_up
+from tests.billing.fake_console import ACCESS_TOKEN, USER_ID, FakeConsole, LogRow
 from tests.billing.test_alerts import Sink, smtp_server  # noqa: F401  (a real SMTP server on localhost)
 from tests.members import members_with_emails
+from tests.proxy.conftest import KEY, Proxy, ServerThread, simulator  # noqa: F401  (the upstream simulator)
 from tests.surfaces import csv_rows, email_row, email_text, parse_email, text_by_id
+from toki_dashboard.asgi import application
 from toki_dashboard.roles import Role
-from usage.models import Account, Membership, TokenScope
+from usage.models import Account, Membership, ModelPrice, PriceSource, Provider, TokenScope, UsageRecord
+from usage.proxy.simulator import Simulator
 from usage.services import create_api_token
 
 DAYS = 14
 RECIPIENTS = "finance@example.com"
+TEN_MB = 10 * 1024 * 1024
+SIM_MODEL = "sim-gpt"  # priced, covered by no plan: the wallet pays for it at its usage value
+SIM_PRICE = (Decimal("2.5"), Decimal("10"))  # per million input and output tokens
 
 
 def shown_money(amount: Decimal) -> str:
@@ -56,9 +74,100 @@ def api_time(text: str | None) -> datetime | None:
     return None if text is None else datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
+@dataclass
+class Served:
+    """What went through the proxy: the call the sync read first and the one the proxy
+    recorded first (each the record that counts it), and the failed call."""
+
+    proxy_first: UsageRecord
+    sync_first: UsageRecord
+    failed: UsageRecord
+    value: Decimal  # usage value of the two served calls, each counted once
+
+
+def _usage_value(usage: openai.types.CompletionUsage) -> Decimal:
+    return (usage.prompt_tokens * SIM_PRICE[0] + usage.completion_tokens * SIM_PRICE[1]) / 1_000_000
+
+
+def _console_row(request_id: str, usage: openai.types.CompletionUsage) -> LogRow:
+    return LogRow(
+        created_at=int(timezone.now().timestamp()), model_name=SIM_MODEL, token_name="default", quota=100,
+        prompt_tokens=usage.prompt_tokens, completion_tokens=usage.completion_tokens, request_id=request_id,
+    )  # fmt: skip
+
+
+def _sync_from(account: Account, console: FakeConsole, *rows: LogRow) -> tuple[int, int]:
+    """The real sync, reading these rows from the console; the account then goes back to its
+    proxy upstream (one base URL serves both). Returns (records ingested, duplicates)."""
+    upstream = account.base_url
+    account.provider, account.base_url = Provider.NEWAPI_CONSOLE, console.base_url
+    account.set_credentials({"access_token": ACCESS_TOKEN, "user_id": str(USER_ID)})
+    account.save()
+    console.add_logs(*rows)
+    run = sync_account(account)
+    assert not run.error, run.error
+    account.provider, account.base_url, account.credentials_encrypted = Provider.MANUAL, upstream, ""
+    account.save()
+    return run.records_ingested, run.duplicates
+
+
+def through_proxy_and_sync(account: Account, server: ServerThread, sim: Simulator) -> Served:
+    ModelPrice.objects.create(
+        model_pattern=SIM_MODEL, input_per_mtok=SIM_PRICE[0], output_per_mtok=SIM_PRICE[1], currency="USD",
+        effective_from=timezone.now() - timedelta(days=365), source=PriceSource.MANUAL,
+    )  # fmt: skip
+    upstream = f"{server.url}/v1"
+    account.base_url = upstream
+    account.save()
+    proxy = Proxy(ServerThread(application).start(), account, upstream, sim)
+    try:
+        via = OpenAI(base_url=proxy.url_for(account.slug), api_key=KEY, max_retries=0)
+        # 1. The proxy records a call first; the sync then reads the console's row of it.
+        first = via.chat.completions.create(model=SIM_MODEL, messages=[{"role": "user", "content": "first, proxy"}])
+        proxy.flush()
+        console_id = sim.log[-1].request_id
+        # 2. The sync reads a call's row first; the proxy records the call after. The console
+        # id is known before the call: the simulator answers with the one it is given.
+        second_messages = [{"role": "user", "content": "second, sync"}]
+        direct = OpenAI(base_url=upstream, api_key=KEY, max_retries=0)
+        expected = direct.chat.completions.create(model=SIM_MODEL, messages=second_messages)  # not recorded
+        later_id = f"{console_id}-later"
+        rows = [_console_row(console_id, first.usage), _console_row(later_id, expected.usage)]
+        with FakeConsole() as console:
+            assert _sync_from(account, console, *rows) == (1, 1)  # the first is a duplicate: seen by the sync
+        sim.next_request_ids.append(later_id)
+        second = via.chat.completions.create(model=SIM_MODEL, messages=second_messages)
+        assert second.usage == expected.usage and second.id == expected.id
+        # 3. A 10 MB prompt to an upstream nobody answers: a 502 that costs nothing.
+        account.base_url = str(httpx.URL(upstream).copy_with(port=1))  # nothing listens on port 1
+        account.save()
+        with pytest.raises(openai.InternalServerError) as caught:
+            via.chat.completions.create(model=SIM_MODEL, messages=[{"role": "user", "content": "x" * TEN_MB}])
+        assert caught.value.status_code == 502
+        proxy.flush()
+    finally:
+        proxy.server.stop()  # the lifespan shutdown writes what is still queued
+        connections.close_all()
+    account.base_url = upstream
+    account.save()
+    records = UsageRecord.objects.filter(account=account, model=SIM_MODEL)
+    served = Served(
+        proxy_first=records.get(response_id=first.id),
+        sync_first=records.get(upstream_request_id=later_id),
+        failed=records.get(status_code=502),
+        value=_usage_value(first.usage) + _usage_value(second.usage),
+    )
+    assert served.value > 0
+    return served
+
+
 @pytest.fixture
-def acme(transactional_db, account: Account) -> dict[str, int]:
-    """Two weeks of traffic on three plans and a wallet, one model unpriced, four firing rules."""
+def acme(transactional_db, account: Account, simulator, settings) -> dict[str, Any]:  # noqa: F811
+    """Two weeks of traffic on three plans and a wallet, one model unpriced, four firing rules;
+    today, calls through the proxy and the sync (`Served`)."""
+    settings.TOKI_PROXY_ACCOUNT_CACHE_SECONDS = 0  # the test moves the account's upstream between calls
+    settings.BILLING_SYNC_TIMEOUT_SECONDS = 2
+    served = through_proxy_and_sync(account, *simulator)
     now = timezone.now()
     start = now - timedelta(days=30)
     ids = {
@@ -93,6 +202,7 @@ def acme(transactional_db, account: Account) -> dict[str, int]:
         ]
     ingest(account, *traffic)
     allocate(account, now)
+    ids["served"] = served
     for name, kind, threshold, days in [
         ("DeepSeek wasted", AlertKind.PLAN_EXPIRING_UNUSED, 10, 7),
         ("Tokens low", AlertKind.TOKEN_BALANCE_TOKENS, 100_000_000, None),
@@ -120,6 +230,7 @@ class Surfaces:
     csv_totals: list[dict[str, str]]
     balance_api: dict[str, Any]
     summary_api: dict[str, Any]
+    records_api: list[dict[str, Any]]
     emails: dict[str, EmailMessage] = field(default_factory=dict)
 
     def email(self, rule: str) -> EmailMessage:
@@ -166,6 +277,9 @@ def surfaces(acme, account: Account, smtp_server: Sink, make_user) -> Surfaces: 
         summary_api=reader.get(
             "/api/v1/usage/summary", {"start": period["start"], "end": period["end"], "group_by": "model"}
         ).json(),
+        records_api=reader.get(
+            "/api/v1/usage/records", {"start": today.isoformat(), "end": today.isoformat(), "model": SIM_MODEL}
+        ).json()["records"],
     )
     for envelope in smtp_server.envelopes:
         message = parse_email(envelope.content)
@@ -190,9 +304,10 @@ def test_the_usable_token_balance(surfaces: Surfaces):
     assert f"Token balance {shown} tokens" in text_by_id(surfaces.plans_page, "alert-banner")
 
 
-def test_the_wallet_balance(surfaces: Surfaces):
+def test_the_wallet_balance(surfaces: Surfaces, acme: dict[str, Any]):
     api = Decimal(surfaces.balance_api["wallet_balance"])
-    assert api == Decimal("5.00") - DAYS * Decimal("0.53")  # the top-up less what no plan covered
+    # The top-up less what no plan covered: each served proxy call once, the failed call nothing.
+    assert api == Decimal("5.00") - DAYS * Decimal("0.53") - acme["served"].value
 
     assert text_by_id(surfaces.plans_page, "wallet-balance") == f"{shown_money(api)}USD"
     assert text_by_id(surfaces.card, "balance-card-wallet") == f"{shown_money(api)}USD"
@@ -249,13 +364,17 @@ def test_projected_unused_tokens_per_plan(surfaces: Surfaces, acme: dict[str, in
     assert f"paid {shown_money(value)} USD" in email_row(message, "Plan DeepSeek Pack")
 
 
-def test_usage_value_paid_and_unpriced_requests(surfaces: Surfaces):
+def test_usage_value_paid_and_unpriced_requests(surfaces: Surfaces, acme: dict[str, Any]):
     total = surfaces.summary_api["total"]
     value, paid = Decimal(total["cost"]), Decimal(total["paid"])
-    assert value == DAYS * (Decimal("0.4000") + Decimal("0.0500") + Decimal("0.5300"))
+    served = acme["served"].value  # the two calls both the proxy and the sync carried, once each
+    assert value == DAYS * (Decimal("0.4000") + Decimal("0.0500") + Decimal("0.5300")) + served
     plan_paid = DAYS * (Decimal(80_000) * Decimal("28.00") / 1_400_000 + Decimal(50_000) * Decimal("15.00") / 3_000_000)
-    assert paid == plan_paid + DAYS * Decimal("0.53")  # plans at their price per token, the wallet at cost
+    # Plans at their price per token, the wallet at cost.
+    assert paid == plan_paid + DAYS * Decimal("0.53") + served
     assert total["unpriced_requests"] == DAYS and total["paid_unknown_requests"] == DAYS
+    # Four records a day, the two calls seen twice once each, and the failed call.
+    assert (total["requests"], total["errors"]) == (4 * DAYS + 3, 1)
 
     assert text_by_id(surfaces.overview, "overview-usage-value") == shown_money(value)
     assert text_by_id(surfaces.overview, "overview-paid") == shown_money(paid)
@@ -272,4 +391,41 @@ def test_the_savings_are_usage_value_less_paid(surfaces: Surfaces):
     total = surfaces.summary_api["total"]
     savings = Decimal(total["cost"]) - Decimal(total["paid"])  # nothing paid for an unpriced request here
 
-    assert text_by_id(surfaces.overview, "overview-savings") == f"Plan savings {shown_money(savings)} USD"
+    expected = (
+        f"Plan savings {shown_money(savings)} USD"
+        if savings >= 0
+        else f"Paid {shown_money(-savings)} USD over usage value"
+    )
+    assert text_by_id(surfaces.overview, "overview-savings") == expected
+
+
+def test_the_failed_call_costs_nothing_moves_no_balance_and_shows_as_a_failed_request(
+    surfaces: Surfaces, acme: dict[str, Any]
+):
+    failed = acme["served"].failed
+    assert failed.context_bytes >= TEN_MB  # its size stays, for diagnosis
+    assert (failed.prompt_tokens, failed.completion_tokens, failed.tokens_source, failed.cost) == (0, 0, "none", 0)
+    allocated = Allocation.objects.filter(record=failed)
+    assert allocated.exists() and all(a.tokens == 0 and not a.amount for a in allocated)
+    (shown,) = [r for r in surfaces.records_api if r["request_id"] == failed.request_id]
+    assert (shown["status_code"], shown["prompt_tokens"], Decimal(shown["cost"])) == (502, 0, 0)
+    assert shown["error_cause"] != ""
+    # Its priced model would have cost 2.5 M estimated tokens × 2.5 USD; the wallet and the
+    # usage value (test_the_wallet_balance, test_usage_value_paid_and_unpriced_requests) hold
+    # the served calls only, and the model's row in the summary counts it as an error.
+    (row,) = [r for r in surfaces.summary_api["rows"] if r["key"] == SIM_MODEL]
+    assert (row["requests"], row["errors"], Decimal(row["cost"])) == (3, 1, acme["served"].value)
+
+
+def test_a_call_the_proxy_and_the_sync_both_carry_is_counted_once_whichever_arrived_first(
+    surfaces: Surfaces, acme: dict[str, Any]
+):
+    served = acme["served"]
+    for counted, first, then in [(served.proxy_first, "proxy", "sync"), (served.sync_first, "sync", "proxy")]:
+        assert counted.source == first
+        assert [s.source for s in counted.sightings.all()] == [then]
+        same_call = UsageRecord.objects.filter(account=counted.account, upstream_request_id=counted.upstream_request_id)
+        assert same_call.count() == 1
+    assert served.proxy_first.response_id and served.sync_first.upstream_request_id
+    shown = {r["request_id"] for r in surfaces.records_api}
+    assert shown == {served.proxy_first.request_id, served.sync_first.request_id, served.failed.request_id}

@@ -14,6 +14,7 @@ from pydantic import AfterValidator
 from toki_dashboard.roles import Role
 from usage import deadletters, json_input, money, requestlog
 from usage.auth import TokenAuth, read_access
+from usage.exchange import conversion_note, rate_text, rates_applied
 from usage.models import ErrorCause, RecordSource, TokenScope
 from usage.periods import Period, supported_day
 from usage.schemas import MAX_BATCH, validate_records
@@ -162,12 +163,29 @@ class SummaryRowOut(SummaryFigures):
     key: str
 
 
+class AppliedRateOut(Schema):
+    from_currency: str
+    to_currency: str
+    rate: str
+    effective_from: datetime
+
+
 class SummaryOut(Schema):
     start: date
     end: date
     currency: str
     rows: list[SummaryRowOut]
     total: SummaryFigures
+    rates_applied: list[AppliedRateOut] = Field(
+        default_factory=list,
+        description="The exchange rates costs of the period were converted at into `currency` (prices "
+        "only in another currency), oldest first per currency",
+    )
+    conversion_note: str = Field(
+        "",
+        description='The same in words, as pages, CSV and emails say it: "Converted from USD at 7.12 '
+        '(from 1 Nov 2026), 7.2 (from 15 Nov 2026)"; empty when nothing was converted',
+    )
 
 
 def _figures(row: money.MoneyRow) -> dict[str, Any]:
@@ -203,12 +221,23 @@ def usage_summary(request: HttpRequest, query: Query[SummaryQuery]) -> dict[str,
     account = request.auth.account(query.account)  # type: ignore[attr-defined]  # django-ninja's request.auth is the caller usage.auth authenticated
     period = Period("custom", query.start, query.end)
     rows, total = money.summary(account=account, period=period, group_by=query.group_by)
+    rates = rates_applied(account, period.start, period.end)
     return {
         "start": query.start,
         "end": query.end,
         "currency": account.currency,
         "rows": [{"key": row.key, **_figures(row)} for row in rows],
         "total": _figures(total),
+        "rates_applied": [
+            {
+                "from_currency": r.from_currency,
+                "to_currency": r.to_currency,
+                "rate": rate_text(r.rate),
+                "effective_from": r.effective_from,
+            }
+            for r in rates
+        ],
+        "conversion_note": conversion_note(rates),
     }
 
 

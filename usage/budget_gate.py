@@ -24,7 +24,7 @@ from typing import Any
 from django.core.cache import cache
 from django.db import connection
 
-from usage.ingestion import declared_name, name_fingerprint, secret_identity
+from usage.ingestion import key_identity
 
 VERSION = 1
 
@@ -129,6 +129,5 @@ def read(account_id: int) -> GateState | None:
 
 def key_fingerprint(value: str) -> str:
     """The fingerprint ingestion keys a raw key value by (usage.ingestion.key_identity): a
-    declared `name:<name>` by its name, anything else by the SHA-256 of the secret."""
-    name = declared_name(value)
-    return name_fingerprint(name) if name is not None else secret_identity(value.strip()).fingerprint
+    name by its name, a value that looks like a secret by the SHA-256 of the secret."""
+    return key_identity(value).fingerprint

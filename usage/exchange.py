@@ -1,5 +1,9 @@
 """Reads about exchange rates: which rates a window's costs were converted at (for the
-"converted from USD at …" note beside converted figures), and the history finance sees.
+"Converted from USD at …" note beside converted figures), and the history finance sees.
+
+`conversion_note` is the one wording of that note: pages, htmx cards, the statement CSV,
+/api/v1/usage/summary and alert emails all show its text, so a converted figure reads the
+same wherever it appears.
 
 Which rate applies when is `usage.pricing.RateTable`; entering one is
 `usage.services.set_exchange_rate`.
@@ -10,11 +14,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
+from itertools import groupby
 
 from django.db.models import Exists, OuterRef
 from django.utils import timezone
 
 from usage.models import Account, ExchangeRate, UsageRecord
+from usage.periods import dashboard_tz
 
 
 @dataclass(frozen=True)
@@ -38,6 +44,29 @@ def rates_applied(account: Account, start: datetime, end: datetime) -> list[Appl
         .order_by("from_currency", "effective_from", "pk")
     )
     return [AppliedRate(r.from_currency, r.to_currency, r.rate, r.effective_from) for r in rates]
+
+
+def rate_text(value: Decimal) -> str:
+    """7.1234000000 → "7.1234", 7.2 → "7.2", 100 → "100": every digit the rate has, no trailing zeros."""
+    return format(value.normalize(), "f")
+
+
+def conversion_note(rates: list[AppliedRate]) -> str:
+    """ "Converted from USD at 7.12 (from 1 Nov 2026), 7.2 (from 15 Nov 2026)": what a figure's
+    costs were converted at, dates in the dashboard's time zone; "" when nothing was converted."""
+    if not rates:
+        return ""
+    zone = dashboard_tz()
+
+    def one(rate: AppliedRate) -> str:
+        day = rate.effective_from.astimezone(zone)
+        return f"{rate_text(rate.rate)} (from {day.day} {day:%b %Y})"
+
+    parts = [
+        f"{currency} at " + ", ".join(one(rate) for rate in group)
+        for currency, group in groupby(rates, key=lambda rate: rate.from_currency)
+    ]
+    return "Converted from " + "; ".join(parts)
 
 
 @dataclass(frozen=True)

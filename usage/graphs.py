@@ -20,15 +20,33 @@ BASE_LAYOUT = {
 }
 
 
+def unpriced_models(days: list[ModelDay]) -> list[str]:
+    """Models with requests in `days` and no price for any of them: a usage-value chart leaves
+    them out (and says so) rather than drawing them as zero."""
+    found = []
+    for model, points in groupby(sorted(days, key=attrgetter("model")), key=attrgetter("model")):
+        rows = list(points)
+        if not any(p.cost for p in rows) and any(p.unpriced_requests for p in rows):
+            found.append(model)
+    return found
+
+
 def spend_by_model_chart(days: list[ModelDay], currency: str) -> dict[str, Any]:
+    """Stacked daily usage value per model. Unpriced models are not drawn (`unpriced_models`);
+    a day that had unpriced requests besides priced ones says so in its hover text."""
     fig = go.Figure(layout=BASE_LAYOUT)
+    left_out = set(unpriced_models(days))
     for model, points in groupby(sorted(days, key=attrgetter("model", "day")), key=attrgetter("model")):
+        if model in left_out:
+            continue
         rows = list(points)
         fig.add_bar(
             name=model,
             x=[p.day.isoformat() for p in rows],
             y=[float(p.cost) for p in rows],
-            hovertemplate=f"%{{y:,.2f}} {currency}<extra>{model}</extra>",
+            text=[f" · excludes {p.unpriced_requests:,} unpriced" if p.unpriced_requests else "" for p in rows],
+            textposition="none",
+            hovertemplate=f"%{{y:,.2f}} {currency}%{{text}}<extra>{model}</extra>",
         )
     fig.update_layout(barmode="stack", yaxis_title=f"Usage value ({currency})", yaxis_tickformat=",.2f")
     return fig.to_plotly_json()

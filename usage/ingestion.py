@@ -17,12 +17,13 @@ from django.utils import timezone
 from toki_dashboard.crypto import sha256_hex
 from usage.errors import classify_error, shown_message
 from usage.estimation import Estimator, Lengths
+from usage.key_secrets import looks_like_secret, without_scheme
 from usage.models import Account, ApiKey, TokensSource
 from usage.parameters import mask_of
 from usage.pricing import PriceBook, valuation, was_served
 from usage.schemas import KEY_NAME_PREFIX, RecordIn
 
-FULL_SECRET = re.compile(r"^(sk|tk|pk)-[A-Za-z0-9_\-]{16,}$")
+FULL_SECRET = re.compile(r"^(sk|tk|pk|rk)-[A-Za-z0-9_\-]{16,}$")
 NAME_PREFIX = KEY_NAME_PREFIX
 SHOWN_TAIL_MIN_LENGTH = 16  # shorter secrets show no last four: too much of them
 
@@ -56,14 +57,18 @@ def secret_identity(secret: str) -> KeyIdentity:
 
 def key_identity(value: str, *, declared: frozenset[str] = frozenset()) -> KeyIdentity:
     """A key's name when `value` is declared as one (written `name:<name>`, or equal to the name
-    of a key the account declared before: `declared`); anything else is taken for a secret."""
+    of a key the account declared before: `declared`) or does not look like a secret
+    (usage.key_secrets); a value that looks like one is kept as its hash (`Bearer …` without
+    the scheme, so that it is the same key as the bare secret)."""
     value = value.strip()
     name = declared_name(value)
     if name is None and value in declared:
         name = value
+    if name is None and not looks_like_secret(value):
+        name = value
     if name is not None:
         return KeyIdentity(name_fingerprint(name), name, "")
-    return secret_identity(value)
+    return secret_identity(without_scheme(value))
 
 
 def resolve_keys(account: Account, values: set[str]) -> dict[str, ApiKey]:

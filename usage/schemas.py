@@ -54,6 +54,24 @@ def _storable(value: str) -> str:
 
 
 Text = Annotated[StrictStr, AfterValidator(_storable)]
+
+# The instants the billing API takes (plan validity, wallet entries): any offset, stored and
+# returned in UTC; the dates pages and periods compute from them stay in the calendar.
+EARLIEST_INSTANT = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_INSTANT = datetime(9999, 1, 1, tzinfo=UTC)  # exclusive: a year of margin for periods
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+01:00 or 9999-12-31T23:59:59-01:00 leave the calendar in UTC
+        utc = None
+    if utc is None or not EARLIEST_INSTANT <= utc < LATEST_INSTANT:
+        raise ValueError(f"must be from {EARLIEST_INSTANT:%Y-%m-%d} to before {LATEST_INSTANT:%Y-%m-%d} in UTC")
+    return utc
+
+
+UtcInstant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 TokenCount = Annotated[StrictInt, Field(ge=0, le=MAX_TOKENS)]
 Length = Annotated[StrictInt, Field(ge=0, le=MAX_LENGTH)]
 Millis = Annotated[StrictInt, Field(ge=0, le=86_400_000)]

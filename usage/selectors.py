@@ -94,6 +94,7 @@ class ModelDay:
     model: str
     cost: Decimal
     tokens: int
+    unpriced_requests: int = 0  # requests without a price: not in `cost`
 
 
 def spend_by_model_per_day(*, account: Account, period: Period) -> list[ModelDay]:
@@ -101,7 +102,11 @@ def spend_by_model_per_day(*, account: Account, period: Period) -> list[ModelDay
     rows = (
         rollup_rows(account, period)
         .values("day", "model")
-        .annotate(cost=Coalesce(Sum("cost"), ZERO), tokens=Sum(F("prompt_tokens") + F("completion_tokens")))
+        .annotate(
+            cost=Coalesce(Sum("cost"), ZERO),
+            tokens=Sum(F("prompt_tokens") + F("completion_tokens")),
+            unpriced_requests=Sum("unpriced_requests"),
+        )
         .order_by("day", "model")
     )
     return [ModelDay(**row) for row in rows]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -18,7 +18,7 @@ from billing.budgets.services import BudgetData
 from billing.models import Budget, BudgetMeasure, BudgetPeriod, BudgetScope
 from billing.services import BillingError, IdempotencyConflict
 from toki_dashboard.roles import Role
-from usage.api import PROBLEMS, decimal_string
+from usage.api import PROBLEMS, Day, decimal_string
 from usage.auth import TokenAuth, read_access
 from usage.models import TokenScope
 from usage.schemas import Text
@@ -41,8 +41,8 @@ class BudgetIn(Schema):
     period: Literal["day", "week", "month", "range"] = Field(
         "month", description="Days, weeks (from Monday) and months of DASHBOARD_TIME_ZONE, or a fixed range"
     )
-    start: date | None = Field(None, description="With period `range`: the first day")
-    end: date | None = Field(None, description="With period `range`: the last day (inclusive)")
+    start: Day | None = Field(None, description="With period `range`: the first day (2000-01-01 to 9998-12-31)")
+    end: Day | None = Field(None, description="With period `range`: the last day (inclusive)")
     thresholds: Annotated[list[Percent], Field(min_length=1, max_length=10)] = Field(
         default_factory=lambda: [Decimal(50), Decimal(80), Decimal(100)],
         description="Percentages of the amount that notify; default [50, 80, 100]",

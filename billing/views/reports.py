@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET
 from billing import selectors
 from toki_dashboard.roles import Role, role_required
 from usage.api import decimal_string
-from usage.exchange import rates_applied
+from usage.exchange import conversion_note, rates_applied
 from usage.money import MoneyRow, compared
 from usage.periods import dashboard_tz
 from usage.selectors import NO_TEAM
@@ -49,6 +49,7 @@ CSV_HEADER = [
     "paid_unknown_requests",
     "paid_pending_requests",
     "currency",
+    "converted_at",
 ]
 UNPRICED = "unpriced"
 
@@ -126,7 +127,9 @@ def reports(request: HttpRequest) -> HttpResponse:
 @require_GET
 def report_csv(request: HttpRequest, month: str) -> HttpResponse:
     """The statement as CSV: one row per model, key and team (section column), then the total;
-    usage value and paid rounded to the currency's decimals, each with its exact amount beside."""
+    usage value and paid rounded to the currency's decimals, each with its exact amount beside.
+    The total row's `converted_at` says which exchange rates the month's usage value was
+    converted at, in the words the pages use (usage.exchange.conversion_note)."""
     account = current_account(request)
     first_day = parse_month(month)
     if first_day is None:
@@ -138,8 +141,9 @@ def report_csv(request: HttpRequest, month: str) -> HttpResponse:
     writer.writerow(CSV_HEADER)
     for name, rows in statement.sections:
         for row in rows:
-            writer.writerow(_csv_row(name, row, account.currency))
-    writer.writerow(_csv_row("total", statement.total, account.currency))
+            writer.writerow([*_csv_row(name, row, account.currency), ""])
+    note = conversion_note(rates_applied(account, statement.period.start, statement.period.end))
+    writer.writerow([*_csv_row("total", statement.total, account.currency), note])
     return response
 
 

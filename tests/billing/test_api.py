@@ -214,3 +214,50 @@ def test_text_the_database_cannot_store_is_a_400_not_a_500(billing_client):
 
     assert response.status_code == 400
     assert "note" in response.json()["detail"]
+
+
+# --- Instants with unusual offsets, and near the calendar's edges ------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("purchases", lambda v: purchase_body(effective_at=v), "effective_at"),
+        ("purchases", lambda v: purchase_body(expires_at=v), "expires_at"),
+        ("wallet/entries", lambda v: entry_body(occurred_at=v), "occurred_at"),
+    ],
+)
+@pytest.mark.parametrize(
+    "instant",
+    [
+        "0001-01-01T00:00:00+21:05",
+        "0001-01-01T00:00:00+01:00",
+        "9999-12-31T23:59:59-23:59",
+        "9999-12-31T23:00:00-02:00",
+    ],
+)
+def test_an_instant_outside_the_calendar_in_utc_is_a_400_naming_the_field(billing_client, path, body, field, instant):
+    response = post(billing_client, path, body(instant))
+
+    assert response.status_code == 400, response.content
+    assert field in response.content.decode()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("purchases", lambda v: purchase_body(effective_at=v), "effective_at"),
+        ("wallet/entries", lambda v: entry_body(occurred_at=v), "occurred_at"),
+    ],
+)
+def test_an_instant_with_an_unusual_offset_is_stored_and_returned_in_utc(billing_client, path, body, field):
+    local = (NOW - timedelta(days=2)).astimezone(timezone.get_fixed_timezone(21 * 60 + 5))
+
+    response = post(billing_client, path, body(local.isoformat()))
+
+    assert response.status_code == 201, response.content
+    returned = response.json()[field]
+    assert returned.endswith(("Z", "+00:00")), returned
+    assert timezone.datetime.fromisoformat(returned.replace("Z", "+00:00")) == local
+    stored = (PlanPurchase if path == "purchases" else WalletEntry).objects.get()
+    assert getattr(stored, field).utcoffset() == timedelta(0) and getattr(stored, field) == local

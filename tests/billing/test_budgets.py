@@ -300,3 +300,22 @@ def test_the_admin_adds_a_budget_through_the_same_service(staff_client, account:
     assert (budget.thresholds, budget.enforce) == ([75, 100], True)
     assert AlertRule.objects.get(budget=budget).kind == AlertKind.BUDGET
     assert AuditEvent.objects.filter(action="budget.create", object_id=str(budget.pk)).exists()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "field"),
+    [
+        ("0001-01-01", "0001-01-02", "start"),
+        ("9999-12-30", "9999-12-31", "end"),
+        ("2026-01-01", "9999-12-31", "end"),
+        ("1999-12-31", "2026-01-01", "start"),
+    ],
+)
+def test_a_range_at_the_calendars_edges_is_a_400_naming_the_field(billing_api: Client, start, end, field):
+    body = BODY | {"period": "range", "start": start, "end": end, "idempotency_key": f"edge-{start}-{end}"}
+
+    response = billing_api.post("/api/v1/budgets", body, content_type="application/json")
+
+    assert response.status_code == 400, response.content
+    assert field in response.json()["detail"]
+    assert billing_api.get("/api/v1/budgets").status_code == 200

@@ -58,7 +58,12 @@ def test_the_overview_warns_of_the_negative_wallet_and_the_unpriced_model(
     top_models = page.locator("section").filter(has=page.locator("#top-models-title"))
     expect(top_models.get_by_role("row").filter(has_text="deepseek-chat")).to_contain_text("unpriced")
     expect(page.locator("#overview-usage-value-card")).to_contain_text("excludes")
-    expect(page.locator("#overview-paid-card")).to_contain_text("Plan savings")
+    # The plan here cost more than list price: said in words and in warning colour, not "savings -5.66".
+    expect(page.locator("#overview-savings .text-warning")).to_contain_text("over usage value")
+    expect(page.locator("#overview-savings")).not_to_contain_text("-")
+    # The unpriced model is left out of the usage-value chart, and the chart says so: never a zero bar.
+    expect(page.locator("#spend-chart-unpriced")).to_contain_text("deepseek-chat")
+    expect(page.locator("[data-figure=spend-chart] .legend")).not_to_contain_text("deepseek-chat")
     screenshot(page, "warning-overview")
     screenshot(page, "warning-overview-full", full_page=True)
     assert browsing.problems(page) == []

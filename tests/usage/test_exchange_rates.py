@@ -6,20 +6,34 @@ from __future__ import annotations
 import io
 import re
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
+from django.conf import settings
 from django.core.management import CommandError, call_command
+from django.db.models import Sum
 from django.test import Client
+from django.utils import timezone
 
+from billing import alerts
+from billing.models import AlertKind, AlertRule
+from billing.recompute import refresh_allocations
+from tests.billing.conftest import buy, top_up
+from tests.billing.test_alerts import Sink, smtp_server  # noqa: F401  (a real SMTP server on localhost)
+from tests.members import members_with_emails
+from tests.surfaces import csv_rows, email_row, parse_email, text_by_id
 from tests.test_celery_worker import worker  # noqa: F401  (a real worker on the configured broker)
+from toki_dashboard.celery import app
 from toki_dashboard.roles import Role
 from usage import rollups
 from usage.exchange import rates_applied
 from usage.models import (
     ExchangeRate,
+    HourlyUsage,
     Membership,
     ModelPrice,
     PriceSource,
@@ -92,34 +106,143 @@ def test_with_a_rate_the_usd_price_book_values_a_cny_account(cny):
     assert (record.exchange_rate, record.price.currency) == (entered, "USD")
 
 
-def test_each_record_is_converted_at_the_rate_in_effect_at_its_time_and_every_figure_agrees(cny):
-    first, second = rate("7.12", NOV_1), rate("7.20", NOV_15)
-    calls = [call(f"r{day}", NOV_1 + timedelta(days=day, hours=5), prompt=1000 * (day + 1)) for day in range(30)]
-    ingest(cny, call("before", NOV_1 - timedelta(hours=1)), *calls)
+@pytest.fixture
+def tasks_in_process() -> Iterator[None]:
+    """Tasks enqueued on commit run in-process (Celery's eager mode), so that none is left in
+    the queue for the real worker of a later test."""
+    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
+    app.conf.task_always_eager = app.conf.task_eager_propagates = True
+    try:
+        yield
+    finally:
+        app.conf.task_always_eager, app.conf.task_eager_propagates = saved
+
+
+def test_each_record_is_converted_at_the_rate_in_effect_at_its_time_and_every_figure_agrees(
+    transactional_db,
+    tasks_in_process: None,
+    smtp_server: Sink,  # noqa: F811
+    make_user,
+):
+    """A CNY account valued from the USD price book, the rate changing on the 15th of last
+    month. Last month's usage value, the wallet and the last day's usage value are read from
+    every surface that shows them, with the same "Converted from …" words beside each; a plan
+    paid in USD stays in USD, shown apart."""
+    account = create_account(name="Shanghai", slug="sh-all", currency="CNY")
+    for model in ("gpt-4o", "claude-3-5-sonnet"):
+        ModelPrice.objects.create(
+            model_pattern=model, input_per_mtok=INPUT, output_per_mtok=OUTPUT, currency="USD",
+            effective_from=datetime(2000, 1, 1, tzinfo=UTC), source=PriceSource.GENAI_PRICES,
+        )  # fmt: skip
+    zone = ZoneInfo(settings.DASHBOARD_TIME_ZONE)
+    now = timezone.now()
+    this_month = now.astimezone(zone).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    last_month = (this_month - timedelta(days=1)).replace(day=1)
+    mid_month = last_month.replace(day=15)
+    first, second = rate("7.12", last_month), rate("7.20", mid_month)
+    top_up(account, "opening", "5000", last_month - timedelta(days=1))
+    # Paid in USD on a CNY account: its price is not converted, it is shown apart.
+    buy(account, "usd-plan", 2_000_000, last_month, now + timedelta(days=60), models=["claude-*"],
+        price="30.00", currency="USD")  # fmt: skip
+    calls, day = [], last_month + timedelta(hours=5)
+    while day < now - timedelta(days=1):
+        calls.append(call(f"r{len(calls)}", day, prompt=1000 * (len(calls) % 30 + 1)))
+        day += timedelta(days=1)
+    calls.append(call("claude", last_month + timedelta(days=3), model="claude-3-5-sonnet"))
+    calls.append(call("spike", now - timedelta(hours=1), prompt=2_000_000))  # today's usage value jumps
+    ingest(account, call("before", last_month - timedelta(hours=1)), *calls)
+    refresh_allocations(account, now=now)
 
     for body in calls:
-        record = UsageRecord.objects.get(request_id=body["request_id"])
-        expected_rate = first if record.occurred_at < NOV_15 else second
-        prompt = body["usage"]["prompt_tokens"]
+        record = UsageRecord.objects.get(account=account, request_id=body["request_id"])
+        expected_rate = first if record.occurred_at < mid_month else second
         assert record.exchange_rate == expected_rate
-        assert record.cost == (usd(prompt, 1000) * expected_rate.rate).quantize(COST_QUANTUM)
-    assert UsageRecord.objects.get(request_id="before").cost is None  # no rate yet: unpriced
-    assert rollups.verify(cny) == []
-    month_total = sum(
-        UsageRecord.objects.filter(request_id__in=[c["request_id"] for c in calls]).values_list("cost", flat=True)
+        assert record.cost == (usd(body["usage"]["prompt_tokens"], 1000) * expected_rate.rate).quantize(COST_QUANTUM)
+    assert UsageRecord.objects.get(account=account, request_id="before").cost is None  # no rate yet: unpriced
+    assert rollups.verify(account) == []
+
+    month = UsageRecord.objects.filter(account=account, occurred_at__gte=last_month, occurred_at__lt=this_month)
+    month_value = sum(month.values_list("cost", flat=True))
+    note = f"Converted from USD at 7.12 (from 1 {last_month:%b %Y}), 7.2 (from 15 {last_month:%b %Y})"
+    claude = UsageRecord.objects.get(account=account, request_id="claude")
+    plan_paid = Decimal(claude.prompt_tokens + claude.completion_tokens) * Decimal("30.00") / 2_000_000
+    wallet = Decimal(5000) - sum(
+        UsageRecord.objects.filter(account=account, cost__isnull=False)
+        .exclude(pk=claude.pk)
+        .values_list("cost", flat=True)
     )
-    token = create_api_token(account=cny, name="reader", scopes=[TokenScope.READ])[1]
-    summary = Client(HTTP_AUTHORIZATION=f"Bearer {token}").get(
-        "/api/v1/usage/summary", {"start": "2026-11-01", "end": "2026-11-30", "group_by": "day"}
-    ).json()  # fmt: skip
-    assert (summary["currency"], Decimal(summary["total"]["cost"])) == ("CNY", month_total)
-    assert sum(Decimal(row["cost"]) for row in summary["rows"]) == month_total
-    applied = rates_applied(cny, NOV_1, DEC_1)
-    assert [(r.from_currency, r.rate, r.effective_from) for r in applied] == [
-        ("USD", Decimal("7.12"), NOV_1),
-        ("USD", Decimal("7.20"), NOV_15),
-    ]
-    assert [r.rate for r in rates_applied(cny, NOV_1, NOV_15)] == [Decimal("7.12")]
+    last_day = HourlyUsage.objects.filter(account=account, hour__gte=now - timedelta(hours=24)).aggregate(c=Sum("cost"))
+    last_day = last_day["c"]
+    assert last_day == UsageRecord.objects.get(account=account, request_id="spike").cost
+
+    finance = make_user("fiona-cny", Role.FINANCE)
+    engineer = make_user("enzo-cny", Role.ENGINEER)
+    for user in (finance, engineer):
+        Membership.objects.create(account=account, user=user)
+    as_finance, as_engineer = Client(), Client()
+    as_finance.force_login(finance)
+    as_engineer.force_login(engineer)
+    token = create_api_token(account=account, name="reader", scopes=[TokenScope.READ])[1]
+    api = Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+    last_day_of_month = this_month - timedelta(days=1)
+    period = {"period": "custom", "start": f"{last_month:%Y-%m-%d}", "end": f"{last_day_of_month:%Y-%m-%d}"}
+
+    # Last month's usage value: pages, the Overview's htmx region, the API, the statement and its CSV.
+    shown = f"{month_value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    overview = as_finance.get("/", period).content.decode()
+    region = as_finance.get("/", period, HTTP_HX_REQUEST="true").content.decode()
+    models = as_engineer.get("/models/", period).content.decode()
+    statement = as_finance.get("/reports/", {"month": f"{last_month:%Y-%m}"}).content.decode()
+    for page, value_id in [(overview, "overview-usage-value"), (region, "overview-usage-value"),
+                           (models, "models-usage-value"), (statement, "statement-usage-value")]:  # fmt: skip
+        assert (text_by_id(page, value_id), text_by_id(page, "rates-applied")) == (shown, note)
+    assert "<html" not in region
+    summary = api.get("/api/v1/usage/summary", {"start": period["start"], "end": period["end"], "group_by": "day"})
+    summary = summary.json()
+    assert (summary["currency"], Decimal(summary["total"]["cost"]), summary["conversion_note"]) == (
+        "CNY", month_value, note
+    )  # fmt: skip
+    assert sum(Decimal(row["cost"]) for row in summary["rows"]) == month_value
+    assert [(r["rate"], r["effective_from"][:10]) for r in summary["rates_applied"]] == [
+        ("7.12", first.effective_from.date().isoformat()), ("7.2", second.effective_from.date().isoformat())
+    ]  # fmt: skip
+    csv_total = next(
+        r for r in csv_rows(as_finance.get(f"/reports/{last_month:%Y-%m}.csv").content) if r["section"] == "total"
+    )
+    assert (csv_total["usage_value"], Decimal(csv_total["usage_value_exact"]), csv_total["converted_at"]) == (
+        f"{month_value.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)}", month_value, note
+    )  # fmt: skip
+
+    # The plan paid in USD: in USD, apart from the CNY figures, on every surface that shows paid.
+    assert summary["total"]["paid_not_converted"] == {"USD": str(plan_paid)}
+    assert csv_total["paid_not_converted"] == f"{plan_paid} USD"
+    apart = f"+ {plan_paid.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP)} USD not converted"
+    assert apart in text_by_id(overview, "overview-paid-card")
+    balance = api.get("/api/v1/balance").json()
+    (plan,) = balance["plans"]
+    assert (plan["currency"], Decimal(plan["price"])) == ("USD", Decimal("30.00"))
+    plans_page = as_finance.get("/plans/").content.decode()
+    assert "30.00 USD" in text_by_id(plans_page, f"purchase-{plan['id']}")
+
+    # The wallet (CNY, charged the converted usage value of what no plan covered) and the emails.
+    wallet_shown = f"{wallet.quantize(Decimal('0.01'), rounding=ROUND_HALF_UP):,}"
+    assert Decimal(balance["wallet_balance"]) == wallet
+    card = as_finance.get("/plans/balance-card/", HTTP_HX_REQUEST="true").content.decode()
+    assert text_by_id(plans_page, "wallet-balance") == text_by_id(card, "balance-card-wallet") == f"{wallet_shown}CNY"
+    for name, kind, threshold in [("Wallet", AlertKind.WALLET_BELOW, 100_000), ("Spike", AlertKind.SPEND_SPIKE, 2)]:
+        AlertRule.objects.create(account=account, name=name, kind=kind, threshold=threshold,
+                                 recipients=members_with_emails(account, ["finance@example.com"]))  # fmt: skip
+    alerts.evaluate_account(account)
+    emails = {message["Subject"]: message for message in map(parse_email, (e.content for e in smtp_server.envelopes))}
+    wallet_email = next(m for s, m in emails.items() if "Wallet" in s)
+    spike_email = next(m for s, m in emails.items() if "Usage value" in s)
+    assert email_row(wallet_email, "Wallet balance") == f"{wallet_shown} CNY"
+    assert email_row(spike_email, "Usage value in the last 24 hours").startswith(
+        f"{last_day.quantize(Decimal('0.01'))} CNY"
+    )
+    # Its window (the last 24 hours, the 14 days before) starts after the 15th: the second rate only.
+    assert email_row(spike_email, "Exchange rates") == f"Converted from USD at 7.2 (from 15 {last_month:%b %Y})"
+    assert rates_applied(account, last_month, mid_month) == [rates_applied(account, last_month, this_month)[0]]
 
 
 def test_a_price_in_the_accounts_own_currency_wins_over_a_converted_one(cny):
@@ -309,7 +432,7 @@ def test_pages_say_which_rates_their_usage_value_was_converted_at(request, cny, 
     note = re.search(r'id="rates-applied">(.*?)</p>', page, re.S)
     assert note, "no conversion note"
     assert " ".join(re.sub(r"<[^>]+>", "", note.group(1)).split()) == (
-        "Converted from USD at 7.12 (from 1 Nov), 7.2 (from 15 Nov)"
+        "Converted from USD at 7.12 (from 1 Nov 2026), 7.2 (from 15 Nov 2026)"
     )
 
 

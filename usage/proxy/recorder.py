@@ -30,7 +30,8 @@ from toki_dashboard.crypto import sha256_hex
 from usage import parameters
 from usage.deadletters import Unstorable, record_or_set_aside, set_aside
 from usage.errors import shown_message
-from usage.ingestion import FULL_SECRET, NAME_PREFIX
+from usage.ingestion import NAME_PREFIX
+from usage.key_secrets import looks_like_secret
 from usage.models import Account, RecordSource
 from usage.proxy import measure, spool, sse
 from usage.schemas import ErrorBody, RecordIn, UsageBody, describe
@@ -79,8 +80,9 @@ class Call:
 
 
 def key_value(authorization: str | None) -> str | None:
-    """The caller's key as RecordIn.api_key takes it. A key in the usual `sk-…` shape goes
-    whole (ingestion keeps only its hash and last four); any other secret must not be
+    """The caller's key as RecordIn.api_key takes it. A key that looks like a secret
+    (usage.key_secrets: `sk-…` and the like) goes whole (ingestion keeps only its hash and
+    last four); any other value of the header is a secret all the same and must not be
     mistaken for a key's name and stored, so it becomes a name made of its last four and
     a hash prefix."""
     if not authorization:
@@ -89,8 +91,8 @@ def key_value(authorization: str | None) -> str | None:
     token = (token if scheme.lower() == "bearer" else authorization).strip()
     if not token:
         return None
-    if FULL_SECRET.match(token) and len(token) <= 200:
-        return token
+    if looks_like_secret(token) and len(token) <= 200:
+        return token  # ingestion keeps its hash, as for the same secret sent to the API
     name = f"key …{token[-4:]} #{sha256_hex(token)[:12]}" if len(token) >= 8 else f"key #{sha256_hex(token)[:12]}"
     return f"{NAME_PREFIX}{name}"  # a name made here, declared as one
 

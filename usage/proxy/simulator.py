@@ -31,6 +31,7 @@ import hashlib
 import json
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -128,6 +129,9 @@ class Simulator:
     slow_seconds: float = 30.0
     keep_log: bool = True
     log: list[Exchange] = field(default_factory=list)
+    # Console ids to answer the next calls with, first first: a test that must know a call's
+    # id before the call is made (a console log row read before the proxy records the call).
+    next_request_ids: deque[str] = field(default_factory=deque)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -151,6 +155,8 @@ class Simulator:
         except ValueError:
             body = None
         exchange = Exchange(scope["method"], scope["path"], body, headers)
+        if self.next_request_ids:
+            exchange.request_id = self.next_request_ids.popleft()
         if self.keep_log:
             self.log.append(exchange)
             del self.log[:-1000]

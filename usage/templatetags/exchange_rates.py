@@ -6,6 +6,8 @@ from decimal import Decimal
 
 from django import template
 
+from usage.exchange import AppliedRate, conversion_note, rate_text
+
 register = template.Library()
 
 
@@ -14,4 +16,10 @@ def exchange_rate(value: Decimal | None) -> str:
     """7.1234000000 → "7.1234", 7.2 → "7.2", 100 → "100": every digit the rate has, no trailing zeros."""
     if value is None:
         return "—"
-    return format(value.normalize(), "f")
+    return rate_text(value)
+
+
+@register.filter
+def converted_at(rates: list[AppliedRate] | None) -> str:
+    """The note beside a converted figure (usage.exchange.conversion_note), the same words everywhere."""
+    return conversion_note(list(rates or []))

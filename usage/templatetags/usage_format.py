@@ -38,6 +38,13 @@ def money(value: object) -> str:
 
 
 @register.filter
+def magnitude(value: object) -> Decimal | None:
+    """|x|: a figure whose sign the words beside it already say ("… more than …")."""
+    number = _decimal(value)
+    return None if number is None else abs(number)
+
+
+@register.filter
 def percent(ratio: object, places: int = 1) -> str:
     """0.1234 → "12.3%"."""
     value = _decimal(ratio)

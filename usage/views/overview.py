@@ -54,10 +54,13 @@ def spend_chart(request: HttpRequest) -> HttpResponse:
     """The daily spend-by-model card, loaded on its own so the totals never wait for it."""
     account = current_account(request)
     period, _ = Period.read(request.GET)  # the page around the card says what was not understood
-    figure = graphs.spend_by_model_chart(
-        selectors.spend_by_model_per_day(account=account, period=period), account.currency
-    )
-    context = {"spend_chart": figure, "period": period, "account": account}
+    days = selectors.spend_by_model_per_day(account=account, period=period)
+    context = {
+        "spend_chart": graphs.spend_by_model_chart(days, account.currency),
+        "chart_unpriced_models": graphs.unpriced_models(days),
+        "period": period,
+        "account": account,
+    }
     return render_page(
         request, "usage/overview_spend_chart_page.html", "usage/partials/overview_spend_chart.html", context
     )
