@@ -219,9 +219,9 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(fields=["account", "request_id"], name="usagerecord_unique_request"),
-        ]
+        # (account, request_id) is unique through usage.models_identity.RegisteredRequest, which
+        # every ingestion path writes in the records' transaction: on PostgreSQL this table is
+        # partitioned by month, and a unique index here would have to include occurred_at.
         indexes = [
             # The request log: newest first, keyset on (occurred_at, id).
             models.Index(fields=["account", "-occurred_at", "-id"], name="usage_log_idx"),
@@ -454,5 +454,6 @@ from usage.catalogue.models import CatalogueModel, CatalogueSync  # noqa: E402,F
 from usage.dead_letter_model import DeadLetter  # noqa: E402, F401  (in a module of its own)
 from usage.models_identity import CallKey as CallKey  # noqa: E402
 from usage.models_identity import CallSighting as CallSighting  # noqa: E402
+from usage.models_identity import RegisteredRequest as RegisteredRequest  # noqa: E402
 from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402
 from usage.models_rates import RateSource as RateSource  # noqa: E402
