@@ -7,7 +7,7 @@ Exchange rates live in `usage.models_rates`, call identities and sightings in
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -406,6 +406,35 @@ class RepricingRun(models.Model):
 
     def __str__(self) -> str:
         return f"{self.account_id}: {self.done}/{self.total}"
+
+
+class RawRetention(models.Model):
+    """From when on the raw usage records are kept (one row; none: all of them are).
+
+    `usage.partitions.apply_retention` moves `kept_from` forward before it drops a month, so
+    whatever reads it (rebuild_rollups, the allocation recompute, the pages that say a
+    period is summarised only) never expects records that are gone. It never moves back:
+    raising RAW_RETENTION_MONTHS later brings nothing back.
+    """
+
+    kept_from = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"raw records kept from {self.kept_from:%Y-%m-%d}"
+
+    @classmethod
+    def kept_from_now(cls) -> datetime | None:
+        return cls.objects.order_by("pk").values_list("kept_from", flat=True).first()
+
+    @classmethod
+    def advance(cls, cutoff: datetime) -> datetime:
+        """Move `kept_from` forward to `cutoff` (never back); returns the value in force."""
+        row, _ = cls.objects.get_or_create(pk=1, defaults={"kept_from": cutoff})
+        if row.kept_from < cutoff:
+            cls.objects.filter(pk=1).update(kept_from=cutoff, updated_at=timezone.now())
+            return cutoff
+        return row.kept_from
 
 
 class EstimatorFit(models.Model):

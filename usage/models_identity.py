@@ -23,7 +23,7 @@ class CallKey(models.Model):
     # No database constraint: a foreign key into the monthly-partitioned records would need a
     # unique key on (id, occurred_at), and a dropped partition would cascade. Django's delete
     # still cascades; claim() writes the key in the same transaction as its record.
-    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="call_keys")
+    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="call_keys", db_constraint=False)
     occurred_at = models.DateTimeField()
 
     class Meta:
@@ -44,7 +44,7 @@ class CallSighting(models.Model):
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     # No database constraint, as CallKey.record: link() writes it with the id of a record it has
     # just found or inserted, in the same transaction.
-    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="sightings")
+    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="sightings", db_constraint=False)
     request_id = models.CharField(max_length=200)
     source = models.CharField(max_length=16, choices=RecordSource.choices)
     occurred_at = models.DateTimeField(help_text="As this source reported it")

@@ -1,0 +1,206 @@
+"""Monthly partitions of the usage records (PostgreSQL), the registry of request ids that keeps
+idempotency exact across them, and raw-record retention that leaves every total exact."""
+
+from __future__ import annotations
+
+import random
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.db import connection
+from django.db.models import Sum
+from django.test.utils import CaptureQueriesContext
+
+from usage import partitions, rollups
+from usage.models import DailyUsage, HourlyUsage, RawRetention, RegisteredRequest, UsageRecord
+from usage.schemas import validate_records
+from usage.services import record_usage
+
+postgres_only = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="monthly partitions exist on PostgreSQL only: SQLite keeps the usage records in one table",
+)
+
+
+def raw(request_id: str, at: datetime, prompt: int = 100, model: str = "gpt-4o") -> dict:
+    return {
+        "request_id": request_id,
+        "occurred_at": at.isoformat(),
+        "model": model,
+        "usage": {"prompt_tokens": prompt, "completion_tokens": prompt // 10},
+        "cost": str(Decimal(prompt) / 1000),
+        "latency_ms": 100 + prompt % 50,
+    }
+
+
+def ingest(account, records: list[dict]):
+    valid, rejected = validate_records(records)
+    assert not rejected
+    return record_usage(account, valid, source="api")
+
+
+def partition_of(record_id: int) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT tableoid::regclass::text FROM usage_usagerecord WHERE id = %s", [record_id])
+        return cursor.fetchone()[0]
+
+
+def totals() -> dict[str, object]:
+    figures = ("requests", "prompt_tokens", "completion_tokens", "cost", "latency_ms_sum")
+    return {
+        f"{model.__name__}.{name}": value
+        for model in (HourlyUsage, DailyUsage)
+        for name, value in model.objects.aggregate(**{n: Sum(n) for n in figures}).items()
+    }
+
+
+# --- Partitions --------------------------------------------------------------------------------
+
+
+@postgres_only
+def test_the_migration_partitions_the_records_by_month_with_a_default(db):
+    found = partitions.partitions()
+    current = partitions.month_start(datetime.now(UTC))
+    months = [p.start for p in found if p.start is not None]
+
+    assert partitions.is_partitioned()
+    for ahead in range(4):  # this month and three ahead
+        assert partitions.add_months(current, ahead) in months
+    assert found[-1].name == partitions.DEFAULT_PARTITION and found[-1].start is None
+    assert all(p.end == partitions.add_months(p.start, 1) for p in found if p.start is not None)
+
+
+@postgres_only
+def test_partitions_are_created_ahead_and_a_month_held_by_the_default_moves_into_its_own(db, account):
+    far = datetime(2021, 6, 15, 12, tzinfo=UTC)
+    ingest(account, [raw("far-1", far), raw("far-2", far + timedelta(days=3))])
+    first = UsageRecord.objects.get(request_id="far-1")
+    assert partition_of(first.pk) == partitions.DEFAULT_PARTITION
+
+    created = partitions.ensure_partitions(ahead=2, now=datetime(2021, 4, 20, tzinfo=UTC))
+
+    assert created == ["usage_usagerecord_p2021_04", "usage_usagerecord_p2021_05", "usage_usagerecord_p2021_06"]
+    assert partition_of(first.pk) == "usage_usagerecord_p2021_06"
+    assert UsageRecord.objects.filter(account=account).count() == 2
+    assert partitions.ensure_partitions(ahead=2, now=datetime(2021, 4, 20, tzinfo=UTC)) == []
+    # New records of that month go to the new partition, through the parent table.
+    ingest(account, [raw("far-3", far + timedelta(days=1))])
+    assert partition_of(UsageRecord.objects.get(request_id="far-3").pk) == "usage_usagerecord_p2021_06"
+
+
+@postgres_only
+def test_the_scheduled_task_creates_the_partitions_ahead(db, settings):
+    from usage.tasks import maintain_usage_partitions
+
+    settings.RAW_RETENTION_MONTHS = None
+    settings.USAGE_PARTITIONS_AHEAD = 7
+    current = partitions.month_start(datetime.now(UTC))
+
+    done = maintain_usage_partitions.apply().get()
+
+    months = {p.start for p in partitions.partitions()}
+    assert all(partitions.add_months(current, n) in months for n in range(8))
+    assert partitions.partition_name(partitions.add_months(current, 7)) in done["created"]
+    assert done["dropped"] == []
+
+
+# --- Idempotency through the registry ----------------------------------------------------------
+
+
+def test_the_same_request_id_in_two_months_is_a_conflict_not_a_second_record(db, account):
+    boundary = datetime(2026, 12, 1, tzinfo=UTC)
+    first = ingest(account, [raw("edge", boundary - timedelta(seconds=1))])
+    again = ingest(account, [raw("edge", boundary + timedelta(seconds=1))])
+    replay = ingest(account, [raw("edge", boundary - timedelta(seconds=1))])
+
+    assert (first.accepted, again.accepted, replay.accepted) == (1, 0, 0)
+    assert again.conflicts == [{"index": 0, "request_id": "edge"}]
+    assert (replay.duplicates, replay.conflicts) == (1, [])
+    assert UsageRecord.objects.filter(account=account, request_id="edge").count() == 1
+    assert UsageRecord.objects.get(request_id="edge").occurred_at == boundary - timedelta(seconds=1)
+    assert RegisteredRequest.objects.filter(account=account, request_id="edge").count() == 1
+    assert rollups.verify(account) == []
+
+
+def test_concurrent_replays_spanning_two_months_store_each_request_once(transactional_db, account):
+    boundary = datetime(2026, 12, 1, tzinfo=UTC)
+    rng = random.Random(5)
+    # 600 requests a minute apart around the month boundary; the same id may come with a
+    # moment in the other month (a conflict, never a second record).
+    records = [raw(f"r{i}", boundary + timedelta(minutes=i - 300), prompt=100 + i) for i in range(600)]
+    shifted = [dict(r, occurred_at=(boundary + timedelta(minutes=300 - i)).isoformat()) for i, r in enumerate(records)]
+    batches = [rng.sample(records, 300) for _ in range(6)] + [rng.sample(shifted, 200) for _ in range(2)]
+    rng.shuffle(batches)
+
+    def send(batch: list[dict]) -> None:
+        try:
+            ingest(account, batch)
+        finally:
+            connection.close()
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(send, batches))
+
+    ids = list(UsageRecord.objects.filter(account=account).values_list("request_id", flat=True))
+    assert len(ids) == len(set(ids)), "a request id stored twice"
+    assert set(ids) == set(RegisteredRequest.objects.filter(account=account).values_list("request_id", flat=True))
+    assert rollups.verify(account) == []
+    assert sum(g["requests"] for g in rollups.stored(account).values()) == len(ids)
+
+
+# --- Retention ---------------------------------------------------------------------------------
+
+
+def seven_months(account, now: datetime) -> None:
+    """Records in each of the seven months up to `now`'s, two days apart, in batches."""
+    start = partitions.add_months(partitions.month_start(now), -6)
+    records, at, i = [], start + timedelta(hours=5), 0
+    while at < now:
+        records.append(raw(f"m{i}", at, prompt=50 + i % 97, model=("gpt-4o", "deepseek-chat")[i % 2]))
+        at, i = at + timedelta(days=2, minutes=7), i + 1
+    ingest(account, records)
+    partitions.ensure_partitions(ahead=0, now=now)  # months held by the default get their own
+
+
+@postgres_only
+def test_retention_drops_each_old_month_partition_in_one_statement_and_keeps_the_rollups(db, account):
+    now = datetime(2020, 9, 14, tzinfo=UTC)
+    seven_months(account, now)
+    before = totals()
+    cutoff = datetime(2020, 6, 1, tzinfo=UTC)  # three months before September
+    old = UsageRecord.objects.filter(account=account, occurred_at__lt=cutoff).count()
+    kept = UsageRecord.objects.filter(account=account, occurred_at__gte=cutoff).count()
+    assert old and kept
+
+    with CaptureQueriesContext(connection) as queries:
+        done = partitions.apply_retention(now=now, months=3)
+
+    drops = [q["sql"] for q in queries if q["sql"].startswith("DROP TABLE")]
+    assert done.dropped == [f"usage_usagerecord_p2020_{m:02d}" for m in (3, 4, 5)]
+    assert len(drops) == 3 and all(name in " ".join(drops) for name in done.dropped)
+    assert done.kept_from == cutoff == RawRetention.kept_from_now()
+    assert UsageRecord.objects.filter(account=account).count() == kept
+    assert not UsageRecord.objects.filter(occurred_at__lt=cutoff).exists()
+    assert totals() == before
+    # The request ids of the dropped records stay: a replay is still a duplicate.
+    assert RegisteredRequest.objects.filter(account=account).count() == old + kept
+
+
+def test_retention_forgets_raw_records_only_and_a_replay_of_a_forgotten_one_counts_nothing(db, account, settings):
+    now = datetime(2020, 9, 14, tzinfo=UTC)
+    seven_months(account, now)
+    before = totals()
+    cutoff = datetime(2020, 6, 1, tzinfo=UTC)
+    forgotten = UsageRecord.objects.filter(account=account, occurred_at__lt=cutoff).order_by("occurred_at").first()
+    kept = UsageRecord.objects.filter(account=account, occurred_at__gte=cutoff).count()
+
+    partitions.apply_retention(now=now, months=3)
+
+    assert UsageRecord.objects.filter(account=account).count() == kept
+    assert totals() == before
+    again = raw(forgotten.request_id, forgotten.occurred_at, prompt=forgotten.prompt_tokens, model=forgotten.model)
+    replay = ingest(account, [again])
+    assert (replay.accepted, len(replay.conflicts)) == (0, 0) and replay.duplicates == 1
+    assert totals() == before
