@@ -10,7 +10,7 @@ from decimal import Decimal
 
 import pytest
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.test.utils import CaptureQueriesContext
 
 from usage import partitions, rollups
@@ -204,3 +204,75 @@ def test_retention_forgets_raw_records_only_and_a_replay_of_a_forgotten_one_coun
     replay = ingest(account, [again])
     assert (replay.accepted, len(replay.conflicts)) == (0, 0) and replay.duplicates == 1
     assert totals() == before
+
+
+def test_rebuild_rollups_after_retention_leaves_the_summarised_months_and_recounts_the_kept_ones(db, account):
+    now = datetime(2020, 9, 14, tzinfo=UTC)
+    seven_months(account, now)
+    before = totals()
+    partitions.apply_retention(now=now, months=3)
+
+    assert rollups.verify(account) == []
+    rollups.rebuild(account)
+
+    assert totals() == before
+    assert HourlyUsage.objects.filter(account=account, hour__lt=datetime(2020, 6, 1, tzinfo=UTC)).exists()
+    assert rollups.verify(account) == []
+
+
+def billing_figures(account) -> dict[str, object]:
+    from billing.models import Allocation, DailyPaid, WalletEntry
+
+    figures = ("requests", "plan_tokens", "plan_paid", "wallet_paid", "unknown_requests")
+    return {
+        "allocations": Allocation.objects.filter(account=account).aggregate(
+            rows=Count("id"), tokens=Sum("tokens"), amount=Sum("amount")
+        ),
+        "paid": DailyPaid.objects.filter(account=account).aggregate(**{n: Sum(n) for n in figures}),
+        "paid_days": sorted(DailyPaid.objects.filter(account=account).values_list("day", "model", "requests")),
+        "wallet": WalletEntry.objects.filter(account=account).aggregate(n=Count("id"), amount=Sum("amount")),
+    }
+
+
+def test_allocations_paid_and_the_wallet_stay_exact_when_old_months_are_dropped(db, account):
+    from billing import paid
+    from billing.recompute import refresh_allocations, request_recompute
+    from tests.billing.conftest import buy
+
+    now = datetime(2020, 9, 14, tzinfo=UTC)
+    seven_months(account, now)
+    # A plan covers part of the usage; the rest is charged to the wallet.
+    buy(account, "spring", 3000, datetime(2020, 3, 1, tzinfo=UTC), datetime(2020, 7, 1, tzinfo=UTC), price="12")
+    refresh_allocations(account, now=now)
+    before = billing_figures(account)
+    assert before["wallet"]["n"] and before["paid"]["plan_tokens"]
+
+    partitions.apply_retention(now=now, months=3)
+    refresh_allocations(account, now=now, full=True)
+    request_recompute(account, datetime(2020, 3, 1, tzinfo=UTC), "a purchase changed back then")
+    refresh_allocations(account, now=now)
+    paid.rebuild(account)
+
+    assert billing_figures(account) == before
+
+
+def test_pages_csv_and_the_records_api_say_when_a_period_is_summarised_only(db, account, engineer_client, settings):
+    settings.RAW_RETENTION_MONTHS = 3
+    now = datetime(2020, 9, 14, tzinfo=UTC)
+    seven_months(account, now)
+    partitions.apply_retention(now=now, months=3)
+    old = {"period": "custom", "start": "2020-03-01", "end": "2020-03-31"}
+    recent = {"period": "custom", "start": "2020-07-01", "end": "2020-07-31"}
+    said = "Request-level detail kept for 3 months (from 2020-06-01); this period is summarised only"
+
+    for url in ("/requests/", "/errors/", "/models/", "/models/gpt-4o/"):
+        assert said in engineer_client.get(url, old).content.decode(), url
+        assert "summarised only" not in engineer_client.get(url, recent).content.decode(), url
+    lines = b"".join(engineer_client.get("/requests/export.csv", old).streaming_content).decode().splitlines()
+    assert len(lines) == 2 and lines[-1].startswith(f"# {said}")
+    kept = b"".join(engineer_client.get("/requests/export.csv", recent).streaming_content).decode()
+    assert "summarised" not in kept and len(kept.splitlines()) > 2
+    api = engineer_client.get("/api/v1/usage/records", {"start": "2020-03-01", "end": "2020-03-31"}).json()
+    assert api["records"] == [] and api["retention_notice"].startswith(said)
+    api = engineer_client.get("/api/v1/usage/records", {"start": "2020-07-01", "end": "2020-07-31"}).json()
+    assert api["records"] and api["retention_notice"] is None
