@@ -276,3 +276,27 @@ def test_pages_csv_and_the_records_api_say_when_a_period_is_summarised_only(db, 
     assert api["records"] == [] and api["retention_notice"].startswith(said)
     api = engineer_client.get("/api/v1/usage/records", {"start": "2020-07-01", "end": "2020-07-31"}).json()
     assert api["records"] and api["retention_notice"] is None
+
+
+def test_the_maintenance_command_says_what_it_kept_dropped_and_created(db, account, settings):
+    from io import StringIO
+
+    from django.core.management import call_command
+
+    settings.RAW_RETENTION_MONTHS = None
+    out = StringIO()
+    call_command("maintain_usage_records", stdout=out)
+    assert "RAW_RETENTION_MONTHS is not set, every raw record is kept" in out.getvalue()
+
+    settings.RAW_RETENTION_MONTHS = 2
+    ingest(account, [raw("old", datetime(2020, 1, 5, tzinfo=UTC)), raw("new", datetime.now(UTC) - timedelta(hours=1))])
+    out = StringIO()
+    call_command("maintain_usage_records", stdout=out)
+
+    cutoff = partitions.retention_cutoff(months=2)
+    assert f"raw records kept from {cutoff:%Y-%m-%d}" in out.getvalue()
+    assert list(UsageRecord.objects.values_list("request_id", flat=True)) == ["new"]
+    if connection.vendor == "postgresql":
+        assert "Partitions: 0 created (all there already)" in out.getvalue()
+    else:
+        assert "one table on this database (SQLite)" in out.getvalue()
