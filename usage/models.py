@@ -173,10 +173,14 @@ class ModelPrice(models.Model):
 class UsageRecord(models.Model):
     """One API request. Prompts and outputs are never stored: only their lengths."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records")
+    # No index of its own: usage_log_idx starts with account_id and serves every account-scoped
+    # query, and deleting an account (CASCADE) finds its records through it.
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records", db_index=False)
     request_id = models.CharField(max_length=200)
     occurred_at = models.DateTimeField()
     model = models.CharField(max_length=200)
+    # Indexed for deleting a key in the admin: SET_NULL updates its records, one index probe per
+    # partition instead of reading every record.
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     team = models.CharField(max_length=100, blank=True, default="")
     endpoint = models.CharField(max_length=200, default="/v1/chat/completions")
@@ -202,6 +206,7 @@ class UsageRecord(models.Model):
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     cost = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
     cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True, default="")
+    # Indexed for deleting a price (admin, Settings → Prices): SET_NULL updates the records it valued.
     price = models.ForeignKey(ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     # The rate `cost` was converted at, when the price was in another currency than the account's.
     exchange_rate = models.ForeignKey(
@@ -222,9 +227,18 @@ class UsageRecord(models.Model):
         # (account, request_id) is unique through usage.models_identity.RegisteredRequest, which
         # every ingestion path writes in the records' transaction: on PostgreSQL this table is
         # partitioned by month, and a unique index here would have to include occurred_at.
+        # Every index here is read by a named query (bench/explain_records.py measures each with
+        # EXPLAIN (ANALYZE, BUFFERS); bench/README.md has the plans). Two more are created in
+        # raw SQL by migrations: usage_failed_idx (0007: the errors page, the model page's errors
+        # card, the request log filtered on failure or a cause) and usage_model_latency_idx
+        # (0009: the model page's latency percentiles, from the index alone).
         indexes = [
-            # The request log: newest first, keyset on (occurred_at, id).
+            # The request log page and GET /api/v1/usage/records: newest first, keyset on
+            # (occurred_at, id), at any depth; the CSV export; the allocation recompute's
+            # records from a checkpoint (billing.recompute._records_from); seeded hours of the demo.
             models.Index(fields=["account", "-occurred_at", "-id"], name="usage_log_idx"),
+            # One model's records in a window: the request log filtered on a model, repricing and
+            # re-estimation of a price's model over its window (usage.repricing, usage.calibration).
             models.Index(fields=["account", "model", "-occurred_at"], name="usage_model_time_idx"),
             # Which rates a window's costs were converted at (and what a deleted rate leaves).
             models.Index(

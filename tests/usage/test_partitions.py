@@ -300,3 +300,19 @@ def test_the_maintenance_command_says_what_it_kept_dropped_and_created(db, accou
         assert "Partitions: 0 created (all there already)" in out.getvalue()
     else:
         assert "one table on this database (SQLite)" in out.getvalue()
+
+
+def test_every_index_of_the_records_is_there_after_the_migrations(db):
+    """The partitioning (PostgreSQL) and the table rebuilds (SQLite) keep the indexes the
+    migrations made in raw SQL, and the single-column account index is gone."""
+    with connection.cursor() as cursor:
+        names = {
+            index
+            for index, info in connection.introspection.get_constraints(cursor, "usage_usagerecord").items()
+            if info["index"]
+        }
+    for expected in ("usage_log_idx", "usage_model_time_idx", "usage_converted_idx"):
+        assert expected in names
+    for raw_sql in ("usage_failed_idx", "usage_model_latency_idx"):
+        assert raw_sql in names
+    assert not any(n.startswith("usage_usagerecord_account_id") for n in names)

@@ -11,6 +11,22 @@ SELECT account_id, request_id, occurred_at, content_hash FROM usage_usagerecord
 """
 
 
+# SQLite rebuilds the table to change its constraints or indexes, and the rebuilt table has
+# only the indexes of the model state: the two created in raw SQL (0007, 0009) come back here.
+RAW_SQLITE_INDEXES = (
+    "CREATE INDEX IF NOT EXISTS usage_failed_idx ON usage_usagerecord "
+    "(account_id, occurred_at DESC, id DESC, error_cause, model) WHERE error_cause <> 'none'",
+    "CREATE INDEX IF NOT EXISTS usage_model_latency_idx ON usage_usagerecord "
+    "(account_id, model, occurred_at, latency_ms) WHERE latency_ms IS NOT NULL",
+)
+
+
+def restore_raw_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor == "sqlite":
+        for statement in RAW_SQLITE_INDEXES:
+            schema_editor.execute(statement)
+
+
 class Migration(migrations.Migration):
 
     dependencies = [
@@ -34,8 +50,11 @@ class Migration(migrations.Migration):
         ),
         # The records' unique constraint held, so every (account, request_id) is there once.
         migrations.RunSQL(BACKFILL, reverse_sql="DELETE FROM usage_registeredrequest"),
+        # Both ways: backwards, the rebuild comes after this point.
+        migrations.RunPython(migrations.RunPython.noop, restore_raw_indexes, elidable=False),
         migrations.RemoveConstraint(
             model_name='usagerecord',
             name='usagerecord_unique_request',
         ),
+        migrations.RunPython(restore_raw_indexes, migrations.RunPython.noop, elidable=False),
     ]
