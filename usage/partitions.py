@@ -91,14 +91,14 @@ def partitions() -> list[Partition]:
     return sorted(found, key=lambda p: (p.start is None, p.start or datetime.min.replace(tzinfo=UTC)))
 
 
-def _default_months(before: datetime | None = None) -> list[datetime]:
+def _default_months(since: datetime | None = None) -> list[datetime]:
     """Months the default partition holds rows of."""
     with connection.cursor() as cursor:
         cursor.execute(
             f"SELECT DISTINCT date_trunc('month', occurred_at AT TIME ZONE 'UTC') FROM {DEFAULT_PARTITION}"  # noqa: S608
         )
         months = sorted(row[0].replace(tzinfo=UTC) for row in cursor.fetchall())
-    return [m for m in months if before is None or m >= before]
+    return [m for m in months if since is None or m >= since]
 
 
 def create_partition(month: datetime) -> bool:
@@ -149,7 +149,7 @@ def ensure_partitions(*, ahead: int | None = None, now: datetime | None = None) 
     ahead = settings.USAGE_PARTITIONS_AHEAD if ahead is None else ahead
     current = month_start(now or timezone.now())
     months = {add_months(current, n) for n in range(ahead + 1)}
-    months.update(_default_months(before=RawRetention.kept_from_now()))
+    months.update(_default_months(since=RawRetention.kept_from_now()))
     created = [partition_name(month) for month in sorted(months) if create_partition(month)]
     for name in created:
         logger.info("usage records: partition %s created", name)
