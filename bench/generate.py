@@ -59,7 +59,7 @@ def main() -> None:
                 "(SELECT id FROM usage_usagerecord WHERE account_id = %s)",
                 [account.pk],
             )
-            for table in ("usage_callkey", "usage_callsighting", "usage_usagerecord"):
+            for table in ("usage_callkey", "usage_callsighting", "usage_usagerecord", "usage_registeredrequest"):
                 cursor.execute(f"DELETE FROM {table} WHERE account_id = %s", [account.pk])
             cursor.execute("DELETE FROM usage_hourlyusage WHERE account_id = %s", [account.pk])
             cursor.execute("DELETE FROM usage_dailyusage WHERE account_id = %s", [account.pk])

@@ -60,7 +60,13 @@ def empty_account(slug: str) -> Any:
 
     account = ensure_account(slug)
     with connection.cursor() as cursor:
-        tables = ("billing_allocation", "usage_callkey", "usage_callsighting", "usage_usagerecord")
+        tables = (
+            "billing_allocation",
+            "usage_callkey",
+            "usage_callsighting",
+            "usage_usagerecord",
+            "usage_registeredrequest",
+        )
         for table in (*tables, "usage_hourlyusage", "usage_dailyusage"):
             column = "record_id IN (SELECT id FROM usage_usagerecord WHERE account_id = %s)"
             where = column if table == "billing_allocation" else "account_id = %s"

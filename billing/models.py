@@ -168,7 +168,11 @@ class Allocation(models.Model):
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
-    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="+")
+    # No database constraint: the records are partitioned by month on PostgreSQL (a foreign
+    # key into them would need a unique key on (id, occurred_at)), and allocations outlive the
+    # raw partitions retention drops (RAW_RETENTION_MONTHS). The recompute writes allocations
+    # only for records it has just read, under the account's lock, so the check adds nothing.
+    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="+", db_constraint=False)
     occurred_at = models.DateTimeField()
     purchase = models.ForeignKey(
         PlanPurchase, on_delete=models.RESTRICT, null=True, blank=True, related_name="allocations"

@@ -29,6 +29,7 @@ from django.db.models.functions import Coalesce
 
 from billing.allocation import AMOUNT_QUANTUM
 from billing.models import Allocation, BillingState, DailyPaid, PlanPurchase
+from usage import rollups
 from usage.models import Account
 from usage.money import Paid
 from usage.periods import Period, dashboard_tz
@@ -190,10 +191,17 @@ def stored_shares(
 
 
 def rebuild(account: Account) -> int:
-    """Recompute the account's rollup from every allocation; returns the rows written."""
-    DailyPaid.objects.filter(account=account).delete()
+    """Recompute the account's rollup from every allocation; returns the rows written.
+
+    Days before the raw records retention keeps (RAW_RETENTION_MONTHS) stay as they are: an
+    allocation names its record's model, key and team only through the record, which is gone."""
+    since, first_day = rollups.raw_start(rollups.DAILY)
+    kept = DailyPaid.objects.filter(account=account)
+    if first_day is not None:
+        kept = kept.filter(day__gte=first_day)
+    kept.delete()
     ledger = Ledger(account)
-    ledger.add(stored_shares(account))
+    ledger.add(stored_shares(account, start=since))
     ledger.apply()
     return DailyPaid.objects.filter(account=account).count()
 

@@ -53,7 +53,7 @@ from billing.models import (
     WalletEntryKind,
 )
 from usage import selectors as usage_selectors
-from usage.models import Account, RepricingRun, UsageRecord
+from usage.models import Account, RawRetention, RepricingRun, UsageRecord
 
 logger = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ def refresh_allocations(account: Account, *, now: datetime | None = None, full: 
         starts = [at for at in reasons if at is not None]
         result = RefreshResult()
         if starts:
-            result = recompute_from(account, min(starts), now=now)
+            result = recompute_from(account, _within_retention(min(starts)), now=now)
             RecomputeRequest.objects.filter(pk__in=[pk for pk, _ in requests]).delete()
             state.last_checkpoint = result.checkpoint
         if state.paid_rollup_zone != settings.DASHBOARD_TIME_ZONE:  # first build, or days in another zone
@@ -155,6 +155,16 @@ def refresh_allocations(account: Account, *, now: datetime | None = None, full: 
     return result
 
 
+def _within_retention(checkpoint: datetime) -> datetime:
+    """A checkpoint no earlier than the raw records retention keeps (RAW_RETENTION_MONTHS).
+
+    Before it the records are gone, so the allocations, expiries and charges there are the
+    only account of them and stay as they are: a purchase recorded or voided back then
+    changes what is allocated from the retention boundary on."""
+    kept_from = RawRetention.kept_from_now()
+    return checkpoint if kept_from is None else max(checkpoint, kept_from)
+
+
 def _locked_state(account: Account) -> BillingState:
     BillingState.objects.get_or_create(account=account)
     return BillingState.objects.select_for_update().get(account=account)
@@ -163,6 +173,9 @@ def _locked_state(account: Account) -> BillingState:
 def _earliest_unallocated(account: Account, *, after_id: int) -> datetime | None:
     has_rows = Exists(Allocation.objects.filter(record=OuterRef("pk")))
     pending = UsageRecord.objects.filter(account=account, pk__gt=after_id).filter(~has_rows)
+    kept_from = RawRetention.kept_from_now()
+    if kept_from is not None:  # a late record from before it is summarised only, never allocated
+        pending = pending.filter(occurred_at__gte=kept_from)
     return pending.aggregate(at=Min("occurred_at"))["at"]
 
 
@@ -193,6 +206,9 @@ def _earliest_changed_record(account: Account, state: BillingState, clock: datet
         | (wallet & Q(record_cost__isnull=False, record__cost__isnull=False) & ~Q(record_cost=F("record__cost")))
     )
     stale = Allocation.objects.filter(account=account).filter(changed)
+    kept_from = RawRetention.kept_from_now()
+    if kept_from is not None:  # allocations whose records retention dropped have nothing to compare with
+        stale = stale.filter(occurred_at__gte=kept_from)
     return stale.aggregate(at=Min("occurred_at"))["at"]
 
 

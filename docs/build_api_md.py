@@ -54,6 +54,8 @@ COMMAND_OUTPUT = {
     "signing secret it made, once, on stderr.",
     "evaluate_alerts": "One line per rule (account, rule, state, what it says now), then how many accounts were "
     "evaluated, notifications made and deliveries retried.",
+    "maintain_usage_records": "What it kept, dropped and created: the raw months kept (RAW_RETENTION_MONTHS), "
+    "the partitions dropped and the monthly partitions created ahead (PostgreSQL).",
     "import_usage": "Each row that cannot be stored on stderr, with its line and field (see docs/import.md); "
     "a summary of stored, duplicate, conflicting, rejected and set-aside rows on stdout.",
     "rebuild_rollups": "Per account, whether the rollups match a recount, the groups that differ and (unless "
@@ -137,6 +139,11 @@ ENVIRONMENT: dict[str, tuple[str, str | None]] = {
     "SECURE_HSTS_SECONDS": ("HSTS max-age (read only without `DEBUG`).", None),
     "LOG_LEVEL": ("Log level of every process; secrets are redacted at every level.", None),
     "BILLING_SYNC_TIMEOUT_SECONDS": ("Timeout of each request to the provider during a sync.", None),
+    "RAW_RETENTION_MONTHS": (
+        "Months of request-level records kept before the current one; older months are dropped "
+        "(a partition per statement on PostgreSQL) while rollups, plans, budgets and reports stay exact.",
+        "keep everything",
+    ),
     "MODEL_CATALOGUE_SYNC_MINUTES": (
         "How often each account's model list and prices are read; 0 turns the schedule off.",
         None,

@@ -228,3 +228,21 @@ def test_a_bad_log_level_is_refused_naming_log_level() -> None:
 def test_smtp_email_url_without_a_host_is_refused() -> None:
     with pytest.raises(ImproperlyConfigured, match="EMAIL_URL needs a host"):
         email_from_url("smtp://")
+
+
+@pytest.mark.parametrize("raw", ["0", "-2", "three"])
+def test_a_bad_raw_retention_stops_the_settings_naming_raw_retention_months(tmp_path: Path, raw: str) -> None:
+    result = _manage(["check"], _production_env(tmp_path) | {"RAW_RETENTION_MONTHS": raw})
+
+    assert result.returncode != 0
+    assert f"RAW_RETENTION_MONTHS={raw!r} is not a positive whole number" in result.stderr.strip().splitlines()[-1]
+
+
+def test_raw_retention_is_unset_by_default_and_read_from_the_environment(tmp_path: Path) -> None:
+    show = ["shell", "-c", "from django.conf import settings; print(repr(settings.RAW_RETENTION_MONTHS))"]
+
+    assert _manage(show, _production_env(tmp_path)).stdout.strip().splitlines()[-1] == "None"
+    assert (
+        _manage(show, _production_env(tmp_path) | {"RAW_RETENTION_MONTHS": "13"}).stdout.strip().splitlines()[-1]
+        == "13"
+    )

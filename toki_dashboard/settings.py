@@ -280,6 +280,22 @@ CELERY_BEAT_SCHEDULE.update(
     }
 )
 
+# --- Usage records: monthly partitions and retention ---------------------------------
+# usage.partitions; see README "Partitions, the request-id registry and retention".
+# Months of raw (request-level) records kept: older months are dropped, their rollups, paid
+# rollups, allocations and reports stay. Unset (the default) keeps everything.
+_retention = os.environ.get("RAW_RETENTION_MONTHS", "")
+RAW_RETENTION_MONTHS: int | None = (
+    parse_positive_int("RAW_RETENTION_MONTHS", _retention, default=0) if _retention.strip() else None
+)
+USAGE_PARTITIONS_AHEAD = 3  # months of PostgreSQL partitions created before they are needed
+CELERY_BEAT_SCHEDULE.update(
+    {
+        # Partitions ahead, and retention: drops raw months older than RAW_RETENTION_MONTHS.
+        "usage-maintain-partitions": {"task": "usage.tasks.maintain_usage_partitions", "schedule": 86400.0},
+    }
+)
+
 # The model catalogue (billing.model_sync → usage.catalogue): how often each account's
 # model list and prices are read; 0 turns the schedule off. See README "Model catalogue".
 MODEL_CATALOGUE_SYNC_MINUTES = int(os.environ.get("MODEL_CATALOGUE_SYNC_MINUTES", "60"))

@@ -12,7 +12,7 @@ from ninja.errors import HttpError
 from pydantic import AfterValidator
 
 from toki_dashboard.roles import Role
-from usage import deadletters, json_input, money, requestlog
+from usage import deadletters, json_input, money, requestlog, selectors
 from usage.auth import TokenAuth, read_access
 from usage.exchange import conversion_note, rate_text, rates_applied
 from usage.models import ErrorCause, RecordSource, TokenScope
@@ -278,6 +278,8 @@ class RecordOut(Schema):
 class RecordsOut(Schema):
     records: list[RecordOut]
     next_cursor: str | None
+    # Set when part of the period is past RAW_RETENTION_MONTHS: its requests are summarised only.
+    retention_notice: str | None = None
 
 
 @router.get(
@@ -330,4 +332,5 @@ def usage_records(request: HttpRequest, query: Query[RecordsQuery]) -> dict[str,
             for r in rows
         ],
         "next_cursor": next_cursor,
+        "retention_notice": selectors.raw_detail_notice(period.start, period.end) or None,
     }

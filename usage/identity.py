@@ -27,7 +27,7 @@ from typing import Any
 
 from django.db.models import Count
 
-from usage.models import Account, CallKey, CallSighting, UsageRecord
+from usage.models import Account, CallKey, CallSighting, RegisteredRequest, UsageRecord
 from usage.sql import insert_ignoring_conflicts
 
 RESPONSE_KEY = "response:"
@@ -77,8 +77,8 @@ def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
                 break
     if counted_by:
         # A request_id stored as a record stays that record's (a replay or a conflict).
-        records = UsageRecord.objects.filter(account=account, request_id__in=list(counted_by))
-        for request_id in records.values_list("request_id", flat=True):
+        registered = RegisteredRequest.objects.filter(account=account, request_id__in=list(counted_by))
+        for request_id in registered.values_list("request_id", flat=True):
             del counted_by[request_id]
     return Plan(
         records=[r for r in rows if r["request_id"] not in counted_by],
@@ -127,6 +127,8 @@ def claim(
             taken.setdefault(row["request_id"], holder[0])
     if taken:
         UsageRecord.objects.filter(pk__in=[ids[request_id] for request_id in taken]).delete()
+        # Their request ids become the sightings' (link), which keep them from now on.
+        RegisteredRequest.objects.filter(account=account, request_id__in=list(taken)).delete()
     kept = [row for row in inserted if row["request_id"] not in taken]
     return kept, [(row, taken[row["request_id"]]) for row in inserted if row["request_id"] in taken]
 

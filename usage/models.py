@@ -7,7 +7,7 @@ Exchange rates live in `usage.models_rates`, call identities and sightings in
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import TypedDict
 
@@ -182,10 +182,14 @@ class ModelPrice(models.Model):
 class UsageRecord(models.Model):
     """One API request. Prompts and outputs are never stored: only their lengths."""
 
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records")
+    # No index of its own: usage_log_idx starts with account_id and serves every account-scoped
+    # query, and deleting an account (CASCADE) finds its records through it.
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records", db_index=False)
     request_id = models.CharField(max_length=200)
     occurred_at = models.DateTimeField()
     model = models.CharField(max_length=200)
+    # Indexed for deleting a key in the admin: SET_NULL updates its records, one index probe per
+    # partition instead of reading every record.
     api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     team = models.CharField(max_length=100, blank=True, default="")
     endpoint = models.CharField(max_length=200, default="/v1/chat/completions")
@@ -214,6 +218,7 @@ class UsageRecord(models.Model):
     ttft_ms = models.PositiveIntegerField(null=True, blank=True)
     cost = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
     cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True, default="")
+    # Indexed for deleting a price (admin, Settings → Prices): SET_NULL updates the records it valued.
     price = models.ForeignKey(ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
     # The rate `cost` was converted at, when the price was in another currency than the account's.
     exchange_rate = models.ForeignKey(
@@ -234,12 +239,21 @@ class UsageRecord(models.Model):
 
     class Meta:
         ordering = ["-occurred_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(fields=["account", "request_id"], name="usagerecord_unique_request"),
-        ]
+        # (account, request_id) is unique through usage.models_identity.RegisteredRequest, which
+        # every ingestion path writes in the records' transaction: on PostgreSQL this table is
+        # partitioned by month, and a unique index here would have to include occurred_at.
+        # Every index here is read by a named query (bench/explain_records.py measures each with
+        # EXPLAIN (ANALYZE, BUFFERS); bench/README.md has the plans). Two more are created in
+        # raw SQL by migrations: usage_failed_idx (0007: the errors page, the model page's errors
+        # card, the request log filtered on failure or a cause) and usage_model_latency_idx
+        # (0009: the model page's latency percentiles, from the index alone).
         indexes = [
-            # The request log: newest first, keyset on (occurred_at, id).
+            # The request log page and GET /api/v1/usage/records: newest first, keyset on
+            # (occurred_at, id), at any depth; the CSV export; the allocation recompute's
+            # records from a checkpoint (billing.recompute._records_from); seeded hours of the demo.
             models.Index(fields=["account", "-occurred_at", "-id"], name="usage_log_idx"),
+            # One model's records in a window: the request log filtered on a model, repricing and
+            # re-estimation of a price's model over its window (usage.repricing, usage.calibration).
             models.Index(fields=["account", "model", "-occurred_at"], name="usage_model_time_idx"),
             # A request's neighbours of the same key (its page links to them).
             models.Index(fields=["account", "api_key", "-occurred_at", "-id"], name="usage_key_time_idx"),
@@ -425,6 +439,35 @@ class RepricingRun(models.Model):
         return f"{self.account_id}: {self.done}/{self.total}"
 
 
+class RawRetention(models.Model):
+    """From when on the raw usage records are kept (one row; none: all of them are).
+
+    `usage.partitions.apply_retention` moves `kept_from` forward before it drops a month, so
+    whatever reads it (rebuild_rollups, the allocation recompute, the pages that say a
+    period is summarised only) never expects records that are gone. It never moves back:
+    raising RAW_RETENTION_MONTHS later brings nothing back.
+    """
+
+    kept_from = models.DateTimeField()
+    updated_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"raw records kept from {self.kept_from:%Y-%m-%d}"
+
+    @classmethod
+    def kept_from_now(cls) -> datetime | None:
+        return cls.objects.order_by("pk").values_list("kept_from", flat=True).first()
+
+    @classmethod
+    def advance(cls, cutoff: datetime) -> datetime:
+        """Move `kept_from` forward to `cutoff` (never back); returns the value in force."""
+        row, _ = cls.objects.get_or_create(pk=1, defaults={"kept_from": cutoff})
+        if row.kept_from < cutoff:
+            cls.objects.filter(pk=1).update(kept_from=cutoff, updated_at=timezone.now())
+            return cutoff
+        return row.kept_from
+
+
 class EstimatorFit(models.Model):
     """Coefficients of the calibrated token estimator for one model, family or all models
     (README "Calibrated token estimation"), with the error measured on records it was not trained on.
@@ -471,6 +514,7 @@ from usage.catalogue.models import CatalogueModel, CatalogueSync  # noqa: E402,F
 from usage.dead_letter_model import DeadLetter  # noqa: E402, F401  (in a module of its own)
 from usage.models_identity import CallKey as CallKey  # noqa: E402
 from usage.models_identity import CallSighting as CallSighting  # noqa: E402
+from usage.models_identity import RegisteredRequest as RegisteredRequest  # noqa: E402
 from usage.models_parameters import AcceptedParameter as AcceptedParameter  # noqa: E402
 from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402
 from usage.models_rates import RateSource as RateSource  # noqa: E402

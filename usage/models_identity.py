@@ -14,15 +14,16 @@ class CallKey(models.Model):
     "request:<id>" for its request id), and the record that counts that call.
 
     Unique per account, so that two sources recording the same call race for one row and
-    exactly one of them counts it. The shape (account, key, record, occurred_at) is that of
-    a registry of request ids: once records are partitioned by month, where a unique index
-    cannot span partitions, each record's own `request_id` can be kept here too, and
-    `occurred_at` finds the record's partition.
+    exactly one of them counts it. `record` carries no database constraint (see
+    `RegisteredRequest`): the application writes the key in the record's transaction.
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
     key = models.CharField(max_length=220)
-    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="call_keys")
+    # No database constraint: a foreign key into the monthly-partitioned records would need a
+    # unique key on (id, occurred_at), and a dropped partition would cascade. Django's delete
+    # still cascades; claim() writes the key in the same transaction as its record.
+    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="call_keys", db_constraint=False)
     occurred_at = models.DateTimeField()
 
     class Meta:
@@ -41,7 +42,9 @@ class CallSighting(models.Model):
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
-    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="sightings")
+    # No database constraint, as CallKey.record: link() writes it with the id of a record it has
+    # just found or inserted, in the same transaction.
+    record = models.ForeignKey(UsageRecord, on_delete=models.CASCADE, related_name="sightings", db_constraint=False)
     request_id = models.CharField(max_length=200)
     source = models.CharField(max_length=16, choices=RecordSource.choices)
     occurred_at = models.DateTimeField(help_text="As this source reported it")
@@ -59,3 +62,32 @@ class CallSighting(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id} (seen by {self.source})"
+
+
+class RegisteredRequest(models.Model):
+    """The idempotency key of every usage record: one row per (account, request_id).
+
+    On PostgreSQL the records are partitioned by month of `occurred_at`, and a partitioned
+    table's unique indexes must include the partition key, so they cannot make a request_id
+    unique across months. This narrow table carries that unique key instead. `record_usage`
+    inserts a batch's request ids here first (INSERT … ON CONFLICT DO NOTHING), and only the
+    ids it registered become records, in the same transaction: a concurrent replay waits on
+    the unique index and then finds the id taken. `content_hash` tells a replay from a
+    conflict without reading the records, and `occurred_at` names the month the record is in.
+
+    Rows outlive the raw records that retention drops (RAW_RETENTION_MONTHS): the rollups
+    still count those records, so a replay of one must still be a duplicate.
+    """
+
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+")
+    request_id = models.CharField(max_length=200)
+    occurred_at = models.DateTimeField()
+    content_hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["account", "request_id"], name="registeredrequest_unique_request"),
+        ]
+
+    def __str__(self) -> str:
+        return self.request_id

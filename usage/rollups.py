@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time, timedelta
 from decimal import Decimal, localcontext
 from functools import cache
 from typing import Any, cast
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, F, Q, Sum
+from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate, TruncHour
 
 from usage.models import (
@@ -23,6 +23,7 @@ from usage.models import (
     DailyUsage,
     ErrorCause,
     HourlyUsage,
+    RawRetention,
     TokensSource,
     UsageRecord,
     UsageTotals,
@@ -106,8 +107,27 @@ def _bucket_expression(rollup: Rollup) -> TruncHour | TruncDate:
     return TruncHour("occurred_at")
 
 
+def raw_start(rollup: Rollup) -> tuple[datetime | None, datetime | date | None]:
+    """From which moment, and which bucket of `rollup`, the raw records are all still there
+    (None, None: all of them are). Buckets before it hold records retention has dropped
+    (RAW_RETENTION_MONTHS): they are never recounted, verified or rebuilt, only kept."""
+    kept_from = RawRetention.kept_from_now()
+    if kept_from is None:
+        return None, None
+    if rollup is HOURLY:
+        return kept_from, _hour(kept_from)
+    zone = _zone(settings.DASHBOARD_TIME_ZONE)
+    day = _local_day(kept_from)
+    midnight = datetime.combine(day, time(0), tzinfo=zone)
+    if midnight < kept_from:  # that day's first hours are gone: the next day is the first whole one
+        day += timedelta(days=1)
+        midnight = datetime.combine(day, time(0), tzinfo=zone)
+    return midnight, day
+
+
 def recount(account: Account, rollup: Rollup = HOURLY) -> dict[tuple, dict[str, Any]]:
-    """Rollup values computed from scratch from the raw records, keyed by group."""
+    """Rollup values computed from scratch from the raw records, keyed by group (the buckets
+    whose records are all kept, see `raw_start`)."""
     estimated = Q(tokens_source=TokensSource.ESTIMATED)
     # Aliases differ from the field names: Django refuses Sum("x") annotated as "x".
     aggregates = {
@@ -124,9 +144,12 @@ def recount(account: Account, rollup: Rollup = HOURLY) -> dict[tuple, dict[str, 
         "latency_ms_sum": Coalesce(Sum("latency_ms"), 0),
         "latency_count": Count("latency_ms"),
     }
+    records = UsageRecord.objects.filter(account=account)
+    since, _ = raw_start(rollup)
+    if since is not None:
+        records = records.filter(occurred_at__gte=since)
     rows = (
-        UsageRecord.objects.filter(account=account)
-        .annotate(bucket=_bucket_expression(rollup))
+        records.annotate(bucket=_bucket_expression(rollup))
         .values("bucket", "model", "api_key", "team")
         .annotate(**{f"sum_{name}": agg for name, agg in aggregates.items()})
         .order_by()
@@ -140,12 +163,10 @@ def recount(account: Account, rollup: Rollup = HOURLY) -> dict[tuple, dict[str, 
 
 
 def stored(account: Account, rollup: Rollup = HOURLY) -> dict[tuple, dict[str, Any]]:
-    """The stored rollup, keyed like `recount`; empty groups are ignored."""
+    """The stored rollup, keyed like `recount` (the same buckets); empty groups are ignored."""
     result: dict[tuple, dict[str, Any]] = {}
     bucket = rollup.bucket_field
-    for row in rollup.model._default_manager.filter(account=account).values(
-        bucket, "model", "api_key", "team", *UsageTotals.COUNTERS
-    ):
+    for row in _recountable(rollup, account).values(bucket, "model", "api_key", "team", *UsageTotals.COUNTERS):
         key = (row.pop(bucket), row.pop("model"), row.pop("api_key"), row.pop("team"))
         if row["requests"]:
             result[key] = row
@@ -182,12 +203,22 @@ def _same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
     )
 
 
+def _recountable(rollup: Rollup, account: Account) -> QuerySet[UsageTotals]:
+    """The account's rollup rows of the buckets whose raw records are all kept."""
+    rows = rollup.model._default_manager.filter(account=account)
+    _, first = raw_start(rollup)
+    return rows if first is None else rows.filter(**{f"{rollup.bucket_field}__gte": first})
+
+
 @transaction.atomic
 def rebuild(account: Account) -> int:
-    """Replace the account's rollups with a recount of its records; returns the hourly group count."""
+    """Replace the account's rollups with a recount of its records; returns the hourly group count.
+
+    Buckets before the raw records retention keeps (`raw_start`) are left as they are: their
+    records are gone, and the rollups are what is left of them."""
     counts = []
     for rollup in ROLLUPS:
-        rollup.model._default_manager.filter(account=account).delete()
+        _recountable(rollup, account).delete()
         rows = [
             rollup.model(
                 account=account, **{rollup.bucket_field: bucket}, model=model, api_key_id=key, team=team, **values

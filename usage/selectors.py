@@ -509,3 +509,20 @@ def errors_per_day(*, account: Account, period: Period) -> list[CauseDay]:
         .order_by("day", "error_cause")
     )
     return [CauseDay(day=row["day"], cause=row["error_cause"], requests=row["n"]) for row in rows]
+
+
+def raw_detail_notice(start: datetime, end: datetime) -> str:
+    """What to say when some of [start, end) is before the raw records retention keeps
+    (RAW_RETENTION_MONTHS): the totals still cover it, single requests do not. "" otherwise."""
+    from usage.models import RawRetention
+
+    kept_from = RawRetention.kept_from_now()
+    if kept_from is None or start >= kept_from:
+        return ""
+    months = settings.RAW_RETENTION_MONTHS
+    kept = f"kept for {months} month{'s' if months != 1 else ''}" if months else "no longer kept"
+    scope = "this period is" if end <= kept_from else f"before {kept_from:%Y-%m-%d} this period is"
+    return (
+        f"Request-level detail {kept} (from {kept_from:%Y-%m-%d}); {scope} summarised only: "
+        "totals, charts and reports still count every request, single requests are not listed."
+    )

@@ -32,13 +32,14 @@ from usage.models import (
     ModelPrice,
     PriceSource,
     Provider,
+    RegisteredRequest,
     TokenScope,
     UsageRecord,
 )
 from usage.pricing import PriceBook
 from usage.schemas import RecordIn
 from usage.signals import usage_recorded
-from usage.sql import insert_ignoring_conflicts
+from usage.sql import insert_ignoring_conflicts, insert_returning
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -94,9 +95,30 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
 
     with transaction.atomic():
         placed = identity.plan(account, rows, source)
-        ids = dict(
+        # The request ids take their place in the registry first: only those registered now
+        # become records (a replay or a conflict finds its id taken, a concurrent batch with
+        # the same id waits on the registry's unique index until this one commits).
+        registered = set(
             insert_ignoring_conflicts(
-                UsageRecord, placed.records, conflict=("account", "request_id"), returning=("request_id", "id")
+                RegisteredRequest,
+                [
+                    {
+                        "account": account.pk,
+                        "request_id": row["request_id"],
+                        "occurred_at": row["occurred_at"],
+                        "content_hash": row["content_hash"],
+                    }
+                    for row in placed.records
+                ],
+                conflict=("account", "request_id"),
+                returning="request_id",
+            )
+        )
+        ids = dict(
+            insert_returning(
+                UsageRecord,
+                [row for row in placed.records if row["request_id"] in registered],
+                returning=("request_id", "id"),
             )
         )
         counted, taken = identity.claim(account, [r for r in placed.records if r["request_id"] in ids], ids, source)
@@ -182,10 +204,10 @@ def note_accepted_parameters(account: Account, rows: Sequence[dict[str, Any]]) -
 
 
 def _stored_hashes(account: Account, request_ids: list[str], sighted: dict[str, str]) -> dict[str, str]:
-    """The content hash stored under each request_id, as a record or as another source's
-    sighting (`sighted`: those known already)."""
+    """The content hash stored under each request_id, as a record (its registry entry, which
+    outlives the raw record) or as another source's sighting (`sighted`: those known already)."""
     found = {request_id: sighted[request_id] for request_id in request_ids if request_id in sighted}
-    for model in (UsageRecord, CallSighting):
+    for model in (RegisteredRequest, CallSighting):
         missing = [request_id for request_id in request_ids if request_id not in found]
         if not missing:
             break

@@ -182,6 +182,18 @@ def insert_ignoring_conflicts(
     return [row[0] for row in fetched] if isinstance(returning, str) else [tuple(row) for row in fetched]
 
 
+def insert_returning(model: type[models.Model], rows: Rows, *, returning: Sequence[str]) -> list[tuple[Any, ...]]:
+    """A plain INSERT of rows known to be new (their keys registered first, see
+    usage.models_identity.RegisteredRequest); returns `returning` of each row."""
+    if not rows:
+        return []
+    qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    names = list(returning)
+    returning_sql = ", ".join(qn(_column(f)) for f in _columns(model, names))
+    order_by = ", ".join(qn(_column(f)) for f in _columns(model, names[:1]))
+    return [tuple(row) for row in _execute(model, rows, f"RETURNING {returning_sql}", order_by=order_by, fetch=True)]
+
+
 def upsert_adding(model: type[models.Model], rows: Rows, *, conflict_sql: str, counters: Sequence[str]) -> None:
     """INSERT rows; where the group exists, add each counter to the stored value.
 

@@ -38,3 +38,12 @@ def replay_proxy_spool() -> int:
     from usage.proxy.spool import replay
 
     return replay()
+
+
+@shared_task
+def maintain_usage_partitions() -> dict[str, Any]:
+    """Daily: drop raw months past RAW_RETENTION_MONTHS, create the partitions ahead."""
+    from usage import partitions
+
+    done = partitions.maintain()
+    return {"created": done.created, "dropped": done.dropped, "deleted_rows": done.deleted_rows}

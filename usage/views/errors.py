@@ -25,7 +25,7 @@ def errors_page(request: HttpRequest) -> HttpResponse:
         "period": period,
         "presets": PRESETS,
         "account": account,
-        "notices": [period_warning] if period_warning else [],
+        "notices": [n for n in (period_warning, selectors.raw_detail_notice(period.start, period.end)) if n],
         "picker_url": reverse("usage:errors"),
         "picker_target": "#errors-body",
         "picker_keep": [],

@@ -51,7 +51,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
     period, period_warning = Period.read(request.GET)
     search = request.GET.get("q", "").strip()[:200]
     sort = request.GET.get("sort") or selectors.DEFAULT_MODEL_SORT
-    notices = [period_warning] if period_warning else []
+    notices = [n for n in (period_warning, selectors.raw_detail_notice(period.start, period.end)) if n]
     if sort.removeprefix("-") not in selectors.MODEL_SORTS:
         notices.append(f"Unknown sort “{sort[:40]}”: sorted by usage value, highest first.")
         sort = selectors.DEFAULT_MODEL_SORT
@@ -104,7 +104,7 @@ def _model_context(request: HttpRequest, model: str) -> dict[str, Any]:
         "model": model,
         "period": period,
         "presets": PRESETS,
-        "notices": [period_warning] if period_warning else [],
+        "notices": [n for n in (period_warning, selectors.raw_detail_notice(period.start, period.end)) if n],
         "period_query": period_query,
         "period_params": period_params,
         "requests_url": with_query(reverse("usage:requests"), period_params, model=model),

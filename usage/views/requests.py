@@ -115,6 +115,8 @@ def requests_log(request: HttpRequest) -> HttpResponse:
     context: dict[str, Any] = {"period": period, "presets": PRESETS, "account": account, "notices": []}
     if period_warning:
         context["notices"].append(period_warning)
+    if retention := selectors.raw_detail_notice(period.start, period.end):
+        context["notices"].append(retention)
     problems: list[str] = []
     if account is not None:
         form = RequestFilterForm(request.GET, account=account, period=period)
@@ -226,8 +228,16 @@ class _Echo:
 
 
 def csv_rows(account: Account, filters: requestlog.RecordFilters) -> Iterator[str]:
+    """The header, the requests, and, when part of the period is past retention, a last line
+    starting with "#" that says so (the rows before it are what is kept)."""
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
+    yield from _csv_records(writer, account, filters)
+    if retention := selectors.raw_detail_notice(filters.start, filters.end):
+        yield f"# {retention}\r\n"
+
+
+def _csv_records(writer: Any, account: Account, filters: requestlog.RecordFilters) -> Iterator[str]:
     for r in requestlog.iterate(account, filters):
         yield writer.writerow(
             (

@@ -6,7 +6,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from usage import rollups
-from usage.models import Account
+from usage.models import Account, RawRetention
 
 
 class Command(BaseCommand):
@@ -23,6 +23,12 @@ class Command(BaseCommand):
             if not accounts:
                 raise CommandError(f"No account with slug {options['account']!r}.")
         failed = False
+        kept_from = RawRetention.kept_from_now()
+        if kept_from is not None:
+            self.stdout.write(
+                f"Raw records are kept from {kept_from:%Y-%m-%d %H:%M} UTC (RAW_RETENTION_MONTHS): the rollups "
+                "before it are all that is left of those records and are neither checked nor rebuilt."
+            )
         for account in accounts:
             mismatches = rollups.verify(account)
             if not mismatches:
