@@ -1,0 +1,255 @@
+"""The engineer pages' reads: models and one model's detail (usage per day, latency, top keys
+and teams), errors by cause, and what request-level detail is kept."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from django.conf import settings
+from django.db import connection
+from django.db.models import Aggregate, Count, IntegerField, Max, Sum
+from django.db.models.functions import Coalesce, TruncDate
+
+from usage.errors import REMEDIES
+from usage.models import Account, ErrorCause, UsageRecord
+from usage.periods import Period
+from usage.selectors.totals import ZERO, GroupTotals, Totals, rollup_rows, rollup_sums, totals
+
+MODEL_SORTS = {
+    "model": "Model",
+    "requests": "Requests",
+    "prompt_tokens": "Prompt tokens",
+    "completion_tokens": "Completion tokens",
+    "cached_tokens": "Cached tokens",
+    "cost": "Usage value",
+    "share": "Share of value",
+    "tokens_per_request": "Tokens per request",
+    "error_rate": "Error rate",
+    "estimated_share": "Estimated",
+}
+DEFAULT_MODEL_SORT = "-cost"
+
+
+@dataclass(frozen=True)
+class ModelRow:
+    model: str
+    totals: Totals
+    share: float  # of the whole period's cost (all models), 0 when nothing was spent
+
+    @property
+    def tokens_per_request(self) -> float:
+        return self.totals.tokens / self.totals.requests if self.totals.requests else 0.0
+
+
+def _model_sort_key(sort: str) -> tuple[str, bool]:
+    """("cost", True) for "-cost"; unknown fields fall back to the default order."""
+    field, descending = sort.removeprefix("-"), sort.startswith("-")
+    if field not in MODEL_SORTS:
+        return _model_sort_key(DEFAULT_MODEL_SORT)
+    return field, descending
+
+
+def model_rows(*, account: Account, period: Period, search: str = "", sort: str = DEFAULT_MODEL_SORT) -> list[ModelRow]:
+    """Per-model totals for the period from the rollup, optionally only models whose name
+    contains `search` (case-insensitive), in the order `sort` names ("-cost", "model"…).
+    Ties are broken by model name, so the order is stable."""
+    whole = totals(account=account, period=period).cost
+    rows = rollup_rows(account, period)
+    if search:
+        rows = rows.filter(model__icontains=search)
+    found = [
+        ModelRow(model=row.pop("model"), totals=Totals(**row), share=float(row["cost"] / whole) if whole else 0.0)
+        for row in rows.values("model").annotate(**rollup_sums()).order_by("model")
+    ]
+    field, descending = _model_sort_key(sort)
+
+    def value(row: ModelRow) -> Any:
+        if field == "model":
+            return row.model.lower()
+        if field in ("share", "tokens_per_request"):
+            return getattr(row, field)
+        return getattr(row.totals, field)
+
+    found.sort(key=lambda row: row.model)
+    found.sort(key=value, reverse=descending)  # stable: equal values stay in name order
+    return found
+
+
+def dimension_values(*, account: Account, period: Period, dimension: str) -> list[str]:
+    """The distinct models, key names ("api_key__name") or teams with usage in the period."""
+    return [
+        value
+        for value in rollup_rows(account, period).values_list(dimension, flat=True).distinct().order_by(dimension)
+        if value
+    ]
+
+
+@dataclass(frozen=True)
+class ModelDayUsage:
+    day: date
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost: Decimal
+
+
+def model_usage_per_day(*, account: Account, period: Period, model: str) -> list[ModelDayUsage]:
+    """One model's daily tokens and cost in the dashboard's time zone, from the rollup."""
+    rows = (
+        rollup_rows(account, period)
+        .filter(model=model)
+        .values("day")
+        .annotate(
+            requests=Coalesce(Sum("requests"), 0),
+            prompt_tokens=Coalesce(Sum("prompt_tokens"), 0),
+            completion_tokens=Coalesce(Sum("completion_tokens"), 0),
+            cached_tokens=Coalesce(Sum("cached_tokens"), 0),
+            cost=Coalesce(Sum("cost"), ZERO),
+        )
+        .order_by("day")
+    )
+    return [ModelDayUsage(**row) for row in rows]
+
+
+def model_totals(*, account: Account, period: Period, model: str) -> Totals:
+    return Totals(**rollup_rows(account, period).filter(model=model).aggregate(**rollup_sums()))
+
+
+def top_by_for_model(
+    *, account: Account, period: Period, model: str, dimension: str, limit: int = 5
+) -> list[GroupTotals]:
+    """Like top_by, within one model: its keys ("api_key__name") or teams by spend, then tokens."""
+    rows = (
+        rollup_rows(account, period)
+        .filter(model=model)
+        .values(dimension)
+        .annotate(**rollup_sums())
+        .order_by("-cost", "-prompt_tokens", dimension)[:limit]
+    )
+    return [GroupTotals(key=row.pop(dimension) or "—", totals=Totals(**row)) for row in rows]
+
+
+@dataclass(frozen=True)
+class Latency:
+    samples: int
+    p50_ms: int | None
+    p95_ms: int | None
+    mean_ms: float | None  # from the rollup's latency sums
+
+
+def model_latency(*, account: Account, period: Period, model: str) -> Latency:
+    """Latency percentiles of one model's requests in the period (nearest rank, like
+    PostgreSQL's percentile_disc). The rollup only keeps sums, so percentiles read the raw
+    records of that model and period, through the (account, model, occurred_at) index."""
+    import math
+
+    rollup = (
+        rollup_rows(account, period)
+        .filter(model=model)
+        .aggregate(total=Coalesce(Sum("latency_ms_sum"), 0), count=Coalesce(Sum("latency_count"), 0))
+    )
+    mean = rollup["total"] / rollup["count"] if rollup["count"] else None
+    timed = UsageRecord.objects.filter(
+        account=account, model=model, occurred_at__gte=period.start, occurred_at__lt=period.end
+    ).filter(latency_ms__isnull=False)
+    if connection.vendor == "postgresql":
+
+        class PercentileDisc(Aggregate):
+            function = "PERCENTILE_DISC"
+            template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
+
+        found = timed.aggregate(
+            samples=Count("latency_ms"),  # not "id": the latency index alone then answers
+            p50=PercentileDisc("latency_ms", fraction=0.5, output_field=IntegerField()),
+            p95=PercentileDisc("latency_ms", fraction=0.95, output_field=IntegerField()),
+        )
+        return Latency(found["samples"], found["p50"], found["p95"], mean)
+    samples = timed.count()
+    if not samples:
+        return Latency(0, None, None, mean)
+    ordered = timed.order_by("latency_ms").values_list("latency_ms", flat=True)
+
+    def nearest_rank(fraction: float) -> int:
+        rank = ordered[max(math.ceil(fraction * samples), 1) - 1]
+        assert rank is not None  # `timed` has a latency
+        return rank
+
+    return Latency(samples, nearest_rank(0.5), nearest_rank(0.95), mean)
+
+
+@dataclass(frozen=True)
+class CauseCount:
+    cause: str
+    label: str
+    requests: int
+    share: float  # of all failed requests in the selection
+    last_seen: datetime | None
+    remedy: str
+
+
+def errors_by_cause(*, account: Account, period: Period, model: str = "") -> list[CauseCount]:
+    """Failed requests per error cause, most frequent first. The rollup counts errors but not
+    their causes, so this groups the period's failed records (the success rows are filtered
+    out in the database)."""
+    failed = UsageRecord.objects.filter(
+        account=account, occurred_at__gte=period.start, occurred_at__lt=period.end
+    ).exclude(error_cause=ErrorCause.NONE)
+    if model:
+        failed = failed.filter(model=model)
+    rows = list(
+        failed.values("error_cause").annotate(n=Count("id"), last=Max("occurred_at")).order_by("-n", "error_cause")
+    )
+    all_failed = sum(row["n"] for row in rows)
+    labels = dict(ErrorCause.choices)
+    return [
+        CauseCount(
+            cause=row["error_cause"],
+            label=labels.get(row["error_cause"], row["error_cause"]),
+            requests=row["n"],
+            share=row["n"] / all_failed,
+            last_seen=row["last"],
+            remedy=REMEDIES.get(row["error_cause"], ""),
+        )
+        for row in rows
+    ]
+
+
+@dataclass(frozen=True)
+class CauseDay:
+    day: date
+    cause: str
+    requests: int
+
+
+def errors_per_day(*, account: Account, period: Period) -> list[CauseDay]:
+    """Failed requests per day (dashboard time zone) and cause."""
+    rows = (
+        UsageRecord.objects.filter(account=account, occurred_at__gte=period.start, occurred_at__lt=period.end)
+        .exclude(error_cause=ErrorCause.NONE)
+        .annotate(day=TruncDate("occurred_at", tzinfo=period.tz))
+        .values("day", "error_cause")
+        .annotate(n=Count("id"))
+        .order_by("day", "error_cause")
+    )
+    return [CauseDay(day=row["day"], cause=row["error_cause"], requests=row["n"]) for row in rows]
+
+
+def raw_detail_notice(start: datetime, end: datetime) -> str:
+    """What to say when some of [start, end) is before the raw records retention keeps
+    (RAW_RETENTION_MONTHS): the totals still cover it, single requests do not. "" otherwise."""
+    from usage.models import RawRetention
+
+    kept_from = RawRetention.kept_from_now()
+    if kept_from is None or start >= kept_from:
+        return ""
+    months = settings.RAW_RETENTION_MONTHS
+    kept = f"kept for {months} month{'s' if months != 1 else ''}" if months else "no longer kept"
+    scope = "this period is" if end <= kept_from else f"before {kept_from:%Y-%m-%d} this period is"
+    return (
+        f"Request-level detail {kept} (from {kept_from:%Y-%m-%d}); {scope} summarised only: "
+        "totals, charts and reports still count every request, single requests are not listed."
+    )
