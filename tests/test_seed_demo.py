@@ -200,7 +200,7 @@ def test_prices_are_shared_manual_rows_that_start_before_the_data(db):
 @pytest.fixture
 def scheduled_repricing(monkeypatch) -> list[list[Scope]]:
     scheduled: list[list[Scope]] = []
-    monkeypatch.setattr(demo, "schedule", lambda scopes: scheduled.append(list(scopes)))
+    monkeypatch.setattr("usage.demo.writing.schedule", lambda scopes: scheduled.append(list(scopes)))
     return scheduled
 
 
