@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, BinaryIO
 
 from django.db import DEFAULT_DB_ALIAS, connections, reset_queries
@@ -121,7 +121,7 @@ class Source:
         return "; ".join(parts)
 
 
-def format_for(path: Path) -> ImportFormat | None:
+def format_for(path: PurePath) -> ImportFormat | None:
     """The format a file's extension implies (.jsonl/.ndjson, .csv), or None."""
     return FORMAT_BY_SUFFIX.get(path.suffix.lower())
 

@@ -37,3 +37,12 @@ def replay_proxy_spool() -> int:
     from usage.proxy.spool import replay
 
     return replay()
+
+
+@shared_task
+def run_usage_import(job_id: int) -> str | None:
+    """Run an import uploaded on the Import page; returns its final state."""
+    from usage.import_jobs.services import process_import
+
+    state = process_import(job_id)
+    return state.value if state is not None else None
