@@ -67,6 +67,19 @@ class ImportJob(models.Model):
             return None
         return ((self.finished_at or timezone.now()) - self.started_at).total_seconds()
 
+    @property
+    def duration_text(self) -> str:
+        from usage.import_runs import format_duration
+
+        seconds = self.duration_seconds
+        return "—" if seconds is None else format_duration(seconds)
+
+    @property
+    def time_left_text(self) -> str:
+        from usage.import_runs import format_duration
+
+        return "—" if self.seconds_left is None else f"about {format_duration(self.seconds_left)}"
+
 
 class ImportRejection(models.Model):
     """A line the import did not store: where, which field (empty: the whole line), why."""
