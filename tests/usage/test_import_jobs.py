@@ -258,3 +258,33 @@ def test_parsing_an_upload_takes_the_same_memory_for_a_small_and_a_ten_times_lar
     print(f"peak while parsing: 5 MB upload {small_peak / 1e6:.2f} MB, 50 MB upload {large_peak / 1e6:.2f} MB")
     assert large_peak < 4 * 1024 * 1024  # a few chunks, never the file
     assert large_peak < small_peak * 1.5 + 512 * 1024
+
+
+# ── The body limit in front of Django (ASGI) ──────────────────────────────────
+
+
+@pytest.mark.django_db(transaction=True)
+def test_only_a_logged_in_session_may_send_the_import_page_more_than_the_usual_10_mb(
+    make_user: Any, settings: Any
+) -> None:
+    import asyncio
+
+    from tests.test_bad_input import MB, _post_chunked
+    from toki_dashboard.roles import Role
+
+    settings.IMPORT_MAX_UPLOAD_MB = 12
+    client = Client()
+    client.force_login(make_user("fiona", Role.FINANCE))
+    session = [
+        (b"cookie", f"{settings.SESSION_COOKIE_NAME}={client.cookies[settings.SESSION_COOKIE_NAME].value}".encode())
+    ]
+    multipart = [(b"content-type", b"multipart/form-data; boundary=none-here")]
+
+    anonymous = asyncio.run(_post_chunked("/imports/", 11, b" " * MB, multipart))
+    logged_in = asyncio.run(_post_chunked("/imports/", 11, b" " * MB, multipart + session))
+    too_large = asyncio.run(_post_chunked("/imports/", 20, b" " * MB, multipart + session))
+
+    assert anonymous[0] == 413 and b"10 MB" in anonymous[1]
+    assert logged_in[0] == 403 and logged_in[2] >= 11  # read to the end; then refused for its missing CSRF token
+    assert too_large[0] == 413 and b"larger than 12 MB, the largest the Import page takes" in too_large[1]
+    assert too_large[2] <= 14  # stopped at the limit
