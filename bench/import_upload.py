@@ -26,6 +26,7 @@ from bench._common import BENCH_DATABASE_URL, PYTHON, ROOT, machine
 
 CHILD = r"""
 import json, resource, sys, time
+from pathlib import Path
 from bench._common import setup_django
 
 database_url, rows, work = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -145,3 +146,30 @@ def test_a_snapshot_computes_share_rate_and_time_left_from_what_was_read() -> No
     assert (
         format_duration(6) == "6 s" and format_duration(245) == "4 min 05 s" and format_duration(3720) == "1 h 02 min"
     )
+
+
+class Terminal(io.StringIO):
+    """Output that says it is a terminal, as a console's stderr does."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_on_a_terminal_the_command_draws_a_bar_with_the_counts(
+    account: Account, tmp_path: Path, monkeypatch: Any
+) -> None:
+    path = tmp_path / "usage.jsonl"
+    path.write_bytes(jsonl(*(record(f"r{i}") for i in range(30))) + b"not json\n")
+    terminal = Terminal()
+    monkeypatch.setattr("sys.stderr", terminal)
+    out = io.StringIO()
+
+    call_command(
+        "import_usage", str(path), "--batch-size", "10", "--progress-seconds", "0", stdout=out, stderr=terminal
+    )
+
+    screen = terminal.getvalue()
+    drawn = re.findall(r"usage\.jsonl: .*?(\d+) rows, (\d+) stored, (\d+) duplicates, (\d+) rejected", screen)
+    assert ("10", "10", "0", "0") in drawn or ("20", "20", "0", "0") in drawn or ("20", "10", "0", "0") in drawn, screen
+    assert "line 31: not valid JSON" in screen  # problems are written above the bar
+    assert not [line for line in out.getvalue().splitlines() if line.startswith("usage.jsonl: ")]  # no plain lines

@@ -20,6 +20,7 @@ from usage.importers import DEFAULT_BATCH_SIZE, ImportFileError, ImportFormat, I
 from usage.models import Account
 
 PLAIN_PROGRESS_SECONDS = 10.0
+BAR_PROGRESS_SECONDS = 0.2
 
 
 class Command(BaseCommand):
@@ -45,9 +46,8 @@ class Command(BaseCommand):
         parser.add_argument(
             "--progress-seconds",
             type=float,
-            default=PLAIN_PROGRESS_SECONDS,
-            help="off a terminal, print a progress line this often "
-            f"(default {PLAIN_PROGRESS_SECONDS:g}; on a terminal a bar shows it)",
+            help="how often progress is shown: a plain line off a terminal "
+            f"(default {PLAIN_PROGRESS_SECONDS:g}), the bar on one (default {BAR_PROGRESS_SECONDS:g})",
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -95,7 +95,7 @@ class Command(BaseCommand):
         return ", ".join(Account.objects.order_by("slug").values_list("slug", flat=True))
 
     def _run(
-        self, account: Account, path: Path, import_format: ImportFormat, batch_size: int, every: float
+        self, account: Account, path: Path, import_format: ImportFormat, batch_size: int, every: float | None
     ) -> ImportSummary:
         on_terminal = self.stderr.isatty() and sys.stderr.isatty()
         size = path.stat().st_size
@@ -118,19 +118,18 @@ class Command(BaseCommand):
 
             def draw(snapshot: Snapshot) -> None:
                 bar.update(snapshot.bytes_read - bar.n)
-                bar.set_postfix_str(
+                bar.set_postfix_str(  # drawn now: the snapshots are already spaced out
                     f"{snapshot.rows_read:,} rows, {snapshot.stored:,} stored, "
-                    f"{snapshot.duplicates:,} duplicates, {snapshot.rejected:,} rejected",
-                    refresh=False,
+                    f"{snapshot.duplicates:,} duplicates, {snapshot.rejected:,} rejected"
                 )
 
             def print_line(snapshot: Snapshot) -> None:
                 if not snapshot.done:  # the summary follows the last one
                     self.stdout.write(f"{path.name}: {snapshot.line()}")
 
-            progress = ImportProgress(
-                draw if on_terminal else print_line, bytes_total=size, interval=0.2 if on_terminal else every
-            )
+            if every is None:
+                every = BAR_PROGRESS_SECONDS if on_terminal else PLAIN_PROGRESS_SECONDS
+            progress = ImportProgress(draw if on_terminal else print_line, bytes_total=size, interval=every)
             return run_import(
                 account, path, import_format, progress=progress, report=report, batch_size=batch_size
             ).summary
