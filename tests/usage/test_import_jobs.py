@@ -288,3 +288,29 @@ def test_only_a_logged_in_session_may_send_the_import_page_more_than_the_usual_1
     assert logged_in[0] == 403 and logged_in[2] >= 11  # read to the end; then refused for its missing CSRF token
     assert too_large[0] == 413 and b"larger than 12 MB, the largest the Import page takes" in too_large[1]
     assert too_large[2] <= 14  # stopped at the limit
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"no boundary"),
+        (
+            "multipart/form-data; boundary=zz",
+            b'--zz\r\nContent-Disposition: form-data; name="file"; filename="a.csv"\r\n\r\nabc',
+        ),
+        ("multipart/form-data; boundary=zz", b"\x00\xff"),
+        ("application/json", b"{}"),
+    ],
+    ids=["no-boundary", "cut-short", "binary", "not-a-form"],
+)
+def test_a_broken_upload_is_a_400_and_leaves_no_file(
+    account: Account, finance_client: Client, uploads: Path, content_type: str, body: bytes
+) -> None:
+    client = Client(raise_request_exception=False)
+    client.cookies = finance_client.cookies
+
+    response = client.post(reverse("usage:imports"), data=body, content_type=content_type)
+
+    assert response.status_code == 400
+    assert not uploads.exists() or list(uploads.iterdir()) == []
+    assert not ImportJob.objects.exists()
