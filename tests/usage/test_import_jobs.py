@@ -314,3 +314,26 @@ def test_a_broken_upload_is_a_400_and_leaves_no_file(
     assert response.status_code == 400
     assert not uploads.exists() or list(uploads.iterdir()) == []
     assert not ImportJob.objects.exists()
+
+
+def test_an_import_left_running_by_a_dead_worker_fails_when_its_task_comes_again(
+    account: Account, finance_client: Client, uploads: Path
+) -> None:
+    from datetime import timedelta
+
+    upload(finance_client, "usage.csv", (HEADER + row("a")).encode())
+    job = ImportJob.objects.get()
+    an_hour_ago = timezone.now() - timedelta(hours=1)
+    ImportJob.objects.filter(pk=job.pk).update(
+        state=ImportState.RUNNING, started_at=an_hour_ago, updated_at=an_hour_ago
+    )
+    fresh = ImportJob.objects.create(
+        account=account, file_name="b.csv", size_bytes=1, format="csv", state=ImportState.RUNNING
+    )
+
+    assert process_import(job.pk) is None and process_import(fresh.pk) is None
+
+    job.refresh_from_db()
+    assert job.state == ImportState.FAILED and "worker stopped" in job.message
+    assert list(uploads.iterdir()) == [] and job.stored_path == ""
+    assert ImportJob.objects.get(pk=fresh.pk).state == ImportState.RUNNING  # still writing its progress: left alone

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -87,13 +88,19 @@ class _JobWriter:
         )
 
 
+STALLED_AFTER = timedelta(minutes=10)  # a running import writes its row about every second
+
+
 def process_import(job_id: int, *, interval: float = PROGRESS_INTERVAL_SECONDS) -> ImportState | None:
     """Runs a queued job: imports its file, keeping the row's progress current, then deletes
-    the file. A job that is not queued (already run, or being run) is left alone: None."""
+    the file. A job that is not queued (already run, or being run) is left alone: None;
+    except one left running by a worker that died (no progress for STALLED_AFTER, and its
+    task delivered again), which is marked failed and its file deleted."""
     now = timezone.now()
     if not ImportJob.objects.filter(pk=job_id, state=ImportState.QUEUED).update(
         state=ImportState.RUNNING, started_at=now, updated_at=now
     ):
+        _fail_if_stalled(job_id, now)
         return None
     job = ImportJob.objects.select_related("account").get(pk=job_id)
     path = Path(job.stored_path)
@@ -125,3 +132,15 @@ def process_import(job_id: int, *, interval: float = PROGRESS_INTERVAL_SECONDS) 
         state=state, message=message, stored_path="", finished_at=finished, updated_at=finished, seconds_left=None
     )
     return state
+
+
+def _fail_if_stalled(job_id: int, now: datetime) -> None:
+    stalled = ImportJob.objects.filter(pk=job_id, state=ImportState.RUNNING, updated_at__lt=now - STALLED_AFTER)
+    path = stalled.values_list("stored_path", flat=True).first()
+    message = (
+        "The worker stopped during the import. The records read before it stopped are stored: "
+        "upload the file again and they will count as duplicates."
+    )
+    failed = stalled.update(state=ImportState.FAILED, message=message, stored_path="", finished_at=now, updated_at=now)
+    if failed and path:
+        Path(path).unlink(missing_ok=True)
