@@ -28,6 +28,13 @@ IMPORT_DEADLINE_SECONDS = 900  # SQLite on a busy two-core runner stores ~1,500 
 HEADER = "request_id,occurred_at,model,api_key,prompt_tokens,completion_tokens\n"
 
 
+def _set_routes(routes: object) -> None:
+    """task_routes, taking effect now: the app's router reads them once, when it is first used."""
+    app.conf.task_routes = routes
+    app.amqp.flush_routes()
+    del app.amqp.router  # a cached property: built again from the new routes on next use
+
+
 @pytest.fixture
 def import_worker(transactional_db: None) -> Iterator[WorkController]:
     """A real Celery worker (as tests/test_celery_worker.py starts one) consuming imports only:
@@ -35,14 +42,14 @@ def import_worker(transactional_db: None) -> Iterator[WorkController]:
     keep a shared worker busy long after the import, and that has tests of its own."""
     queue = f"toki-test-imports-{uuid.uuid4().hex[:8]}"
     routes = app.conf.task_routes
-    app.conf.task_routes = {"usage.tasks.run_usage_import": {"queue": queue}}
+    _set_routes({"usage.tasks.run_usage_import": {"queue": queue}})
     task_postrun.connect(_close_worker_connections, weak=False)
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, queues=[queue]) as started:
             yield started
     finally:
         task_postrun.disconnect(_close_worker_connections)
-        app.conf.task_routes = routes
+        _set_routes(routes)
         with app.connection_for_write() as connection:
             for name in (queue, app.conf.task_default_queue):  # leave nothing behind in a shared Redis
                 bound = app.amqp.queues[name].bind(connection.default_channel)
