@@ -16,14 +16,14 @@ COPY pyproject.toml README.md ./
 RUN pip install .
 
 # Then the project itself. var/ (TOKI_VAR_DIR: collected static files, the beat
-# schedule, the file cache, the proxy's spool) is the only directory the unprivileged user
-# writes to. var/spool exists in the image so that the named volume compose mounts there
-# starts out owned by that user.
+# schedule, the file cache, the proxy's spool, uploaded imports) is the only directory the
+# unprivileged user writes to. var/spool and var/imports exist in the image so that the named
+# volumes compose mounts there start out owned by that user.
 COPY . .
 RUN pip install --no-deps --force-reinstall . \
     && rm -rf build ./*.egg-info \
     && useradd --system --uid 10001 --home-dir /app --shell /usr/sbin/nologin toki \
-    && mkdir -p /app/var/spool \
+    && mkdir -p /app/var/spool /app/var/imports \
     && chown -R toki:toki /app/var
 
 USER toki

@@ -144,6 +144,14 @@ ENVIRONMENT: dict[str, tuple[str, str | None]] = {
         "(a partition per statement on PostgreSQL) while rollups, plans, budgets and reports stay exact.",
         "keep everything",
     ),
+    "IMPORT_MAX_UPLOAD_MB": (
+        "The largest file the Import page accepts, in MB (streamed to disk, never in memory).",
+        None,
+    ),
+    "IMPORT_UPLOAD_DIR": (
+        "Where the Import page's uploads wait for their import; the web server and the worker must share it.",
+        "`$TOKI_VAR_DIR/imports`",
+    ),
     "MODEL_CATALOGUE_SYNC_MINUTES": (
         "How often each account's model list and prices are read; 0 turns the schedule off.",
         None,

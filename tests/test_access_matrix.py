@@ -24,7 +24,7 @@ from django.urls import get_resolver, reverse
 from billing.models import AlertChannel, AlertKind, AlertRule, Budget
 from tests.test_authentication_required import Endpoint, walk
 from toki_dashboard.roles import Role
-from usage.models import Account, ApiKey, Membership, TokenScope, UsageRecord
+from usage.models import Account, ApiKey, ImportJob, Membership, TokenScope, UsageRecord
 from usage.schemas import validate_records
 from usage.services import create_account, create_api_token, record_usage
 
@@ -105,6 +105,9 @@ RULES: dict[str, Rule] = {
     "usage:catalogue": Rule(ENGINEERS),
     "billing:sync_models_now": Rule(ENGINEERS, ok=302, method="post"),
     "billing:report_csv": Rule(FINANCE_ONLY),
+    "usage:imports": Rule(FINANCE_ONLY),
+    "usage:import_detail": Rule(FINANCE_ONLY),
+    "usage:import_rejections_csv": Rule(FINANCE_ONLY),
 }
 # Whole namespaces with one rule.
 NAMESPACE_RULES = {
@@ -132,6 +135,7 @@ class Tenant:
     spare_channel: AlertChannel  # the one the removal removes
     budget: Budget
     spare_budget: Budget  # the one the deletion deletes
+    import_job: ImportJob
 
 
 def tenant(account: Account) -> Tenant:
@@ -155,6 +159,7 @@ def tenant(account: Account) -> Tenant:
         for name in ("alerts", "spare")
     ]
     budgets = [Budget.objects.create(account=account, name=name, amount=10) for name in ("Monthly", "Spare")]
+    import_job = ImportJob.objects.create(account=account, file_name="usage.csv", size_bytes=10, format="csv")
     return Tenant(
         account,
         UsageRecord.objects.get(account=account),
@@ -162,6 +167,7 @@ def tenant(account: Account) -> Tenant:
         rule,
         *channels,
         *budgets,
+        import_job,
     )
 
 
@@ -180,6 +186,8 @@ def url_of(endpoint: Endpoint, tenant: Tenant, token_id: int) -> str:
         "billing:edit_budget": [tenant.budget.pk],
         "billing:delete_budget": [tenant.spare_budget.pk],
         "billing:report_csv": ["2026-11"],
+        "usage:import_detail": [tenant.import_job.pk],
+        "usage:import_rejections_csv": [tenant.import_job.pk],
     }
     if endpoint.view_name in arguments:
         return reverse(endpoint.view_name, args=arguments[endpoint.view_name])

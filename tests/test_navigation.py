@@ -13,8 +13,16 @@ def menu(response) -> dict[str, bool]:
     return {m["url"]: bool(m["current"]) for m in MENU_LINK.finditer(response.content.decode())}
 
 
-def test_finance_sees_spend_plans_reports_and_rates_but_not_engineering_or_admin_pages(finance_client, account):
-    assert list(menu(finance_client.get("/"))) == ["/", "/spend/", "/plans/", "/reports/", "/budgets/", "/rates/"]
+def test_finance_sees_spend_plans_reports_rates_and_import_but_not_engineering_or_admin_pages(finance_client, account):
+    assert list(menu(finance_client.get("/"))) == [
+        "/",
+        "/spend/",
+        "/plans/",
+        "/reports/",
+        "/budgets/",
+        "/rates/",
+        "/imports/",
+    ]
 
 
 def test_engineers_see_usage_models_requests_errors_and_keys(engineer_client, account):
@@ -30,7 +38,13 @@ def test_admins_see_every_page_including_alerts_and_settings(admin_client, accou
 
 @pytest.mark.parametrize(
     ("path", "section"),
-    [("/", "/"), ("/models/gpt-4o/", "/models/"), ("/settings/prices/", "/settings/"), ("/requests/", "/requests/")],
+    [
+        ("/", "/"),
+        ("/models/gpt-4o/", "/models/"),
+        ("/settings/prices/", "/settings/"),
+        ("/requests/", "/requests/"),
+        ("/imports/", "/imports/"),
+    ],
 )
 def test_the_page_marks_the_section_it_belongs_to_and_only_that_one(admin_client, account, path, section):
     marked = [url for url, current in menu(admin_client.get(path)).items() if current]

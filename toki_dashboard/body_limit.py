@@ -6,15 +6,26 @@ written to disk before the ingestion API could say it is too large. Here the bod
 counted as it arrives, and past DATA_UPLOAD_MAX_MEMORY_SIZE the request is answered
 413 at once; the rest is never read. (The logging proxy, mounted in front of this, has
 its own limit.)
+
+The Import page's upload is the one exception: its body may be as large as an import
+file may be (IMPORT_MAX_UPLOAD_MB, plus room for the form around it), and a larger one
+is refused with a message that says so. Only a request with a logged-in session gets
+that room (Django's ASGI handler spools the whole body before any view checks who asks);
+the view then checks the role.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from http.cookies import CookieError, SimpleCookie
+from importlib import import_module
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import SESSION_KEY as SESSION_USER_KEY
+from django.urls import reverse
 
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -30,6 +41,44 @@ def too_large_message(limit: int) -> str:
     return f"Body is larger than {limit // (1024 * 1024)} MB."
 
 
+MULTIPART_ROOM_BYTES = 1024 * 1024  # the form fields and part headers around an import file
+
+
+def _session_key(scope: Scope) -> str:
+    for name, value in scope.get("headers", ()):
+        if name == b"cookie":
+            cookies = SimpleCookie()
+            try:
+                cookies.load(value.decode("latin-1"))
+            except CookieError:
+                return ""
+            if morsel := cookies.get(settings.SESSION_COOKIE_NAME):
+                return morsel.value
+    return ""
+
+
+def _logged_in(session_key: str) -> bool:
+    if not session_key:
+        return False
+    engine = import_module(settings.SESSION_ENGINE)
+    return bool(engine.SessionStore(session_key).get(SESSION_USER_KEY))
+
+
+async def _limit_for(scope: Scope) -> tuple[int | None, str]:
+    """The largest body for this request's path, and the message refusing a larger one."""
+    if (
+        scope.get("method") == "POST"
+        and scope["path"] == reverse("usage:imports")
+        and await sync_to_async(_logged_in)(_session_key(scope))
+    ):
+        from usage.import_jobs.upload import too_large_message as import_too_large
+        from usage.import_jobs.upload import upload_limit_bytes
+
+        return upload_limit_bytes() + MULTIPART_ROOM_BYTES, import_too_large()
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    return limit, too_large_message(limit) if limit is not None else ""
+
+
 def _declared_length(scope: Scope) -> int | None:
     for name, value in scope.get("headers", ()):
         if name == b"content-length":
@@ -37,8 +86,7 @@ def _declared_length(scope: Scope) -> int | None:
     return None
 
 
-async def _refuse(scope: Scope, send: Send, limit: int) -> None:
-    message = too_large_message(limit)
+async def _refuse(scope: Scope, send: Send, message: str) -> None:
     if scope["path"].startswith("/api/"):
         body, content_type = json.dumps({"detail": message}).encode(), b"application/json"
     else:
@@ -52,13 +100,16 @@ def limit_body(app: ASGIApp) -> ASGIApp:
     """`app` behind a body limit of DATA_UPLOAD_MAX_MEMORY_SIZE bytes."""
 
     async def limited(scope: Scope, receive: Receive, send: Send) -> None:
-        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        if scope["type"] != "http" or limit is None:
+        if scope["type"] != "http":
+            await app(scope, receive, send)
+            return
+        limit, message = await _limit_for(scope)
+        if limit is None:
             await app(scope, receive, send)
             return
         declared = _declared_length(scope)
         if declared is not None and declared > limit:
-            await _refuse(scope, send, limit)
+            await _refuse(scope, send, message)
             return
         received = 0
 
@@ -74,6 +125,6 @@ def limit_body(app: ASGIApp) -> ASGIApp:
         try:
             await app(scope, counted, send)
         except BodyTooLarge:  # raised while Django read the body: nothing was sent yet
-            await _refuse(scope, send, limit)
+            await _refuse(scope, send, message)
 
     return limited

@@ -19,6 +19,7 @@ NAVIGATION: list[tuple[str, str, frozenset[Role]]] = [
     ("Reports", "billing:reports", frozenset({Role.FINANCE})),
     ("Budgets", "billing:budgets", frozenset({Role.FINANCE})),
     ("Exchange rates", "usage:exchange_rates", frozenset({Role.FINANCE})),
+    ("Import", "usage:imports", frozenset({Role.FINANCE})),
     ("Alerts", "billing:alerts", frozenset({Role.ADMIN})),
     ("Settings", "usage:settings", frozenset({Role.ADMIN})),
 ]

@@ -251,6 +251,14 @@ LOGGING: dict[str, Any] = {
 # The ingestion API takes up to 10 MB per request, and no page needs more: a larger body is
 # refused with 413 while it streams in (toki_dashboard.body_limit), or when a view reads it.
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# Except the Import page's upload (usage.import_jobs): a file up to IMPORT_MAX_UPLOAD_MB,
+# streamed in chunks to IMPORT_UPLOAD_DIR (never held in memory; Django's ASGI handler
+# spools the body past FILE_UPLOAD_MAX_MEMORY_SIZE to a temporary file first). The worker
+# reads the file from there and deletes it when the import ends: web and worker must share it.
+IMPORT_MAX_UPLOAD_MB = parse_positive_int("IMPORT_MAX_UPLOAD_MB", os.environ.get("IMPORT_MAX_UPLOAD_MB"), default=1024)
+IMPORT_UPLOAD_DIR = Path(os.environ.get("IMPORT_UPLOAD_DIR", VAR_DIR / "imports"))
+IMPORT_REJECTIONS_KEPT = 100_000  # rejected lines listed per import; the counts stay exact beyond
+FILE_UPLOAD_MAX_MEMORY_SIZE = 2_621_440  # Django's default, said here: larger bodies spool to disk
 NINJA_PAGINATION_MAX_LIMIT = 1000
 
 # --- Billing -----------------------------------------------------------------------

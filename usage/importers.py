@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, BinaryIO
 
 from django.db import DEFAULT_DB_ALIAS, connections, reset_queries
@@ -79,6 +79,23 @@ class Row:
     data: Any = None
     problem: str = ""
     skipped: str = ""  # why the row is not usage, e.g. "top-up (type 1)"
+    field: str = ""  # the column or field a problem is about; empty when the whole line is unreadable
+
+
+class ProblemKind(StrEnum):
+    REJECTED = "rejected"  # the row is not a valid record
+    CONFLICT = "conflict"  # its request_id is stored with other content
+    SET_ASIDE = "set aside"  # valid, but the database refused it: a dead letter to replay
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One row that was not stored, for people: where, which field, why (as `report` words it)."""
+
+    position: int
+    field: str
+    reason: str
+    kind: ProblemKind = ProblemKind.REJECTED
 
 
 @dataclass
@@ -104,7 +121,7 @@ class Source:
         return "; ".join(parts)
 
 
-def format_for(path: Path) -> ImportFormat | None:
+def format_for(path: PurePath) -> ImportFormat | None:
     """The format a file's extension implies (.jsonl/.ndjson, .csv), or None."""
     return FORMAT_BY_SUFFIX.get(path.suffix.lower())
 
@@ -265,7 +282,7 @@ def _csv_records(reader: Any, lines: CsvLines, columns: list[str], undecodable: 
         try:
             yield Row(first_line, csv_record(columns, cells))
         except BadField as exc:
-            yield Row(first_line, problem=str(exc))
+            yield Row(first_line, problem=str(exc), field=exc.field)
 
 
 def _broken_row(lines: CsvLines, reason: str) -> Row:
@@ -502,7 +519,7 @@ def _newapi_row(position: int, item: Any) -> Row:
     try:
         record = newapi_record(item)
     except BadField as exc:
-        return Row(position, problem=str(exc))
+        return Row(position, problem=str(exc), field=exc.field)
     if record is None:
         log_type = item["type"]
         return Row(position, skipped=f"{LOG_TYPE_NAMES.get(log_type, 'unknown')} (type {log_type})")
@@ -692,7 +709,17 @@ class ImportSummary:
 class _Batch:
     records: list[Any] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
-    problems: list[tuple[int, str]] = field(default_factory=list)
+    problems: list[tuple[int, str, str]] = field(default_factory=list)  # position, field, message
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.problems)
+
+
+WHOLE_LINE = ""  # the field of a problem about the whole line (not JSON, not UTF-8, broken quoting)
+
+
+def _no_progress(summary: ImportSummary) -> None:
+    pass
 
 
 def import_records(
@@ -701,12 +728,15 @@ def import_records(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     report: Callable[[str], None],
-    progress: Callable[[], None] = lambda: None,
+    progress: Callable[[ImportSummary], None] = _no_progress,
+    on_problem: Callable[[Problem], None] | None = None,
 ) -> ImportSummary:
     """Validates and stores every record of `source`, `batch_size` at a time.
 
-    Each rejected row and each conflict is passed to `report` with its position;
-    a file-level error stops reading but keeps what was stored and is returned as `fatal`.
+    Each rejected row and each conflict is passed to `report` with its position (and,
+    as a `Problem` naming its field, to `on_problem`); a file-level error stops reading
+    but keeps what was stored and is returned as `fatal`. `progress` gets the summary so
+    far every `batch_size` rows read and once at the end (usage.import_runs throttles it).
 
     On PostgreSQL, outside a caller's transaction, each batch is stored by a writer
     thread with its own connection while this thread reads and validates the next
@@ -715,31 +745,47 @@ def import_records(
     """
     summary = ImportSummary()
     batch = _Batch()
+    tell = _Tell(report, on_problem)
     with _writer() as store:
         try:
             for row in source.rows:
                 summary.read += 1
                 if row.problem:
-                    batch.problems.append((row.position, row.problem))
+                    batch.problems.append((row.position, row.field, row.problem))
                 elif row.skipped:
                     summary.skipped += 1
                     summary.skipped_why[row.skipped] = summary.skipped_why.get(row.skipped, 0) + 1
                 else:
                     batch.records.append(row.data)
                     batch.positions.append(row.position)
-                    if len(batch.records) >= batch_size:
-                        store(_Stored.of(account, source, batch), summary, report)
-                        batch = _Batch()
-                        reset_queries()  # with DEBUG on, Django keeps every statement: keep memory flat
-                        progress()
+                # Problems count too: a file of bad lines is reported as it is read, in flat memory.
+                if len(batch) >= batch_size:
+                    store(_Stored.of(account, source, batch), summary, tell)
+                    batch = _Batch()
+                    reset_queries()  # with DEBUG on, Django keeps every statement: keep memory flat
+                if summary.read % batch_size == 0:
+                    progress(summary)
         except ImportFileError as exc:
             summary.fatal = str(exc)
-        store(_Stored.of(account, source, batch), summary, report)
-    progress()
+        store(_Stored.of(account, source, batch), summary, tell)
+    progress(summary)
     return summary
 
 
-Store = Callable[["_Stored", ImportSummary, Callable[[str], None]], None]
+@dataclass(frozen=True, slots=True)
+class _Tell:
+    """Where a stored batch's problems go: `report` as text, `on_problem` as `Problem`s."""
+
+    report: Callable[[str], None]
+    on_problem: Callable[[Problem], None] | None
+
+    def __call__(self, source: Source, problem: Problem) -> None:
+        self.report(f"{source.where(problem.position)}: {problem.reason}")
+        if self.on_problem is not None:
+            self.on_problem(problem)
+
+
+Store = Callable[["_Stored", ImportSummary, _Tell], None]
 
 
 @contextlib.contextmanager
@@ -752,14 +798,14 @@ def _writer() -> Iterator[Store]:
         yield lambda stored, summary, report: stored.run().tell(summary, report)
         return
 
-    pending: list[tuple[Future[_Stored], ImportSummary, Callable[[str], None]]] = []
+    pending: list[tuple[Future[_Stored], ImportSummary, _Tell]] = []
 
     def finish_pending() -> None:
         while pending:
             future, summary, report = pending.pop()
             future.result().tell(summary, report)
 
-    def store(stored: _Stored, summary: ImportSummary, report: Callable[[str], None]) -> None:
+    def store(stored: _Stored, summary: ImportSummary, report: _Tell) -> None:
         finish_pending()  # one batch in flight: memory stays flat, reports stay in order
         pending.append((pool.submit(stored.run), summary, report))
 
@@ -782,14 +828,18 @@ class _Stored:
 
     account: Account
     source: Source
-    problems: list[tuple[int, str]]
+    problems: list[tuple[int, str, str]]  # position, field, message
     valid: list[tuple[int, Any]]
     result: IngestResult | None = None
 
     @classmethod
     def of(cls, account: Account, source: Source, batch: _Batch) -> _Stored:
         valid, rejected = validate_records(batch.records) if batch.records else ([], [])
-        problems = batch.problems + [(batch.positions[r["index"]], source.in_own_terms(r["message"])) for r in rejected]
+        own = source.field_names
+        problems = batch.problems + [
+            (batch.positions[r["index"]], own.get(r["field"], r["field"]), source.in_own_terms(r["message"]))
+            for r in rejected
+        ]
         positions = batch.positions
         return cls(account, source, problems, [(positions[i], record) for i, record in valid])
 
@@ -797,21 +847,23 @@ class _Stored:
         self.result = record_or_set_aside(self.account, self.valid, source=RecordSource.IMPORT)
         return self
 
-    def tell(self, summary: ImportSummary, report: Callable[[str], None]) -> None:
+    def tell(self, summary: ImportSummary, tell: _Tell) -> None:
         assert self.result is not None
-        for position, problem in sorted(self.problems, key=lambda p: p[0]):
-            report(f"{self.source.where(position)}: {problem}")
+        for position, field_name, problem in sorted(self.problems, key=lambda p: p[0]):
+            tell(self.source, Problem(position, field_name, problem))
         summary.rejected += len(self.problems)
         for conflict in self.result.conflicts:
-            report(
-                f"{self.source.where(conflict['index'])}: request_id {conflict['request_id']!r} is already stored "
-                "with other content; the stored record is kept (conflict)"
+            reason = (
+                f"request_id {conflict['request_id']!r} is already stored with other content; "
+                "the stored record is kept (conflict)"
             )
+            tell(self.source, Problem(conflict["index"], "request_id", reason, ProblemKind.CONFLICT))
         for kept in self.result.set_aside:
-            report(
-                f"{self.source.where(kept['index'])}: could not be stored ({kept['reason']}); "
+            reason = (
+                f"could not be stored ({kept['reason']}); "
                 "kept aside for an administrator to replay (manage.py replay_dead_letters)"
             )
+            tell(self.source, Problem(kept["index"], WHOLE_LINE, reason, ProblemKind.SET_ASIDE))
         summary.accepted += self.result.accepted
         summary.duplicates += self.result.duplicates
         summary.other_source_duplicates += self.result.other_source_duplicates

@@ -512,6 +512,8 @@ class EstimatorFit(models.Model):
 # The model catalogue's tables live in their own module; importing them here registers them.
 from usage.catalogue.models import CatalogueModel, CatalogueSync  # noqa: E402,F401
 from usage.dead_letter_model import DeadLetter  # noqa: E402, F401  (in a module of its own)
+from usage.import_jobs.models import ImportJob as ImportJob  # noqa: E402
+from usage.import_jobs.models import ImportRejection as ImportRejection  # noqa: E402
 from usage.models_identity import CallKey as CallKey  # noqa: E402
 from usage.models_identity import CallSighting as CallSighting  # noqa: E402
 from usage.models_identity import RegisteredRequest as RegisteredRequest  # noqa: E402

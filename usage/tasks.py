@@ -47,3 +47,12 @@ def maintain_usage_partitions() -> dict[str, Any]:
 
     done = partitions.maintain()
     return {"created": done.created, "dropped": done.dropped, "deleted_rows": done.deleted_rows}
+
+
+@shared_task
+def run_usage_import(job_id: int) -> str | None:
+    """Run an import uploaded on the Import page; returns its final state."""
+    from usage.import_jobs.services import process_import
+
+    state = process_import(job_id)
+    return state.value if state is not None else None

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from usage.views import catalogue, errors, keys, models, overview, rates, requests, spend
+from usage.views import catalogue, errors, imports, keys, models, overview, rates, requests, spend
 from usage.views import settings as settings_views
 
 app_name = "usage"
@@ -25,5 +25,8 @@ urlpatterns = [
     path("settings/prices/", settings_views.prices, name="prices"),
     path("settings/accounts/", settings_views.accounts, name="accounts"),
     path("rates/", rates.exchange_rates, name="exchange_rates"),
+    path("imports/", imports.imports, name="imports"),
+    path("imports/<int:pk>/", imports.import_detail, name="import_detail"),
+    path("imports/<int:pk>/rejected.csv", imports.import_rejections_csv, name="import_rejections_csv"),
     path("overview/spend-chart/", overview.spend_chart, name="overview_spend_chart"),
 ]

@@ -1,4 +1,8 @@
-"""manage.py import_usage PATH [--format jsonl|csv|newapi] [--account SLUG] (docs/import.md)."""
+"""manage.py import_usage PATH [--format jsonl|csv|newapi] [--account SLUG] (docs/import.md).
+
+Progress comes from usage.import_runs, as on the Import page: a tqdm bar on a terminal,
+plain lines every --progress-seconds otherwise.
+"""
 
 from __future__ import annotations
 
@@ -11,17 +15,12 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from usage.importers import (
-    DEFAULT_BATCH_SIZE,
-    ImportFileError,
-    ImportFormat,
-    ImportSummary,
-    Source,
-    format_for,
-    import_records,
-    open_export,
-)
+from usage.import_runs import ImportProgress, Snapshot, run_import
+from usage.importers import DEFAULT_BATCH_SIZE, ImportFileError, ImportFormat, ImportSummary, format_for
 from usage.models import Account
+
+PLAIN_PROGRESS_SECONDS = 10.0
+BAR_PROGRESS_SECONDS = 0.2
 
 
 class Command(BaseCommand):
@@ -44,6 +43,12 @@ class Command(BaseCommand):
             default=DEFAULT_BATCH_SIZE,
             help=f"records validated and stored together (default {DEFAULT_BATCH_SIZE})",
         )
+        parser.add_argument(
+            "--progress-seconds",
+            type=float,
+            help="how often progress is shown: a plain line off a terminal "
+            f"(default {PLAIN_PROGRESS_SECONDS:g}), the bar on one (default {BAR_PROGRESS_SECONDS:g})",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         path: Path = options["path"]
@@ -54,8 +59,7 @@ class Command(BaseCommand):
 
         started = time.perf_counter()
         try:
-            with open_export(path, import_format) as source:
-                summary = self._run(account, source, path, options["batch_size"])
+            summary = self._run(account, path, import_format, options["batch_size"], options["progress_seconds"])
         except OSError as exc:
             raise CommandError(f"Cannot read {path}: {exc.strerror or exc}.") from exc
         except ImportFileError as exc:
@@ -90,10 +94,13 @@ class Command(BaseCommand):
     def _slugs(self) -> str:
         return ", ".join(Account.objects.order_by("slug").values_list("slug", flat=True))
 
-    def _run(self, account: Account, source: Source, path: Path, batch_size: int) -> ImportSummary:
+    def _run(
+        self, account: Account, path: Path, import_format: ImportFormat, batch_size: int, every: float | None
+    ) -> ImportSummary:
         on_terminal = self.stderr.isatty() and sys.stderr.isatty()
+        size = path.stat().st_size
         with tqdm(
-            total=path.stat().st_size,
+            total=size,
             unit="B",
             unit_scale=True,
             unit_divisor=1024,
@@ -109,10 +116,23 @@ class Command(BaseCommand):
                 else:
                     self.stderr.write(message)
 
-            def progress() -> None:
-                bar.update(source.bytes_read() - bar.n)
+            def draw(snapshot: Snapshot) -> None:
+                bar.update(snapshot.bytes_read - bar.n)
+                bar.set_postfix_str(  # drawn now: the snapshots are already spaced out
+                    f"{snapshot.rows_read:,} rows, {snapshot.stored:,} stored, "
+                    f"{snapshot.duplicates:,} duplicates, {snapshot.rejected:,} rejected"
+                )
 
-            return import_records(account, source, batch_size=batch_size, report=report, progress=progress)
+            def print_line(snapshot: Snapshot) -> None:
+                if not snapshot.done:  # the summary follows the last one
+                    self.stdout.write(f"{path.name}: {snapshot.line()}")
+
+            if every is None:
+                every = BAR_PROGRESS_SECONDS if on_terminal else PLAIN_PROGRESS_SECONDS
+            progress = ImportProgress(draw if on_terminal else print_line, bytes_total=size, interval=every)
+            return run_import(
+                account, path, import_format, progress=progress, report=report, batch_size=batch_size
+            ).summary
 
     def _print_summary(self, summary: ImportSummary, elapsed: float, account: Account) -> None:
         rate = summary.valid / elapsed if elapsed > 0 else 0.0
