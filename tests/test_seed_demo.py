@@ -256,7 +256,7 @@ def test_latency_grows_with_the_answer():
 
 
 def test_command_prints_a_summary_and_no_secret(db, monkeypatch):
-    monkeypatch.setattr(demo, "current_hour", lambda: ANCHOR)
+    monkeypatch.setattr("usage.demo.writing.current_hour", lambda: ANCHOR)
     out = StringIO()
 
     call_command("seed_demo", "--days", "1", "--seed", "7", stdout=out)
