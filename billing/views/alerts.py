@@ -28,10 +28,12 @@ from billing.models import (
     AlertKind,
     AlertNotification,
     AlertRule,
+    ChannelKind,
     DeliveryStatus,
     parse_tiers,
 )
-from billing.views.channels import ChannelForm, add_channel, back_to
+from billing.notify.channels import create_channel
+from billing.views.channels import ChannelForm, back_to
 from toki_dashboard.forms import ErrorsInPlace, form_invalid, form_saved
 from toki_dashboard.htmx import wants_fragment
 from toki_dashboard.roles import Role, role_required
@@ -285,3 +287,34 @@ def send_test(request: HttpRequest, pk: int) -> HttpResponse:
     rule = get_object_or_404(AlertRule, pk=pk, account=current_account(request))
     report_deliveries(request, alerts.send_test(rule))
     return redirect(back_to(request))
+
+
+@require_POST
+@role_required(Role.ADMIN)
+def add_channel(request: HttpRequest) -> HttpResponse:
+    """Add a channel (the Alerts page posts here with form=channel; this URL takes the same post).
+    Refused, the form comes back with its errors in place."""
+    account = current_account(request)
+    form = ChannelForm(request.POST)
+    if not form.is_valid():
+        return _page(request, channel_form=form)
+    data = form.cleaned_data
+    try:
+        added = create_channel(
+            account,
+            kind=data["kind"],
+            target=data["target"],
+            secret=data["secret"],
+            name=data["name"],
+            created_by=request.user,
+        )
+    except ValidationError as exc:
+        for field, errors in exc.message_dict.items():
+            for error in errors:
+                form.add_error(field if field in form.fields else None, error)
+        return _page(request, channel_form=form)
+    text = f"Channel {added.channel.label} added; every rule and budget of {account.name} now notifies it."
+    if data["kind"] == ChannelKind.WEBHOOK and not data["secret"]:
+        text += f" Its signing secret, shown this once: {added.secret}"
+    messages.success(request, text)
+    return form_saved(request, back_to(request))

@@ -6,7 +6,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect
 from django.urls import reverse
@@ -17,8 +16,7 @@ from billing import alerts
 from billing.audit import Actor
 from billing.models import AlertChannel, ChannelKind, DeliveryStatus
 from billing.notify import channels as channel_services
-from billing.notify.channels import create_channel
-from toki_dashboard.forms import ErrorsInPlace, form_saved
+from toki_dashboard.forms import ErrorsInPlace
 from toki_dashboard.roles import Role, role_required
 from usage.tenancy import current_account
 
@@ -58,39 +56,6 @@ def back_to(request: HttpRequest) -> str:
     if target and url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
         return target
     return reverse("billing:alerts")
-
-
-@require_POST
-@role_required(Role.ADMIN)
-def add_channel(request: HttpRequest) -> HttpResponse:
-    """Add a channel (the Alerts page posts here with form=channel; this URL takes the same post).
-    Refused, the form comes back with its errors in place."""
-    from billing.views.alerts import _page  # the page this form lives on (it imports this module)
-
-    account = current_account(request)
-    form = ChannelForm(request.POST)
-    if not form.is_valid():
-        return _page(request, channel_form=form)
-    data = form.cleaned_data
-    try:
-        added = create_channel(
-            account,
-            kind=data["kind"],
-            target=data["target"],
-            secret=data["secret"],
-            name=data["name"],
-            created_by=request.user,
-        )
-    except ValidationError as exc:
-        for field, errors in exc.message_dict.items():
-            for error in errors:
-                form.add_error(field if field in form.fields else None, error)
-        return _page(request, channel_form=form)
-    text = f"Channel {added.channel.label} added; every rule and budget of {account.name} now notifies it."
-    if data["kind"] == ChannelKind.WEBHOOK and not data["secret"]:
-        text += f" Its signing secret, shown this once: {added.secret}"
-    messages.success(request, text)
-    return form_saved(request, back_to(request))
 
 
 @require_POST
