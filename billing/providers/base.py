@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, ClassVar
 
-import httpx
-
+from billing.providers.connection import Connection as Connection  # where adapters have always found it
+from billing.providers.model_list import listing_from_models
 from usage.catalogue.listing import Listing
 
 
@@ -22,24 +22,6 @@ class BalanceReading:
     used: Decimal | None = None  # lifetime spend, in `currency`
     request_count: int | None = None  # lifetime requests
     raw: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where the provider is, who we are to it, and the HTTP client to use (with its timeouts)."""
-
-    base_url: str
-    currency: str
-    credentials: Mapping[str, str]
-    client: httpx.Client
-
-    def credential(self, name: str) -> str:
-        from billing.providers.errors import NotConfigured
-
-        value = str(self.credentials.get(name) or "").strip()
-        if not value:
-            raise NotConfigured(f"The account's credentials lack {name!r}.")
-        return value
 
 
 class Adapter:
@@ -65,6 +47,4 @@ class Adapter:
     def model_listing(self, connection: Connection) -> Listing:
         """The models the provider lists, with what it says they cost: `{base}/models` with
         the relay key, unless the provider publishes more (billing.providers.model_list)."""
-        from billing.providers.model_list import listing_from_models
-
         return listing_from_models(connection)

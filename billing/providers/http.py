@@ -13,6 +13,8 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.providers.errors import BadAnswer, CredentialsRejected, ProviderUnavailable
+from usage.errors import classify_error
+from usage.models import ErrorCause
 
 MAX_MESSAGE = 300
 
@@ -80,3 +82,28 @@ def get_json(
         return json.loads(response.content, parse_float=Decimal if exact_numbers else float)
     except ValueError as exc:
         raise BadAnswer(f"GET {where} answered with invalid JSON ({exc.__class__.__name__}: truncated?)") from None
+
+
+# An answer carrying one of these refuses the key itself (not the request).
+REJECTED_CAUSES = {ErrorCause.INVALID_API_KEY, ErrorCause.KEY_DISABLED}
+
+
+def checked(body: Any, where: str, expected_object: str) -> dict[str, Any]:
+    """The answer as an object, unless it is an OpenAI-style `error` or not the object expected."""
+    if not isinstance(body, dict):
+        raise BadAnswer(f"{where} did not answer with a JSON object")
+    error = body.get("error")
+    if error not in (None, ""):
+        details = error if isinstance(error, dict) else {"message": str(error)}
+        error_type, code = str(details.get("type") or ""), str(details.get("code") or "")
+        message = str(details.get("message") or "")[:300]
+        reason = message or code or error_type or "no message"
+        cause = classify_error(200, error_type, code, message)
+        if cause in REJECTED_CAUSES:
+            raise CredentialsRejected(f"{where} refused the key: {reason}")
+        if cause == ErrorCause.RATE_LIMITED:
+            raise ProviderUnavailable(f"{where} is rate limited: {reason}")
+        raise BadAnswer(f"{where} answered an error: {reason}")
+    if body.get("object") not in (None, expected_object):
+        raise BadAnswer(f"{where} answered object {body.get('object')!r}, not {expected_object!r}")
+    return body

@@ -23,10 +23,9 @@ from typing import Any
 
 import httpx
 
-from billing.providers.base import Connection
+from billing.providers.connection import Connection
 from billing.providers.errors import BadAnswer, NotConfigured
-from billing.providers.http import get_json
-from billing.providers.openai_billing import checked
+from billing.providers.http import checked, get_json
 from usage.catalogue.listing import ListedModel, Listing, ProviderPrice
 
 CONTEXT_FIELDS = ("context_length", "context_window", "max_model_len", "max_context_length", "max_input_tokens")

@@ -16,13 +16,10 @@ from typing import Any
 from django.utils import timezone
 
 from billing.providers.base import Adapter, BalanceReading, Connection
-from billing.providers.errors import BadAnswer, CredentialsRejected, ProviderUnavailable
-from billing.providers.http import get_json
-from usage.errors import classify_error
-from usage.models import ErrorCause
+from billing.providers.errors import BadAnswer
+from billing.providers.http import checked, get_json
 
 CENTS = Decimal(100)
-REJECTED_CAUSES = {ErrorCause.INVALID_API_KEY, ErrorCause.KEY_DISABLED}
 
 
 def _number(body: dict[str, Any], name: str, where: str) -> Decimal:
@@ -30,27 +27,6 @@ def _number(body: dict[str, Any], name: str, where: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, int | Decimal):
         raise BadAnswer(f"{where} has no number {name!r}")
     return Decimal(value)
-
-
-def checked(body: Any, where: str, expected_object: str) -> dict[str, Any]:
-    """The answer as an object, unless it is an OpenAI-style `error` or not the object expected."""
-    if not isinstance(body, dict):
-        raise BadAnswer(f"{where} did not answer with a JSON object")
-    error = body.get("error")
-    if error not in (None, ""):
-        details = error if isinstance(error, dict) else {"message": str(error)}
-        error_type, code = str(details.get("type") or ""), str(details.get("code") or "")
-        message = str(details.get("message") or "")[:300]
-        reason = message or code or error_type or "no message"
-        cause = classify_error(200, error_type, code, message)
-        if cause in REJECTED_CAUSES:
-            raise CredentialsRejected(f"{where} refused the key: {reason}")
-        if cause == ErrorCause.RATE_LIMITED:
-            raise ProviderUnavailable(f"{where} is rate limited: {reason}")
-        raise BadAnswer(f"{where} answered an error: {reason}")
-    if body.get("object") not in (None, expected_object):
-        raise BadAnswer(f"{where} answered object {body.get('object')!r}, not {expected_object!r}")
-    return body
 
 
 class OpenAIBilling(Adapter):
