@@ -35,6 +35,7 @@ from django.utils import timezone
 from billing.alert_checks import Check, Facts, check_rule
 from billing.models import AlertEpisode, AlertNotification, AlertRule, NotificationKind
 from billing.notify.deliveries import create_notification, send_after_commit
+from toki_dashboard import background
 from usage.models import Account
 
 logger = logging.getLogger(__name__)
@@ -235,8 +236,6 @@ def schedule_evaluation(account_id: int, *, delay: float | None = None) -> None:
 
     def enqueue() -> None:
         if cache.add(key, 1, timeout=max(1, int(wait))):
-            from billing import tasks  # tasks imports this module
-
-            tasks.evaluate_account_alerts.apply_async(args=(account_id,), countdown=wait)
+            background.enqueue("billing.tasks.evaluate_account_alerts", account_id, countdown=wait)
 
     transaction.on_commit(enqueue, robust=True)

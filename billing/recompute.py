@@ -52,6 +52,7 @@ from billing.models import (
     WalletEntry,
     WalletEntryKind,
 )
+from toki_dashboard import background
 from usage import selectors as usage_selectors
 from usage.models import Account, RawRetention, RepricingRun, UsageRecord
 
@@ -85,9 +86,7 @@ def schedule_allocation(account_id: int, *, delay: float | None = None) -> None:
 
     def enqueue() -> None:
         if cache.add(key, 1, timeout=max(1, int(wait))):
-            from billing import tasks  # tasks imports this module
-
-            tasks.refresh_allocations.apply_async(args=(account_id,), countdown=wait)
+            background.enqueue("billing.tasks.refresh_allocations", account_id, countdown=wait)
 
     # robust: what was committed stays committed if the broker is down; the periodic
     # refresh (CELERY_BEAT_SCHEDULE) picks the work up.

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
+from toki_dashboard import background
 from usage import rollups
 from usage.models import Account, CostSource, ExchangeRate, HourlyUsage, ModelPrice, RepricingRun, UsageRecord
 from usage.pricing import PriceBook, Valuation, valuation, was_served
@@ -130,12 +131,10 @@ def schedule(scopes: Iterable[Scope]) -> None:
     payload = [s.to_json() for s in merged(scopes)]
     if not payload:
         return
-    from usage import tasks  # tasks imports this module
-
     # robust: the price is committed by then; a broker that is down must not turn the
     # save into an error. It is logged, and the next change to the price reprices again.
     transaction.on_commit(
-        lambda: tasks.reprice_records.apply_async(args=(payload,), countdown=SETTLE_SECONDS), robust=True
+        lambda: background.enqueue("usage.tasks.reprice_records", payload, countdown=SETTLE_SECONDS), robust=True
     )
 
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from billing.budgets import spend, text
 from billing.models import Budget, BudgetScope
+from toki_dashboard import background
 from usage import budget_gate
 from usage.budget_gate import Block, GateState
 from usage.models import Account, ApiKey
@@ -70,8 +71,6 @@ def schedule_publish(account_id: int, *, delay: float | None = None) -> None:
         if not Budget.objects.filter(account_id=account_id, enforce=True).exists():
             return
         if cache.add(key, 1, timeout=max(1, int(wait))):
-            from billing import tasks
-
-            tasks.publish_budget_gate.apply_async(args=(account_id,), countdown=wait)
+            background.enqueue("billing.tasks.publish_budget_gate", account_id, countdown=wait)
 
     transaction.on_commit(enqueue, robust=True)

@@ -33,6 +33,7 @@ from billing.models import (
 )
 from billing.notify import chat, email, webhook
 from billing.notify.base import Attempt, NotDeliverable
+from toki_dashboard import background
 from usage.models import Account
 
 logger = logging.getLogger(__name__)
@@ -161,9 +162,7 @@ def send_now(delivery_id: int) -> str:
     if status == DeliveryStatus.FAILED:
         attempts = AlertDelivery.objects.filter(pk=delivery_id).values_list("attempts", flat=True).first() or 1
         try:
-            from billing import tasks
-
-            tasks.send_alert_delivery.apply_async(args=(delivery_id,), countdown=retry_delay(attempts))
+            background.enqueue("billing.tasks.send_alert_delivery", delivery_id, countdown=retry_delay(attempts))
         except Exception:  # the broker is down: the periodic sweep retries it
             logger.exception("could not enqueue the retry of alert delivery %s", delivery_id)
     return status

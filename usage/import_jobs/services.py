@@ -11,6 +11,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
+from toki_dashboard import background
 from usage.import_jobs.models import ImportJob, ImportRejection, ImportState
 from usage.import_jobs.upload import StoredUpload
 from usage.import_runs import PROGRESS_INTERVAL_SECONDS, ImportProgress, Snapshot, run_import
@@ -26,8 +27,6 @@ MAX_FIELD_CHARS = 200
 
 def start_import(account: Account, user: Any, upload: StoredUpload, import_format: ImportFormat) -> ImportJob:
     """A queued job for an upload already on disk; the task is sent once the row is committed."""
-    from usage.tasks import run_usage_import
-
     with transaction.atomic():
         job = ImportJob.objects.create(
             account=account,
@@ -37,7 +36,7 @@ def start_import(account: Account, user: Any, upload: StoredUpload, import_forma
             format=import_format.value,
             stored_path=str(upload.path),
         )
-        transaction.on_commit(lambda: run_usage_import.delay(job.pk))
+        transaction.on_commit(lambda: background.enqueue("usage.tasks.run_usage_import", job.pk))
     return job
 
 
