@@ -8,6 +8,7 @@ from celery import shared_task
 
 from usage import repricing, rollups
 from usage.models import Account
+from usage.proxy import recorder, spool
 
 
 @shared_task
@@ -35,9 +36,7 @@ def calibrate_estimator(account_id: int | None = None) -> int:
 @shared_task
 def replay_proxy_spool() -> int:
     """Write the records the logging proxy spooled while the database was unavailable."""
-    from usage.proxy.spool import replay
-
-    return replay()
+    return spool.replay(recorder.store_records)
 
 
 @shared_task

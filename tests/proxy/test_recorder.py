@@ -115,7 +115,7 @@ def test_replaying_the_same_records_again_stores_them_once(account, settings, tm
     spool.append(records)
     spool.append(records)  # e.g. a batch spooled twice after an ambiguous failure
 
-    assert spool.replay() == 4
+    assert spool.replay(recorder.store_records) == 4
 
     assert sorted(UsageRecord.objects.values_list("request_id", flat=True)) == ["proxy-a", "proxy-b"]
     assert rollups.verify(account) == []
@@ -131,7 +131,7 @@ def test_a_replay_while_the_database_is_still_down_keeps_every_record(account, s
     assert spool.replay(down) == 0
 
     assert sorted(line["record"]["request_id"] for line in spooled_lines()) == ["proxy-a", "proxy-b"]
-    assert spool.replay() == 2
+    assert spool.replay(recorder.store_records) == 2
     assert UsageRecord.objects.count() == 2
 
 
@@ -141,7 +141,7 @@ def test_an_unreadable_spool_line_is_set_aside_and_the_others_written(account, s
     with open(spool.pending()[0], "ab") as handle:
         handle.write(b'{"account": 1, "record": {"request_id": "torn')  # a crash mid-line
 
-    assert spool.replay() == 1
+    assert spool.replay(recorder.store_records) == 1
 
     assert UsageRecord.objects.get().request_id == "proxy-a"
     rejected = list((tmp_path / "spool").glob("rejected-*.jsonl"))
@@ -186,7 +186,7 @@ def test_a_call_that_ends_after_shutdown_began_is_kept_in_the_spool(account, set
     asyncio.run(late_call())
 
     assert [line["record"]["model"] for line in spooled_lines()] == ["sim-gpt"]
-    assert spool.replay() == 1
+    assert spool.replay(recorder.store_records) == 1
     assert UsageRecord.objects.get().context_chars == len(MESSAGES[0]["content"])
 
 

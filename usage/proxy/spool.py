@@ -132,16 +132,12 @@ def _set_aside(lines: list[bytes], reason: str) -> None:
         logger.error("proxy spool: %d record(s) could not be written (%s); kept in %s", len(lines), reason, path)
 
 
-def replay(store: Callable[[Batch], None] | None = None) -> int:
+def replay(store: Callable[[Batch], None]) -> int:
     """Write every spooled record; returns how many were handed to the database.
 
     Stops at the first failure (the database still unavailable), leaving the rest spooled.
     Records the database refuses for another reason become dead letters inside `store`.
     """
-    if store is None:
-        from usage.proxy.recorder import store_records  # the recorder imports this module
-
-        store = store_records
     _take_back_abandoned()
     written = 0
     for path in pending():
