@@ -18,7 +18,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_POST
 
 from billing import alerts
-from billing.alert_rules import save_alert_rule
+from billing.alert_rules import AUDITED_FIELDS, save_alert_rule
 from billing.alert_tiers import effective_tiers, severity_label
 from billing.audit import Actor
 from billing.models import (
@@ -46,17 +46,7 @@ HISTORY_LIMIT = 30
 class AlertRuleForm(ErrorsInPlace, forms.ModelForm):
     class Meta:
         model = AlertRule
-        fields = [
-            "name",
-            "kind",
-            "threshold",
-            "tiers",
-            "days",
-            "error_cause",
-            "recipients",
-            "cooldown_hours",
-            "enabled",
-        ]
+        fields = list(AUDITED_FIELDS)  # what people set on a rule is what its audit entries record
         labels = {
             "kind": "Condition",
             "days": "Within days",
