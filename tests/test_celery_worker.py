@@ -39,7 +39,10 @@ def _close_worker_connections(**kwargs: object) -> None:
 def worker(transactional_db: None) -> Iterator[WorkController]:
     task_postrun.connect(_close_worker_connections, weak=False)
     try:
-        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30) as started:
+        # The run's queue named: a worker started with other queues before (the import page's
+        # test) leaves its selection on the app, and this worker would consume only those.
+        queues = [app.conf.task_default_queue]
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=30, queues=queues) as started:
             yield started
     finally:
         task_postrun.disconnect(_close_worker_connections)

@@ -50,6 +50,7 @@ def import_worker(transactional_db: None) -> Iterator[WorkController]:
     finally:
         task_postrun.disconnect(_close_worker_connections)
         _set_routes(routes)
+        app.amqp.queues._consume_from = None  # start_worker(queues=…) selected them on the app itself
         with app.connection_for_write() as connection:
             for name in (queue, app.conf.task_default_queue):  # leave nothing behind in a shared Redis
                 bound = app.amqp.queues[name].bind(connection.default_channel)
