@@ -15,11 +15,11 @@ def _page_name(path: str) -> str:
     """The menu section a path belongs to ("Plans & wallet" for /plans/forecast-chart/)."""
     best = ""
     name = "This page"
-    for label, url_name, _ in NAVIGATION:
+    for label, url_name, _roles in NAVIGATION:
         url = reverse(url_name)
         within = path == url if url == "/" else path.startswith(url)
         if within and len(url) > len(best):
-            best, name = url, label
+            best, name = url, str(label)
     return name
 
 

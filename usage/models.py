@@ -517,6 +517,7 @@ from usage.import_jobs.models import ImportRejection as ImportRejection  # noqa:
 from usage.models_identity import CallKey as CallKey  # noqa: E402
 from usage.models_identity import CallSighting as CallSighting  # noqa: E402
 from usage.models_identity import RegisteredRequest as RegisteredRequest  # noqa: E402
+from usage.models_language import UserLanguage as UserLanguage  # noqa: E402
 from usage.models_parameters import AcceptedParameter as AcceptedParameter  # noqa: E402
 from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402
 from usage.models_rates import RateSource as RateSource  # noqa: E402

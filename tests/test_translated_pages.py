@@ -1,0 +1,211 @@
+"""Every translated page, rendered in Simplified Chinese, shows no label of the message catalogue
+left in English.
+
+The catalogue (locale/zh_Hans/LC_MESSAGES/django.po) lists every string marked for translation;
+a page rendered in zh-hans must contain none of them in their English form, in its visible text
+or in the titles and aria-labels a screen reader speaks. The same page in English shows those
+labels, which proves the check finds them when they are there.
+
+Pages whose labels are not marked yet are listed in NOT_TRANSLATED_YET (their URL names): the
+gap is visible here rather than hidden in a skip. A page moves from that list to PAGES when its
+templates and the Python that words it are marked and translated.
+"""
+
+from __future__ import annotations
+
+import re
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from babel.messages.pofile import read_po
+from django.conf import settings
+from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
+
+from toki_dashboard.roles import Role
+from usage.models import Membership
+from usage.schemas import validate_records
+from usage.services import record_usage
+
+CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
+CHINESE = re.compile("[\u4e00-\u9fff]")
+PRODUCT_NAMES = ("TOKI Dashboard",)  # stays as it is in every language
+
+# (URL name, role of the client, with usage recorded or not): the pages translated so far.
+PAGES = [
+    ("usage:overview", "finance", True),
+    ("usage:overview", "finance", False),  # the empty state
+    ("usage:overview", "engineer", True),
+]
+
+# URL names of pages whose labels are not marked for translation yet (the header and the
+# navigation around them are). Listed, not skipped: this is the work left.
+NOT_TRANSLATED_YET = [
+    "usage:overview_spend_chart",  # marked; rendered inside the Overview only after load
+    "usage:spend",
+    "usage:models",
+    "usage:model_detail",
+    "usage:model_card",
+    "usage:catalogue",
+    "usage:requests",
+    "usage:request_detail",
+    "usage:errors",
+    "usage:keys",
+    "usage:key_edit",
+    "usage:settings",
+    "usage:token_create",
+    "usage:token_revoke",
+    "usage:prices",
+    "usage:accounts",
+    "usage:exchange_rates",
+    "usage:imports",
+    "usage:import_detail",
+    "billing:plans",
+    "billing:balance_card",
+    "billing:reports",
+    "billing:budgets",
+    "billing:alerts",
+    "billing:forecast_chart",
+    "login",
+    "403 and 404 pages",
+    "alert emails (billing/email)",
+    "CSV exports' column labels",
+]
+
+
+class _VisibleText(HTMLParser):
+    """The text a reader sees or hears: text nodes outside script/style, titles and aria-labels."""
+
+    HIDDEN = {"script", "style", "template"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.parts: list[str] = []
+        self._hidden = 0
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in self.HIDDEN:
+            self._hidden += 1
+        self.parts.extend(value for name, value in attrs if name in {"title", "aria-label", "placeholder"} and value)
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in self.HIDDEN and self._hidden:
+            self._hidden -= 1
+
+    def handle_data(self, data: str) -> None:
+        if not self._hidden:
+            self.parts.append(data)
+
+
+def visible_text(html: str) -> str:
+    parser = _VisibleText()
+    parser.feed(html)
+    text = " ".join(" ".join(parser.parts).split())
+    for name in PRODUCT_NAMES:
+        text = text.replace(name, "")
+    return text
+
+
+def _pattern(msgid: str) -> re.Pattern[str]:
+    """A msgid as it reads on a page: its HTML tags gone, each placeholder any text."""
+    text = " ".join(re.sub(r"<[^>]+>", "", msgid).split())
+    pieces = re.split(r"%\(\w+\)[sd]", text)
+    body = r".+?".join(re.escape(piece) for piece in pieces)
+    return re.compile(rf"(?<![\w&]){body}(?![\w])")
+
+
+def catalogue_labels() -> dict[str, re.Pattern[str]]:
+    with CATALOGUE.open("rb") as fh:
+        catalogue = read_po(fh)
+    labels: dict[str, re.Pattern[str]] = {}
+    for message in catalogue:
+        if not message.id:
+            continue
+        for msgid in (message.id,) if isinstance(message.id, str) else message.id:
+            # A placeholder alone or with punctuation says nothing in English ("+%(shown)s").
+            if re.search(r"[A-Za-z]{2,}", re.sub(r"%\(\w+\)[sd]", "", msgid)):
+                labels[msgid] = _pattern(msgid)
+    return labels
+
+
+def english_labels_in(text: str, labels: dict[str, re.Pattern[str]]) -> list[str]:
+    return sorted(msgid for msgid, pattern in labels.items() if pattern.search(text))
+
+
+@pytest.fixture
+def clients(make_user, account) -> dict[str, Client]:
+    clients = {}
+    for role in (Role.FINANCE, Role.ENGINEER):
+        user = make_user(f"reader-{role.value}", role)
+        Membership.objects.get_or_create(account=account, user=user)
+        client = Client()
+        client.force_login(user)
+        clients[role.value] = client
+    return clients
+
+
+def _record_usage(account) -> None:
+    today = timezone.now()
+    valid, _ = validate_records(
+        [
+            {
+                "request_id": f"translated-{n}",
+                "occurred_at": today.isoformat(),
+                "model": "gpt-4o",
+                "api_key": "name:checkout",
+                "team": "growth",
+                "usage": {"prompt_tokens": 1200 * n, "completion_tokens": 300 * n},
+            }
+            for n in range(1, 4)
+        ]
+    )
+    record_usage(account, valid, source="api")
+
+
+@pytest.mark.parametrize(("url_name", "role", "with_usage"), PAGES)
+def test_a_translated_page_in_chinese_leaves_no_catalogue_label_in_english(
+    clients, account, url_name: str, role: str, with_usage: bool
+) -> None:
+    if with_usage:
+        _record_usage(account)
+    labels = catalogue_labels()
+    url = reverse(url_name)
+
+    chinese = clients[role].get(url, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    english = clients[role].get(url, HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
+
+    assert chinese.status_code == english.status_code == 200
+    chinese_text = visible_text(chinese.text)
+    assert CHINESE.search(chinese_text)
+    assert english_labels_in(chinese_text, labels) == []
+    # The check sees labels when they are there: the English page shows many of them.
+    assert len(english_labels_in(visible_text(english.text), labels)) >= 10
+
+
+def test_every_label_of_the_catalogue_has_a_chinese_translation() -> None:
+    with CATALOGUE.open("rb") as fh:
+        catalogue = read_po(fh)
+    untranslated = [
+        message.id
+        for message in catalogue
+        if message.id
+        and (message.fuzzy or not all(message.string if isinstance(message.string, tuple) else (message.string,)))
+    ]
+    assert untranslated == []
+
+
+def _hashable(value: object) -> object:
+    return tuple(value) if isinstance(value, (list, tuple)) else value
+
+
+def test_the_compiled_catalogue_is_up_to_date_with_the_po_file() -> None:
+    """The .mo is committed (no gettext needed to run the site): it must say what the .po says."""
+    from babel.messages.mofile import read_mo
+
+    with CATALOGUE.open("rb") as fh:
+        po = {_hashable(m.id): _hashable(m.string) for m in read_po(fh) if m.id}
+    with CATALOGUE.with_suffix(".mo").open("rb") as fh:
+        mo = {_hashable(m.id): _hashable(m.string) for m in read_mo(fh) if m.id}
+    assert mo == po
