@@ -72,7 +72,7 @@ class Period:
     def label(self) -> str:
         if self.preset != "custom":
             return str(PRESETS[self.preset])
-        return f"{self.first_day:%d %b %Y} – {self.last_day:%d %b %Y}"
+        return f"{date_format(self.first_day, 'd M Y')} – {date_format(self.last_day, 'd M Y')}"
 
     @property
     def whole_month(self) -> bool:
@@ -130,12 +130,14 @@ class Period:
         period = cls.from_query(query, today=today)
         preset = query.get("period") or ""
         if preset and preset not in PRESETS:
-            return period, f"Unknown period “{preset}”: showing {period.label.lower()}."
+            return period, _("Unknown period “%(preset)s”: showing %(period)s.") % {
+                "preset": preset,
+                "period": period.label.lower(),
+            }
         if preset == "custom" and period.preset != "custom":
-            return period, (
-                f"The dates were not understood (use YYYY-MM-DD, from {FIRST_DAY.isoformat()} to "
-                f"{LAST_DAY.isoformat()}): showing {period.label.lower()}."
-            )
+            return period, _(
+                "The dates were not understood (use YYYY-MM-DD, from %(first)s to %(last)s): showing %(period)s."
+            ) % {"first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat(), "period": period.label.lower()}
         return period, ""
 
     @classmethod
