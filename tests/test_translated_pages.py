@@ -14,6 +14,8 @@ templates and the Python that words it are marked and translated.
 from __future__ import annotations
 
 import re
+from datetime import timedelta
+from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,6 +26,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
+from billing.audit import Actor
+from billing.models import WalletEntryKind
+from billing.services import PurchaseData, WalletEntryData, record_purchase, record_wallet_entry
 from toki_dashboard.roles import Role
 from usage.models import Membership
 from usage.schemas import validate_records
@@ -40,6 +45,8 @@ PAGES = [
     ("usage:overview", "engineer", True),
     ("usage:spend", "finance", True),
     ("usage:spend", "finance", False),
+    ("billing:plans", "finance", True),
+    ("billing:plans", "finance", False),
 ]
 
 # URL names of pages whose labels are not marked for translation yet (the header and the
@@ -63,7 +70,6 @@ NOT_TRANSLATED_YET = [
     "usage:exchange_rates",
     "usage:imports",
     "usage:import_detail",
-    "billing:plans",
     "billing:balance_card",
     "billing:reports",
     "billing:budgets",
@@ -114,7 +120,8 @@ def _pattern(msgid: str) -> re.Pattern[str]:
     text = " ".join(re.sub(r"<[^>]+>", "", msgid).split())
     pieces = re.split(r"%\(\w+\)[sd]", text)
     body = r".+?".join(re.escape(piece) for piece in pieces)
-    return re.compile(rf"(?<![\w&]){body}(?![\w])")
+    # Not part of a longer word, nor of a dotted identifier such as the audit action "wallet.recorded".
+    return re.compile(rf"(?<![\w&.]){body}(?![\w]|\.\w)")
 
 
 def catalogue_labels() -> dict[str, re.Pattern[str]]:
@@ -163,6 +170,33 @@ def _record_usage(account) -> None:
         ]
     )
     record_usage(account, valid, source="api")
+    # Plans & wallet shows its tables only with a purchase and a ledger entry.
+    finance = Actor.system("tests")
+    record_purchase(
+        account,
+        PurchaseData(
+            plan="Pro 50M",
+            tokens=50_000_000,
+            price=Decimal("400"),
+            currency=account.currency,
+            effective_at=today - timedelta(days=1),
+            expires_at=today + timedelta(days=30),
+            idempotency_key="translated-purchase",
+        ),
+        finance,
+    )
+    record_wallet_entry(
+        account,
+        WalletEntryData(
+            kind=WalletEntryKind.TOP_UP,
+            amount=Decimal("100"),
+            currency=account.currency,
+            occurred_at=today,
+            idempotency_key="translated-top-up",
+            note="invoice 2026-031",
+        ),
+        finance,
+    )
 
 
 @pytest.mark.parametrize(("url_name", "role", "with_usage"), PAGES)
