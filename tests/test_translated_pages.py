@@ -18,6 +18,7 @@ from datetime import timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from babel.messages.pofile import read_po
@@ -244,3 +245,19 @@ def test_the_compiled_catalogue_is_up_to_date_with_the_po_file() -> None:
     with CATALOGUE.with_suffix(".mo").open("rb") as fh:
         mo = {_hashable(m.id): _hashable(m.string) for m in read_mo(fh) if m.id}
     assert mo == po
+
+
+def test_numbers_and_dates_are_written_the_way_each_language_writes_them(clients, account) -> None:
+    _record_usage(account)
+    today = timezone.localdate(timezone=ZoneInfo(settings.DASHBOARD_TIME_ZONE))
+    url = reverse("billing:plans")
+
+    chinese = visible_text(clients["finance"].get(url, HTTP_ACCEPT_LANGUAGE="zh-CN").text)
+    english = visible_text(clients["finance"].get(url, HTTP_ACCEPT_LANGUAGE="en-US").text)
+
+    # The ledger's month heading: "2026年12月" in Chinese, "December 2026" in English.
+    assert f"{today.year}年{today.month}月" in chinese and f"{today:%B %Y}" not in chinese
+    assert f"{today:%B %Y}" in english
+    # The purchase's tokens, grouped by thousands with a comma in both (not Django's ungrouped zh-hans).
+    assert "50,000,000" in chinese and "50000000" not in chinese
+    assert "50,000,000" in english

@@ -144,6 +144,7 @@ LANGUAGE_CODE = "en"
 # dates follow the active language (Django's formats, always localised since 5.0).
 LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["toki_dashboard.formats"]  # zh-hans groups digits by thousands, as finance writes them
 TIME_ZONE = "UTC"  # storage and logic; pages convert to DASHBOARD_TIME_ZONE
 USE_TZ = True
 USE_I18N = True

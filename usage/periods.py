@@ -72,7 +72,8 @@ class Period:
     def label(self) -> str:
         if self.preset != "custom":
             return str(PRESETS[self.preset])
-        return f"{date_format(self.first_day, 'd M Y')} – {date_format(self.last_day, 'd M Y')}"
+        day_format = _("d M Y")
+        return f"{date_format(self.first_day, day_format)} – {date_format(self.last_day, day_format)}"
 
     @property
     def whole_month(self) -> bool:
@@ -99,8 +100,9 @@ class Period:
         """What `previous()` is, in words: "the same days of November (1–4 Nov 2026)"."""
         previous = self.previous()
         # Month names in the active language (Django's date formats), as the rest of the page.
-        first_format = "j M Y" if previous.first_day.year != previous.last_day.year else "j M"
-        days = f"{date_format(previous.first_day, first_format)} – {date_format(previous.last_day, 'j M Y')}"
+        first_format = _("j M Y") if previous.first_day.year != previous.last_day.year else _("j M")
+        last_format = _("j M Y")
+        days = f"{date_format(previous.first_day, first_format)} – {date_format(previous.last_day, last_format)}"
         if self.whole_month:
             return formats.date_format(previous.first_day, "YEAR_MONTH_FORMAT")
         if self.preset == "this_month":
