@@ -39,6 +39,8 @@ CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "dj
 CHINESE = re.compile("[\u4e00-\u9fff]")
 PRODUCT_NAMES = ("TOKI Dashboard",)  # stays as it is in every language
 
+THIS_MONTH = "?month=this"  # a page asked for the month the usage is in
+
 # (URL name, role of the client, with usage recorded or not): the pages translated so far.
 PAGES = [
     ("usage:overview", "finance", True),
@@ -48,6 +50,9 @@ PAGES = [
     ("usage:spend", "finance", False),
     ("billing:plans", "finance", True),
     ("billing:plans", "finance", False),
+    ("billing:reports", "finance", True),  # the last complete month: empty
+    ("billing:reports", "finance", False),
+    ("billing:reports" + THIS_MONTH, "finance", True),  # the month the usage is in: every section
 ]
 
 # URL names of pages whose labels are not marked for translation yet (the header and the
@@ -72,7 +77,6 @@ NOT_TRANSLATED_YET = [
     "usage:imports",
     "usage:import_detail",
     "billing:balance_card",
-    "billing:reports",
     "billing:budgets",
     "billing:alerts",
     "billing:forecast_chart",
@@ -207,7 +211,10 @@ def test_a_translated_page_in_chinese_leaves_no_catalogue_label_in_english(
     if with_usage:
         _record_usage(account)
     labels = catalogue_labels()
-    url = reverse(url_name)
+    this_month = url_name.endswith(THIS_MONTH)
+    url = reverse(url_name.removesuffix(THIS_MONTH))
+    if this_month:
+        url += f"?month={timezone.localdate(timezone=ZoneInfo(settings.DASHBOARD_TIME_ZONE)):%Y-%m}"
 
     chinese = clients[role].get(url, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
     english = clients[role].get(url, HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
