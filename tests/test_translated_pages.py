@@ -52,7 +52,7 @@ PAGES = [
     ("billing:plans", "finance", False),
     ("billing:reports", "finance", True),  # the last complete month: empty
     ("billing:reports", "finance", False),
-    ("billing:reports" + THIS_MONTH, "finance", True),  # the month the usage is in: every section
+    ("billing:reports" + THIS_MONTH, "finance", True),  # the current month: its wallet lines
 ]
 
 # URL names of pages whose labels are not marked for translation yet (the header and the
@@ -80,8 +80,6 @@ NOT_TRANSLATED_YET = [
     "billing:budgets",
     "billing:alerts",
     "billing:forecast_chart",
-    "login",
-    "403 and 404 pages",
     "alert emails (billing/email)",
     "CSV exports' column labels",
 ]
@@ -225,6 +223,32 @@ def test_a_translated_page_in_chinese_leaves_no_catalogue_label_in_english(
     assert english_labels_in(chinese_text, labels) == []
     # The check sees labels when they are there: the English page shows many of them.
     assert len(english_labels_in(visible_text(english.text), labels)) >= 10
+
+
+# Pages outside the URL conf's normal answers: (who asks, path, status).
+SPECIAL_PAGES = [
+    ("anonymous", "/login/", 200),  # the browser's language: nobody has chosen yet
+    ("engineer", "/plans/", 403),  # a role that is missing, named with who can give it
+    ("finance", "/no-such-page/", 404),
+]
+
+
+@pytest.mark.parametrize(("who", "path", "status"), SPECIAL_PAGES)
+def test_sign_in_and_error_pages_in_chinese_leave_no_catalogue_label_in_english(
+    clients, make_user, who: str, path: str, status: int
+) -> None:
+    make_user("root", Role.ADMIN)  # the administrator a 403 names
+    client = Client() if who == "anonymous" else clients[who]
+    labels = catalogue_labels()
+
+    chinese = client.get(path, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    english = client.get(path, HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
+
+    assert chinese.status_code == english.status_code == status
+    chinese_text = visible_text(chinese.text)
+    assert CHINESE.search(chinese_text)
+    assert english_labels_in(chinese_text, labels) == []
+    assert len(english_labels_in(visible_text(english.text), labels)) >= 3
 
 
 def test_every_label_of_the_catalogue_has_a_chinese_translation() -> None:
