@@ -52,6 +52,8 @@ PAGES = [
     ("billing:plans", "finance", False),
     ("billing:reports", "finance", True),  # the last complete month: empty
     ("billing:reports", "finance", False),
+    ("billing:balance_card", "finance", True),  # the Overview's balance card, opened on its own
+    ("billing:forecast_chart", "finance", True),  # the Plans page's forecast card, opened on its own
     ("billing:reports" + THIS_MONTH, "finance", True),  # the current month: its wallet lines
 ]
 
@@ -76,10 +78,8 @@ NOT_TRANSLATED_YET = [
     "usage:exchange_rates",
     "usage:imports",
     "usage:import_detail",
-    "billing:balance_card",
     "billing:budgets",
     "billing:alerts",
-    "billing:forecast_chart",
     "alert emails (billing/email)",
     "CSV exports' column labels",
 ]
