@@ -31,9 +31,9 @@ from billing.audit import Actor
 from billing.models import WalletEntryKind
 from billing.services import PurchaseData, WalletEntryData, record_purchase, record_wallet_entry
 from toki_dashboard.roles import Role
-from usage.models import Membership
+from usage.models import Membership, RateSource
 from usage.schemas import validate_records
-from usage.services import record_usage
+from usage.services import record_usage, set_exchange_rate
 
 CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 CHINESE = re.compile("[\u4e00-\u9fff]")
@@ -52,6 +52,7 @@ PAGES = [
     ("billing:plans", "finance", False),
     ("billing:reports", "finance", True),  # the last complete month: empty
     ("billing:reports", "finance", False),
+    ("usage:exchange_rates", "finance", True),
     ("billing:balance_card", "finance", True),  # the Overview's balance card, opened on its own
     ("billing:forecast_chart", "finance", True),  # the Plans page's forecast card, opened on its own
     ("billing:reports" + THIS_MONTH, "finance", True),  # the current month: its wallet lines
@@ -75,7 +76,6 @@ NOT_TRANSLATED_YET = [
     "usage:token_revoke",
     "usage:prices",
     "usage:accounts",
-    "usage:exchange_rates",
     "usage:imports",
     "usage:import_detail",
     "billing:budgets",
@@ -173,6 +173,15 @@ def _record_usage(account) -> None:
         ]
     )
     record_usage(account, valid, source="api")
+    # Exchange rates: one in effect and one replaced by a later entry for the same moment.
+    for rate in ("7.10", "7.12"):
+        set_exchange_rate(
+            from_currency="USD",
+            to_currency="CNY",
+            rate=Decimal(rate),
+            effective_from=today - timedelta(days=2),
+            source=RateSource.DASHBOARD,
+        )
     # Plans & wallet shows its tables only with a purchase and a ledger entry.
     finance = Actor.system("tests")
     record_purchase(
