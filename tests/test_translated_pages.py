@@ -53,6 +53,7 @@ PAGES = [
     ("billing:reports", "finance", True),  # the last complete month: empty
     ("billing:reports", "finance", False),
     ("usage:exchange_rates", "finance", True),
+    ("usage:imports", "finance", True),
     ("billing:balance_card", "finance", True),  # the Overview's balance card, opened on its own
     ("billing:forecast_chart", "finance", True),  # the Plans page's forecast card, opened on its own
     ("billing:reports" + THIS_MONTH, "finance", True),  # the current month: its wallet lines
@@ -76,7 +77,6 @@ NOT_TRANSLATED_YET = [
     "usage:token_revoke",
     "usage:prices",
     "usage:accounts",
-    "usage:imports",
     "usage:import_detail",
     "billing:budgets",
     "billing:alerts",
