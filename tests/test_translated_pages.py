@@ -31,7 +31,7 @@ from billing.audit import Actor
 from billing.models import WalletEntryKind
 from billing.services import PurchaseData, WalletEntryData, record_purchase, record_wallet_entry
 from toki_dashboard.roles import Role
-from usage.models import Membership, RateSource
+from usage.models import ImportJob, ImportRejection, Membership, RateSource
 from usage.schemas import validate_records
 from usage.services import record_usage, set_exchange_rate
 
@@ -77,7 +77,6 @@ NOT_TRANSLATED_YET = [
     "usage:token_revoke",
     "usage:prices",
     "usage:accounts",
-    "usage:import_detail",
     "billing:budgets",
     "billing:alerts",
     "alert emails (billing/email)",
@@ -232,6 +231,40 @@ def test_a_translated_page_in_chinese_leaves_no_catalogue_label_in_english(
     assert english_labels_in(chinese_text, labels) == []
     # The check sees labels when they are there: the English page shows many of them.
     assert len(english_labels_in(visible_text(english.text), labels)) >= 10
+
+
+@pytest.mark.parametrize("state", ["running", "done"])
+def test_an_import_in_chinese_leaves_no_catalogue_label_in_english(clients, account, state: str) -> None:
+    job = ImportJob.objects.create(
+        account=account,
+        file_name="usage.csv",
+        size_bytes=2048,
+        format="csv",
+        state=state,
+        rows_read=1500,
+        stored=1490,
+        duplicates=5,
+        rejected=5,
+        skipped=2,
+        bytes_read=1024,
+        rate=750.0,
+        seconds_left=2.0,
+        started_at=timezone.now(),
+        finished_at=timezone.now() if state == "done" else None,
+    )
+    for line in range(2, 7):
+        ImportRejection.objects.create(
+            job=job, position=line, field="occurred_at" if line % 2 else "", reason="invalid"
+        )
+    labels = catalogue_labels()
+    url = reverse("usage:import_detail", args=[job.pk])
+
+    chinese = visible_text(clients["finance"].get(url, HTTP_ACCEPT_LANGUAGE="zh-CN").text)
+    english = visible_text(clients["finance"].get(url, HTTP_ACCEPT_LANGUAGE="en-US").text)
+
+    assert CHINESE.search(chinese)
+    assert english_labels_in(chinese, labels) == []
+    assert len(english_labels_in(english, labels)) >= 10
 
 
 # Pages outside the URL conf's normal answers: (who asks, path, status).
