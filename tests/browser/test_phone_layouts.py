@@ -23,7 +23,7 @@ from tests.browser.test_finance_pages import account_with_plans  # noqa: F401  (
 from tests.test_access_matrix import ADMIN, ENGINEER, FINANCE, Tenant, rule_for, url_of
 from tests.test_authentication_required import walk
 from toki_dashboard.roles import Role
-from usage.models import Account, ApiKey, Membership, TokenScope, UsageRecord
+from usage.models import Account, ApiKey, ImportJob, Membership, TokenScope, UsageRecord
 from usage.services import create_api_token
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
@@ -44,7 +44,8 @@ def pages_by_role(account: Account) -> dict[str, list[str]]:
     record = UsageRecord.objects.filter(account=account, status_code=429).order_by("-occurred_at").first()
     key = ApiKey.objects.filter(account=account).order_by("name").first()
     assert record is not None and key is not None
-    place = Tenant(account, record, key, rule, *channels, *budgets)
+    import_job = ImportJob.objects.create(account=account, file_name="usage.csv", size_bytes=10, format="csv")
+    place = Tenant(account, record, key, rule, *channels, *budgets, import_job)
     token, _ = create_api_token(account=account, name="phone", scopes=[TokenScope.READ])
     found: dict[str, list[str]] = {role: [] for role in ROLES}
     for endpoint in walk(get_resolver()):
