@@ -24,7 +24,7 @@ import pytest
 from babel.messages.pofile import read_po
 from django.conf import settings
 from django.test import Client
-from django.urls import reverse
+from django.urls import get_resolver, reverse
 from django.utils import timezone
 
 from billing.audit import Actor
@@ -52,6 +52,7 @@ PAGES = [
     ("billing:plans", "finance", False),
     ("billing:reports", "finance", True),  # the last complete month: empty
     ("billing:reports", "finance", False),
+    ("usage:overview_spend_chart", "finance", True),  # the Overview's chart card, opened on its own
     ("usage:exchange_rates", "finance", True),
     ("usage:imports", "finance", True),
     ("billing:balance_card", "finance", True),  # the Overview's balance card, opened on its own
@@ -62,7 +63,6 @@ PAGES = [
 # URL names of pages whose labels are not marked for translation yet (the header and the
 # navigation around them are). Listed, not skipped: this is the work left.
 NOT_TRANSLATED_YET = [
-    "usage:overview_spend_chart",  # marked; rendered inside the Overview only after load
     "usage:models",
     "usage:model_detail",
     "usage:model_card",
@@ -78,10 +78,30 @@ NOT_TRANSLATED_YET = [
     "usage:prices",
     "usage:accounts",
     "billing:budgets",
+    "billing:edit_budget",
     "billing:alerts",
-    "alert emails (billing/email)",
-    "CSV exports' column labels",
+    "billing:edit_alert_rule",
+    "alert emails (billing/email)",  # sent to addresses, not users: which language is still to decide
+    "CSV exports' column labels",  # kept as stable English identifiers for scripts and spreadsheets
 ]
+NOT_PAGES = ("api:", "admin:", "proxy:")  # JSON, the Django admin, the proxy
+TESTED_ELSEWHERE = {"usage:import_detail", "login"}  # below, with their own objects and states
+
+
+def test_every_page_is_either_tested_in_chinese_or_listed_as_not_translated_yet() -> None:
+    """A page added to the URL conf is either translated (and tested above) or joins the list."""
+    from tests.test_access_matrix import rule_for
+    from tests.test_authentication_required import walk
+
+    covered = {name.removesuffix(THIS_MONTH) for name, _, _ in PAGES} | set(NOT_TRANSLATED_YET) | TESTED_ELSEWHERE
+    pages = set()
+    for endpoint in walk(get_resolver()):
+        rule = rule_for(endpoint)
+        if rule is None or endpoint.view_name.startswith(NOT_PAGES) or endpoint.view_name in {"metrics", "logout"}:
+            continue  # not HTML: JSON, the admin, the proxy, metrics; logging out is a POST
+        if rule.method == "get" and not endpoint.view_name.endswith("_csv"):
+            pages.add(endpoint.view_name)
+    assert sorted(pages - covered) == []
 
 
 class _VisibleText(HTMLParser):
