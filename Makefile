@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 MANAGE := $(BIN)/python manage.py
 PORT ?= 8000
 
-.PHONY: run dev-env server-env test lint format bench-ingest bench-pages clean
+.PHONY: run dev-env server-env test lint format messages bench-ingest bench-pages clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,13 @@ lint: $(VENV)/.installed-dev
 format: $(VENV)/.installed-dev
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+# The Simplified Chinese catalogue (README, Languages): collect the marked labels into the .po
+# (makemessages needs GNU gettext), then compile the .mo that is committed beside it (babel's
+# compiler, so nothing else needs gettext).
+messages: $(VENV)/.installed-dev
+	DEBUG=true $(MANAGE) makemessages -l zh_Hans --ignore=.venv --ignore=tests --ignore=bench --ignore=deploy --ignore=var --no-obsolete
+	$(BIN)/pybabel compile -d locale -D django -l zh_Hans
 
 # Benchmarks (bench/README.md) against PostgreSQL: BENCH_DATABASE_URL names a disposable database.
 BENCH_DATABASE_URL ?= postgres://toki:toki@127.0.0.1:5432/toki_bench

@@ -16,6 +16,8 @@ from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
 from billing.models import PlanPurchase, TokenPlan, WalletEntry, WalletEntryKind
 from billing.services import MAX_TOKENS, PurchaseData, WalletEntryData
@@ -89,34 +91,50 @@ class PurchaseForm(FinanceForm):
     catalogue_plan = forms.ModelChoiceField(
         queryset=TokenPlan.objects.none(),
         required=False,
-        empty_label="— a new plan —",
-        label="Plan",
+        empty_label=gettext_lazy("— a new plan —"),
+        label=gettext_lazy("Plan"),
         widget=forms.Select(attrs={"class": "input"}),
     )
     plan_name = forms.CharField(
-        required=False, max_length=200, label="New plan name", widget=_text(placeholder="e.g. Pro 50M")
+        required=False,
+        max_length=200,
+        label=gettext_lazy("New plan name"),
+        widget=_text(placeholder=gettext_lazy("e.g. Pro 50M")),
     )
     tokens = forms.IntegerField(
-        required=False, min_value=1, max_value=MAX_TOKENS, widget=_number(placeholder="the plan's")
+        required=False,
+        min_value=1,
+        max_value=MAX_TOKENS,
+        label=gettext_lazy("Tokens"),
+        widget=_number(placeholder=gettext_lazy("the plan's")),
     )
-    price = forms.DecimalField(min_value=Decimal(0), label="Price paid", **MONEY, widget=_number(step="any"))
-    currency = forms.RegexField(regex=r"^[A-Z]{3}$", max_length=3, widget=_text(autocomplete="off"))
-    effective_at = LocalDateTimeField(label="Effective from")
-    expires_at = LocalDateTimeField(required=False, label="Expires at", help_text="Blank: the plan's validity")
+    price = forms.DecimalField(
+        min_value=Decimal(0), label=gettext_lazy("Price paid"), **MONEY, widget=_number(step="any")
+    )
+    currency = forms.RegexField(
+        regex=r"^[A-Z]{3}$", max_length=3, label=gettext_lazy("Currency"), widget=_text(autocomplete="off")
+    )
+    effective_at = LocalDateTimeField(label=gettext_lazy("Effective from"))
+    expires_at = LocalDateTimeField(
+        required=False, label=gettext_lazy("Expires at"), help_text=gettext_lazy("Blank: the plan's validity")
+    )
     allowed_models = forms.CharField(
         required=False,
-        label="Allowed models",
-        help_text="Names or globs (gpt-4o*), separated by commas or spaces; blank: the plan's (or every model).",
+        label=gettext_lazy("Allowed models"),
+        help_text=gettext_lazy(
+            "Names or globs (gpt-4o*), separated by commas or spaces; blank: the plan's (or every model)."
+        ),
         widget=_text(placeholder="gpt-4o*, claude-*"),
     )
     priority = forms.IntegerField(
         required=False,
         min_value=-1000,
         max_value=1000,
-        widget=_number(placeholder="the plan's"),
-        help_text="Higher burns first",
+        label=gettext_lazy("Priority"),
+        widget=_number(placeholder=gettext_lazy("the plan's")),
+        help_text=gettext_lazy("Higher burns first"),
     )
-    paid_from_wallet = forms.BooleanField(required=False, label="Paid from the wallet")
+    paid_from_wallet = forms.BooleanField(required=False, label=gettext_lazy("Paid from the wallet"))
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, account=account, **kwargs)
@@ -133,18 +151,21 @@ class PurchaseForm(FinanceForm):
         plan: TokenPlan | None = data.get("catalogue_plan")
         name = (data.get("plan_name") or "").strip()
         if plan is None and not name:
-            self.add_error("plan_name", "Choose a plan from the catalogue or name a new one.")
+            self.add_error("plan_name", _("Choose a plan from the catalogue or name a new one."))
         if plan is None and data.get("tokens") is None and "tokens" not in self.errors:
-            self.add_error("tokens", "A new plan needs its number of tokens.")
+            self.add_error("tokens", _("A new plan needs its number of tokens."))
         effective, expires = data.get("effective_at"), data.get("expires_at")
         if expires is None and plan is None and "expires_at" not in self.errors:
-            self.add_error("expires_at", "A new plan needs an expiry time.")
+            self.add_error("expires_at", _("A new plan needs an expiry time."))
         if effective and expires and expires <= effective:
-            self.add_error("expires_at", "The expiry must be after the effective time.")
+            self.add_error("expires_at", _("The expiry must be after the effective time."))
         currency = data.get("currency")
         if data.get("paid_from_wallet") and currency and currency != self.account.currency:
             wallet = self.account.currency
-            self.add_error("currency", f"A purchase paid from the wallet is in the wallet's currency ({wallet}).")
+            self.add_error(
+                "currency",
+                _("A purchase paid from the wallet is in the wallet's currency (%(currency)s).") % {"currency": wallet},
+            )
         return data
 
     def purchase_data(self) -> PurchaseData:
@@ -192,8 +213,18 @@ class WalletEntryForm(FinanceForm):
 class TopUpForm(WalletEntryForm):
     prefix = "top_up"
     key_prefix = "top-up"
-    amount = forms.DecimalField(min_value=Decimal("0.01"), **MONEY, widget=_number(step="0.01", inputmode="decimal"))
-    note = forms.CharField(required=False, max_length=2000, widget=_text(placeholder="e.g. invoice 2026-031"))
+    amount = forms.DecimalField(
+        min_value=Decimal("0.01"),
+        **MONEY,
+        label=gettext_lazy("Amount"),
+        widget=_number(step="0.01", inputmode="decimal"),
+    )
+    note = forms.CharField(
+        required=False,
+        max_length=2000,
+        label=gettext_lazy("Note"),
+        widget=_text(placeholder=gettext_lazy("e.g. invoice 2026-031")),
+    )
 
     kind = WalletEntryKind.TOP_UP
 
@@ -204,14 +235,21 @@ class AdjustmentForm(WalletEntryForm):
     prefix = "adjustment"
     key_prefix = "adjustment"
     amount = forms.DecimalField(
-        **MONEY, help_text="Positive adds money, negative takes it away", widget=_number(step="0.01")
+        **MONEY,
+        label=gettext_lazy("Amount"),
+        help_text=gettext_lazy("Positive adds money, negative takes it away"),
+        widget=_number(step="0.01"),
     )
-    note = forms.CharField(max_length=2000, label="Reason", widget=_text(placeholder="Why the wallet is corrected"))
+    note = forms.CharField(
+        max_length=2000,
+        label=gettext_lazy("Reason"),
+        widget=_text(placeholder=gettext_lazy("Why the wallet is corrected")),
+    )
 
     def clean_amount(self) -> Decimal:
         amount: Decimal = self.cleaned_data["amount"]
         if amount == 0:
-            raise forms.ValidationError("An adjustment of zero changes nothing.")
+            raise forms.ValidationError(_("An adjustment of zero changes nothing."))
         return amount
 
     kind = WalletEntryKind.ADJUSTMENT
@@ -219,7 +257,7 @@ class AdjustmentForm(WalletEntryForm):
 
 class VoidPurchaseForm(ErrorsInPlace, forms.Form):
     purchase = forms.ModelChoiceField(queryset=PlanPurchase.objects.none(), widget=forms.HiddenInput)
-    reason = forms.CharField(max_length=2000, widget=_text(placeholder="Why it is voided"))
+    reason = forms.CharField(max_length=2000, widget=_text(placeholder=gettext_lazy("Why it is voided")))
 
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

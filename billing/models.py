@@ -15,6 +15,7 @@ from django.db import models
 from django.db.models import Q
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from usage.models import CURRENCY_CODE, MONEY, TOTAL_MONEY, Account, UsageRecord
 
@@ -101,11 +102,11 @@ class PlanPurchase(models.Model):
 
 
 class WalletEntryKind(models.TextChoices):
-    TOP_UP = "top_up", "Top-up"
-    PLAN_PURCHASE = "plan_purchase", "Plan purchase"
-    USAGE_CHARGE = "usage_charge", "Usage not covered by plans"
-    REFUND = "refund", "Refund"
-    ADJUSTMENT = "adjustment", "Adjustment"
+    TOP_UP = "top_up", gettext_lazy("Top-up")
+    PLAN_PURCHASE = "plan_purchase", gettext_lazy("Plan purchase")
+    USAGE_CHARGE = "usage_charge", gettext_lazy("Usage not covered by plans")
+    REFUND = "refund", gettext_lazy("Refund")
+    ADJUSTMENT = "adjustment", gettext_lazy("Adjustment")
 
 
 # What finance (or a script) may record; the others are posted by the application.
@@ -341,19 +342,19 @@ class SyncState(models.Model):
 
 
 class SyncTrigger(models.TextChoices):
-    SCHEDULE = "schedule", "Schedule"
-    MANUAL = "manual", "Sync now"
-    COMMAND = "command", "Command"
+    SCHEDULE = "schedule", gettext_lazy("Schedule")
+    MANUAL = "manual", gettext_lazy("Sync now")
+    COMMAND = "command", gettext_lazy("Command")
 
 
 class SyncOutcome(models.TextChoices):
-    RUNNING = "running", "Running"
-    SUCCESS = "success", "Success"
-    UNAVAILABLE = "unavailable", "Provider unavailable (retried)"
-    CREDENTIALS_REJECTED = "credentials_rejected", "Credentials rejected"
-    BAD_ANSWER = "bad_answer", "Malformed or failed answer"
-    NOT_CONFIGURED = "not_configured", "Not configured"
-    ERROR = "error", "Internal error"
+    RUNNING = "running", gettext_lazy("Running")
+    SUCCESS = "success", gettext_lazy("Success")
+    UNAVAILABLE = "unavailable", gettext_lazy("Provider unavailable (retried)")
+    CREDENTIALS_REJECTED = "credentials_rejected", gettext_lazy("Credentials rejected")
+    BAD_ANSWER = "bad_answer", gettext_lazy("Malformed or failed answer")
+    NOT_CONFIGURED = "not_configured", gettext_lazy("Not configured")
+    ERROR = "error", gettext_lazy("Internal error")
 
 
 class SyncRun(models.Model):

@@ -66,6 +66,7 @@ RULES: dict[str, Rule] = {
     "api:create_budget": Rule(NOBODY, method="post", refused=401, scoped=False),  # tokens only
     "metrics": Rule(NOBODY, refused=401, scoped=False),  # a token with the metrics scope only
     # Pages
+    "usage:choose_language": Rule(EVERYONE, method="post", ok=400, scoped=False),  # no language: refused
     "usage:overview": Rule(READERS),
     "usage:overview_spend_chart": Rule(READERS),
     "usage:models": Rule(ENGINEERS),

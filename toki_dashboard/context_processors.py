@@ -4,24 +4,26 @@ from typing import Any
 
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy as _
 
 from toki_dashboard.roles import Role, roles_of
 
 # (label, url name, roles that see it), in menu order.
-NAVIGATION: list[tuple[str, str, frozenset[Role]]] = [
-    ("Overview", "usage:overview", frozenset({Role.FINANCE, Role.ENGINEER})),
-    ("Spend", "usage:spend", frozenset({Role.FINANCE, Role.ENGINEER})),
-    ("Models", "usage:models", frozenset({Role.ENGINEER})),
-    ("Requests", "usage:requests", frozenset({Role.ENGINEER})),
-    ("Errors", "usage:errors", frozenset({Role.ENGINEER})),
-    ("Keys & teams", "usage:keys", frozenset({Role.ENGINEER})),
-    ("Plans & wallet", "billing:plans", frozenset({Role.FINANCE})),
-    ("Reports", "billing:reports", frozenset({Role.FINANCE})),
-    ("Budgets", "billing:budgets", frozenset({Role.FINANCE})),
-    ("Exchange rates", "usage:exchange_rates", frozenset({Role.FINANCE})),
-    ("Import", "usage:imports", frozenset({Role.FINANCE})),
-    ("Alerts", "billing:alerts", frozenset({Role.ADMIN})),
-    ("Settings", "usage:settings", frozenset({Role.ADMIN})),
+NAVIGATION: list[tuple[str | Promise, str, frozenset[Role]]] = [
+    (_("Overview"), "usage:overview", frozenset({Role.FINANCE, Role.ENGINEER})),
+    (_("Spend"), "usage:spend", frozenset({Role.FINANCE, Role.ENGINEER})),
+    (_("Models"), "usage:models", frozenset({Role.ENGINEER})),
+    (_("Requests"), "usage:requests", frozenset({Role.ENGINEER})),
+    (_("Errors"), "usage:errors", frozenset({Role.ENGINEER})),
+    (_("Keys & teams"), "usage:keys", frozenset({Role.ENGINEER})),
+    (_("Plans & wallet"), "billing:plans", frozenset({Role.FINANCE})),
+    (_("Reports"), "billing:reports", frozenset({Role.FINANCE})),
+    (_("Budgets"), "billing:budgets", frozenset({Role.FINANCE})),
+    (_("Exchange rates"), "usage:exchange_rates", frozenset({Role.FINANCE})),
+    (_("Import"), "usage:imports", frozenset({Role.FINANCE})),
+    (_("Alerts"), "billing:alerts", frozenset({Role.ADMIN})),
+    (_("Settings"), "usage:settings", frozenset({Role.ADMIN})),
 ]
 
 

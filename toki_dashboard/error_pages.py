@@ -6,6 +6,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils.translation import gettext
 
 from toki_dashboard.context_processors import NAVIGATION
 from toki_dashboard.roles import Role, RoleRequired, administrators
@@ -14,12 +15,12 @@ from toki_dashboard.roles import Role, RoleRequired, administrators
 def _page_name(path: str) -> str:
     """The menu section a path belongs to ("Plans & wallet" for /plans/forecast-chart/)."""
     best = ""
-    name = "This page"
-    for label, url_name, _ in NAVIGATION:
+    name = gettext("This page")
+    for label, url_name, _roles in NAVIGATION:
         url = reverse(url_name)
         within = path == url if url == "/" else path.startswith(url)
         if within and len(url) > len(best):
-            best, name = url, label
+            best, name = url, str(label)
     return name
 
 

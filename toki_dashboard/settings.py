@@ -68,9 +68,11 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "toki_dashboard.middleware.reject_nul_bytes",
     "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",  # the browser's language (Accept-Language) by default
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "toki_dashboard.language.chosen_language",  # a signed-in user's own choice wins over the browser's
     "django.contrib.auth.middleware.LoginRequiredMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
@@ -91,6 +93,7 @@ TEMPLATES = [
         "OPTIONS": {
             "context_processors": [
                 "django.template.context_processors.request",
+                "django.template.context_processors.i18n",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "toki_dashboard.context_processors.navigation",
@@ -136,10 +139,15 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "usage:overview"
 LOGOUT_REDIRECT_URL = "login"
 
-LANGUAGE_CODE = "en-us"
+LANGUAGE_CODE = "en"
+# The dashboard's languages: English and Simplified Chinese (README, Languages). Numbers and
+# dates follow the active language (Django's formats, always localised since 5.0).
+LANGUAGES = [("en", "English"), ("zh-hans", "简体中文")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+FORMAT_MODULE_PATH = ["toki_dashboard.formats"]  # zh-hans groups digits by thousands, as finance writes them
 TIME_ZONE = "UTC"  # storage and logic; pages convert to DASHBOARD_TIME_ZONE
 USE_TZ = True
-USE_I18N = False
+USE_I18N = True
 DASHBOARD_TIME_ZONE = time_zone_name("DASHBOARD_TIME_ZONE", os.environ.get("DASHBOARD_TIME_ZONE", "UTC"))
 
 STATIC_URL = "static/"

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext, gettext_lazy
 
 from toki_dashboard.forms import ErrorsInPlace
 from usage.models import MONEY, Account, ApiKey, ApiToken, ExchangeRate, ModelPrice, RateSource, TokenScope
@@ -24,6 +25,9 @@ from usage.services import (
     rename_api_key,
     set_exchange_rate,
 )
+
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
 
 DATETIME_LOCAL = "%Y-%m-%dT%H:%M"
 
@@ -92,7 +96,7 @@ class PriceForm(StyledForm):
         label="Currency",
         regex=r"^[A-Za-z]{3}$",
         max_length=3,
-        error_messages={"invalid": "Use a three-letter ISO 4217 code such as USD."},
+        error_messages={"invalid": gettext_lazy("Use a three-letter ISO 4217 code such as USD.")},
     )
     input_per_mtok = forms.DecimalField(
         label="Input per 1M tokens", min_value=0, max_digits=MONEY["max_digits"], decimal_places=MONEY["decimal_places"]
@@ -112,7 +116,7 @@ class PriceForm(StyledForm):
         decimal_places=MONEY["decimal_places"],
     )
     effective_from = forms.DateTimeField(
-        label="Effective from",
+        label=gettext_lazy("Effective from"),
         required=False,
         input_formats=[DATETIME_LOCAL, "%Y-%m-%d %H:%M", "%Y-%m-%d"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
@@ -172,12 +176,12 @@ class PriceForm(StyledForm):
         )
 
 
-def currency_field(label: str) -> forms.RegexField:
+def currency_field(label: StrOrPromise) -> forms.RegexField:
     return forms.RegexField(
         label=label,
         regex=r"^\s*[A-Za-z]{3}\s*$",
         max_length=5,
-        error_messages={"invalid": "Use a three-letter ISO 4217 code such as USD."},
+        error_messages={"invalid": gettext_lazy("Use a three-letter ISO 4217 code such as USD.")},
     )
 
 
@@ -185,20 +189,20 @@ class ExchangeRateForm(StyledForm):
     """A rate finance enters: 1 FROM = RATE TO from a moment on (the dashboard's time zone).
     Entries are never edited; entering one for a moment that has one already replaces it."""
 
-    from_currency = currency_field("From (the price's currency)")
-    to_currency = currency_field("To (the account's currency)")
+    from_currency = currency_field(gettext_lazy("From (the price's currency)"))
+    to_currency = currency_field(gettext_lazy("To (the account's currency)"))
     rate = forms.DecimalField(
-        label="Rate",
+        label=gettext_lazy("Rate"),
         max_digits=MONEY["max_digits"],
         decimal_places=MONEY["decimal_places"],
-        help_text="How many units of the account's currency one unit of the price's currency is worth.",
+        help_text=gettext_lazy("How many units of the account's currency one unit of the price's currency is worth."),
     )
     effective_from = forms.DateTimeField(
-        label="Effective from",
+        label=gettext_lazy("Effective from"),
         input_formats=[DATETIME_LOCAL, "%Y-%m-%d %H:%M", "%Y-%m-%d"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
     )
-    note = forms.CharField(label="Source of the rate", max_length=200, required=False)
+    note = forms.CharField(label=gettext_lazy("Source of the rate"), max_length=200, required=False)
 
     def clean_from_currency(self) -> str:
         return self.cleaned_data["from_currency"].strip().upper()
@@ -209,14 +213,14 @@ class ExchangeRateForm(StyledForm):
     def clean_rate(self) -> Decimal:
         rate = self.cleaned_data["rate"]
         if rate <= 0:
-            raise ValidationError("A rate is a positive number.")
+            raise ValidationError(gettext("A rate is a positive number."))
         return rate
 
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
         if data.get("from_currency") and data.get("from_currency") == data.get("to_currency"):
-            self.add_error("to_currency", "A rate converts between two different currencies.")
+            self.add_error("to_currency", gettext("A rate converts between two different currencies."))
         return data
 
     def save(self, *, entered_by: Any) -> ExchangeRate:

@@ -16,6 +16,7 @@ from django.core.validators import RegexValidator
 from django.db import models
 from django.db.models.functions import Coalesce
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from toki_dashboard import crypto
 
@@ -37,9 +38,9 @@ CURRENCY_CODE: RegexValidator = RegexValidator(r"^[A-Z]{3}$", "Use a three-lette
 
 
 class Provider(models.TextChoices):
-    MANUAL = "manual", "Manual (balances recorded by finance)"
-    OPENAI_BILLING = "openai_billing", "OpenAI-style billing endpoints"
-    NEWAPI_CONSOLE = "newapi_console", "New API console"
+    MANUAL = "manual", gettext_lazy("Manual (balances recorded by finance)")
+    OPENAI_BILLING = "openai_billing", gettext_lazy("OpenAI-style billing endpoints")
+    NEWAPI_CONSOLE = "newapi_console", gettext_lazy("New API console")
 
 
 def dashboard_time_zone() -> str:
@@ -517,6 +518,7 @@ from usage.import_jobs.models import ImportRejection as ImportRejection  # noqa:
 from usage.models_identity import CallKey as CallKey  # noqa: E402
 from usage.models_identity import CallSighting as CallSighting  # noqa: E402
 from usage.models_identity import RegisteredRequest as RegisteredRequest  # noqa: E402
+from usage.models_language import UserLanguage as UserLanguage  # noqa: E402
 from usage.models_parameters import AcceptedParameter as AcceptedParameter  # noqa: E402
 from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402
 from usage.models_rates import RateSource as RateSource  # noqa: E402

@@ -7,13 +7,14 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import F, Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from usage.models import CURRENCY_CODE, MONEY
 
 
 class RateSource(models.TextChoices):
-    DASHBOARD = "dashboard", "Dashboard"
-    ADMIN = "admin", "Admin"
+    DASHBOARD = "dashboard", gettext_lazy("Dashboard")
+    ADMIN = "admin", gettext_lazy("Admin")
     COMMAND = "command", "manage.py set_exchange_rate"
 
 

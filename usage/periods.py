@@ -9,15 +9,19 @@ from zoneinfo import ZoneInfo
 
 from django.conf import settings
 from django.http import QueryDict
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.dateformat import format as date_format
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy, ngettext
 
-PRESETS = {
-    "today": "Today",
-    "7d": "Last 7 days",
-    "30d": "Last 30 days",
-    "this_month": "This month",
-    "last_month": "Last month",
-    "custom": "Custom",
+PRESETS: dict[str, str | Promise] = {
+    "today": gettext_lazy("Today"),
+    "7d": gettext_lazy("Last 7 days"),
+    "30d": gettext_lazy("Last 30 days"),
+    "this_month": gettext_lazy("This month"),
+    "last_month": gettext_lazy("Last month"),
+    "custom": gettext_lazy("Custom"),
 }
 DEFAULT_PRESET = "30d"
 MAX_DAYS = 731
@@ -67,8 +71,9 @@ class Period:
     @property
     def label(self) -> str:
         if self.preset != "custom":
-            return PRESETS[self.preset]
-        return f"{self.first_day:%d %b %Y} – {self.last_day:%d %b %Y}"
+            return str(PRESETS[self.preset])
+        day_format = _("d M Y")
+        return f"{date_format(self.first_day, day_format)} – {date_format(self.last_day, day_format)}"
 
     @property
     def whole_month(self) -> bool:
@@ -94,14 +99,20 @@ class Period:
     def comparison_label(self) -> str:
         """What `previous()` is, in words: "the same days of November (1–4 Nov 2026)"."""
         previous = self.previous()
-        days = f"{previous.first_day:%-d %b} – {previous.last_day:%-d %b %Y}"
-        if previous.first_day.year != previous.last_day.year:
-            days = f"{previous.first_day:%-d %b %Y} – {previous.last_day:%-d %b %Y}"
+        # Month names in the active language (Django's date formats), as the rest of the page.
+        first_format = _("j M Y") if previous.first_day.year != previous.last_day.year else _("j M")
+        last_format = _("j M Y")
+        days = f"{date_format(previous.first_day, first_format)} – {date_format(previous.last_day, last_format)}"
         if self.whole_month:
-            return f"{previous.first_day:%B %Y}"
+            return formats.date_format(previous.first_day, "YEAR_MONTH_FORMAT")
         if self.preset == "this_month":
-            return f"the same days of {previous.first_day:%B} ({days})"
-        return f"the previous {previous.days} day{'s' if previous.days != 1 else ''} ({days})"
+            return _("the same days of %(month)s (%(days)s)") % {
+                "month": date_format(previous.first_day, "F"),
+                "days": days,
+            }
+        return ngettext(
+            "the previous %(count)d day (%(days)s)", "the previous %(count)d days (%(days)s)", previous.days
+        ) % {"count": previous.days, "days": days}
 
     @property
     def query_string(self) -> str:
@@ -121,12 +132,14 @@ class Period:
         period = cls.from_query(query, today=today)
         preset = query.get("period") or ""
         if preset and preset not in PRESETS:
-            return period, f"Unknown period “{preset}”: showing {period.label.lower()}."
+            return period, _("Unknown period “%(preset)s”: showing %(period)s.") % {
+                "preset": preset,
+                "period": period.label.lower(),
+            }
         if preset == "custom" and period.preset != "custom":
-            return period, (
-                f"The dates were not understood (use YYYY-MM-DD, from {FIRST_DAY.isoformat()} to "
-                f"{LAST_DAY.isoformat()}): showing {period.label.lower()}."
-            )
+            return period, _(
+                "The dates were not understood (use YYYY-MM-DD, from %(first)s to %(last)s): showing %(period)s."
+            ) % {"first": FIRST_DAY.isoformat(), "last": LAST_DAY.isoformat(), "period": period.label.lower()}
         return period, ""
 
     @classmethod

@@ -35,6 +35,7 @@ from usage.models import (
     RegisteredRequest,
     TokenScope,
     UsageRecord,
+    UserLanguage,
 )
 from usage.pricing import PriceBook
 from usage.schemas import RecordIn
@@ -376,3 +377,9 @@ def set_exchange_rate(
     entry.full_clean()
     entry.save()
     return entry
+
+
+def choose_language(*, user_id: int, language: str) -> UserLanguage:
+    """The language the user reads the dashboard in from now on, in every session (one of settings.LANGUAGES)."""
+    choice, _created = UserLanguage.objects.update_or_create(user_id=user_id, defaults={"language": language})
+    return choice

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from usage.views import catalogue, errors, imports, keys, models, overview, rates, requests, spend
+from usage.views import catalogue, errors, imports, keys, language, models, overview, rates, requests, spend
 from usage.views import settings as settings_views
 
 app_name = "usage"
@@ -28,5 +28,6 @@ urlpatterns = [
     path("imports/", imports.imports, name="imports"),
     path("imports/<int:pk>/", imports.import_detail, name="import_detail"),
     path("imports/<int:pk>/rejected.csv", imports.import_rejections_csv, name="import_rejections_csv"),
+    path("language/", language.choose_language, name="choose_language"),
     path("overview/spend-chart/", overview.spend_chart, name="overview_spend_chart"),
 ]

@@ -153,7 +153,7 @@ class WalletMovements:
     @property
     def lines(self) -> list[tuple[str, Decimal]]:
         """(label, amount) for every kind of entry, in the ledger's order of kinds."""
-        return [(kind.label, self.by_kind.get(kind.value, ZERO)) for kind in WalletEntryKind]
+        return [(str(kind.label), self.by_kind.get(kind.value, ZERO)) for kind in WalletEntryKind]
 
 
 @dataclass(frozen=True)

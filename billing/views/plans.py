@@ -20,6 +20,9 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
+from django.utils.functional import Promise
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from billing import selectors, services, tasks
@@ -63,12 +66,12 @@ class CauseRow:
     message: str
 
 
-OBJECT_LABELS = {
-    "billing.planpurchase": "Purchase",
-    "billing.walletentry": "Wallet entry",
-    "billing.tokenplan": "Catalogue plan",
-    "billing.balancesnapshot": "Balance reading",
-    "billing.syncstate": "Provider sync",
+OBJECT_LABELS: dict[str, str | Promise] = {
+    "billing.planpurchase": gettext_lazy("Purchase"),
+    "billing.walletentry": gettext_lazy("Wallet entry"),
+    "billing.tokenplan": gettext_lazy("Catalogue plan"),
+    "billing.balancesnapshot": gettext_lazy("Balance reading"),
+    "billing.syncstate": gettext_lazy("Provider sync"),
 }
 
 
@@ -83,7 +86,9 @@ def _audit_row(event: AuditEvent) -> AuditRow:
     after = event.after if isinstance(event.after, dict) else {}
     what = f"{OBJECT_LABELS.get(event.object_type, event.object_type)} #{event.object_id}"
     if after.get("void_reason"):
-        detail = f"{after.get('name', '')} — voided: {after['void_reason']}".lstrip(" —")
+        detail = (
+            _("%(name)s — voided: %(reason)s") % {"name": after.get("name", ""), "reason": after["void_reason"]}
+        ).lstrip(" —")
     elif "amount" in after:
         amount = f"{Decimal(str(after['amount'])):,.2f} {after.get('currency', '')}".strip()
         detail = " · ".join(v for v in (amount, after.get("note")) if v)
@@ -180,7 +185,7 @@ def plans(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         handler = POSTS.get(request.POST.get("form", ""))
         if handler is None:
-            messages.error(request, "That form is not one of this page's; nothing was recorded.")
+            messages.error(request, _("That form is not one of this page's; nothing was recorded."))
             return form_saved(request, reverse("billing:plans"))
         return handler(request)
     account = _account(request)
@@ -212,7 +217,7 @@ def _invalid(request: HttpRequest, account: Account, **forms: Any) -> HttpRespon
 
 
 def _no_account(request: HttpRequest) -> HttpResponse:
-    messages.error(request, "There is no TOKI account to record this against yet.")
+    messages.error(request, _("There is no TOKI account to record this against yet."))
     return redirect("billing:plans")
 
 
@@ -230,9 +235,16 @@ def record_purchase(request: HttpRequest) -> HttpResponse:
             form.add_error(None, str(exc))
         else:
             if created:
-                messages.success(request, f"Recorded the purchase {purchase.name} ({purchase.tokens:,} tokens).")
+                messages.success(
+                    request,
+                    _("Recorded the purchase %(name)s (%(tokens)s tokens).")
+                    % {"name": purchase.name, "tokens": f"{purchase.tokens:,}"},
+                )
             else:
-                messages.info(request, f"The purchase {purchase.name} was already recorded; nothing was added.")
+                messages.info(
+                    request,
+                    _("The purchase %(name)s was already recorded; nothing was added.") % {"name": purchase.name},
+                )
             return form_saved(request, reverse("billing:plans"))
     return _invalid(request, account, purchase_form=form)
 
@@ -250,9 +262,13 @@ def _record_entry(request: HttpRequest, form_class: type[TopUpForm | AdjustmentF
         else:
             what = entry.get_kind_display().lower()
             if created:
-                messages.success(request, f"Recorded the {what} of {entry.amount:,.2f} {entry.currency}.")
+                messages.success(
+                    request,
+                    _("Recorded the %(what)s of %(amount)s %(currency)s.")
+                    % {"what": what, "amount": f"{entry.amount:,.2f}", "currency": entry.currency},
+                )
             else:
-                messages.info(request, f"This {what} was already recorded; nothing was added.")
+                messages.info(request, _("This %(what)s was already recorded; nothing was added.") % {"what": what})
             return form_saved(request, reverse("billing:plans"))
     return _invalid(request, account, **{form_name: form})
 
@@ -284,7 +300,9 @@ def void_purchase(request: HttpRequest) -> HttpResponse:
         except BillingError as exc:
             form.add_error(None, str(exc))
         else:
-            messages.success(request, f"Voided the purchase {purchase.name} (#{purchase.pk}).")
+            messages.success(
+                request, _("Voided the purchase %(name)s (#%(id)s).") % {"name": purchase.name, "id": purchase.pk}
+            )
             return form_saved(request, reverse("billing:plans"))
     problems = "; ".join(f"{name}: {' '.join(map(str, errors))}" for name, errors in form.errors.items())
     chosen = _int(request.POST.get("purchase"))
@@ -295,9 +313,11 @@ def void_purchase(request: HttpRequest) -> HttpResponse:
     )
     if shown is None:  # not a purchase the page lists (voided meanwhile, another account's): say so above
         if wants_fragment(request):
-            messages.error(request, f"The purchase was not voided — {problems}")
+            messages.error(request, _("The purchase was not voided — %(problems)s") % {"problems": problems})
             return form_saved(request, reverse("billing:plans"))
-        return _invalid(request, account, void_error=f"The purchase was not voided — {problems}")
+        return _invalid(
+            request, account, void_error=_("The purchase was not voided — %(problems)s") % {"problems": problems}
+        )
     return _invalid(request, account, void_form=form, void_failed_id=shown.pk, void_purchase=shown)
 
 
@@ -316,7 +336,9 @@ def sync_now(request: HttpRequest) -> HttpResponse:
         return _no_account(request)
     account_id = account.pk
     transaction.on_commit(lambda: tasks.sync_account.delay(account_id, SyncTrigger.MANUAL))
-    messages.success(request, f"A sync of {account.name} was requested; it runs in the background.")
+    messages.success(
+        request, _("A sync of %(name)s was requested; it runs in the background.") % {"name": account.name}
+    )
     return redirect("billing:plans")
 
 

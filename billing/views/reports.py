@@ -14,7 +14,9 @@ from babel.numbers import get_currency_precision
 from django.conf import settings
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import render
-from django.utils import timezone
+from django.utils import formats, timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_GET
 
 from billing import selectors
@@ -28,9 +30,13 @@ from usage.tenancy import current_account, current_account_or_none
 
 MONTH = re.compile(r"(?P<year>\d{4})-(?P<month>\d{2})")
 FIRST_YEAR, LAST_YEAR = 2000, 9998
-SECTION_LABELS = {"model": "Model", "key": "API key", "team": "Team"}
-SECTION_TITLES = {"model": "By model", "key": "By API key", "team": "By team"}
-NO_GROUP = {"model": "(no model)", "key": "(no key)", "team": "(no team)"}
+SECTION_LABELS = {"model": gettext_lazy("Model"), "key": gettext_lazy("API key"), "team": gettext_lazy("Team")}
+SECTION_TITLES = {
+    "model": gettext_lazy("By model"),
+    "key": gettext_lazy("By API key"),
+    "team": gettext_lazy("By team"),
+}
+NO_GROUP = {"model": gettext_lazy("(no model)"), "key": gettext_lazy("(no key)"), "team": gettext_lazy("(no team)")}
 CSV_HEADER = [
     "section",
     "key",
@@ -82,17 +88,20 @@ def reports(request: HttpRequest) -> HttpResponse:
     requested = request.GET.get("month", "")
     month = parse_month(requested) if requested else None
     month_error = (
-        f"“{requested[:20]}” is not a month (YYYY-MM, {FIRST_YEAR}–{LAST_YEAR}); showing the last complete month."
+        _("“%(requested)s” is not a month (YYYY-MM, %(first)s–%(last)s); showing the last complete month.")
+        % {"requested": requested[:20], "first": FIRST_YEAR, "last": LAST_YEAR}
         if requested and month is None
         else ""
     )
     month = month or last_complete_month()
     this_month = timezone.localdate(timezone=dashboard_tz()).replace(day=1)
     if month > this_month:
-        month_error = (
-            f"{month:%B %Y} has not started yet: statements go up to {this_month:%B %Y} (so far). "
-            f"Showing {this_month:%B %Y}."
-        )
+        month_error = _(
+            "%(month)s has not started yet: statements go up to %(this_month)s (so far). Showing %(this_month)s."
+        ) % {
+            "month": formats.date_format(month, "YEAR_MONTH_FORMAT"),
+            "this_month": formats.date_format(this_month, "YEAR_MONTH_FORMAT"),
+        }
         month = this_month
     context: dict[str, Any] = {
         "account": account,

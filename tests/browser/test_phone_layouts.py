@@ -24,7 +24,7 @@ from tests.test_access_matrix import ADMIN, ENGINEER, FINANCE, Tenant, rule_for,
 from tests.test_authentication_required import walk
 from toki_dashboard.roles import Role
 from usage.models import Account, ApiKey, ImportJob, Membership, TokenScope, UsageRecord
-from usage.services import create_api_token
+from usage.services import choose_language, create_api_token
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
 ROLES = {FINANCE: Role.FINANCE, ENGINEER: Role.ENGINEER, ADMIN: Role.ADMIN}
@@ -44,8 +44,8 @@ def pages_by_role(account: Account) -> dict[str, list[str]]:
     record = UsageRecord.objects.filter(account=account, status_code=429).order_by("-occurred_at").first()
     key = ApiKey.objects.filter(account=account).order_by("name").first()
     assert record is not None and key is not None
-    job = ImportJob.objects.create(account=account, file_name="usage.csv", size_bytes=10, format="csv")
-    place = Tenant(account, record, key, rule, *channels, *budgets, job)
+    import_job = ImportJob.objects.create(account=account, file_name="usage.csv", size_bytes=10, format="csv")
+    place = Tenant(account, record, key, rule, *channels, *budgets, import_job)
     token, _ = create_api_token(account=account, name="phone", scopes=[TokenScope.READ])
     found: dict[str, list[str]] = {role: [] for role in ROLES}
     for endpoint in walk(get_resolver()):
@@ -169,3 +169,16 @@ def test_chart_legends_sit_below_the_plot_on_a_phone_clear_of_the_axes(
     assert with_legend, f"no chart with a legend on {url}: {found}"
     for clearance in with_legend:
         assert clearance == {"legend": True, "overPlot": False, "overTicks": [], "below": True}
+
+
+def test_every_finance_page_fits_a_390_px_phone_in_chinese(browsing: Browsing, pages: dict[str, list[str]]):
+    """Chinese labels are shorter or longer than English ones: the layout holds either way."""
+    page = signed_in(browsing, FINANCE)
+    choose_language(user_id=User.objects.get(username=f"phone-{FINANCE}").pk, language="zh-hans")
+    measured = {url: overflow(page, url) for url in pages[FINANCE]}
+
+    too_wide = {url: found for url, found in measured.items() if found is not None}
+    print(f"finance in Chinese: {len(measured)} pages measured at {PHONE['width']} px")
+    assert page.locator("html").get_attribute("lang") == "zh-hans"
+    assert len(measured) >= 5
+    assert too_wide == {}, "\n".join(f"{url}: {found}" for url, found in too_wide.items())

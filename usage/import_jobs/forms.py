@@ -7,24 +7,26 @@ from typing import Any
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.utils.translation import gettext, gettext_lazy
 
 from usage.forms import StyledForm
 from usage.importers import ImportFormat, format_for
 
 AUTO = "auto"
 FORMAT_CHOICES = [
-    (AUTO, "From the file name (.csv, .jsonl, .ndjson; .json is a console export)"),
-    (ImportFormat.CSV.value, "CSV with a header row"),
-    (ImportFormat.JSONL.value, "JSON lines of ingestion records"),
-    (ImportFormat.NEWAPI.value, "New API console log rows (JSON lines, JSON array or API response)"),
+    (AUTO, gettext_lazy("From the file name (.csv, .jsonl, .ndjson; .json is a console export)")),
+    (ImportFormat.CSV.value, gettext_lazy("CSV with a header row")),
+    (ImportFormat.JSONL.value, gettext_lazy("JSON lines of ingestion records")),
+    (ImportFormat.NEWAPI.value, gettext_lazy("New API console log rows (JSON lines, JSON array or API response)")),
 ]
 
 
 class ImportForm(StyledForm):
     file = forms.FileField(
-        label="File", help_text="It streams to disk as it arrives; the import starts once it is all there."
+        label=gettext_lazy("File"),
+        help_text=gettext_lazy("It streams to disk as it arrives; the import starts once it is all there."),
     )
-    format = forms.ChoiceField(label="Format", choices=FORMAT_CHOICES, initial=AUTO)
+    format = forms.ChoiceField(label=gettext_lazy("Format"), choices=FORMAT_CHOICES, initial=AUTO)
 
     def clean(self) -> dict[str, Any]:
         super().clean()
@@ -40,7 +42,12 @@ class ImportForm(StyledForm):
         detected = ImportFormat.NEWAPI if name.suffix.lower() == ".json" else format_for(name)
         if detected is None:
             raise ValidationError(
-                {"format": f"{upload.name!r} has no extension that names a format: choose CSV, JSON lines or New API."}
+                {
+                    "format": gettext(
+                        "%(name)s has no extension that names a format: choose CSV, JSON lines or New API."
+                    )
+                    % {"name": repr(upload.name)}
+                }
             )
         data["import_format"] = detected
         return data

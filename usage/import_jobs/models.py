@@ -5,13 +5,14 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy
 
 
 class ImportState(models.TextChoices):
-    QUEUED = "queued", "Queued"
-    RUNNING = "running", "Running"
-    DONE = "done", "Done"
-    FAILED = "failed", "Failed"
+    QUEUED = "queued", gettext_lazy("Queued")
+    RUNNING = "running", gettext_lazy("Running")
+    DONE = "done", gettext_lazy("Done")
+    FAILED = "failed", gettext_lazy("Failed")
 
 
 class ImportJob(models.Model):
@@ -78,7 +79,9 @@ class ImportJob(models.Model):
     def time_left_text(self) -> str:
         from usage.import_runs import format_duration
 
-        return "—" if self.seconds_left is None else f"about {format_duration(self.seconds_left)}"
+        if self.seconds_left is None:
+            return "—"
+        return gettext("about %(duration)s") % {"duration": format_duration(self.seconds_left)}
 
 
 class ImportRejection(models.Model):

@@ -9,6 +9,7 @@ from django import template
 from django.utils.html import format_html
 from django.utils.numberformat import format as number_format
 from django.utils.safestring import SafeString
+from django.utils.translation import gettext as _
 
 register = template.Library()
 
@@ -112,13 +113,17 @@ def change_badge(current: object, previous: object, *, kind: str = "volume") -> 
     text = _grouped(abs(shown), places)
     sign, direction = ("+", "up") if shown > 0 else ("-", "down") if shown < 0 else ("", "flat")
     size = change_size(change)
+    titles = {
+        "up": _("Up %(change)s%% vs the period compared with"),
+        "down": _("Down %(change)s%% vs the period compared with"),
+        "flat": _("Flat %(change)s%% vs the period compared with"),
+    }
     return format_html(
-        '<span class="change change--{} change--{} change--{}" title="{} {}% vs the period compared with">{}{}%</span>',
+        '<span class="change change--{} change--{} change--{}" title="{}">{}{}%</span>',
         direction,
         size,
         change_tone(direction, size, kind),
-        direction.capitalize(),
-        text,
+        titles[direction] % {"change": text},
         sign,
         text,
     )

@@ -11,6 +11,7 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
+from django.utils.translation import gettext
 
 from toki_dashboard.forms import form_invalid, form_saved
 from toki_dashboard.roles import Role, role_required
@@ -44,8 +45,11 @@ def exchange_rates(request: HttpRequest) -> HttpResponse:
         entry = form.save(entered_by=request.user)
         messages.success(
             request,
-            f"Entered 1 {entry.from_currency} = {entry.rate.normalize():f} {entry.to_currency}. "
-            f"{entry.to_currency} usage priced in {entry.from_currency} is being re-valued in the background.",
+            gettext(
+                "Entered 1 %(source)s = %(rate)s %(target)s. "
+                "%(target)s usage priced in %(source)s is being re-valued in the background."
+            )
+            % {"source": entry.from_currency, "rate": f"{entry.rate.normalize():f}", "target": entry.to_currency},
         )
         return form_saved(request, reverse("usage:exchange_rates"))
     currency = account.currency if account else "CNY"

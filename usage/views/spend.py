@@ -9,6 +9,7 @@ from typing import Any
 
 from django.http import HttpRequest, HttpResponse, QueryDict
 from django.utils.http import urlencode
+from django.utils.translation import gettext_lazy as _
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
@@ -21,9 +22,9 @@ from usage.tenancy import current_account_or_none
 FILTERS = {"team": "team", "key": "api_key__name", "model": "model"}
 SECTIONS = [
     # (filter that a row of the section adds, summary group, title, column label, label of "")
-    ("team", "team", "By team", "Team", "No team"),
-    ("key", "api_key", "By API key", "Key", "Requests without a key"),
-    ("model", "model", "By model", "Model", "(no model)"),
+    ("team", "team", _("By team"), _("Team"), _("No team")),
+    ("key", "api_key", _("By API key"), _("Key"), _("Requests without a key")),
+    ("model", "model", _("By model"), _("Model"), _("(no model)")),
 ]
 
 
