@@ -309,6 +309,9 @@ def test_two_web_processes_and_two_workers_count_everything_once(cluster: Cluste
     finally:
         upstream.stop()
 
+    for name in ("web1", "web2"):  # work a web process asked for after a commit was really queued
+        assert "in on_commit()" not in (cluster.logs / f"{name}.log").read_text(), cluster.log(name)
+
     sent = len(batches) * RECORDS_PER_BATCH
     assert sum(a["accepted"] for a in answers) == sent
     assert sum(a["duplicates"] for a in answers) == sent
