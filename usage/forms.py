@@ -17,7 +17,7 @@ from django.utils.translation import gettext, gettext_lazy
 
 from toki_dashboard.forms import ErrorsInPlace
 from usage.models import MONEY, Account, ApiKey, ApiToken, ExchangeRate, ModelPrice, RateSource, TokenScope
-from usage.prices import BEGINNING
+from usage.pricing.list_prices import BEGINNING
 from usage.services import (
     add_manual_price,
     create_api_token,

@@ -15,12 +15,12 @@ from typing import Any
 from django.utils import timezone
 
 from toki_dashboard.crypto import sha256_hex
-from usage.errors import classify_error, shown_message
-from usage.estimation import Estimator, Lengths
+from usage.error_causes import classify_error, shown_message
+from usage.estimation.features import Estimator, Lengths
 from usage.key_secrets import looks_like_secret, without_scheme
 from usage.models import Account, ApiKey, TokensSource
 from usage.parameters import mask_of
-from usage.pricing import PriceBook, valuation, was_served
+from usage.pricing.price_book import PriceBook, valuation, was_served
 from usage.schemas import KEY_NAME_PREFIX, RecordIn
 
 FULL_SECRET = re.compile(r"^(sk|tk|pk|rk)-[A-Za-z0-9_\-]{16,}$")

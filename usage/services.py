@@ -18,7 +18,7 @@ from django.utils.text import slugify
 from toki_dashboard.crypto import sha256_hex
 from toki_dashboard.roles import Role
 from usage import identity, parameters, rollups
-from usage.estimation import current_estimator
+from usage.estimation.estimator import current_estimator
 from usage.ingestion import RowBuilder, content_hash, legacy_content_hash, resolve_keys
 from usage.models import (
     AcceptedParameter,
@@ -37,7 +37,7 @@ from usage.models import (
     UsageRecord,
     UserLanguage,
 )
-from usage.pricing import PriceBook
+from usage.pricing.price_book import PriceBook
 from usage.schemas import RecordIn
 from usage.signals import usage_recorded
 from usage.sql import insert_ignoring_conflicts, insert_returning

@@ -42,7 +42,7 @@ from usage.models import (
     TokenScope,
     UsageRecord,
 )
-from usage.pricing import COST_QUANTUM
+from usage.pricing.price_book import COST_QUANTUM
 from usage.schemas import validate_records
 from usage.services import create_account, create_api_token, record_usage, set_exchange_rate
 

@@ -64,7 +64,7 @@ class UsageRecord(models.Model):
     error_cause = models.CharField(max_length=32, choices=ErrorCause.choices, default=ErrorCause.NONE)
     error_type = models.CharField(max_length=100, blank=True, default="")
     error_code = models.CharField(max_length=100, blank=True, default="")
-    # The upstream's error message as usage.errors.shown_message keeps it: capped, secrets
+    # The upstream's error message as usage.error_causes.shown_message keeps it: capped, secrets
     # redacted, and (from the proxy) without passages of the request's text.
     error_message = models.CharField(max_length=500, blank=True, default="")
     prompt_tokens = models.BigIntegerField(default=0)
@@ -119,7 +119,7 @@ class UsageRecord(models.Model):
             # records from a checkpoint (billing.recompute._records_from); seeded hours of the demo.
             models.Index(fields=["account", "-occurred_at", "-id"], name="usage_log_idx"),
             # One model's records in a window: the request log filtered on a model, repricing and
-            # re-estimation of a price's model over its window (usage.repricing, usage.calibration).
+            # re-estimation of a price's model over its window (usage.pricing.repricing, usage.estimation.calibration).
             models.Index(fields=["account", "model", "-occurred_at"], name="usage_model_time_idx"),
             # A request's neighbours of the same key (its page links to them).
             models.Index(fields=["account", "api_key", "-occurred_at", "-id"], name="usage_key_time_idx"),
