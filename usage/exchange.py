@@ -6,7 +6,7 @@
 same wherever it appears.
 
 Which rate applies when is `usage.pricing.price_book.RateTable`; entering one is
-`usage.services.set_exchange_rate`.
+`usage.pricing.services.set_exchange_rate`.
 """
 
 from __future__ import annotations
