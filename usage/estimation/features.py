@@ -14,7 +14,7 @@ family, or for all models) and per kind of input:
 
 Both sides of a call (context → prompt tokens, output → completion tokens) share one
 fit: the tokenizer is the same, and the message terms are zero on the output side.
-Fitting is pure Python (`fit`, `nnls`) so that bench/estimation.py can use it without a
+Fitting (`usage.estimation.fitting`) is pure Python so that bench/estimation.py can use it without a
 database; `usage.estimation.calibration` feeds it stored records and keeps the results.
 """
 
