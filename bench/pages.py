@@ -55,7 +55,7 @@ def specs(account: Any) -> list[PageSpec]:
     from toki_dashboard.context_processors import NAVIGATION
     from toki_dashboard.roles import Role
     from usage.models import UsageRecord
-    from usage.requestlog import encode_cursor
+    from usage.selectors.requestlog import encode_cursor
 
     def role_for(allowed: frozenset[Role]) -> str:
         for role in (Role.ENGINEER, Role.FINANCE, Role.ADMIN):

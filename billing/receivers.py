@@ -18,7 +18,7 @@ from billing.alert_defaults import create_default_rules
 from billing.alert_episodes import schedule_evaluation
 from billing.budgets.gate import schedule_publish
 from billing.recompute import request_recompute, schedule_allocation
-from usage.calibration import tokens_reestimated
+from usage.estimation.calibration import tokens_reestimated
 from usage.models import Account, RepricingRun, UsageRecord
 from usage.signals import usage_recorded, usage_revised
 

@@ -27,7 +27,7 @@ from usage.models import (
     TokensSource,
     UsageRecord,
 )
-from usage.repricing import Scope
+from usage.pricing.repricing import Scope
 from usage.schemas import RecordIn
 from usage.services import record_usage
 

@@ -32,8 +32,9 @@ from billing.models import WalletEntryKind
 from billing.services import PurchaseData, WalletEntryData, record_purchase, record_wallet_entry
 from toki_dashboard.roles import Role
 from usage.models import ImportJob, ImportRejection, Membership, RateSource
+from usage.pricing.services import set_exchange_rate
 from usage.schemas import validate_records
-from usage.services import record_usage, set_exchange_rate
+from usage.services import record_usage
 
 CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 CHINESE = re.compile("[\u4e00-\u9fff]")

@@ -12,12 +12,13 @@ from ninja.errors import HttpError
 from pydantic import AfterValidator
 
 from toki_dashboard.roles import Role
-from usage import deadletters, json_input, money, requestlog, selectors
+from usage import deadletters, json_input, money, selectors
 from usage.auth import TokenAuth, read_access
 from usage.exchange import conversion_note, rate_text, rates_applied
 from usage.models import ErrorCause, RecordSource, TokenScope
 from usage.periods import Period, supported_day
 from usage.schemas import MAX_BATCH, validate_records
+from usage.selectors import requestlog
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 SET_ASIDE_MESSAGE = (

@@ -17,14 +17,9 @@ from django.utils.translation import gettext, gettext_lazy
 
 from toki_dashboard.forms import ErrorsInPlace
 from usage.models import MONEY, Account, ApiKey, ApiToken, ExchangeRate, ModelPrice, RateSource, TokenScope
-from usage.prices import BEGINNING
-from usage.services import (
-    add_manual_price,
-    create_api_token,
-    manual_price_history,
-    rename_api_key,
-    set_exchange_rate,
-)
+from usage.pricing.list_prices import BEGINNING
+from usage.pricing.services import add_manual_price, manual_price_history, set_exchange_rate
+from usage.services import create_api_token, rename_api_key
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise

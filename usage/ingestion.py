@@ -15,12 +15,12 @@ from typing import Any
 from django.utils import timezone
 
 from toki_dashboard.crypto import sha256_hex
-from usage.errors import classify_error, shown_message
-from usage.estimation import Estimator, Lengths
+from usage.error_causes import classify_error, shown_message
+from usage.estimation.features import Estimator, Lengths
 from usage.key_secrets import looks_like_secret, without_scheme
 from usage.models import Account, ApiKey, TokensSource
 from usage.parameters import mask_of
-from usage.pricing import PriceBook, valuation, was_served
+from usage.pricing.price_book import PriceBook, Valuation, valuation, was_served
 from usage.schemas import KEY_NAME_PREFIX, RecordIn
 
 FULL_SECRET = re.compile(r"^(sk|tk|pk|rk)-[A-Za-z0-9_\-]{16,}$")
@@ -157,29 +157,8 @@ class RowBuilder:
         lengths = lengths_of(record)
 
         served = was_served(record.status_code, cause)
-        prompt = completion = cached = reasoning = 0
-        tokens_source, estimator_version = TokensSource.NONE, ""
-        if record.usage is not None:
-            prompt, completion = record.usage.prompt or 0, record.usage.completion or 0
-            cached, reasoning = record.usage.cached, record.usage.reasoning
-            tokens_source = TokensSource.REPORTED
-        elif served and lengths.has_any:
-            # Estimates stand in for usage a served call did not report; a failed call
-            # without usage served nothing, so it gets no tokens (its lengths stay).
-            estimate = self.estimator.estimate(record.model, lengths)
-            prompt, completion = estimate.prompt_tokens, estimate.completion_tokens
-            tokens_source, estimator_version = TokensSource.ESTIMATED, estimate.version
-
-        value = valuation(
-            self.prices,
-            model=record.model,
-            at=record.occurred_at,
-            served=served,
-            tokens_source=tokens_source,
-            prompt_tokens=prompt,
-            cached_tokens=cached,
-            completion_tokens=completion,
-            reported_cost=record.cost,
+        prompt, completion, cached, reasoning, tokens_source, estimator_version, value = self._usage_and_cost(
+            record, served, lengths
         )
 
         return {
@@ -223,3 +202,35 @@ class RowBuilder:
             "content_hash": digest,
             "created_at": self.created_at,
         }
+
+    def _usage_and_cost(
+        self, record: RecordIn, served: bool, lengths: Lengths
+    ) -> tuple[int, int, int, int, TokensSource, str, Valuation]:
+        """The call's tokens (prompt, completion, cached, reasoning), where they came from, the
+        estimator's version if estimated, and the call's valuation. A plain tuple: it is made
+        once per record on the ingestion path."""
+        prompt = completion = cached = reasoning = 0
+        tokens_source, estimator_version = TokensSource.NONE, ""
+        if record.usage is not None:
+            prompt, completion = record.usage.prompt or 0, record.usage.completion or 0
+            cached, reasoning = record.usage.cached, record.usage.reasoning
+            tokens_source = TokensSource.REPORTED
+        elif served and lengths.has_any:
+            # Estimates stand in for usage a served call did not report; a failed call
+            # without usage served nothing, so it gets no tokens (its lengths stay).
+            estimate = self.estimator.estimate(record.model, lengths)
+            prompt, completion = estimate.prompt_tokens, estimate.completion_tokens
+            tokens_source, estimator_version = TokensSource.ESTIMATED, estimate.version
+
+        value = valuation(
+            self.prices,
+            model=record.model,
+            at=record.occurred_at,
+            served=served,
+            tokens_source=tokens_source,
+            prompt_tokens=prompt,
+            cached_tokens=cached,
+            completion_tokens=completion,
+            reported_cost=record.cost,
+        )
+        return prompt, completion, cached, reasoning, tokens_source, estimator_version, value

@@ -109,12 +109,3 @@ def names_in(mask: int) -> tuple[str, ...]:
 
 def names_of(mask: int) -> list[str]:
     return list(names_in(mask))
-
-
-def capabilities_of(names: Iterable[str]) -> list[str]:
-    used = set(names)
-    return [capability for capability, (shown_by, _) in CAPABILITIES.items() if used & shown_by]
-
-
-def capability_label(capability: str) -> str:
-    return CAPABILITIES[capability][1]

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from usage.errors import MAX_ERROR_MESSAGE, PROMPT_REMOVED, REMEDIES, remedy, shown_message
+from usage.error_causes import MAX_ERROR_MESSAGE, PROMPT_REMOVED, REMEDIES, remedy, shown_message
 from usage.ingestion import content_hash
 from usage.models import ErrorCause, UsageRecord
 from usage.schemas import RecordIn, validate_records

@@ -15,7 +15,7 @@ from usage.demo.catalogue import ACCOUNT_NAME, ACCOUNT_SLUG, DEMO_PASSWORD, KEYS
 from usage.demo.traffic import DemoWindow, current_hour, records_for_hour
 from usage.ingestion import name_fingerprint
 from usage.models import Account, ApiKey, ModelPrice, PriceSource, Provider, RecordSource, UsageRecord
-from usage.repricing import Scope, schedule
+from usage.pricing.repricing import Scope, schedule
 from usage.schemas import RecordIn
 from usage.services import IngestResult, add_member, create_account, record_usage
 

@@ -3,6 +3,7 @@ and teams), errors by cause, and what request-level detail is kept."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -13,8 +14,8 @@ from django.db import connection
 from django.db.models import Aggregate, Count, IntegerField, Max, Sum
 from django.db.models.functions import Coalesce, TruncDate
 
-from usage.errors import REMEDIES
-from usage.models import Account, ErrorCause, UsageRecord
+from usage.error_causes import REMEDIES
+from usage.models import Account, ErrorCause, RawRetention, UsageRecord
 from usage.periods import Period
 from usage.selectors.totals import ZERO, GroupTotals, Totals, rollup_rows, rollup_sums, totals
 
@@ -145,8 +146,6 @@ def model_latency(*, account: Account, period: Period, model: str) -> Latency:
     """Latency percentiles of one model's requests in the period (nearest rank, like
     PostgreSQL's percentile_disc). The rollup only keeps sums, so percentiles read the raw
     records of that model and period, through the (account, model, occurred_at) index."""
-    import math
-
     rollup = (
         rollup_rows(account, period)
         .filter(model=model)
@@ -241,8 +240,6 @@ def errors_per_day(*, account: Account, period: Period) -> list[CauseDay]:
 def raw_detail_notice(start: datetime, end: datetime) -> str:
     """What to say when some of [start, end) is before the raw records retention keeps
     (RAW_RETENTION_MONTHS): the totals still cover it, single requests do not. "" otherwise."""
-    from usage.models import RawRetention
-
     kept_from = RawRetention.kept_from_now()
     if kept_from is None or start >= kept_from:
         return ""

@@ -9,12 +9,13 @@ from django.urls import reverse
 
 from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
-from usage import graphs, requestlog, selectors
-from usage.calibration import estimator_quality
+from usage import graphs, selectors
 from usage.catalogue import selectors as catalogue
+from usage.estimation.calibration import estimator_quality
 from usage.exchange import rates_applied
 from usage.models import HourlyUsage
 from usage.periods import PRESETS, Period
+from usage.selectors import requestlog
 from usage.tenancy import current_account, current_account_or_none
 from usage.views.requests import PERIOD_FIELDS, keep, with_query
 

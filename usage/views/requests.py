@@ -16,12 +16,13 @@ from django.urls import reverse
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
-from usage import identity, requestlog, selectors
+from usage import identity, selectors
 from usage.api import decimal_string
 from usage.catalogue import selectors as catalogue
-from usage.errors import remedy
+from usage.error_causes import remedy
 from usage.models import Account, ErrorCause, RecordSource, UsageRecord
 from usage.periods import PRESETS, Period
+from usage.selectors import requestlog
 from usage.tenancy import current_account, current_account_or_none
 
 PAGE_SIZE = 50
