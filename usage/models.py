@@ -245,9 +245,9 @@ class UsageRecord(models.Model):
         # partitioned by month, and a unique index here would have to include occurred_at.
         # Every index here is read by a named query (bench/explain_records.py measures each with
         # EXPLAIN (ANALYZE, BUFFERS); bench/README.md has the plans). Two more are created in
-        # raw SQL by migrations: usage_failed_idx (0007: the errors page, the model page's errors
-        # card, the request log filtered on failure or a cause) and usage_model_latency_idx
-        # (0009: the model page's latency percentiles, from the index alone).
+        # raw SQL by a migration: usage_failed_idx (0007: the errors page, the model page's errors
+        # card, the request log filtered on failure or a cause). The model page's latency
+        # percentiles read usage.models.LatencyHistogram, not the records (0080 dropped their index).
         indexes = [
             # The request log page and GET /api/v1/usage/records: newest first, keyset on
             # (occurred_at, id), at any depth; the CSV export; the allocation recompute's
@@ -256,6 +256,15 @@ class UsageRecord(models.Model):
             # One model's records in a window: the request log filtered on a model, repricing and
             # re-estimation of a price's model over its window (usage.repricing, usage.calibration).
             models.Index(fields=["account", "model", "-occurred_at"], name="usage_model_time_idx"),
+            # The errors page's parameters that unsupported-parameter failures had in common
+            # (usage.selectors_parameters.unsupported_parameter_findings), from the index alone:
+            # without it the query read a heap page per failed request of the month.
+            models.Index(
+                fields=["account", "occurred_at"],
+                include=["model", "request_params"],
+                condition=models.Q(error_cause="unsupported_parameter"),
+                name="usage_unsupported_idx",
+            ),
             # A request's neighbours of the same key (its page links to them).
             models.Index(fields=["account", "api_key", "-occurred_at", "-id"], name="usage_key_time_idx"),
             # Which rates a window's costs were converted at (and what a deleted rate leaves).
@@ -357,6 +366,31 @@ class DailyUsage(UsageTotals):
 
     def __str__(self) -> str:
         return f"{self.day:%Y-%m-%d} {self.model}"
+
+
+class LatencyHistogram(models.Model):
+    """Requests per latency bucket (usage.latency) of each model and day in DASHBOARD_TIME_ZONE.
+
+    The model page's latency percentiles read it instead of sorting a month of records; it is
+    added to with the rollups, in the same transaction, and rebuilt and verified with them.
+    """
+
+    # No index of its own: the unique key starts with the account.
+    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="+", db_index=False)
+    model = models.CharField(max_length=200)
+    day = models.DateField()
+    bucket = models.SmallIntegerField()
+    requests = models.BigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "model", "day", "bucket"], name="latencyhistogram_unique_bucket"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day:%Y-%m-%d} {self.model} bucket {self.bucket}"
 
 
 class Membership(models.Model):
