@@ -183,15 +183,24 @@ class ModelPrice(models.Model):
 class UsageRecord(models.Model):
     """One API request. Prompts and outputs are never stored: only their lengths."""
 
+    # No foreign-key constraint in the database on the four references below (db_constraint=False):
+    # each cost a lookup of the referenced row per record written, together more than halving
+    # the insert rate at 10M records (bench/README.md, "10 million records"). Ingestion writes
+    # only keys, prices and rates it has just resolved or created in the same transaction, and
+    # Django still carries out on_delete (CASCADE, SET_NULL) when a referenced row is deleted.
     # No index of its own: usage_log_idx starts with account_id and serves every account-scoped
     # query, and deleting an account (CASCADE) finds its records through it.
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records", db_index=False)
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="usage_records", db_index=False, db_constraint=False
+    )
     request_id = models.CharField(max_length=200)
     occurred_at = models.DateTimeField()
     model = models.CharField(max_length=200)
     # Indexed for deleting a key in the admin: SET_NULL updates its records, one index probe per
     # partition instead of reading every record.
-    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
     team = models.CharField(max_length=100, blank=True, default="")
     endpoint = models.CharField(max_length=200, default="/v1/chat/completions")
     stream = models.BooleanField(default=False)
@@ -220,10 +229,18 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
     cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True, default="")
     # Indexed for deleting a price (admin, Settings → Prices): SET_NULL updates the records it valued.
-    price = models.ForeignKey(ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    price = models.ForeignKey(
+        ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
     # The rate `cost` was converted at, when the price was in another currency than the account's.
     exchange_rate = models.ForeignKey(
-        "usage.ExchangeRate", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+        "usage.ExchangeRate",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     # Ids the provider gave the call (its response's `id`; its request id, from a response header
     # or a console log): how the same call is recognised when another source brings it too.
