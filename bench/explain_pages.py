@@ -1,6 +1,6 @@
 """The query plans behind the slowest pages (bench/README.md, "10 million records").
 
-    .venv/bin/python bench/explain_pages.py [--pages 3] [--statements 2] [--account bench]
+    .venv/bin/python bench/explain_pages.py [--pages 3] [--statements 2] [--only NAME] [--account bench]
                                             [--database-url postgres://toki:toki@127.0.0.1:5432/toki_bench]
 
 Every page bench/pages.py times is requested (after a warm-up) three times with each SQL
@@ -86,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pages", type=int, default=3)
     parser.add_argument("--statements", type=int, default=2)
+    parser.add_argument("--only", help="only pages whose label or URL name contains this")
     parser.add_argument("--account", default="bench")
     parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL", BENCH_DATABASE_URL))
     args = parser.parse_args()
@@ -105,6 +106,8 @@ def main() -> None:
     by_role = clients(account)
     timings = []
     for spec in specs(account):
+        if args.only and args.only not in spec.label and args.only not in spec.url_name:
+            continue
         try:
             url = reverse(spec.url_name, args=spec.args())
         except (NoReverseMatch, IndexError):

@@ -17,7 +17,7 @@ from usage.models.parameters import AcceptedParameter
 from usage.models.prices import ModelPrice, PriceSource, RepricingRun
 from usage.models.rates import ExchangeRate, RateSource
 from usage.models.records import CostSource, ErrorCause, RawRetention, RecordSource, TokensSource, UsageRecord
-from usage.models.rollups import DailyUsage, HourlyUsage, UsageTotals
+from usage.models.rollups import DailyUsage, HourlyUsage, LatencyHistogram, UsageTotals
 
 __all__ = [
     "CURRENCY_CODE",
@@ -41,6 +41,7 @@ __all__ = [
     "HourlyUsage",
     "ImportJob",
     "ImportRejection",
+    "LatencyHistogram",
     "Membership",
     "ModelPrice",
     "PriceSource",

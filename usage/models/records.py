@@ -48,15 +48,24 @@ class ErrorCause(models.TextChoices):
 class UsageRecord(models.Model):
     """One API request. Prompts and outputs are never stored: only their lengths."""
 
+    # No foreign-key constraint in the database on the four references below (db_constraint=False):
+    # each cost a lookup of the referenced row per record written, together more than halving
+    # the insert rate at 10M records (bench/README.md, "10 million records"). Ingestion writes
+    # only keys, prices and rates it has just resolved or created in the same transaction, and
+    # Django still carries out on_delete (CASCADE, SET_NULL) when a referenced row is deleted.
     # No index of its own: usage_log_idx starts with account_id and serves every account-scoped
     # query, and deleting an account (CASCADE) finds its records through it.
-    account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="usage_records", db_index=False)
+    account = models.ForeignKey(
+        Account, on_delete=models.CASCADE, related_name="usage_records", db_index=False, db_constraint=False
+    )
     request_id = models.CharField(max_length=200)
     occurred_at = models.DateTimeField()
     model = models.CharField(max_length=200)
     # Indexed for deleting a key in the admin: SET_NULL updates its records, one index probe per
     # partition instead of reading every record.
-    api_key = models.ForeignKey(ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    api_key = models.ForeignKey(
+        ApiKey, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
     team = models.CharField(max_length=100, blank=True, default="")
     endpoint = models.CharField(max_length=200, default="/v1/chat/completions")
     stream = models.BooleanField(default=False)
@@ -85,10 +94,18 @@ class UsageRecord(models.Model):
     cost = models.DecimalField(**TOTAL_MONEY, null=True, blank=True)
     cost_source = models.CharField(max_length=16, choices=CostSource.choices, blank=True, default="")
     # Indexed for deleting a price (admin, Settings → Prices): SET_NULL updates the records it valued.
-    price = models.ForeignKey(ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    price = models.ForeignKey(
+        ModelPrice, on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_constraint=False
+    )
     # The rate `cost` was converted at, when the price was in another currency than the account's.
     exchange_rate = models.ForeignKey(
-        "usage.ExchangeRate", on_delete=models.SET_NULL, null=True, blank=True, related_name="+", db_index=False
+        "usage.ExchangeRate",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        db_index=False,
+        db_constraint=False,
     )
     # Ids the provider gave the call (its response's `id`; its request id, from a response header
     # or a console log): how the same call is recognised when another source brings it too.
@@ -110,9 +127,9 @@ class UsageRecord(models.Model):
         # partitioned by month, and a unique index here would have to include occurred_at.
         # Every index here is read by a named query (bench/explain_records.py measures each with
         # EXPLAIN (ANALYZE, BUFFERS); bench/README.md has the plans). Two more are created in
-        # raw SQL by migrations: usage_failed_idx (0007: the errors page, the model page's errors
-        # card, the request log filtered on failure or a cause) and usage_model_latency_idx
-        # (0009: the model page's latency percentiles, from the index alone).
+        # raw SQL by a migration: usage_failed_idx (0007: the errors page, the model page's errors
+        # card, the request log filtered on failure or a cause). The model page's latency
+        # percentiles read usage.models.LatencyHistogram, not the records (0080 dropped their index).
         indexes = [
             # The request log page and GET /api/v1/usage/records: newest first, keyset on
             # (occurred_at, id), at any depth; the CSV export; the allocation recompute's
@@ -121,6 +138,15 @@ class UsageRecord(models.Model):
             # One model's records in a window: the request log filtered on a model, repricing and
             # re-estimation of a price's model over its window (usage.pricing.repricing, usage.estimation.calibration).
             models.Index(fields=["account", "model", "-occurred_at"], name="usage_model_time_idx"),
+            # The errors page's parameters that unsupported-parameter failures had in common
+            # (usage.selectors.parameters.unsupported_parameter_findings), from the index alone:
+            # without it the query read a heap page per failed request of the month.
+            models.Index(
+                fields=["account", "occurred_at"],
+                include=["model", "request_params"],
+                condition=models.Q(error_cause="unsupported_parameter"),
+                name="usage_unsupported_idx",
+            ),
             # A request's neighbours of the same key (its page links to them).
             models.Index(fields=["account", "api_key", "-occurred_at", "-id"], name="usage_key_time_idx"),
             # Which rates a window's costs were converted at (and what a deleted rate leaves).
