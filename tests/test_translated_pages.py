@@ -37,7 +37,7 @@ from usage.services import record_usage, set_exchange_rate
 
 CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 CHINESE = re.compile("[\u4e00-\u9fff]")
-PRODUCT_NAMES = ("TOKI Dashboard",)  # stays as it is in every language
+PRODUCT_NAMES = ("TOKI Dashboard", "New API")  # stay as they are in every language
 
 THIS_MONTH = "?month=this"  # a page asked for the month the usage is in
 
