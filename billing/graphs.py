@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from django.utils.translation import gettext
 
 from billing.forecast import BalancePoint, ProjectedPoint, ReportedPoint, RunOut
-from usage.graphs import BASE_LAYOUT, hover_name, tokens_hover
+from usage.graphs import BASE_LAYOUT, date_axis, hover_name, tokens_hover
 from usage.periods import dashboard_tz
 
 HISTORY = "rgba(79, 70, 229, 1)"  # the brand indigo, as in app.css
@@ -82,7 +82,11 @@ def token_balance_chart(
     )
     _run_out_marker(fig, run_out, gettext("runs out"))
     fig.update_layout(
-        yaxis_title=gettext("Tokens"), yaxis_tickformat=",.3s", yaxis_rangemode="tozero", hovermode="x unified"
+        yaxis_title=gettext("Tokens"),
+        yaxis_tickformat=",.3s",
+        yaxis_rangemode="tozero",
+        hovermode="x unified",
+        **date_axis(with_time=True),
     )
     return fig.to_plotly_json()
 
@@ -150,5 +154,6 @@ def wallet_chart(
         yaxis_title=gettext("Wallet (%(currency)s)") % {"currency": currency},
         yaxis_tickformat=",.2f",
         hovermode="x unified",
+        **date_axis(with_time=True),
     )
     return fig.to_plotly_json()

@@ -13,6 +13,7 @@ templates and the Python that words it are marked and translated.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -155,6 +156,33 @@ def visible_text(html: str) -> str:
     for name in PRODUCT_NAMES:
         text = text.replace(name, "")
     return text
+
+
+FIGURE = re.compile(r'<script id="[^"]*" type="application/json">(.*?)</script>', re.S)
+FIGURE_WORDS = {"name", "text", "hovertemplate"}  # legends, titles, annotations, hover labels
+
+
+def chart_text(html: str) -> str:
+    """The words of the page's charts, which Python builds and the page embeds as JSON: legends,
+    axis titles, annotations and hover labels (without plotly's markup and %{…} placeholders)."""
+    words: list[str] = []
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in FIGURE_WORDS and isinstance(value, str):
+                    words.append(value)
+                elif key in FIGURE_WORDS and isinstance(value, list):
+                    words.extend(item for item in value if isinstance(item, str))
+                else:
+                    collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    for figure in FIGURE.findall(html):
+        collect(json.loads(figure))
+    return " ".join(" ".join(re.sub(r"<[^>]+>|%\{[^}]*\}", " ", word) for word in words).split())
 
 
 def _pattern(msgid: str) -> re.Pattern[str]:
@@ -378,6 +406,10 @@ def test_a_translated_page_in_chinese_leaves_no_catalogue_label_in_english(
     assert english_labels_in(chinese_text, labels) == []
     # The check sees labels when they are there: the English page shows many of them.
     assert len(english_labels_in(visible_text(english.text), labels)) >= 10
+    # The charts' words too: in Chinese when the page has a chart, as in English they are English.
+    charts = chart_text(chinese.text)
+    assert english_labels_in(charts, labels) == []
+    assert bool(CHINESE.search(charts)) == bool(english_labels_in(chart_text(english.text), labels))
 
 
 @pytest.mark.parametrize("state", ["running", "done"])

@@ -9,7 +9,7 @@ from operator import attrgetter
 from typing import Any
 
 import plotly.graph_objects as go
-from django.utils.translation import gettext, ngettext
+from django.utils.translation import gettext, ngettext, pgettext
 
 from usage.selectors import ModelDay
 
@@ -51,7 +51,7 @@ def spend_by_model_chart(days: list[ModelDay], currency: str) -> dict[str, Any]:
             textposition="none",
             hovertemplate=f"%{{y:,.2f}} {currency}%{{text}}<extra>{model}</extra>",
         )
-    fig.update_layout(barmode="stack", yaxis_title=_usage_value_title(currency), yaxis_tickformat=",.2f")
+    fig.update_layout(barmode="stack", yaxis_title=_usage_value_title(currency), yaxis_tickformat=",.2f", **date_axis())
     return fig.to_plotly_json()
 
 
@@ -63,6 +63,24 @@ def _excludes_unpriced(count: int) -> str:
     return " · " + ngettext("excludes %(shown)s unpriced request", "excludes %(shown)s unpriced requests", count) % {
         "shown": f"{count:,}"
     }
+
+
+def date_axis(*, with_time: bool = False) -> dict[str, str]:
+    """How the x axis writes its dates in the active language. Plotly writes them in English; the
+    catalogue gives another language's d3 time formats for the ticks and the hovered day (or
+    moment). {} keeps plotly's own, as in English."""
+    english_ticks = "%b %-d"
+    # xgettext:no-python-format
+    ticks = pgettext("d3 time format of a chart's date ticks", "%b %-d")
+    if ticks == english_ticks:
+        return {}
+    if with_time:
+        # xgettext:no-python-format
+        hover = pgettext("d3 time format of a chart's hovered moment", "%b %-d, %Y %H:%M")
+    else:
+        # xgettext:no-python-format
+        hover = pgettext("d3 time format of a chart's hovered day", "%b %-d, %Y")
+    return {"xaxis_tickformat": ticks, "xaxis_hoverformat": hover}
 
 
 def tokens_hover(value: str) -> str:
@@ -120,7 +138,7 @@ def model_tokens_chart(days: list[Any]) -> dict[str, Any]:
         (gettext("Completion tokens"), [d.completion_tokens for d in days]),
     ):
         fig.add_bar(name=name, x=x, y=values, hovertemplate=f"{tokens_hover('%{y:,}')}<extra>{name}</extra>")
-    fig.update_layout(barmode="stack", yaxis_title=gettext("Tokens"), yaxis_tickformat=",.3~s")
+    fig.update_layout(barmode="stack", yaxis_title=gettext("Tokens"), yaxis_tickformat=",.3~s", **date_axis())
     return fig.to_plotly_json()
 
 
@@ -135,7 +153,9 @@ def model_cost_chart(days: list[Any], currency: str) -> dict[str, Any]:
         fill="tozeroy",
         hovertemplate=f"%{{y:,.2f}} {currency}" + hover_name(gettext("Cost")),
     )
-    fig.update_layout(yaxis_title=_usage_value_title(currency), yaxis_tickformat=",.2f", showlegend=False)
+    fig.update_layout(
+        yaxis_title=_usage_value_title(currency), yaxis_tickformat=",.2f", showlegend=False, **date_axis()
+    )
     return fig.to_plotly_json()
 
 
@@ -160,5 +180,6 @@ def errors_per_day_chart(days: list[Any], labels: Mapping[str, object]) -> dict[
         yaxis_title=gettext("Failed requests"),
         yaxis_tickformat=",d",
         yaxis_dtick=1 if max(per_day.values(), default=0) <= 8 else None,
+        **date_axis(),
     )
     return fig.to_plotly_json()
