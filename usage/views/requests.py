@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpRespo
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import translation
 from django.utils.functional import Promise
 from django.utils.translation import gettext, gettext_lazy
 
@@ -248,7 +249,9 @@ def csv_rows(account: Account, filters: requestlog.RecordFilters) -> Iterator[st
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     yield from _csv_records(writer, account, filters)
-    if retention := selectors.raw_detail_notice(filters.start, filters.end):
+    with translation.override("en"):  # read by scripts and spreadsheets, as its column names
+        retention = selectors.raw_detail_notice(filters.start, filters.end)
+    if retention:
         yield f"# {retention}\r\n"
 
 
