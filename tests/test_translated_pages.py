@@ -446,6 +446,27 @@ def test_an_import_in_chinese_leaves_no_catalogue_label_in_english(clients, acco
     assert len(english_labels_in(english, labels)) >= 10
 
 
+def test_the_engineers_messages_after_saving_are_in_chinese(clients, account) -> None:
+    """Renaming a key and asking for a sync of the model list: the page they return to says so in Chinese."""
+    _record_usage(account)
+    key = ApiKey.objects.get(account=account, name="checkout")
+    labels = catalogue_labels()
+    client = clients["engineer"]
+
+    renamed = client.post(
+        reverse("usage:key_edit", args=[key.pk]),
+        {"name": "checkout-prod", "team": "growth"},
+        HTTP_ACCEPT_LANGUAGE="zh-CN",
+        follow=True,
+    )
+    synced = client.post(reverse("billing:sync_models_now"), HTTP_ACCEPT_LANGUAGE="zh-CN", follow=True)
+
+    assert "已保存密钥“checkout-prod”。" in visible_text(renamed.text)
+    assert "已请求同步 Acme 的模型列表" in visible_text(synced.text)
+    for page in (renamed, synced):
+        assert english_labels_in(visible_text(page.text), labels) == []
+
+
 # Pages outside the URL conf's normal answers: (who asks, path, status).
 SPECIAL_PAGES = [
     ("anonymous", "/login/", 200),  # the browser's language: nobody has chosen yet
