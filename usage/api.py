@@ -7,6 +7,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
+from django.utils import translation
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import AfterValidator
@@ -333,5 +334,11 @@ def usage_records(request: HttpRequest, query: Query[RecordsQuery]) -> dict[str,
             for r in rows
         ],
         "next_cursor": next_cursor,
-        "retention_notice": selectors.raw_detail_notice(period.start, period.end) or None,
+        "retention_notice": _english_retention_notice(period) or None,
     }
+
+
+def _english_retention_notice(period: Period) -> str:
+    """The retention notice in English whatever the caller's language: scripts read the API."""
+    with translation.override("en"):
+        return selectors.raw_detail_notice(period.start, period.end)

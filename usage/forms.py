@@ -45,12 +45,14 @@ class StyledForm(ErrorsInPlace, forms.Form):
 class ApiKeyForm(StyledForm):
     """The two things people may change about a key; its fingerprint and last four never change."""
 
-    name = forms.CharField(label="Display name", max_length=200)
+    name = forms.CharField(label=gettext_lazy("Display name"), max_length=200)
     team = forms.CharField(
-        label="Team",
+        label=gettext_lazy("Team"),
         max_length=100,
         required=False,
-        help_text="Requests from this key that name no team of their own are counted for this team from now on.",
+        help_text=gettext_lazy(
+            "Requests from this key that name no team of their own are counted for this team from now on."
+        ),
     )
 
     def save(self, key: ApiKey) -> ApiKey:

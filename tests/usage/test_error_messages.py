@@ -81,7 +81,7 @@ def test_the_errors_page_and_a_request_page_read_one_remedy_per_cause():
     for cause in ErrorCause.values:
         if cause != ErrorCause.NONE:
             assert remedy(cause) == REMEDIES[cause] != ""
-    assert "see the error message" not in " ".join(REMEDIES.values())
+    assert "see the error message" not in " ".join(map(str, REMEDIES.values()))
 
 
 # --- Every path stores it --------------------------------------------------------------------

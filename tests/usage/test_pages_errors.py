@@ -76,7 +76,7 @@ def test_each_cause_shows_its_count_share_and_remedy_most_frequent_first(enginee
     for cause, count in expected.items():
         assert f'<td class="num">{count}</td>' in rows[cause]
         assert f"{count / failed * 100:.0f}%" in rows[cause]
-        assert REMEDIES[cause] in rows[cause].replace("&#x27;", "'")
+        assert str(REMEDIES[cause]) in rows[cause].replace("&#x27;", "'")
     assert re.search(r'id="errors-total">([^<]+)<', page).group(1) == str(failed)
     assert f"{failed / len(records) * 100:.2f}%" in page
 

@@ -278,6 +278,26 @@ def test_pages_csv_and_the_records_api_say_when_a_period_is_summarised_only(db, 
     assert api["records"] and api["retention_notice"] is None
 
 
+def test_the_summarised_only_notice_is_in_the_readers_language_on_pages_and_english_for_scripts(
+    db, account, engineer_client, settings
+):
+    settings.RAW_RETENTION_MONTHS = 3
+    now = datetime(2020, 9, 14, tzinfo=UTC)
+    seven_months(account, now)
+    partitions.apply_retention(now=now, months=3)
+    old = {"period": "custom", "start": "2020-03-01", "end": "2020-03-31"}
+    chinese = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"}
+    said = "Request-level detail kept for 3 months (from 2020-06-01); this period is summarised only"
+
+    page = engineer_client.get("/requests/", old, **chinese).content.decode()
+    assert "请求级明细保留 3 个月（自 2020-06-01 起）；本期仅有汇总数据" in page and said not in page
+    # The CSV and the API are read by scripts: English, as their column and field names.
+    csv_lines = b"".join(engineer_client.get("/requests/export.csv", old, **chinese).streaming_content)
+    assert csv_lines.decode().splitlines()[-1].startswith(f"# {said}")
+    api = engineer_client.get("/api/v1/usage/records", {"start": "2020-03-01", "end": "2020-03-31"}, **chinese)
+    assert api.json()["retention_notice"].startswith(said)
+
+
 def test_the_maintenance_command_says_what_it_kept_dropped_and_created(db, account, settings):
     from io import StringIO
 

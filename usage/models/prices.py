@@ -6,6 +6,7 @@ from datetime import timedelta
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from usage.models.accounts import Account
 from usage.models.amounts import MONEY
@@ -13,8 +14,8 @@ from usage.models.amounts import MONEY
 
 class PriceSource(models.TextChoices):
     GENAI_PRICES = "genai-prices", "genai-prices"
-    PROVIDER = "provider", "Provider"
-    MANUAL = "manual", "Manual"
+    PROVIDER = "provider", gettext_lazy("Provider")
+    MANUAL = "manual", gettext_lazy("Manual")
 
 
 class ModelPrice(models.Model):

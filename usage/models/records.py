@@ -6,6 +6,7 @@ from datetime import datetime
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from usage.models.accounts import Account, ApiKey
 from usage.models.amounts import TOTAL_MONEY
@@ -13,36 +14,36 @@ from usage.models.prices import ModelPrice
 
 
 class TokensSource(models.TextChoices):
-    REPORTED = "reported", "Reported"
-    ESTIMATED = "estimated", "Estimated"
-    NONE = "none", "None"
+    REPORTED = "reported", gettext_lazy("Reported")
+    ESTIMATED = "estimated", gettext_lazy("Estimated")
+    NONE = "none", gettext_lazy("None")
 
 
 class CostSource(models.TextChoices):
-    REPORTED = "reported", "Reported by provider"
-    COMPUTED = "computed", "Computed from price book"
+    REPORTED = "reported", gettext_lazy("Reported by provider")
+    COMPUTED = "computed", gettext_lazy("Computed from price book")
 
 
 class RecordSource(models.TextChoices):
-    PROXY = "proxy", "Proxy"
-    API = "api", "Ingestion API"
-    IMPORT = "import", "File import"
-    SYNC = "sync", "Provider sync"
-    DEMO = "demo", "Demo data"
+    PROXY = "proxy", gettext_lazy("Proxy")
+    API = "api", gettext_lazy("Ingestion API")
+    IMPORT = "import", gettext_lazy("File import")
+    SYNC = "sync", gettext_lazy("Provider sync")
+    DEMO = "demo", gettext_lazy("Demo data")
 
 
 class ErrorCause(models.TextChoices):
-    NONE = "none", "No error"
-    INVALID_API_KEY = "invalid_api_key", "Invalid API key"
-    KEY_DISABLED = "key_disabled", "Key disabled"
-    INSUFFICIENT_QUOTA = "insufficient_quota", "Insufficient quota"
-    MODEL_UNAVAILABLE = "model_unavailable", "Model unavailable"
-    UNSUPPORTED_PARAMETER = "unsupported_parameter", "Unsupported parameter"
-    RATE_LIMITED = "rate_limited", "Rate limited"
-    UPSTREAM_ERROR = "upstream_error", "Upstream error"
-    TIMEOUT = "timeout", "Timeout"
-    CLIENT_CANCELLED = "client_cancelled", "Cancelled by client"
-    OTHER = "other", "Other error"
+    NONE = "none", gettext_lazy("No error")
+    INVALID_API_KEY = "invalid_api_key", gettext_lazy("Invalid API key")
+    KEY_DISABLED = "key_disabled", gettext_lazy("Key disabled")
+    INSUFFICIENT_QUOTA = "insufficient_quota", gettext_lazy("Insufficient quota")
+    MODEL_UNAVAILABLE = "model_unavailable", gettext_lazy("Model unavailable")
+    UNSUPPORTED_PARAMETER = "unsupported_parameter", gettext_lazy("Unsupported parameter")
+    RATE_LIMITED = "rate_limited", gettext_lazy("Rate limited")
+    UPSTREAM_ERROR = "upstream_error", gettext_lazy("Upstream error")
+    TIMEOUT = "timeout", gettext_lazy("Timeout")
+    CLIENT_CANCELLED = "client_cancelled", gettext_lazy("Cancelled by client")
+    OTHER = "other", gettext_lazy("Other error")
 
 
 class UsageRecord(models.Model):

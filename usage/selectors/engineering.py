@@ -11,6 +11,8 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Count, Max, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.utils.functional import Promise
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from usage import latency
 from usage.error_causes import REMEDIES
@@ -18,17 +20,17 @@ from usage.models import Account, ErrorCause, LatencyHistogram, RawRetention, Us
 from usage.periods import Period
 from usage.selectors.totals import ZERO, GroupTotals, Totals, rollup_rows, rollup_sums, totals
 
-MODEL_SORTS = {
-    "model": "Model",
-    "requests": "Requests",
-    "prompt_tokens": "Prompt tokens",
-    "completion_tokens": "Completion tokens",
-    "cached_tokens": "Cached tokens",
-    "cost": "Usage value",
-    "share": "Share of value",
-    "tokens_per_request": "Tokens per request",
-    "error_rate": "Error rate",
-    "estimated_share": "Estimated",
+MODEL_SORTS: dict[str, str | Promise] = {
+    "model": gettext_lazy("Model"),
+    "requests": gettext_lazy("Requests"),
+    "prompt_tokens": gettext_lazy("Prompt tokens"),
+    "completion_tokens": gettext_lazy("Completion tokens"),
+    "cached_tokens": gettext_lazy("Cached tokens"),
+    "cost": gettext_lazy("Usage value"),
+    "share": gettext_lazy("Share of value"),
+    "tokens_per_request": gettext_lazy("Tokens per request"),
+    "error_rate": gettext_lazy("Error rate"),
+    "estimated_share": gettext_lazy("Estimated"),
 }
 DEFAULT_MODEL_SORT = "-cost"
 
@@ -213,11 +215,11 @@ def errors_by_cause(*, account: Account, period: Period, model: str = "") -> lis
     return [
         CauseCount(
             cause=row["error_cause"],
-            label=labels.get(row["error_cause"], row["error_cause"]),
+            label=str(labels.get(row["error_cause"], row["error_cause"])),
             requests=row["n"],
             share=row["n"] / all_failed,
             last_seen=row["last"],
-            remedy=REMEDIES.get(row["error_cause"], ""),
+            remedy=str(REMEDIES.get(row["error_cause"], "")),
         )
         for row in rows
     ]
@@ -249,10 +251,32 @@ def raw_detail_notice(start: datetime, end: datetime) -> str:
     kept_from = RawRetention.kept_from_now()
     if kept_from is None or start >= kept_from:
         return ""
-    months = settings.RAW_RETENTION_MONTHS
-    kept = f"kept for {months} month{'s' if months != 1 else ''}" if months else "no longer kept"
-    scope = "this period is" if end <= kept_from else f"before {kept_from:%Y-%m-%d} this period is"
-    return (
-        f"Request-level detail {kept} (from {kept_from:%Y-%m-%d}); {scope} summarised only: "
-        "totals, charts and reports still count every request, single requests are not listed."
-    )
+    months, day = settings.RAW_RETENTION_MONTHS, f"{kept_from:%Y-%m-%d}"
+    # Whole sentences, one per case, so that a language can order them its own way.
+    if months and end <= kept_from:
+        text = ngettext(
+            "Request-level detail kept for %(months)d month (from %(day)s); this period is summarised only: "
+            "totals, charts and reports still count every request, single requests are not listed.",
+            "Request-level detail kept for %(months)d months (from %(day)s); this period is summarised only: "
+            "totals, charts and reports still count every request, single requests are not listed.",
+            months,
+        )
+    elif months:
+        text = ngettext(
+            "Request-level detail kept for %(months)d month (from %(day)s); before %(day)s this period is "
+            "summarised only: totals, charts and reports still count every request, single requests are not listed.",
+            "Request-level detail kept for %(months)d months (from %(day)s); before %(day)s this period is "
+            "summarised only: totals, charts and reports still count every request, single requests are not listed.",
+            months,
+        )
+    elif end <= kept_from:
+        text = gettext(
+            "Request-level detail no longer kept (from %(day)s); this period is summarised only: "
+            "totals, charts and reports still count every request, single requests are not listed."
+        )
+    else:
+        text = gettext(
+            "Request-level detail no longer kept (from %(day)s); before %(day)s this period is summarised only: "
+            "totals, charts and reports still count every request, single requests are not listed."
+        )
+    return text % {"months": months, "day": day}

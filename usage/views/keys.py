@@ -8,6 +8,7 @@ from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import urlencode
+from django.utils.translation import gettext
 
 from toki_dashboard.forms import form_invalid, form_saved
 from toki_dashboard.htmx import render_page
@@ -64,7 +65,7 @@ def key_edit(request: HttpRequest, pk: int) -> HttpResponse:
         form = ApiKeyForm(request.POST)
         if form.is_valid():
             form.save(key)
-            messages.success(request, f"Saved key “{key.name}”.")
+            messages.success(request, gettext("Saved key “%(name)s”.") % {"name": key.name})
             return form_saved(request, reverse("usage:keys") + back)
     else:
         form = ApiKeyForm(initial={"name": key.name, "team": key.team})
