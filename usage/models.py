@@ -522,3 +522,5 @@ from usage.models_language import UserLanguage as UserLanguage  # noqa: E402
 from usage.models_parameters import AcceptedParameter as AcceptedParameter  # noqa: E402
 from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402
 from usage.models_rates import RateSource as RateSource  # noqa: E402
+from usage.teams.models import KeyTeamAssignment as KeyTeamAssignment  # noqa: E402
+from usage.teams.models import Team as Team  # noqa: E402
