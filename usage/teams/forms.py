@@ -65,6 +65,7 @@ class KeyForm(StyledForm):
     def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.account = account
+        self.fields["since"].widget.attrs.pop("class", None)  # radio buttons, not a text box
         names = list(Team.objects.filter(account=account).values_list("name", flat=True))
         field: forms.ChoiceField = self.fields["team"]  # type: ignore[assignment]  # declared above
         field.choices = [("", gettext_lazy("No team")), *((name, name) for name in names)]
