@@ -58,6 +58,8 @@ PAGES = [
     ("billing:balance_card", "finance", True),  # the Overview's balance card, opened on its own
     ("billing:forecast_chart", "finance", True),  # the Plans page's forecast card, opened on its own
     ("billing:reports" + THIS_MONTH, "finance", True),  # the current month: its wallet lines
+    ("usage:teams", "finance", True),
+    ("usage:teams", "engineer", False),  # no key, no team: the empty list
 ]
 
 # URL names of pages whose labels are not marked for translation yet (the header and the
