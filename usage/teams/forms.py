@@ -31,7 +31,7 @@ class MergeForm(StyledForm):
 
     def __init__(self, *args: Any, team: Team, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        field: forms.ModelChoiceField = self.fields["into"]  # type: ignore[assignment]  # declared above
+        field: forms.ModelChoiceField = self.fields["into"]
         field.queryset = Team.objects.filter(account_id=team.account_id).exclude(pk=team.pk)
 
 
@@ -67,7 +67,7 @@ class KeyForm(StyledForm):
         self.account = account
         self.fields["since"].widget.attrs.pop("class", None)  # radio buttons, not a text box
         names = list(Team.objects.filter(account=account).values_list("name", flat=True))
-        field: forms.ChoiceField = self.fields["team"]  # type: ignore[assignment]  # declared above
+        field: forms.ChoiceField = self.fields["team"]
         field.choices = [("", gettext_lazy("No team")), *((name, name) for name in names)]
 
     def clean(self) -> dict[str, Any]:
