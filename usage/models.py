@@ -524,3 +524,4 @@ from usage.models_rates import ExchangeRate as ExchangeRate  # noqa: E402
 from usage.models_rates import RateSource as RateSource  # noqa: E402
 from usage.teams.models import KeyTeamAssignment as KeyTeamAssignment  # noqa: E402
 from usage.teams.models import Team as Team  # noqa: E402
+from usage.teams.models import TeamRelabel as TeamRelabel  # noqa: E402

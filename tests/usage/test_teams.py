@@ -18,7 +18,8 @@ from billing.selectors.statements import monthly_statement
 from tests.billing.conftest import allocate, ingest, record, top_up
 from toki_dashboard.roles import Role
 from usage import rollups
-from usage.models import Account, ApiKey, DailyUsage, HourlyUsage, KeyTeamAssignment, Team, UsageRecord
+from usage.models import Account, ApiKey, DailyUsage, HourlyUsage, KeyTeamAssignment, Team, TeamRelabel, UsageRecord
+from usage.teams import services
 from usage.teams.services import create_team, merge_teams, move_key, rename_team
 
 MARCH = date(2026, 3, 1)
@@ -226,9 +227,9 @@ def test_a_rename_follows_into_records_rollups_keys_budgets_paid_and_reports(bil
         account=billed, name="Growth", scope=BudgetScope.TEAM, target="growth", amount=Decimal(100)
     )
 
-    moved = rename_team(growth, "Growth marketing")
+    renamed = rename_team(growth, "Growth marketing")
 
-    assert moved == 30
+    assert (renamed.records, renamed.run) == (30, None)
     assert teams_of_records(billed, "search-api") == {"Growth marketing": 30}
     assert set(DailyUsage.objects.filter(account=billed).values_list("team", flat=True)) == {"Growth marketing"}
     assert rollups.verify(billed) == []
@@ -286,3 +287,34 @@ def test_each_change_to_teams_leaves_an_audit_entry(account: Account, make_user)
         ("team.rename", "user ada"),
         ("team.merge", "user ada"),
     ]
+
+
+def test_a_rename_of_many_records_relabels_them_in_the_background_with_progress_and_ends_exact(
+    billed: Account, monkeypatch, django_capture_on_commit_callbacks, repricing_runs_after_commit, admin_client
+):
+    monkeypatch.setattr(services, "SYNC_RECORDS", 10)
+    monkeypatch.setattr(services, "CHUNK_SIZE", 7)
+    growth = create_team(billed, "growth")
+    move_key(ApiKey.objects.get(account=billed, name="search-api"), growth, starts_at=None, now=NOW)
+    budget = Budget.objects.create(account=billed, name="G", scope=BudgetScope.TEAM, target="growth", amount=100)
+
+    with django_capture_on_commit_callbacks() as callbacks:
+        renamed = rename_team(growth, "Growth marketing")
+
+    # The team, its keys and its budgets have the new name at once; the records wait for the worker.
+    assert renamed.records == 0 and renamed.run is not None and renamed.run.total == 30
+    assert ApiKey.objects.get(name="search-api").team == "Growth marketing"
+    budget.refresh_from_db()
+    assert budget.target == "Growth marketing"
+    assert "0 of 30 requests relabelled" in admin_client.get("/teams/").content.decode()
+
+    with repricing_runs_after_commit():  # Celery in-process: runs the enqueued task
+        for callback in callbacks:
+            callback()
+
+    assert teams_of_records(billed, "search-api") == {"Growth marketing": 30}
+    assert rollups.verify(billed) == []
+    assert statement_by_team(billed) == {"Growth marketing": Decimal("3.00")}
+    assert paid_by_team(billed) == {"Growth marketing": Decimal("3.00")}
+    assert TeamRelabel.objects.get().finished_at is not None
+    assert "requests relabelled…" not in admin_client.get("/teams/").content.decode()

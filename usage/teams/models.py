@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models.functions import Lower
@@ -53,3 +55,23 @@ class KeyTeamAssignment(models.Model):
 
     def __str__(self) -> str:
         return f"{self.api_key_id} → {self.team_id or '-'} from {self.starts_at or 'the start'}"
+
+
+class TeamRelabel(models.Model):
+    """Progress of one rename whose records were too many to relabel in the request: the
+    records still carrying `old_name` are relabelled in the background, a chunk per
+    transaction (`usage.teams.services.continue_rename`), and the Teams page says how far it is."""
+
+    STALE_AFTER = timedelta(minutes=15)  # not updated for this long: the worker was lost
+
+    account = models.ForeignKey("usage.Account", on_delete=models.CASCADE, related_name="+")
+    old_name = models.CharField(max_length=MAX_TEAM_NAME)
+    new_name = models.CharField(max_length=MAX_TEAM_NAME)
+    total = models.BigIntegerField(help_text="Records to relabel when the rename was made")
+    done = models.BigIntegerField(default=0)
+    started_at = models.DateTimeField(default=timezone.now)
+    updated_at = models.DateTimeField(default=timezone.now)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.old_name} → {self.new_name}: {self.done}/{self.total}"

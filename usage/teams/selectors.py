@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from django.utils import timezone
+
 from usage.models import Account, ApiKey
-from usage.teams.models import KeyTeamAssignment, Team
+from usage.teams.models import KeyTeamAssignment, Team, TeamRelabel
 from usage.teams.resolve import folded
 
 
@@ -28,3 +30,12 @@ def teams_with_keys(account: Account) -> list[TeamRow]:
 def key_history(key: ApiKey) -> list[KeyTeamAssignment]:
     """The key's assignments, most recent first."""
     return list(KeyTeamAssignment.objects.filter(api_key=key).select_related("team", "created_by").order_by("-id"))
+
+
+def relabel_progress(account: Account) -> list[TeamRelabel]:
+    """The background relabellings of renamed teams still running (a lost worker's left out)."""
+    return list(
+        TeamRelabel.objects.filter(
+            account=account, finished_at__isnull=True, updated_at__gte=timezone.now() - TeamRelabel.STALE_AFTER
+        ).order_by("started_at")
+    )

@@ -16,19 +16,22 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext
 
+from toki_dashboard import background
 from usage import rollups
 from usage.models import TOTAL_MONEY, Account, ApiKey, UsageRecord, UsageTotals
 from usage.repricing import FIELDS, rollup_row
 from usage.sql import upsert_adding
-from usage.teams.models import KeyTeamAssignment, Team
+from usage.teams.models import KeyTeamAssignment, Team, TeamRelabel
 from usage.teams.resolve import TeamResolver, folded, normalised
 from usage.teams.signals import key_usage_moved, team_changed, team_renamed
 
 CHUNK_SIZE = 2_000
+# A rename relabels this many records in the request; more go to the background.
+SYNC_RECORDS = 20_000
 
 
 class Since(enum.StrEnum):
@@ -108,10 +111,15 @@ def _relabel_rollups(account: Account, old_names: Sequence[str], new_name: str) 
         upsert_adding(rollup.model, deltas, conflict_sql=rollup.conflict_sql, counters=UsageTotals.COUNTERS)
 
 
-def _relabel_everywhere(account: Account, old_names: Sequence[str], new_name: str) -> int:
+def _named(names: Sequence[str]) -> Q:
     match = Q()
-    for name in old_names:
+    for name in names:
         match |= Q(team__iexact=name)
+    return match
+
+
+def _relabel_everywhere(account: Account, old_names: Sequence[str], new_name: str) -> int:
+    match = _named(old_names)
     moved = UsageRecord.objects.filter(account=account).filter(match).exclude(team=new_name).update(team=new_name)
     _relabel_rollups(account, old_names, new_name)
     ApiKey.objects.filter(account=account).filter(match).update(team=new_name)
@@ -119,21 +127,65 @@ def _relabel_everywhere(account: Account, old_names: Sequence[str], new_name: st
     return moved
 
 
-def rename_team(team: Team, name: str, *, user: Any = None) -> int:
-    """Rename `team`; its records, rollups, keys and team budgets follow. Returns the records relabelled."""
+@dataclass(frozen=True)
+class Rename:
+    records: int  # relabelled now
+    run: TeamRelabel | None  # the background relabelling of the rest, when there were many
+
+
+def rename_team(team: Team, name: str, *, user: Any = None) -> Rename:
+    """Rename `team`; its records, rollups, keys, paid and team budgets follow.
+
+    Up to `SYNC_RECORDS` records are relabelled at once; more are left to
+    the background (`continue_rename`, a chunk per transaction, progress on the Teams page),
+    while the team, its keys and budgets take the new name at once."""
     cleaned = _check_name(team.account, name, exclude=team)
+    account = team.account
     with transaction.atomic():
         team = Team.objects.select_for_update().get(pk=team.pk)
         old = team.name
         if old == cleaned:
-            return 0
+            return Rename(0, None)
         Team.objects.filter(pk=team.pk).update(name=cleaned, first_seen_in_usage=False)
         team.name, team.first_seen_in_usage = cleaned, False
-        moved = _relabel_everywhere(team.account, [old], cleaned)
+        limit = SYNC_RECORDS
+        pending = UsageRecord.objects.filter(account=account).filter(_named([old])).exclude(team=cleaned)
+        run = None
+        if len(pending.values_list("id", flat=True)[: limit + 1]) > limit:
+            run = TeamRelabel.objects.create(account=account, old_name=old, new_name=cleaned, total=pending.count())
+            ApiKey.objects.filter(account=account).filter(_named([old])).update(team=cleaned)
+            team_renamed.send(sender=Team, account=account, old_names=[old], new_name=cleaned)
+            run_id = run.pk
+            transaction.on_commit(lambda: background.enqueue("usage.tasks.relabel_team_records", run_id))
+            moved = 0
+        else:
+            moved = _relabel_everywhere(account, [old], cleaned)
         team_changed.send(
-            sender=Team, account=team.account, instance=team, action="team.rename", user=user,
-            before={"name": old}, after={"name": cleaned, "records": moved},
+            sender=Team, account=account, instance=team, action="team.rename", user=user,
+            before={"name": old}, after={"name": cleaned, "records": moved, "in_background": run is not None},
         )  # fmt: skip
+    return Rename(moved, run)
+
+
+def continue_rename(run_id: int) -> int:
+    """Relabel the records a large rename left, a chunk per transaction (each chunk's figures
+    leave the old name's rollup groups and join the new name's), then what is left of the old
+    name in the rollups and in billing. Returns the records relabelled."""
+    run = TeamRelabel.objects.select_related("account").get(pk=run_id)
+    account = run.account
+    records = UsageRecord.objects.filter(account=account).filter(_named([run.old_name])).exclude(team=run.new_name)
+    moved = 0
+    while True:
+        with transaction.atomic():
+            done = _relabel_records(account, records, run.new_name, chunks=1)
+            if done:
+                TeamRelabel.objects.filter(pk=run.pk).update(done=F("done") + done, updated_at=timezone.now())
+        moved += done
+        if not done:
+            break
+    with transaction.atomic():
+        _relabel_everywhere(account, [run.old_name], run.new_name)  # rows of dropped records; billing
+        TeamRelabel.objects.filter(pk=run.pk).update(finished_at=timezone.now(), updated_at=timezone.now())
     return moved
 
 
@@ -214,11 +266,13 @@ def move_key(
     return Move(key, team, starts_at, moved)
 
 
-def _relabel_records(account: Account, records: Any, team: str) -> int:
+def _relabel_records(account: Account, records: Any, team: str, *, chunks: int | None = None) -> int:
     """Give `records` the team `team`, in chunks: each chunk's figures leave their old rollup
     groups and join the new ones."""
     moved, last_id = 0, 0
-    while chunk := list(records.filter(id__gt=last_id).order_by("id").only(*FIELDS)[:CHUNK_SIZE]):
+    while (chunks is None or moved < chunks * CHUNK_SIZE) and (
+        chunk := list(records.filter(id__gt=last_id).order_by("id").only(*FIELDS)[:CHUNK_SIZE])
+    ):
         last_id = chunk[-1].pk
         old_rows = [rollup_row(record) for record in chunk]
         rollups.add(old_rows, sign=-1)

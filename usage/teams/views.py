@@ -48,6 +48,7 @@ def _page(request: HttpRequest, *, create: TeamNameForm | None = None, failed: A
                 )  # fmt: skip
         context["rows"] = rows
         context["team_count"] = sum(1 for row in rows if row.team is not None)
+        context["relabelling"] = selectors.relabel_progress(account)
     status = 400 if (create and create.errors) or failed else 200
     with timezone.override(dashboard_tz()):
         return render(request, "usage/teams.html", context, status=status)
@@ -94,15 +95,24 @@ def _rename(request: HttpRequest, team: Team) -> HttpResponse:
     if form.is_valid():
         old = team.name
         try:
-            moved = services.rename_team(team, form.cleaned_data["name"], user=request.user)
+            renamed = services.rename_team(team, form.cleaned_data["name"], user=request.user)
         except ValidationError as error:
             form.add_error("name", error)
         else:
-            messages.success(
-                request,
-                gettext("Renamed “%(old)s” to “%(new)s”: %(count)s requests relabelled.")
-                % {"old": old, "new": normalised(form.cleaned_data["name"]), "count": moved},
-            )
+            new = normalised(form.cleaned_data["name"])
+            if renamed.run is not None:
+                text = gettext("Renamed “%(old)s” to “%(new)s”: its %(count)s requests are being relabelled.") % {
+                    "old": old,
+                    "new": new,
+                    "count": renamed.run.total,
+                }
+            else:
+                text = gettext("Renamed “%(old)s” to “%(new)s”: %(count)s requests relabelled.") % {
+                    "old": old,
+                    "new": new,
+                    "count": renamed.records,
+                }
+            messages.success(request, text)
             return form_saved(request, reverse("usage:teams"))
     return _page(request, failed=(("rename", team.pk), form))
 
