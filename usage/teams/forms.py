@@ -17,6 +17,7 @@ from usage.models import Account, ApiKey
 from usage.periods import dashboard_tz
 from usage.services import rename_api_key
 from usage.teams.models import MAX_TEAM_NAME, Team
+from usage.teams.resolve import folded
 from usage.teams.services import Move, Since, move_key, starts_at_for
 
 
@@ -69,6 +70,8 @@ class KeyForm(StyledForm):
         names = list(Team.objects.filter(account=account).values_list("name", flat=True))
         field: forms.ChoiceField = self.fields["team"]
         field.choices = [("", gettext_lazy("No team")), *((name, name) for name in names)]
+        if current := self.initial.get("team"):  # the team's own spelling, if the key's differs
+            self.initial["team"] = {folded(name): name for name in names}.get(folded(current), current)
 
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
@@ -88,7 +91,8 @@ class KeyForm(StyledForm):
         try:
             with transaction.atomic():
                 rename_api_key(key, name=data["name"], team=key.team)
-                if data["team"] == key.team and data.get("since") not in (Since.DATE, Since.ALL):
+                unchanged = folded(data["team"]) == folded(key.team)
+                if unchanged and data.get("since") not in (Since.DATE, Since.ALL):
                     return None
                 team = Team.objects.filter(account=self.account, name=data["team"]).first() if data["team"] else None
                 return move_key(key, team, starts_at=self.starts_at(), user=user)

@@ -88,11 +88,8 @@ def _relabel_rollups(account: Account, old_names: Sequence[str], new_name: str) 
     """Every rollup row of the old teams added into the group of `new_name`, then removed.
 
     Rows whose records retention dropped are relabelled too: they are all that is left."""
-    match = Q()
-    for name in old_names:
-        match |= Q(team__iexact=name)
     for rollup in rollups.ROLLUPS:
-        rows = rollup.model._default_manager.filter(account=account).filter(match).exclude(team=new_name)
+        rows = rollup.model._default_manager.filter(account=account).filter(_named(old_names)).exclude(team=new_name)
         groups: dict[tuple, dict[str, Any]] = {}
         pks = []
         with localcontext(prec=TOTAL_MONEY["max_digits"]):
@@ -106,7 +103,8 @@ def _relabel_rollups(account: Account, old_names: Sequence[str], new_name: str) 
                 )  # fmt: skip
                 for counter in UsageTotals.COUNTERS:
                     acc[counter] += row[counter]
-        rollup.model._default_manager.filter(pk__in=pks).delete()
+        for start in range(0, len(pks), 500):  # within SQLite's limit of bound parameters
+            rollup.model._default_manager.filter(pk__in=pks[start : start + 500]).delete()
         deltas = [groups[g] for g in sorted(groups, key=lambda g: (g[0], g[1], g[2] or 0))]
         upsert_adding(rollup.model, deltas, conflict_sql=rollup.conflict_sql, counters=UsageTotals.COUNTERS)
 
