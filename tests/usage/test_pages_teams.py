@@ -100,3 +100,18 @@ def test_from_a_date_without_the_date_is_refused_naming_the_field(keyed, enginee
     assert response.status_code == 400
     assert "Choose the day the key moved." in response.content.decode()
     assert set(UsageRecord.objects.values_list("team", flat=True)) == {""}
+
+
+def test_a_key_whose_team_is_spelt_otherwise_opens_with_that_team_chosen_and_saving_keeps_it(
+    keyed, engineer_client: Client
+):
+    ApiKey.objects.filter(name="search-api").update(team="GROWTH")  # as a legacy label had it
+    key = ApiKey.objects.get(name="search-api")
+
+    page = engineer_client.get(f"/keys/{key.pk}/edit/").content.decode()
+    assert '<option value="growth" selected>' in page
+
+    engineer_client.post(f"/keys/{key.pk}/edit/", {"name": "renamed", "team": "growth", "since": "now"})
+    key.refresh_from_db()
+    assert (key.name, key.team) == ("renamed", "GROWTH")
+    assert not key.team_assignments.exists()  # a rename, not a move
