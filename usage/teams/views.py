@@ -31,7 +31,7 @@ def _page(request: HttpRequest, *, create: TeamNameForm | None = None, failed: A
         "account": account,
         "can_manage": has_any_role(request.user, Role.ADMIN),
         "create_form": create or TeamNameForm(),
-        "failed": failed,  # (team id, form) of a refused rename or merge
+        "failed": failed,  # ((action, team id), form) of a refused rename or merge
         "rows": [],
     }
     if account is not None:
