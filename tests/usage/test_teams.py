@@ -18,6 +18,7 @@ from billing.selectors.statements import monthly_statement
 from tests.billing.conftest import allocate, ingest, record, top_up
 from toki_dashboard.roles import Role
 from usage import rollups
+from usage.budget_gate import Block, GateState
 from usage.models import Account, ApiKey, DailyUsage, HourlyUsage, KeyTeamAssignment, Team, TeamRelabel, UsageRecord
 from usage.teams import services
 from usage.teams.services import create_team, merge_teams, move_key, rename_team
@@ -318,3 +319,11 @@ def test_a_rename_of_many_records_relabels_them_in_the_background_with_progress_
     assert paid_by_team(billed) == {"Growth marketing": Decimal("3.00")}
     assert TeamRelabel.objects.get().finished_at is not None
     assert "requests relabelled…" not in admin_client.get("/teams/").content.decode()
+
+
+def test_the_proxy_gate_blocks_a_team_whatever_the_case_its_header_spells_it_in():
+    block = Block(budget="Growth", message="exhausted", resets_at=None)
+    state = GateState(teams={"Growth": block})
+
+    assert state.block_for(now=NOW, fingerprint=None, team="growth ", model=None) is block
+    assert state.block_for(now=NOW, fingerprint=None, team="support", model=None) is None
