@@ -89,6 +89,8 @@ PAGES = [
     ("usage:keys", "engineer", True),
     ("usage:keys", "engineer", False),
     ("usage:key_edit", "engineer", True),
+    ("usage:teams", "finance", True),
+    ("usage:teams", "engineer", False),  # no key, no team: the empty list
 ]
 
 # URL names of pages whose labels are not marked for translation yet (the header and the
@@ -187,10 +189,14 @@ def chart_text(html: str) -> str:
 
 
 def _pattern(msgid: str) -> re.Pattern[str]:
-    """A msgid as it reads on a page: its HTML tags gone, each placeholder any text."""
+    """A msgid as it reads on a page: its HTML tags gone, each placeholder what it stands for."""
     text = " ".join(re.sub(r"<[^>]+>", "", msgid).split())
-    pieces = re.split(r"%\(\w+\)[sd]", text)
-    body = r".+?".join(re.escape(piece) for piece in pieces)
+    # {% blocktranslate count %}'s counter is always a number ("3 teams"); any other placeholder any text.
+    parts = re.split(r"(%\(\w+\)[sd])", text)
+    body = "".join(
+        (r"\d[\d,.]*" if part == "%(counter)s" else r".+?") if i % 2 else re.escape(part)
+        for i, part in enumerate(parts)
+    )
     # Not part of a longer word, nor of a dotted identifier such as the audit action "wallet.recorded".
     return re.compile(rf"(?<![\w&.]){body}(?![\w]|\.\w)")
 
@@ -456,7 +462,7 @@ def test_the_engineers_messages_after_saving_are_in_chinese(clients, account) ->
 
     renamed = client.post(
         reverse("usage:key_edit", args=[key.pk]),
-        {"name": "checkout-prod", "team": "growth"},
+        {"name": "checkout-prod", "team": key.team},  # renamed, its team kept: no move to report
         HTTP_ACCEPT_LANGUAGE="zh-CN",
         follow=True,
     )

@@ -22,6 +22,7 @@ from usage.models import Account, ApiKey, TokensSource
 from usage.parameters import mask_of
 from usage.pricing.price_book import PriceBook, Valuation, valuation, was_served
 from usage.schemas import KEY_NAME_PREFIX, RecordIn
+from usage.teams.resolve import TeamResolver
 
 FULL_SECRET = re.compile(r"^(sk|tk|pk|rk)-[A-Za-z0-9_\-]{16,}$")
 NAME_PREFIX = KEY_NAME_PREFIX
@@ -146,6 +147,10 @@ class RowBuilder:
     source: str
     # One creation time for the batch: the rows are written together.
     created_at: datetime = field(default_factory=timezone.now)
+    teams: TeamResolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.teams = TeamResolver(self.account, self.keys.values())
 
     def build(self, record: RecordIn, digest: str) -> dict[str, Any]:
         """The row for `record`; `digest` is its content_hash, computed once by the caller."""
@@ -167,7 +172,7 @@ class RowBuilder:
             "occurred_at": record.occurred_at.astimezone(UTC),
             "model": record.model,
             "api_key": key.pk if key else None,
-            "team": record.metadata.get("team") or (key.team if key else ""),
+            "team": self.teams.team_for(record.metadata.get("team"), key, record.occurred_at),
             "endpoint": record.endpoint,
             "stream": record.stream,
             "status_code": record.status_code,

@@ -28,6 +28,14 @@ def reprice_records(scopes: list[dict[str, Any]]) -> int:
 
 
 @shared_task
+def relabel_team_records(run_id: int) -> int:
+    """Relabel the records a large team rename left (usage.teams.services.continue_rename)."""
+    from usage.teams.services import continue_rename
+
+    return continue_rename(run_id)
+
+
+@shared_task
 def calibrate_estimator(account_id: int | None = None) -> int:
     """Refit the token estimator and re-estimate estimated records; returns how many changed."""
     account = Account.objects.get(pk=account_id) if account_id is not None else None

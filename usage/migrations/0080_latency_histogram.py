@@ -67,7 +67,7 @@ def restore_latency_index(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("usage", "0060_user_language"),
+        ("usage", "0072_team_relabel"),
     ]
 
     operations = [

@@ -18,6 +18,7 @@ from usage.models.prices import ModelPrice, PriceSource, RepricingRun
 from usage.models.rates import ExchangeRate, RateSource
 from usage.models.records import CostSource, ErrorCause, RawRetention, RecordSource, TokensSource, UsageRecord
 from usage.models.rollups import DailyUsage, HourlyUsage, LatencyHistogram, UsageTotals
+from usage.teams.models import KeyTeamAssignment, Team, TeamRelabel
 
 __all__ = [
     "CURRENCY_CODE",
@@ -41,6 +42,7 @@ __all__ = [
     "HourlyUsage",
     "ImportJob",
     "ImportRejection",
+    "KeyTeamAssignment",
     "LatencyHistogram",
     "Membership",
     "ModelPrice",
@@ -51,6 +53,8 @@ __all__ = [
     "RecordSource",
     "RegisteredRequest",
     "RepricingRun",
+    "Team",
+    "TeamRelabel",
     "TokenScope",
     "TokensSource",
     "UsageRecord",
