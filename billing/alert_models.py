@@ -18,7 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
-from django.utils.translation import gettext_lazy
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from toki_dashboard import crypto
 from usage.models import Account, DecimalSize
@@ -54,7 +54,7 @@ def parse_tiers(raw: str | list[object]) -> list[Decimal]:
         try:
             tiers.append(Decimal(text))
         except InvalidOperation:
-            raise ValidationError(f"{text!r} is not a number.") from None
+            raise ValidationError(gettext("%(text)s is not a number.") % {"text": repr(text)}) from None
     return tiers
 
 
@@ -122,8 +122,14 @@ class AlertRule(models.Model):
         if outsiders:
             raise ValidationError(
                 {
-                    "recipients": f"{', '.join(outsiders)} {'is' if len(outsiders) == 1 else 'are'} not the email "
-                    f"of a member of {self.account.name}: alerts go only to people who may see the account."
+                    "recipients": ngettext(
+                        "%(addresses)s is not the email of a member of %(account)s: alerts go only to people "
+                        "who may see the account.",
+                        "%(addresses)s are not the emails of members of %(account)s: alerts go only to people "
+                        "who may see the account.",
+                        len(outsiders),
+                    )
+                    % {"addresses": ", ".join(outsiders), "account": self.account.name}
                 }
             )
 
