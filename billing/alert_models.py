@@ -35,7 +35,7 @@ class AlertKind(models.TextChoices):
     RUNOUT_WITHIN = "runout_within", gettext_lazy("Projected run-out within N days")
     PLAN_EXPIRING_UNUSED = (
         "plan_expiring_unused",
-        gettext_lazy("A plan expiring within N days with more than X% unused"),
+        gettext_lazy("A plan expiring within N days with unused tokens above X%"),
     )
     SYNC_FAILING = "sync_failing", gettext_lazy("Provider sync failing or stale")
     SPEND_SPIKE = "spend_spike", gettext_lazy("Daily spend above k× its trailing median")

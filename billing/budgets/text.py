@@ -95,7 +95,7 @@ def details(found: BudgetStatus) -> list[tuple[str, str]]:
         (_("Period"), found.window.label()),
         (_("Forecast"), forecast(found)),
         (_("Thresholds"), ", ".join(f"{t.normalize():f} %" for t in budget.threshold_values)),
-        (_("Enforced at the proxy"), _("yes") if budget.enforce else _("no")),
+        (_("Enforced at the proxy"), _("Yes") if budget.enforce else _("No")),
     ]
     if found.projected is not None:
         rows.insert(3, (_("Projected at the end"), quantity(budget, found.projected)))

@@ -62,7 +62,7 @@ class AlertRuleForm(ErrorsInPlace, forms.ModelForm):
         }
         help_texts = {
             "threshold": gettext_lazy(
-                "Percent, tokens, money, days, % unused, hours, × median or errors an hour, by condition."
+                "Percent, tokens, money, days, share unused (%), hours, × median or errors an hour, by condition."
             ),
             "days": gettext_lazy("Only for “a plan expiring within N days”."),
             "error_cause": gettext_lazy("Only for an error surge."),
