@@ -190,7 +190,7 @@ def evaluate_rule(rule: AlertRule, facts: Facts) -> Outcome:
         last_evaluated_at=now,
         last_value=check.value,
         last_summary=alert_texts.in_site_language(check.summary)[:300],
-        last_texts=alert_texts.wordings(check.summary, []),
+        last_texts=alert_texts.summary_texts(check.summary),
     )
     open_episode = AlertEpisode.objects.filter(rule=rule, resolved_at__isnull=True).first()
     notification = None

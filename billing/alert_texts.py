@@ -22,8 +22,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db.models.functions import Lower
 from django.utils.functional import lazy
+from django.utils.translation import gettext, override
 from django.utils.translation import gettext_lazy as _
-from django.utils.translation import override
 
 SEVERITY_NAMES = {
     "ok": _("ok"),
@@ -54,6 +54,25 @@ def supported(code: str | None) -> str:
 def language_name(code: str) -> str:
     names = dict(settings.LANGUAGES)
     return names.get(supported(code), code)
+
+
+def rule_name(rule: Any) -> str:
+    """A rule's name in the active language: a budget's rule is "Budget <its name>", a standard
+    rule (`billing.alert_defaults`) keeps its translated name until someone renames it; a name
+    someone gave is shown as written."""
+    from billing.alert_defaults import DEFAULT_RULES
+    from billing.models import AlertKind
+
+    name = str(rule.name)
+    budget = rule.budget if rule.kind == AlertKind.BUDGET and rule.budget_id else None
+    if budget is not None and name == f"Budget {budget.name}":  # as billing.budgets.services names it
+        return gettext("Budget %(name)s") % {"name": budget.name}
+    return gettext(name) if name in {default for default, _kind, _tier in DEFAULT_RULES} else name
+
+
+def summary_texts(summary: Any) -> dict[str, Any]:
+    """A summary in every language, stored as details are (`worded_in` reads both)."""
+    return {"texts": wordings(summary, [])}
 
 
 def severity_name(value: str) -> str:

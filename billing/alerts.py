@@ -78,7 +78,7 @@ def send_test(rule: AlertRule) -> list[AlertDelivery]:
         last_evaluated_at=facts.now,
         last_value=check.value,
         last_summary=alert_texts.in_site_language(check.summary)[:300],
-        last_texts=alert_texts.wordings(check.summary, []),
+        last_texts=alert_texts.summary_texts(check.summary),
     )
     return _deliver_now(notification)
 

@@ -38,6 +38,9 @@ from usage.services import record_usage, set_exchange_rate
 CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 CHINESE = re.compile("[\u4e00-\u9fff]")
 PRODUCT_NAMES = ("TOKI Dashboard",)  # stays as it is in every language
+# Technical names Chinese software writes in English too (a channel's kind "Webhook", whose
+# catalogue entry reads the same in both languages).
+KEPT_TERMS = ("Webhook",)
 
 THIS_MONTH = "?month=this"  # a page asked for the month the usage is in
 
@@ -72,20 +75,28 @@ NOT_TRANSLATED_YET = [
     "usage:errors",
     "usage:keys",
     "usage:key_edit",
-    "usage:settings",
-    "usage:token_create",
-    "usage:token_revoke",
-    "usage:prices",
-    "usage:accounts",
-    "billing:budgets",
-    "billing:edit_budget",
-    "billing:alerts",
-    "billing:edit_alert_rule",
-    "alert emails (billing/email)",  # sent to addresses, not users: which language is still to decide
     "CSV exports' column labels",  # kept as stable English identifiers for scripts and spreadsheets
 ]
 NOT_PAGES = ("api:", "admin:", "proxy:")  # JSON, the Django admin, the proxy
 TESTED_ELSEWHERE = {"usage:import_detail", "login"}  # below, with their own objects and states
+
+# The Settings, Budgets and Alerts pages, each shown with what it lists (tokens, prices, budgets,
+# rules, channels, episodes, deliveries): (URL name, role of the client). A page of one object
+# opens the one made by `admin_pages_data`. What stays as written, in any language: names people
+# gave (rules, budgets, channels, tokens, accounts), addresses and URLs, model names, scope and
+# error-cause identifiers (`ingest`, `insufficient_quota`) and currency codes. The standard rules
+# an account starts with are named in the reader's language until someone renames them.
+PAGES_OF_OBJECTS = [
+    ("usage:settings", "admin"),
+    ("usage:token_revoke", "admin"),  # the confirmation
+    ("usage:prices", "admin"),
+    ("usage:accounts", "admin"),
+    ("billing:budgets", "finance"),
+    ("billing:edit_budget", "finance"),
+    ("billing:alerts", "admin"),
+    ("billing:edit_alert_rule", "admin"),
+]
+ADMIN_EMAIL = "ops-admin@example.com"
 
 
 def test_every_page_is_either_tested_in_chinese_or_listed_as_not_translated_yet() -> None:
@@ -93,7 +104,12 @@ def test_every_page_is_either_tested_in_chinese_or_listed_as_not_translated_yet(
     from tests.test_access_matrix import rule_for
     from tests.test_authentication_required import walk
 
-    covered = {name.removesuffix(THIS_MONTH) for name, _, _ in PAGES} | set(NOT_TRANSLATED_YET) | TESTED_ELSEWHERE
+    covered = (
+        {name.removesuffix(THIS_MONTH) for name, _, _ in PAGES}
+        | {name for name, _ in PAGES_OF_OBJECTS}
+        | set(NOT_TRANSLATED_YET)
+        | TESTED_ELSEWHERE
+    )
     pages = set()
     for endpoint in walk(get_resolver()):
         rule = rule_for(endpoint)
@@ -132,7 +148,7 @@ def visible_text(html: str) -> str:
     parser = _VisibleText()
     parser.feed(html)
     text = " ".join(" ".join(parser.parts).split())
-    for name in PRODUCT_NAMES:
+    for name in PRODUCT_NAMES + KEPT_TERMS:
         text = text.replace(name, "")
     return text
 
@@ -174,6 +190,60 @@ def clients(make_user, account) -> dict[str, Client]:
         client.force_login(user)
         clients[role.value] = client
     return clients
+
+
+@pytest.fixture
+def admin_client(make_user, account) -> Client:
+    user = make_user("reader-admin", Role.ADMIN)
+    user.email = ADMIN_EMAIL
+    user.save(update_fields=["email"])
+    Membership.objects.get_or_create(account=account, user=user)
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+def admin_pages_data(account) -> dict[str, list[int]]:
+    """What the Settings, Budgets and Alerts pages list, and the objects their pages of one
+    object open (URL name → args): tokens, a price, a budget, rules firing and not, a channel,
+    an episode, its notification and the deliveries of a test."""
+    from billing import alerts
+    from billing.budgets import services as budget_services
+    from billing.budgets.services import BudgetData
+    from billing.models import AlertKind, AlertRule, ChannelKind
+    from billing.notify.channels import create_channel
+    from usage.models import ApiToken, TokenScope
+    from usage.services import add_manual_price, create_api_token, revoke_api_token
+
+    _record_usage(account)
+    admin = Actor.system("tests")
+    token, _ = create_api_token(account=account, name="log shipper", scopes=[TokenScope.INGEST, TokenScope.READ])
+    old, _ = create_api_token(account=account, name="old importer", scopes=[TokenScope.INGEST])
+    revoke_api_token(old)
+    ApiToken.objects.filter(pk=token.pk).update(last_used_at=timezone.now())
+    add_manual_price(
+        account=account,
+        model_pattern="gpt-4o",
+        currency=account.currency,
+        input_per_mtok=Decimal("2.5"),
+        cached_input_per_mtok=Decimal("1.25"),
+        output_per_mtok=Decimal("10"),
+        effective_from=timezone.now() - timedelta(days=30),
+    )
+    budget, _ = budget_services.create_budget(
+        account, BudgetData(name="growth", amount=Decimal("0.01"), scope="team", target="growth", enforce=True), admin
+    )
+    budget_services.create_budget(
+        account, BudgetData(name="月度用量", amount=Decimal("50000000"), measure="tokens"), admin
+    )
+    rule = AlertRule.objects.create(
+        account=account, name="钱包余额", kind=AlertKind.WALLET_BELOW, threshold=Decimal("1000"), recipients=ADMIN_EMAIL
+    )
+    AlertRule.objects.create(account=account, name="额度", kind=AlertKind.TOKEN_BALANCE_TOKENS, threshold=Decimal(5))
+    create_channel(account, kind=ChannelKind.EMAIL, target=ADMIN_EMAIL, name="#finance", language="zh-hans")
+    alerts.evaluate_account(account)  # the wallet rule fires: an episode, its notification, pending deliveries
+    alerts.send_test(rule)  # delivered at once (the test mail backend)
+    return {"usage:token_revoke": [token.pk], "billing:edit_budget": [budget.pk], "billing:edit_alert_rule": [rule.pk]}
 
 
 def _record_usage(account) -> None:
@@ -251,6 +321,69 @@ def test_a_translated_page_in_chinese_leaves_no_catalogue_label_in_english(
     assert english_labels_in(chinese_text, labels) == []
     # The check sees labels when they are there: the English page shows many of them.
     assert len(english_labels_in(visible_text(english.text), labels)) >= 10
+
+
+@pytest.mark.parametrize(("url_name", "role"), PAGES_OF_OBJECTS)
+def test_a_settings_budgets_or_alerts_page_in_chinese_leaves_no_catalogue_label_in_english(
+    clients, admin_client, account, url_name: str, role: str
+) -> None:
+    args = admin_pages_data(account).get(url_name, [])
+    client = admin_client if role == "admin" else clients[role]
+    labels = catalogue_labels()
+    url = reverse(url_name, args=args)
+
+    chinese = client.get(url, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    english = client.get(url, HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
+
+    assert chinese.status_code == english.status_code == 200
+    chinese_text = visible_text(chinese.text)
+    assert CHINESE.search(chinese_text)
+    assert english_labels_in(chinese_text, labels) == []
+    assert len(english_labels_in(visible_text(english.text), labels)) >= 10
+
+
+@pytest.mark.parametrize("posted", ["valid", "empty"])
+def test_a_new_api_token_and_its_refused_form_in_chinese_leave_no_catalogue_label_in_english(
+    admin_client, account, posted: str
+) -> None:
+    """The token's page after it is made (shown once) and the form with its errors."""
+    labels = catalogue_labels()
+    data = {"form": "token", "name": "log shipper", "account": account.pk, "scopes": ["ingest"]}
+    data = data if posted == "valid" else {"form": "token"}
+    url = reverse("usage:token_create")
+
+    chinese = admin_client.post(url, data, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    english = admin_client.post(url, data, HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
+
+    assert chinese.status_code == english.status_code == (201 if posted == "valid" else 400)
+    chinese_text = visible_text(chinese.text)
+    assert CHINESE.search(chinese_text)
+    assert english_labels_in(chinese_text, labels) == []
+    assert len(english_labels_in(visible_text(english.text), labels)) >= 10
+
+
+def test_an_alert_email_in_chinese_leaves_no_catalogue_label_in_english(admin_client, account) -> None:
+    """Subject, text and HTML of an alert email written for a channel that reads Chinese; the
+    same notification for an English one shows the labels."""
+    from billing.models import AlertNotification
+    from billing.notify.email import build_message
+
+    admin_pages_data(account)
+    labels = catalogue_labels()
+    notification = AlertNotification.objects.filter(episode__isnull=False).get()
+
+    chinese = build_message(notification, [ADMIN_EMAIL], "zh-hans")
+    english = build_message(notification, [ADMIN_EMAIL], "en")
+
+    for message, language in ((chinese, "zh-hans"), (english, "en")):
+        html, _mimetype = message.alternatives[0]
+        text = " ".join([visible_text(message.subject), visible_text(message.body), visible_text(str(html))])
+        found = english_labels_in(text, labels)
+        if language == "zh-hans":
+            assert CHINESE.search(message.subject) and CHINESE.search(message.body)
+            assert found == []
+        else:
+            assert len(found) >= 10
 
 
 @pytest.mark.parametrize("state", ["running", "done"])

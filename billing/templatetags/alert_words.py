@@ -14,6 +14,7 @@ from django import template
 from django.utils.translation import get_language
 
 from billing.alert_texts import language_name as _language_name
+from billing.alert_texts import rule_name as _rule_name
 from billing.alert_texts import severity_name, worded_in
 
 register = template.Library()
@@ -29,6 +30,12 @@ def worded(stored: Any, key: str, fallback: str) -> str:
 def severity(value: str) -> str:
     """ "warning", "high", "critical", "ok" in the reader's words."""
     return severity_name(value)
+
+
+@register.filter
+def rule_name(rule: Any) -> str:
+    """A budget's or a standard rule's name in the reader's language; any other name as written."""
+    return _rule_name(rule) if rule else ""
 
 
 @register.filter
