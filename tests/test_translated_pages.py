@@ -121,9 +121,11 @@ def test_every_page_is_either_tested_in_chinese_or_listed_as_not_translated_yet(
 
 
 class _VisibleText(HTMLParser):
-    """The text a reader sees or hears: text nodes outside script/style, titles and aria-labels."""
+    """The text a reader sees or hears: text nodes outside script/style (and code), titles and aria-labels."""
 
     HIDDEN = {"script", "style", "template"}
+    # Code (commands, a curl example, JSON keys) reads the same in every language.
+    CODE = {"code", "pre"}
 
     def __init__(self) -> None:
         super().__init__()
@@ -131,12 +133,12 @@ class _VisibleText(HTMLParser):
         self._hidden = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
-        if tag in self.HIDDEN:
+        if tag in self.HIDDEN or tag in self.CODE:
             self._hidden += 1
         self.parts.extend(value for name, value in attrs if name in {"title", "aria-label", "placeholder"} and value)
 
     def handle_endtag(self, tag: str) -> None:
-        if tag in self.HIDDEN and self._hidden:
+        if (tag in self.HIDDEN or tag in self.CODE) and self._hidden:
             self._hidden -= 1
 
     def handle_data(self, data: str) -> None:
