@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 import apprise
+from django.utils.translation import gettext as _
 from django.utils.translation import override
 
 from billing import alert_texts
@@ -25,7 +26,10 @@ def body_of(notification: AlertNotification, language: str | None = None) -> str
     language = alert_texts.supported(language)
     with override(language):
         lines = [summary_of(notification, language)]
-        lines += [f"{label}: {value}" for label, value in rows_of(notification, language)[:8]]
+        lines += [
+            _("%(label)s: %(value)s") % {"label": label, "value": value}
+            for label, value in rows_of(notification, language)[:8]
+        ]
     return "\n".join(lines)
 
 

@@ -178,7 +178,9 @@ def deliveries_of(account: Any, rule: AlertRule | None = None) -> list[AlertDeli
     rows = AlertDelivery.objects.filter(notification__account=account)
     if rule is not None:
         rows = rows.filter(notification__rule=rule)
-    return list(rows.select_related("notification__rule__budget", "channel").order_by("-created_at", "-pk")[:HISTORY_LIMIT])
+    return list(
+        rows.select_related("notification__rule__budget", "channel").order_by("-created_at", "-pk")[:HISTORY_LIMIT]
+    )
 
 
 def _rule_row(rule: AlertRule, episode: AlertEpisode | None) -> dict[str, Any]:
