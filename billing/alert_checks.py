@@ -14,7 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cached_property
+from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import Sum
@@ -37,7 +38,13 @@ from usage.models import Account, ErrorCause, HourlyUsage, Provider, UsageRecord
 from usage.periods import dashboard_tz
 from usage.templatetags.usage_format import money
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+else:
+    StrOrPromise = str
+
 DETAIL_LIMIT = 12
+Row = tuple["StrOrPromise", "StrOrPromise"]  # a label and its value, worded when read
 
 
 @dataclass(frozen=True)
@@ -46,8 +53,8 @@ class Check:
 
     tier: int
     value: Decimal | None
-    summary: str
-    details: list[tuple[str, str]] = field(default_factory=list)
+    summary: StrOrPromise  # worded when read (billing.alert_texts)
+    details: list[Row] = field(default_factory=list)
     page: tuple[str, ...] = ("billing:plans", "billing:alerts")  # URL names, first that exists
     tiers: tuple[Decimal, ...] = ()
 
@@ -70,8 +77,8 @@ class Check:
 def measured(
     rule: AlertRule,
     value: Decimal | None,
-    summary: str,
-    details: list[tuple[str, str]] | None = None,
+    summary: StrOrPromise,
+    details: list[Row] | None = None,
     page: tuple[str, ...] | None = None,
     *,
     tier: int | None = None,
@@ -83,9 +90,7 @@ def measured(
     return Check(found, value, summary, details or [], tiers=tiers, **extra)
 
 
-def quiet(
-    rule: AlertRule, summary: str, details: list[tuple[str, str]] | None = None, **page: tuple[str, ...]
-) -> Check:
+def quiet(rule: AlertRule, summary: StrOrPromise, details: list[Row] | None = None, **page: tuple[str, ...]) -> Check:
     """A rule that has nothing to measure now: it does not fire."""
     return measured(rule, None, summary, details, page.get("page"), tier=0)
 
@@ -155,11 +160,40 @@ class Facts:
         return self._budgets[budget.pk]
 
 
-def _token_details(facts: Facts) -> list[tuple[str, str]]:
+def _plan_label(plan: PlanBalance) -> str:
+    return _("Plan %(name)s") % {"name": plan.purchase.name}
+
+
+def _plan_left(plan: PlanBalance) -> str:
+    return _("%(left)s of %(tokens)s tokens left, expires %(day)s") % {
+        "left": f"{plan.tokens_remaining:,}",
+        "tokens": f"{plan.purchase.tokens:,}",
+        "day": day_label(plan.purchase.expires_at),
+    }
+
+
+def _plan_unused(plan: PlanBalance, unused: int, share: Decimal, value: Decimal) -> str:
+    return _(
+        "expires %(when)s; %(left)s tokens left, %(unused)s (%(share)s) projected unused, paid %(amount)s %(currency)s"
+    ) % {
+        "when": moment_label(plan.purchase.expires_at),
+        "left": f"{plan.tokens_remaining:,}",
+        "unused": f"{unused:,}",
+        "share": _percent(share),
+        "amount": money(value),
+        "currency": plan.purchase.currency,
+    }
+
+
+def _budget_cell(found: BudgetStatus, row: int, column: int) -> str:
+    return str(budget_text.details(found)[row][column])
+
+
+def _token_details(facts: Facts) -> list[Row]:
     balances = facts.balances
     forecast = balances.forecast
     token_run_out = forecast.token_run_out
-    rows: list[tuple[str, str]] = [
+    rows: list[Row] = [
         (
             gettext_lazy("Tokens left"),
             later(
@@ -184,17 +218,8 @@ def _token_details(facts: Facts) -> list[tuple[str, str]]:
     for plan in balances.plans_in_effect[:DETAIL_LIMIT]:
         rows.append(
             (
-                later(lambda plan=plan: _("Plan %(name)s") % {"name": plan.purchase.name}),
-                later(
-                    lambda plan=plan: (
-                        _("%(left)s of %(tokens)s tokens left, expires %(day)s")
-                        % {
-                            "left": f"{plan.tokens_remaining:,}",
-                            "tokens": f"{plan.purchase.tokens:,}",
-                            "day": day_label(plan.purchase.expires_at),
-                        }
-                    )
-                ),
+                later(partial(_plan_label, plan)),
+                later(partial(_plan_left, plan)),
             )
         )
     return rows
@@ -227,7 +252,7 @@ def check_wallet(rule: AlertRule, facts: Facts) -> Check:
     currency = facts.account.currency
     value = facts.wallet
     run_out = forecast.wallet_run_out
-    details: list[tuple[str, str]] = [
+    details: list[Row] = [
         (gettext_lazy("Wallet balance"), f"{money(value)} {currency}"),
         (gettext_lazy("Threshold"), f"{money(rule.threshold)} {currency}"),
         (
@@ -278,7 +303,7 @@ def check_plan_expiring(rule: AlertRule, facts: Facts) -> Check:
     balances = facts.balances
     window = balances.at + timedelta(days=rule.days or 0)
     worst: tuple[Decimal, PlanBalance, int] | None = None
-    details: list[tuple[str, str]] = []
+    details: list[Row] = []
     for plan in balances.plans_in_effect:
         if plan.purchase.expires_at > window:
             continue
@@ -287,23 +312,8 @@ def check_plan_expiring(rule: AlertRule, facts: Facts) -> Check:
         value = paid_for_tokens(unused, plan.purchase)
         details.append(
             (
-                later(lambda plan=plan: _("Plan %(name)s") % {"name": plan.purchase.name}),
-                later(
-                    lambda plan=plan, unused=unused, share=share, value=value: (
-                        _(
-                            "expires %(when)s; %(left)s tokens left, %(unused)s (%(share)s) projected unused, "
-                            "paid %(amount)s %(currency)s"
-                        )
-                        % {
-                            "when": moment_label(plan.purchase.expires_at),
-                            "left": f"{plan.tokens_remaining:,}",
-                            "unused": f"{unused:,}",
-                            "share": _percent(share),
-                            "amount": money(value),
-                            "currency": plan.purchase.currency,
-                        }
-                    )
-                ),
+                later(partial(_plan_label, plan)),
+                later(partial(_plan_unused, plan, unused, share, value)),
             )
         )
         if worst is None or share > worst[0]:
@@ -334,14 +344,14 @@ def check_sync(rule: AlertRule, facts: Facts) -> Check:
     state = SyncState.objects.filter(account=account).first()
     last = state.last_success_at if state else None
     hours = Decimal((facts.now - last) / timedelta(hours=1)).quantize(Decimal("0.1")) if last else None
-    details: list[tuple[str, str]] = [
+    details: list[Row] = [
         (gettext_lazy("Last successful sync"), later(lambda: moment_label(last))),
         (gettext_lazy("Consecutive failures"), f"{state.consecutive_failures if state else 0:,}"),
         (gettext_lazy("Last error"), (state.last_error[:300] if state and state.last_error else "—")),
     ]
     top = len(effective_tiers(rule))  # a failing sync is as bad as it gets
     if state is not None and not state.credentials_valid:
-        summary = gettext_lazy("Provider sync failing: the console rejected the credentials")
+        summary: StrOrPromise = gettext_lazy("Provider sync failing: the console rejected the credentials")
         return measured(rule, hours, summary, details, page, tier=top)
     if state is not None and state.consecutive_failures >= 3:
         failures = state.consecutive_failures
@@ -370,7 +380,7 @@ def check_spend_spike(rule: AlertRule, facts: Facts) -> Check:
     median = Decimal(statistics.median(days))
     currency = account.currency
     threshold = rule.threshold
-    details: list[tuple[str, str]] = [
+    details: list[Row] = [
         (
             gettext_lazy("Usage value in the last 24 hours"),
             later(
@@ -412,7 +422,7 @@ def check_error_surge(rule: AlertRule, facts: Facts) -> Check:
     count = UsageRecord.objects.filter(
         account=facts.account, occurred_at__gt=since, occurred_at__lte=facts.now, error_cause=cause
     ).count()
-    details: list[tuple[str, str]] = [
+    details: list[Row] = [
         (gettext_lazy("Errors in the last hour"), f"{count:,}"),
         (gettext_lazy("Threshold"), f"{rule.threshold:,.0f}"),
     ]
@@ -426,11 +436,8 @@ def check_budget(rule: AlertRule, facts: Facts) -> Check:
         return quiet(rule, gettext_lazy("Budget: none attached to this rule"))
     found = facts.budget_status(budget)
     summary = later(lambda: budget_text.summary(found))
-    details = [
-        (
-            later(lambda i=i: str(budget_text.details(found)[i][0])),
-            later(lambda i=i: str(budget_text.details(found)[i][1])),
-        )
+    details: list[Row] = [
+        (later(partial(_budget_cell, found, i, 0)), later(partial(_budget_cell, found, i, 1)))
         for i in range(len(budget_text.details(found)))
     ]
     return measured(rule, found.percent, summary, details, ("billing:budgets",))

@@ -33,6 +33,22 @@ SEVERITY_NAMES = {
 }
 
 
+# The error causes an error-surge rule can watch, in the reader's words (usage.models.ErrorCause
+# labels are English; the Errors page words them itself).
+ERROR_CAUSE_NAMES = {
+    "invalid_api_key": _("Invalid API key"),
+    "key_disabled": _("Key disabled"),
+    "insufficient_quota": _("Insufficient quota"),
+    "model_unavailable": _("Model unavailable"),
+    "unsupported_parameter": _("Unsupported parameter"),
+    "rate_limited": _("Rate limited"),
+    "upstream_error": _("Upstream error"),
+    "timeout": _("Timeout"),
+    "client_cancelled": _("Cancelled by client"),
+    "other": _("Other error"),
+}
+
+
 def later(words: Callable[[], str]) -> str:
     """A text written when it is read, in the language active then (figures fixed now)."""
     return lazy(words, str)()

@@ -128,17 +128,17 @@ class RecordSource(models.TextChoices):
 
 
 class ErrorCause(models.TextChoices):
-    NONE = "none", gettext_lazy("No error")
-    INVALID_API_KEY = "invalid_api_key", gettext_lazy("Invalid API key")
-    KEY_DISABLED = "key_disabled", gettext_lazy("Key disabled")
-    INSUFFICIENT_QUOTA = "insufficient_quota", gettext_lazy("Insufficient quota")
-    MODEL_UNAVAILABLE = "model_unavailable", gettext_lazy("Model unavailable")
-    UNSUPPORTED_PARAMETER = "unsupported_parameter", gettext_lazy("Unsupported parameter")
-    RATE_LIMITED = "rate_limited", gettext_lazy("Rate limited")
-    UPSTREAM_ERROR = "upstream_error", gettext_lazy("Upstream error")
-    TIMEOUT = "timeout", gettext_lazy("Timeout")
-    CLIENT_CANCELLED = "client_cancelled", gettext_lazy("Cancelled by client")
-    OTHER = "other", gettext_lazy("Other error")
+    NONE = "none", "No error"
+    INVALID_API_KEY = "invalid_api_key", "Invalid API key"
+    KEY_DISABLED = "key_disabled", "Key disabled"
+    INSUFFICIENT_QUOTA = "insufficient_quota", "Insufficient quota"
+    MODEL_UNAVAILABLE = "model_unavailable", "Model unavailable"
+    UNSUPPORTED_PARAMETER = "unsupported_parameter", "Unsupported parameter"
+    RATE_LIMITED = "rate_limited", "Rate limited"
+    UPSTREAM_ERROR = "upstream_error", "Upstream error"
+    TIMEOUT = "timeout", "Timeout"
+    CLIENT_CANCELLED = "client_cancelled", "Cancelled by client"
+    OTHER = "other", "Other error"
 
 
 class PriceSource(models.TextChoices):

@@ -19,7 +19,7 @@ from django.utils.translation import get_language, gettext_lazy
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from billing import alerts
+from billing import alert_texts, alerts
 from billing.alert_rules import AUDITED_FIELDS, save_alert_rule
 from billing.alert_tiers import effective_tiers, severity_label
 from billing.audit import Actor
@@ -96,7 +96,9 @@ class AlertRuleForm(ErrorsInPlace, forms.ModelForm):
             help_text=self.fields["tiers"].help_text,
             widget=forms.TextInput(attrs={"class": "input", "placeholder": "14, 7, 3, 1"}),
         )
-        causes = [(c.value, c.label) for c in ErrorCause if c != ErrorCause.NONE]
+        causes = [
+            (c.value, alert_texts.ERROR_CAUSE_NAMES.get(c.value, c.label)) for c in ErrorCause if c != ErrorCause.NONE
+        ]
         self.fields["error_cause"] = forms.ChoiceField(
             choices=[("", "—"), *causes],
             required=False,
