@@ -17,7 +17,7 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
-from django.utils.translation import gettext_lazy
+from django.utils.translation import get_language, gettext_lazy
 
 from billing.alert_texts import rule_name, worded_in
 from billing.models import AlertEpisode
@@ -61,7 +61,7 @@ def _banner(request: HttpRequest, account: Account) -> AlertBanner:
             check = alerts.check_rule(episode.rule, facts)  # type: ignore[arg-type]  # facts exist whenever there are episodes
         except Exception:  # a rule that cannot be checked still shows what it said last
             logger.exception("alert rule %s could not be checked for the banner", episode.rule_id)
-            said = worded_in(episode.last_details, "summary", episode.last_summary or episode.summary, None)
+            said = worded_in(episode.last_details, "summary", episode.last_summary or episode.summary, get_language())
             found.append(FiringAlert(said, rule_name(episode.rule), episode.started_at))
             continue
         if check.firing:  # one that stopped firing is resolved at the next evaluation
