@@ -14,12 +14,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
-from functools import cached_property
+from functools import cached_property, partial
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.db.models import Sum
 from django.db.models.functions import TruncDate
+from django.utils.dateformat import format as date_format
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from billing.alert_texts import later
 from billing.alert_tiers import effective_tiers, severity_label, tier_of
 from billing.balances import AccountBalances, PlanBalance, account_balances
 from billing.budgets import spend as budget_spend
@@ -33,7 +38,13 @@ from usage.models import Account, ErrorCause, HourlyUsage, Provider, UsageRecord
 from usage.periods import dashboard_tz
 from usage.templatetags.usage_format import money
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+else:
+    StrOrPromise = str
+
 DETAIL_LIMIT = 12
+Row = tuple["StrOrPromise", "StrOrPromise"]  # a label and its value, worded when read
 
 
 @dataclass(frozen=True)
@@ -42,8 +53,8 @@ class Check:
 
     tier: int
     value: Decimal | None
-    summary: str
-    details: list[tuple[str, str]] = field(default_factory=list)
+    summary: StrOrPromise  # worded when read (billing.alert_texts)
+    details: list[Row] = field(default_factory=list)
     page: tuple[str, ...] = ("billing:plans", "billing:alerts")  # URL names, first that exists
     tiers: tuple[Decimal, ...] = ()
 
@@ -66,8 +77,8 @@ class Check:
 def measured(
     rule: AlertRule,
     value: Decimal | None,
-    summary: str,
-    details: list[tuple[str, str]] | None = None,
+    summary: StrOrPromise,
+    details: list[Row] | None = None,
     page: tuple[str, ...] | None = None,
     *,
     tier: int | None = None,
@@ -79,24 +90,22 @@ def measured(
     return Check(found, value, summary, details or [], tiers=tiers, **extra)
 
 
-def quiet(
-    rule: AlertRule, summary: str, details: list[tuple[str, str]] | None = None, **page: tuple[str, ...]
-) -> Check:
+def quiet(rule: AlertRule, summary: StrOrPromise, details: list[Row] | None = None, **page: tuple[str, ...]) -> Check:
     """A rule that has nothing to measure now: it does not fire."""
     return measured(rule, None, summary, details, page.get("page"), tier=0)
 
 
 def day_label(moment: datetime) -> str:
-    """ "Fri 27 Nov" in the dashboard's time zone."""
+    """ "Fri 27 Nov" (11月27日 周五) in the dashboard's time zone and the active language."""
     local = moment.astimezone(dashboard_tz())
-    return f"{local:%a} {local.day} {local:%b}"
+    return date_format(local, _("D j M"))
 
 
 def moment_label(moment: datetime | None) -> str:
     if moment is None:
         return "—"
     local = moment.astimezone(dashboard_tz())
-    return f"{local:%a} {local.day} {local:%b %Y, %H:%M} ({settings.DASHBOARD_TIME_ZONE})"
+    return f"{date_format(local, _('D j M Y, H:i'))} ({settings.DASHBOARD_TIME_ZONE})"
 
 
 def _percent(value: Decimal | float) -> str:
@@ -108,14 +117,17 @@ def _percent(value: Decimal | float) -> str:
 
 def _runs_out(moment: datetime | None, earliest: datetime | None = None, latest: datetime | None = None) -> str:
     if moment is None:
-        return "no run-out projected within a year"
-    return f"runs out around {day_label(moment)}"
+        return _("no run-out projected within a year")
+    return _("runs out around %(day)s") % {"day": day_label(moment)}
 
 
 def _range(earliest: datetime | None, latest: datetime | None) -> str:
     if earliest is None and latest is None:
         return "—"
-    return f"{day_label(earliest) if earliest else '—'} to {day_label(latest) if latest else 'later than a year'}"
+    return _("%(earliest)s to %(latest)s") % {
+        "earliest": day_label(earliest) if earliest else "—",
+        "latest": day_label(latest) if latest else _("later than a year"),
+    }
 
 
 class Facts:
@@ -148,21 +160,66 @@ class Facts:
         return self._budgets[budget.pk]
 
 
-def _token_details(facts: Facts) -> list[tuple[str, str]]:
+def _plan_label(plan: PlanBalance) -> str:
+    return _("Plan %(name)s") % {"name": plan.purchase.name}
+
+
+def _plan_left(plan: PlanBalance) -> str:
+    return _("%(left)s of %(tokens)s tokens left, expires %(day)s") % {
+        "left": f"{plan.tokens_remaining:,}",
+        "tokens": f"{plan.purchase.tokens:,}",
+        "day": day_label(plan.purchase.expires_at),
+    }
+
+
+def _plan_unused(plan: PlanBalance, unused: int, share: Decimal, value: Decimal) -> str:
+    return _(
+        "expires %(when)s; %(left)s tokens left, %(unused)s (%(share)s) projected unused, paid %(amount)s %(currency)s"
+    ) % {
+        "when": moment_label(plan.purchase.expires_at),
+        "left": f"{plan.tokens_remaining:,}",
+        "unused": f"{unused:,}",
+        "share": _percent(share),
+        "amount": money(value),
+        "currency": plan.purchase.currency,
+    }
+
+
+def _budget_cell(found: BudgetStatus, row: int, column: int) -> str:
+    return str(budget_text.details(found)[row][column])
+
+
+def _token_details(facts: Facts) -> list[Row]:
     balances = facts.balances
     forecast = balances.forecast
-    rows = [
-        ("Tokens left", f"{balances.token_balance:,} of {balances.tokens_granted:,}"),
-        ("Burn rate", f"{forecast.burn_rate_tokens_per_day:,} tokens/day (projected, next 7 days)"),
-        ("Projected run-out", moment_label(forecast.token_run_out.at)),
-        ("Likely range (p10–p90)", _range(forecast.token_run_out.earliest, forecast.token_run_out.latest)),
+    token_run_out = forecast.token_run_out
+    rows: list[Row] = [
+        (
+            gettext_lazy("Tokens left"),
+            later(
+                lambda: (
+                    _("%(left)s of %(granted)s")
+                    % {"left": f"{balances.token_balance:,}", "granted": f"{balances.tokens_granted:,}"}
+                )
+            ),
+        ),
+        (
+            gettext_lazy("Burn rate"),
+            later(
+                lambda: (
+                    _("%(rate)s tokens/day (projected, next 7 days)")
+                    % {"rate": f"{forecast.burn_rate_tokens_per_day:,}"}
+                )
+            ),
+        ),
+        (gettext_lazy("Projected run-out"), later(lambda: moment_label(token_run_out.at))),
+        (gettext_lazy("Likely range (p10–p90)"), later(lambda: _range(token_run_out.earliest, token_run_out.latest))),
     ]
     for plan in balances.plans_in_effect[:DETAIL_LIMIT]:
         rows.append(
             (
-                f"Plan {plan.purchase.name}",
-                f"{plan.tokens_remaining:,} of {plan.purchase.tokens:,} tokens left, "
-                f"expires {day_label(plan.purchase.expires_at)}",
+                later(partial(_plan_label, plan)),
+                later(partial(_plan_left, plan)),
             )
         )
     return rows
@@ -171,14 +228,22 @@ def _token_details(facts: Facts) -> list[tuple[str, str]]:
 def check_token_balance(rule: AlertRule, facts: Facts) -> Check:
     total, left = facts.balances.tokens_granted, facts.balances.token_balance
     if not total:
-        return quiet(rule, "Token balance: no plan in effect")
+        return quiet(rule, gettext_lazy("Token balance: no plan in effect"))
     run_out = facts.forecast.token_run_out.at
     if rule.kind == AlertKind.TOKEN_BALANCE_PERCENT:
         value = (Decimal(left) * 100 / Decimal(total)).quantize(Decimal("0.01"))
-        summary = f"Token balance {_percent(value)} — {_runs_out(run_out)}"
+        percent = _percent(value)
+        summary = later(
+            lambda: _("Token balance %(percent)s — %(runs_out)s") % {"percent": percent, "runs_out": _runs_out(run_out)}
+        )
     else:
         value = Decimal(left)
-        summary = f"Token balance {left:,} tokens — {_runs_out(run_out)}"
+        summary = later(
+            lambda: (
+                _("Token balance %(tokens)s tokens — %(runs_out)s")
+                % {"tokens": f"{left:,}", "runs_out": _runs_out(run_out)}
+            )
+        )
     return measured(rule, value, summary, _token_details(facts))
 
 
@@ -186,31 +251,51 @@ def check_wallet(rule: AlertRule, facts: Facts) -> Check:
     forecast = facts.forecast
     currency = facts.account.currency
     value = facts.wallet
-    details = [
-        ("Wallet balance", f"{money(value)} {currency}"),
-        ("Threshold", f"{money(rule.threshold)} {currency}"),
-        ("Charged to the wallet", f"{money(forecast.wallet_burn_per_day)} {currency}/day (projected, next 7 days)"),
-        ("Projected run-out", moment_label(forecast.wallet_run_out.at)),
-        ("Likely range (p10–p90)", _range(forecast.wallet_run_out.earliest, forecast.wallet_run_out.latest)),
+    run_out = forecast.wallet_run_out
+    details: list[Row] = [
+        (gettext_lazy("Wallet balance"), f"{money(value)} {currency}"),
+        (gettext_lazy("Threshold"), f"{money(rule.threshold)} {currency}"),
+        (
+            gettext_lazy("Charged to the wallet"),
+            later(
+                lambda: (
+                    _("%(amount)s %(currency)s/day (projected, next 7 days)")
+                    % {"amount": money(forecast.wallet_burn_per_day), "currency": currency}
+                )
+            ),
+        ),
+        (gettext_lazy("Projected run-out"), later(lambda: moment_label(run_out.at))),
+        (gettext_lazy("Likely range (p10–p90)"), later(lambda: _range(run_out.earliest, run_out.latest))),
     ]
-    summary = f"Wallet {money(value)} {currency} — {_runs_out(forecast.wallet_run_out.at)}"
+    summary = later(
+        lambda: (
+            _("Wallet %(amount)s %(currency)s — %(runs_out)s")
+            % {"amount": money(value), "currency": currency, "runs_out": _runs_out(run_out.at)}
+        )
+    )
     return measured(rule, value, summary, details)
 
 
 def check_run_out(rule: AlertRule, facts: Facts) -> Check:
     forecast = facts.forecast
     token, wallet = forecast.token_run_out.at, forecast.wallet_run_out.at
-    candidates = [(at, what) for at, what in ((token, "Token balance"), (wallet, "Wallet")) if at is not None]
+    candidates = [(at, what) for at, what in ((token, "token"), (wallet, "wallet")) if at is not None]
     details = _token_details(facts) + [
-        ("Wallet balance", f"{money(facts.wallet)} {facts.account.currency}"),
-        ("Wallet run-out", moment_label(wallet)),
+        (gettext_lazy("Wallet balance"), f"{money(facts.wallet)} {facts.account.currency}"),
+        (gettext_lazy("Wallet run-out"), later(lambda: moment_label(wallet))),
     ]
     if not candidates:
-        return quiet(rule, "No run-out projected within a year", details)
+        return quiet(rule, gettext_lazy("No run-out projected within a year"), details)
     at, what = min(candidates)
     days = Decimal((at - facts.balances.at) / timedelta(days=1)).quantize(Decimal("0.1"))
-    when = "within a day" if days < 1 else f"in {days:,} days"
-    summary = f"{what} runs out around {day_label(at)} ({when})"
+
+    def words() -> str:
+        when = _("within a day") if days < 1 else _("in %(days)s days") % {"days": f"{days:,}"}
+        if what == "token":
+            return _("Token balance runs out around %(day)s (%(when)s)") % {"day": day_label(at), "when": when}
+        return _("Wallet runs out around %(day)s (%(when)s)") % {"day": day_label(at), "when": when}
+
+    summary = later(words)
     return measured(rule, days, summary, details)
 
 
@@ -218,7 +303,7 @@ def check_plan_expiring(rule: AlertRule, facts: Facts) -> Check:
     balances = facts.balances
     window = balances.at + timedelta(days=rule.days or 0)
     worst: tuple[Decimal, PlanBalance, int] | None = None
-    details: list[tuple[str, str]] = []
+    details: list[Row] = []
     for plan in balances.plans_in_effect:
         if plan.purchase.expires_at > window:
             continue
@@ -227,19 +312,26 @@ def check_plan_expiring(rule: AlertRule, facts: Facts) -> Check:
         value = paid_for_tokens(unused, plan.purchase)
         details.append(
             (
-                f"Plan {plan.purchase.name}",
-                f"expires {moment_label(plan.purchase.expires_at)}; {plan.tokens_remaining:,} tokens left, "
-                f"{unused:,} ({_percent(share)}) projected unused, paid {money(value)} {plan.purchase.currency}",
+                later(partial(_plan_label, plan)),
+                later(partial(_plan_unused, plan, unused, share, value)),
             )
         )
         if worst is None or share > worst[0]:
             worst = (share, plan, unused)
     if worst is None:
-        return quiet(rule, f"No plan expires within {rule.days or 0} days", details)
+        days = rule.days or 0
+        return quiet(rule, later(lambda: _("No plan expires within %(days)s days") % {"days": days}), details)
     share, plan, unused = worst
-    summary = (
-        f"{plan.purchase.name} expires {day_label(plan.purchase.expires_at)} "
-        f"with {_percent(share)} unused ({unused:,} tokens)"
+    summary = later(
+        lambda: (
+            _("%(plan)s expires %(day)s with %(share)s unused (%(unused)s tokens)")
+            % {
+                "plan": plan.purchase.name,
+                "day": day_label(plan.purchase.expires_at),
+                "share": _percent(share),
+                "unused": f"{unused:,}",
+            }
+        )
     )
     return measured(rule, share, summary, details[:DETAIL_LIMIT])
 
@@ -248,26 +340,27 @@ def check_sync(rule: AlertRule, facts: Facts) -> Check:
     account = facts.account
     page = ("billing:plans", "billing:alerts")
     if account.provider == Provider.MANUAL:
-        return quiet(rule, "Provider sync: not configured (manual balances)", page=page)
+        return quiet(rule, gettext_lazy("Provider sync: not configured (manual balances)"), page=page)
     state = SyncState.objects.filter(account=account).first()
     last = state.last_success_at if state else None
     hours = Decimal((facts.now - last) / timedelta(hours=1)).quantize(Decimal("0.1")) if last else None
-    details = [
-        ("Last successful sync", moment_label(last)),
-        ("Consecutive failures", f"{state.consecutive_failures if state else 0:,}"),
-        ("Last error", (state.last_error[:300] if state and state.last_error else "—")),
+    details: list[Row] = [
+        (gettext_lazy("Last successful sync"), later(lambda: moment_label(last))),
+        (gettext_lazy("Consecutive failures"), f"{state.consecutive_failures if state else 0:,}"),
+        (gettext_lazy("Last error"), (state.last_error[:300] if state and state.last_error else "—")),
     ]
     top = len(effective_tiers(rule))  # a failing sync is as bad as it gets
     if state is not None and not state.credentials_valid:
-        return measured(
-            rule, hours, "Provider sync failing: the console rejected the credentials", details, page, tier=top
-        )
+        summary: StrOrPromise = gettext_lazy("Provider sync failing: the console rejected the credentials")
+        return measured(rule, hours, summary, details, page, tier=top)
     if state is not None and state.consecutive_failures >= 3:
-        summary = f"Provider sync failing: {state.consecutive_failures} attempts in a row"
+        failures = state.consecutive_failures
+        summary = later(lambda: _("Provider sync failing: %(count)s attempts in a row") % {"count": failures})
         return measured(rule, hours, summary, details, page, tier=top)
     if last is None:
-        return quiet(rule, "Provider sync: no successful sync yet", details, page=page)
-    return measured(rule, hours, f"Provider sync stale: last success {hours:,} hours ago", details, page)
+        return quiet(rule, gettext_lazy("Provider sync: no successful sync yet"), details, page=page)
+    summary = later(lambda: _("Provider sync stale: last success %(hours)s hours ago") % {"hours": f"{hours:,}"})
+    return measured(rule, hours, summary, details, page)
 
 
 def check_spend_spike(rule: AlertRule, facts: Facts) -> Check:
@@ -286,19 +379,39 @@ def check_spend_spike(rule: AlertRule, facts: Facts) -> Check:
     days = [totals.get((today - timedelta(days=i)).date(), Decimal(0)) for i in range(1, 15)]
     median = Decimal(statistics.median(days))
     currency = account.currency
-    details = [
-        ("Usage value in the last 24 hours", f"{money(last_day)} {currency} (price book × tokens)"),
-        ("Median daily usage value, previous 14 days", f"{money(median)} {currency}"),
-        ("Threshold", f"{rule.threshold:,}× the median"),
+    threshold = rule.threshold
+    details: list[Row] = [
+        (
+            gettext_lazy("Usage value in the last 24 hours"),
+            later(
+                lambda: (
+                    _("%(amount)s %(currency)s (price book × tokens)")
+                    % {"amount": money(last_day), "currency": currency}
+                )
+            ),
+        ),
+        (gettext_lazy("Median daily usage value, previous 14 days"), f"{money(median)} {currency}"),
+        (gettext_lazy("Threshold"), later(lambda: _("%(ratio)s× the median") % {"ratio": f"{threshold:,}"})),
     ]
-    if note := conversion_note(rates_applied(account, today - timedelta(days=14), now)):
-        details.append(("Exchange rates", note))
+    rates = rates_applied(account, today - timedelta(days=14), now)
+    if conversion_note(rates):
+        details.append((gettext_lazy("Exchange rates"), later(lambda: conversion_note(rates))))
     page = ("usage:overview",)
     if median <= 0:
-        summary = f"Usage value {money(last_day)} {currency} in 24 h (no median yet)"
+        summary = later(
+            lambda: (
+                _("Usage value %(amount)s %(currency)s in 24 h (no median yet)")
+                % {"amount": money(last_day), "currency": currency}
+            )
+        )
         return quiet(rule, summary, details, page=page)
     ratio = (last_day / median).quantize(Decimal("0.01"))
-    summary = f"Usage value {money(last_day)} {currency} in 24 h — {ratio:,}× the daily median"
+    summary = later(
+        lambda: (
+            _("Usage value %(amount)s %(currency)s in 24 h — %(ratio)s× the daily median")
+            % {"amount": money(last_day), "currency": currency, "ratio": f"{ratio:,}"}
+        )
+    )
     return measured(rule, ratio, summary, details, page)
 
 
@@ -309,17 +422,25 @@ def check_error_surge(rule: AlertRule, facts: Facts) -> Check:
     count = UsageRecord.objects.filter(
         account=facts.account, occurred_at__gt=since, occurred_at__lte=facts.now, error_cause=cause
     ).count()
-    details = [("Errors in the last hour", f"{count:,}"), ("Threshold", f"{rule.threshold:,.0f}")]
-    summary = f"{count:,} {cause} errors in the last hour"
+    details: list[Row] = [
+        (gettext_lazy("Errors in the last hour"), f"{count:,}"),
+        (gettext_lazy("Threshold"), f"{rule.threshold:,.0f}"),
+    ]
+    summary = later(lambda: _("%(count)s %(cause)s errors in the last hour") % {"count": f"{count:,}", "cause": cause})
     return measured(rule, Decimal(count), summary, details, ("usage:errors", "usage:overview"))
 
 
 def check_budget(rule: AlertRule, facts: Facts) -> Check:
     budget = rule.budget
     if budget is None:
-        return quiet(rule, "Budget: none attached to this rule")
+        return quiet(rule, gettext_lazy("Budget: none attached to this rule"))
     found = facts.budget_status(budget)
-    return measured(rule, found.percent, budget_text.summary(found), budget_text.details(found), ("billing:budgets",))
+    summary = later(lambda: budget_text.summary(found))
+    details: list[Row] = [
+        (later(partial(_budget_cell, found, i, 0)), later(partial(_budget_cell, found, i, 1)))
+        for i in range(len(budget_text.details(found)))
+    ]
+    return measured(rule, found.percent, summary, details, ("billing:budgets",))
 
 
 CHECKS: dict[AlertKind, Callable[[AlertRule, Facts], Check]] = {
@@ -350,14 +471,17 @@ def describe(rule: AlertRule) -> str:
     currency = rule.account.currency
     number = f"{t.normalize():,f}"
     texts = {
-        AlertKind.TOKEN_BALANCE_PERCENT: f"Token balance below {number}%",
-        AlertKind.TOKEN_BALANCE_TOKENS: f"Token balance below {t:,.0f} tokens",
-        AlertKind.WALLET_BELOW: f"Wallet below {money(t)} {currency}",
-        AlertKind.RUNOUT_WITHIN: f"Projected run-out within {number} days",
-        AlertKind.PLAN_EXPIRING_UNUSED: f"A plan expiring within {rule.days or 0} days with more than {number}% unused",
-        AlertKind.SYNC_FAILING: f"Provider sync failing, or no success for {number} hours",
-        AlertKind.SPEND_SPIKE: f"24-hour usage value above {number}× the daily median",
-        AlertKind.ERROR_SURGE: f"{t:,.0f} or more {rule.error_cause or ErrorCause.INSUFFICIENT_QUOTA} errors an hour",
-        AlertKind.BUDGET: f"Budget {rule.budget.name if rule.budget else ''} reaching {number}% of its amount",
+        AlertKind.TOKEN_BALANCE_PERCENT: _("Token balance below %(number)s%%") % {"number": number},
+        AlertKind.TOKEN_BALANCE_TOKENS: _("Token balance below %(tokens)s tokens") % {"tokens": f"{t:,.0f}"},
+        AlertKind.WALLET_BELOW: _("Wallet below %(amount)s %(currency)s") % {"amount": money(t), "currency": currency},
+        AlertKind.RUNOUT_WITHIN: _("Projected run-out within %(number)s days") % {"number": number},
+        AlertKind.PLAN_EXPIRING_UNUSED: _("A plan expiring within %(days)s days with more than %(number)s%% unused")
+        % {"days": rule.days or 0, "number": number},
+        AlertKind.SYNC_FAILING: _("Provider sync failing, or no success for %(number)s hours") % {"number": number},
+        AlertKind.SPEND_SPIKE: _("24-hour usage value above %(number)s× the daily median") % {"number": number},
+        AlertKind.ERROR_SURGE: _("%(count)s or more %(cause)s errors an hour")
+        % {"count": f"{t:,.0f}", "cause": rule.error_cause or ErrorCause.INSUFFICIENT_QUOTA},
+        AlertKind.BUDGET: _("Budget %(name)s reaching %(number)s%% of its amount")
+        % {"name": rule.budget.name if rule.budget else "", "number": number},
     }
     return texts.get(AlertKind(rule.kind), rule.get_kind_display())

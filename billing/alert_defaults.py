@@ -5,15 +5,19 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+from django.utils.translation import gettext_noop
+
 from billing.models import AlertKind, AlertRule
 from usage.models import Account
 
 DEFAULT_RULES = (
-    # name, kind, least severe tier (the kind adds its standard tiers beyond it)
-    ("Wallet below zero", AlertKind.WALLET_BELOW, Decimal(0)),
-    ("Token balance low", AlertKind.TOKEN_BALANCE_PERCENT, Decimal(20)),  # 20 / 10 / 0 %
-    ("Runs out within 7 days", AlertKind.RUNOUT_WITHIN, Decimal(7)),  # 7 / 3 / 1 days
-    ("Spend surge", AlertKind.SPEND_SPIKE, Decimal(3)),  # 24-hour usage value above 3× the daily median
+    # name, kind, least severe tier (the kind adds its standard tiers beyond it). The names are
+    # stored in English and shown in the reader's language while nobody renames them
+    # (billing.alert_texts.rule_name).
+    (gettext_noop("Wallet below zero"), AlertKind.WALLET_BELOW, Decimal(0)),
+    (gettext_noop("Token balance low"), AlertKind.TOKEN_BALANCE_PERCENT, Decimal(20)),  # 20 / 10 / 0 %
+    (gettext_noop("Runs out within 7 days"), AlertKind.RUNOUT_WITHIN, Decimal(7)),  # 7 / 3 / 1 days
+    (gettext_noop("Spend surge"), AlertKind.SPEND_SPIKE, Decimal(3)),  # 24-hour usage value above 3× the daily median
 )
 
 

@@ -31,7 +31,9 @@ from django.core.cache import cache
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
+from billing import alert_texts
 from billing.alert_checks import Check, Facts, check_rule
 from billing.models import AlertEpisode, AlertNotification, AlertRule, NotificationKind
 from billing.notify.deliveries import create_notification, send_after_commit
@@ -50,28 +52,37 @@ class Outcome:
 
 
 def details_of(check: Check) -> dict[str, Any]:
-    return {
-        "rows": [list(row) for row in check.details],
-        "page": list(check.page),
-        "summary": check.summary,
-        "tiers": len(check.tiers),
-    }
+    """The check's rows and summary in the site's language, and in every language under "texts"."""
+    return alert_texts.stored_details(check.summary, check.details, page=list(check.page), tiers=len(check.tiers))
 
 
 def subject(account: Account, kind: str, check: Check) -> str:
-    prefixes: dict[str, str] = {
-        NotificationKind.ESCALATED: f"Worse ({check.severity}): ",
-        NotificationKind.REMINDER: "Still firing: ",
-        NotificationKind.RESOLVED: "Resolved: ",
-        NotificationKind.TEST: "Test: ",
-    }
-    return f"[{account.name}] {prefixes.get(kind, '')}{check.summary}"
+    """The subject line, worded when it is read (`billing.alert_texts.later`)."""
+
+    def words() -> str:
+        summary = str(check.summary)
+        if kind == NotificationKind.ESCALATED:
+            line = _("Worse (%(severity)s): %(summary)s") % {
+                "severity": alert_texts.severity_name(check.severity),
+                "summary": summary,
+            }
+        elif kind == NotificationKind.REMINDER:
+            line = _("Still firing: %(summary)s") % {"summary": summary}
+        elif kind == NotificationKind.RESOLVED:
+            line = _("Resolved: %(summary)s") % {"summary": summary}
+        elif kind == NotificationKind.TEST:
+            line = _("Test: %(summary)s") % {"summary": summary}
+        else:
+            line = summary
+        return f"[{account.name}] {line}"
+
+    return alert_texts.later(words)
 
 
 def _latest(check: Check, now: datetime) -> dict[str, Any]:
     return {
         "last_value": check.value,
-        "last_summary": check.summary[:300],
+        "last_summary": alert_texts.in_site_language(check.summary)[:300],
         "last_details": details_of(check),
         "last_evaluated_at": now,
     }
@@ -89,7 +100,7 @@ def _open_episode(rule: AlertRule, check: Check, now: datetime) -> AlertEpisode:
                 account_id=rule.account_id,
                 started_at=now,
                 value=check.value,
-                summary=check.summary[:300],
+                summary=alert_texts.in_site_language(check.summary)[:300],
                 details=details_of(check),
                 severity=check.tier,
                 **_latest(check, now),
@@ -176,7 +187,10 @@ def evaluate_rule(rule: AlertRule, facts: Facts) -> Outcome:
     check = check_rule(rule, facts)
     outcome = Outcome(rule, check)
     AlertRule.objects.filter(pk=rule.pk).update(
-        last_evaluated_at=now, last_value=check.value, last_summary=check.summary[:300]
+        last_evaluated_at=now,
+        last_value=check.value,
+        last_summary=alert_texts.in_site_language(check.summary)[:300],
+        last_texts=alert_texts.summary_texts(check.summary),
     )
     open_episode = AlertEpisode.objects.filter(rule=rule, resolved_at__isnull=True).first()
     notification = None

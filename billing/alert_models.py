@@ -18,6 +18,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
 from toki_dashboard import crypto
 from usage.models import Account, DecimalSize
@@ -28,15 +29,18 @@ MEASURED = DecimalSize(max_digits=38, decimal_places=6)
 
 
 class AlertKind(models.TextChoices):
-    TOKEN_BALANCE_PERCENT = "token_balance_percent", "Token balance below a percentage"
-    TOKEN_BALANCE_TOKENS = "token_balance_tokens", "Token balance below a number of tokens"
-    WALLET_BELOW = "wallet_below", "Wallet below an amount"
-    RUNOUT_WITHIN = "runout_within", "Projected run-out within N days"
-    PLAN_EXPIRING_UNUSED = "plan_expiring_unused", "A plan expiring within N days with more than X% unused"
-    SYNC_FAILING = "sync_failing", "Provider sync failing or stale"
-    SPEND_SPIKE = "spend_spike", "Daily spend above k× its trailing median"
-    ERROR_SURGE = "error_surge", "Surge of an error cause"
-    BUDGET = "budget", "A budget reaching its thresholds"
+    TOKEN_BALANCE_PERCENT = "token_balance_percent", gettext_lazy("Token balance below a percentage")
+    TOKEN_BALANCE_TOKENS = "token_balance_tokens", gettext_lazy("Token balance below a number of tokens")
+    WALLET_BELOW = "wallet_below", gettext_lazy("Wallet below an amount")
+    RUNOUT_WITHIN = "runout_within", gettext_lazy("Projected run-out within N days")
+    PLAN_EXPIRING_UNUSED = (
+        "plan_expiring_unused",
+        gettext_lazy("A plan expiring within N days with unused tokens above X%"),
+    )
+    SYNC_FAILING = "sync_failing", gettext_lazy("Provider sync failing or stale")
+    SPEND_SPIKE = "spend_spike", gettext_lazy("Daily spend above k× its trailing median")
+    ERROR_SURGE = "error_surge", gettext_lazy("Surge of an error cause")
+    BUDGET = "budget", gettext_lazy("A budget reaching its thresholds")
 
 
 def parse_tiers(raw: str | list[object]) -> list[Decimal]:
@@ -50,7 +54,7 @@ def parse_tiers(raw: str | list[object]) -> list[Decimal]:
         try:
             tiers.append(Decimal(text))
         except InvalidOperation:
-            raise ValidationError(f"{text!r} is not a number.") from None
+            raise ValidationError(gettext("%(text)s is not a number.") % {"text": repr(text)}) from None
     return tiers
 
 
@@ -90,6 +94,9 @@ class AlertRule(models.Model):
     last_evaluated_at = models.DateTimeField(null=True, blank=True)
     last_value = models.DecimalField(**MEASURED, null=True, blank=True)
     last_summary = models.CharField(max_length=300, blank=True, default="")
+    last_texts = models.JSONField(
+        default=dict, blank=True, help_text="The last summary in every language of the site (billing.alert_texts)"
+    )
 
     class Meta:
         ordering = ["account", "name", "id"]
@@ -115,8 +122,14 @@ class AlertRule(models.Model):
         if outsiders:
             raise ValidationError(
                 {
-                    "recipients": f"{', '.join(outsiders)} {'is' if len(outsiders) == 1 else 'are'} not the email "
-                    f"of a member of {self.account.name}: alerts go only to people who may see the account."
+                    "recipients": ngettext(
+                        "%(addresses)s is not the email of a member of %(account)s: alerts go only to people "
+                        "who may see the account.",
+                        "%(addresses)s are not the emails of members of %(account)s: alerts go only to people "
+                        "who may see the account.",
+                        len(outsiders),
+                    )
+                    % {"addresses": ", ".join(outsiders), "account": self.account.name}
                 }
             )
 
@@ -166,11 +179,11 @@ class AlertEpisode(models.Model):
 
 
 class NotificationKind(models.TextChoices):
-    FIRING = "firing", "Firing"
-    ESCALATED = "escalated", "Escalated"
-    REMINDER = "reminder", "Reminder"
-    RESOLVED = "resolved", "Resolved"
-    TEST = "test", "Test"
+    FIRING = "firing", gettext_lazy("Firing")
+    ESCALATED = "escalated", gettext_lazy("Escalated")
+    REMINDER = "reminder", gettext_lazy("Reminder")
+    RESOLVED = "resolved", gettext_lazy("Resolved")
+    TEST = "test", gettext_lazy("Test")
 
 
 class AlertNotification(models.Model):
@@ -211,9 +224,9 @@ class AlertNotification(models.Model):
 
 
 class ChannelKind(models.TextChoices):
-    EMAIL = "email", "Email"
-    WEBHOOK = "webhook", "Webhook"
-    APPRISE = "apprise", "Chat (apprise URL)"
+    EMAIL = "email", gettext_lazy("Email")
+    WEBHOOK = "webhook", gettext_lazy("Webhook")
+    APPRISE = "apprise", gettext_lazy("Chat (apprise URL)")
 
 
 class AlertChannel(models.Model):
@@ -229,6 +242,12 @@ class AlertChannel(models.Model):
     url_encrypted = models.TextField(blank=True, default="")
     secret_encrypted = models.TextField(blank=True, default="")
     hint = models.CharField(max_length=300, blank=True, default="", help_text="What is shown of the target")
+    language = models.CharField(
+        max_length=10,
+        blank=True,
+        default="",
+        help_text="The language its messages are written in (one of LANGUAGES); empty: the site's LANGUAGE_CODE",
+    )
     enabled = models.BooleanField(default=True)
     created_at = models.DateTimeField(default=timezone.now)
     created_by = models.ForeignKey(
@@ -273,11 +292,11 @@ def url_hint(url: str) -> str:
 
 
 class DeliveryStatus(models.TextChoices):
-    PENDING = "pending", "Pending"
-    SENDING = "sending", "Sending"
-    SENT = "sent", "Sent"
-    FAILED = "failed", "Failed (retrying)"
-    GAVE_UP = "gave_up", "Failed"
+    PENDING = "pending", gettext_lazy("Pending")
+    SENDING = "sending", gettext_lazy("Sending")
+    SENT = "sent", gettext_lazy("Sent")
+    FAILED = "failed", gettext_lazy("Failed (retrying)")
+    GAVE_UP = "gave_up", gettext_lazy("Failed")
 
 
 class AlertDelivery(models.Model):
@@ -291,6 +310,9 @@ class AlertDelivery(models.Model):
     kind = models.CharField(max_length=16, choices=ChannelKind.choices)
     target = models.CharField(max_length=300, help_text="Addresses, or the hint of the channel's URL")
     recipients = models.JSONField(default=list, blank=True, help_text="Email deliveries: the addresses")
+    language = models.CharField(
+        max_length=10, blank=True, default="", help_text="The language it is written in; empty: LANGUAGE_CODE"
+    )
     status = models.CharField(max_length=16, choices=DeliveryStatus.choices, default=DeliveryStatus.PENDING)
     attempts = models.PositiveIntegerField(default=0)
     response_code = models.PositiveSmallIntegerField(null=True, blank=True, help_text="Webhooks: the last HTTP status")

@@ -6,7 +6,10 @@ delivered to email, webhook and chat channels by `billing.notify`. This module a
 from __future__ import annotations
 
 from django.utils import timezone
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 
+from billing import alert_texts
 from billing.alert_checks import Check, Facts, check_rule, day_label, describe, moment_label, tiers_label
 from billing.alert_episodes import (
     Outcome,
@@ -55,7 +58,11 @@ def send_test(rule: AlertRule) -> list[AlertDelivery]:
     facts = Facts(rule.account, timezone.now())
     check = check_rule(rule, facts)
     details = details_of(check)
-    details["rows"] = [["Right now the rule", "fires" if check.firing else "does not fire"], *details["rows"]]
+    alert_texts.prepend_row(
+        details,
+        gettext_lazy("Right now the rule"),
+        gettext_lazy("fires") if check.firing else gettext_lazy("does not fire"),
+    )
     notification = create_notification(
         account=rule.account,
         rule=rule,
@@ -68,7 +75,10 @@ def send_test(rule: AlertRule) -> list[AlertDelivery]:
         details=details,
     )
     AlertRule.objects.filter(pk=rule.pk).update(
-        last_evaluated_at=facts.now, last_value=check.value, last_summary=check.summary[:300]
+        last_evaluated_at=facts.now,
+        last_value=check.value,
+        last_summary=alert_texts.in_site_language(check.summary)[:300],
+        last_texts=alert_texts.summary_texts(check.summary),
     )
     return _deliver_now(notification)
 
@@ -76,17 +86,21 @@ def send_test(rule: AlertRule) -> list[AlertDelivery]:
 def send_channel_test(channel: AlertChannel) -> AlertDelivery:
     """A test notification to one channel, at once."""
     account = channel.account
-    summary = f"Test of the {channel.get_kind_display().lower()} channel {channel.label} of {account.name}"
+    summary = alert_texts.later(
+        lambda: (
+            _("Test of the %(kind)s channel %(channel)s of %(account)s")
+            % {"kind": str(channel.get_kind_display()).lower(), "channel": channel.label, "account": account.name}
+        )
+    )
+    rows = [
+        (gettext_lazy("Channel"), channel.label),
+        (gettext_lazy("What next"), gettext_lazy("Nothing: if this arrived, alerts reach you here.")),
+    ]
     notification = create_notification(
         account=account,
         kind=NotificationKind.TEST,
-        subject=f"[{account.name}] {summary}",
-        details={
-            "rows": [["Channel", channel.label], ["What next", "Nothing: if this arrived, alerts reach you here."]],
-            "page": ["billing:alerts"],
-            "summary": summary,
-            "tiers": 0,
-        },
+        subject=alert_texts.later(lambda: f"[{account.name}] {summary}"),
+        details=alert_texts.stored_details(summary, rows, page=["billing:alerts"], tiers=0),
         channels=[channel],
     )
     (delivery,) = _deliver_now(notification)

@@ -16,6 +16,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 from usage.models import TOTAL_MONEY, Account
 
@@ -28,23 +29,23 @@ def default_thresholds() -> list[int]:
 
 
 class BudgetScope(models.TextChoices):
-    ACCOUNT = "account", "The whole account"
-    TEAM = "team", "A team"
-    API_KEY = "api_key", "An API key"
-    MODEL = "model", "Models (name or glob)"
+    ACCOUNT = "account", gettext_lazy("The whole account")
+    TEAM = "team", gettext_lazy("A team")
+    API_KEY = "api_key", gettext_lazy("An API key")
+    MODEL = "model", gettext_lazy("Models (name or glob)")
 
 
 class BudgetMeasure(models.TextChoices):
-    PAID = "paid", "Paid"
-    USAGE_VALUE = "usage_value", "Usage value"
-    TOKENS = "tokens", "Tokens"
+    PAID = "paid", gettext_lazy("Paid")
+    USAGE_VALUE = "usage_value", gettext_lazy("Usage value")
+    TOKENS = "tokens", gettext_lazy("Tokens")
 
 
 class BudgetPeriod(models.TextChoices):
-    DAY = "day", "Each day"
-    WEEK = "week", "Each week"
-    MONTH = "month", "Each month"
-    RANGE = "range", "A fixed range of days"
+    DAY = "day", gettext_lazy("Each day")
+    WEEK = "week", gettext_lazy("Each week")
+    MONTH = "month", gettext_lazy("Each month")
+    RANGE = "range", gettext_lazy("A fixed range of days")
 
 
 class Budget(models.Model):

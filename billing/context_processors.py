@@ -17,7 +17,9 @@ from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
+from django.utils.translation import get_language, gettext_lazy
 
+from billing.alert_texts import rule_name, worded_in
 from billing.models import AlertEpisode
 from toki_dashboard.roles import Role, has_any_role
 from usage.models import Account
@@ -49,7 +51,7 @@ def _banner(request: HttpRequest, account: Account) -> AlertBanner:
 
     episodes = list(
         AlertEpisode.objects.filter(account=account, resolved_at__isnull=True, rule__enabled=True)
-        .select_related("rule__account")
+        .select_related("rule__account", "rule__budget")
         .order_by("started_at", "pk")
     )
     found: list[FiringAlert] = []
@@ -59,15 +61,16 @@ def _banner(request: HttpRequest, account: Account) -> AlertBanner:
             check = alerts.check_rule(episode.rule, facts)  # type: ignore[arg-type]  # facts exist whenever there are episodes
         except Exception:  # a rule that cannot be checked still shows what it said last
             logger.exception("alert rule %s could not be checked for the banner", episode.rule_id)
-            found.append(FiringAlert(episode.last_summary or episode.summary, episode.rule.name, episode.started_at))
+            said = worded_in(episode.last_details, "summary", episode.last_summary or episode.summary, get_language())
+            found.append(FiringAlert(said, rule_name(episode.rule), episode.started_at))
             continue
         if check.firing:  # one that stopped firing is resolved at the next evaluation
-            found.append(FiringAlert(check.summary, episode.rule.name, episode.started_at))
+            found.append(FiringAlert(str(check.summary), rule_name(episode.rule), episode.started_at))
     link: tuple[str, str] | None = None
     if has_any_role(request.user, Role.ADMIN):
-        link = ("Alerts", reverse("billing:alerts"))
+        link = (str(gettext_lazy("Alerts")), reverse("billing:alerts"))
     elif has_any_role(request.user, Role.FINANCE):
-        link = ("Plans & wallet", reverse("billing:plans"))
+        link = (str(gettext_lazy("Plans & wallet")), reverse("billing:plans"))
     return AlertBanner(found[:BANNER_LIMIT], len(found) > BANNER_LIMIT, link)
 
 

@@ -43,13 +43,19 @@ class StyledForm(ErrorsInPlace, forms.Form):
 
 
 class ApiTokenForm(StyledForm):
-    name = forms.CharField(label="Name", max_length=200, help_text="What uses it, e.g. “log shipper on prod-web-1”.")
-    account = forms.ModelChoiceField(label="Account", queryset=Account.objects.order_by("name"), empty_label=None)
+    name = forms.CharField(
+        label=gettext_lazy("Name"),
+        max_length=200,
+        help_text=gettext_lazy("What uses it, e.g. “log shipper on prod-web-1”."),
+    )
+    account = forms.ModelChoiceField(
+        label=gettext_lazy("Account"), queryset=Account.objects.order_by("name"), empty_label=None
+    )
     scopes = forms.MultipleChoiceField(
-        label="Scopes",
+        label=gettext_lazy("Scopes"),
         choices=TokenScope.choices,
         widget=forms.CheckboxSelectMultiple,
-        error_messages={"required": "Choose at least one scope."},
+        error_messages={"required": gettext_lazy("Choose at least one scope.")},
     )
 
     def save(self, *, created_by: Any) -> tuple[ApiToken, str]:
@@ -67,30 +73,38 @@ class PriceForm(StyledForm):
     in the background (usage.receivers schedules it after commit)."""
 
     model_pattern = forms.CharField(
-        label="Model", max_length=200, help_text="An exact model name, or a glob such as gpt-4o*."
+        label=gettext_lazy("Model"),
+        max_length=200,
+        help_text=gettext_lazy("An exact model name, or a glob such as gpt-4o*."),
     )
     account = forms.ModelChoiceField(
-        label="Account", queryset=Account.objects.order_by("name"), required=False, empty_label="Every account"
+        label=gettext_lazy("Account"),
+        queryset=Account.objects.order_by("name"),
+        required=False,
+        empty_label=gettext_lazy("Every account"),
     )
     currency = forms.RegexField(
-        label="Currency",
+        label=gettext_lazy("Currency"),
         regex=r"^[A-Za-z]{3}$",
         max_length=3,
         error_messages={"invalid": gettext_lazy("Use a three-letter ISO 4217 code such as USD.")},
     )
     input_per_mtok = forms.DecimalField(
-        label="Input per 1M tokens", min_value=0, max_digits=MONEY["max_digits"], decimal_places=MONEY["decimal_places"]
+        label=gettext_lazy("Input per 1M tokens"),
+        min_value=0,
+        max_digits=MONEY["max_digits"],
+        decimal_places=MONEY["decimal_places"],
     )
     cached_input_per_mtok = forms.DecimalField(
-        label="Cached input per 1M tokens",
+        label=gettext_lazy("Cached input per 1M tokens"),
         required=False,
         min_value=0,
         max_digits=MONEY["max_digits"],
         decimal_places=MONEY["decimal_places"],
-        help_text="Empty: cached tokens cost the input price.",
+        help_text=gettext_lazy("Empty: cached tokens cost the input price."),
     )
     output_per_mtok = forms.DecimalField(
-        label="Output per 1M tokens",
+        label=gettext_lazy("Output per 1M tokens"),
         min_value=0,
         max_digits=MONEY["max_digits"],
         decimal_places=MONEY["decimal_places"],
@@ -100,13 +114,13 @@ class PriceForm(StyledForm):
         required=False,
         input_formats=[DATETIME_LOCAL, "%Y-%m-%d %H:%M", "%Y-%m-%d"],
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format=DATETIME_LOCAL),
-        help_text="Empty: from the beginning, so every earlier request is priced too.",
+        help_text=gettext_lazy("Empty: from the beginning, so every earlier request is priced too."),
     )
 
     def clean_model_pattern(self) -> str:
         pattern = self.cleaned_data["model_pattern"].strip()
         if not pattern:
-            raise ValidationError("Enter a model name.")
+            raise ValidationError(gettext("Enter a model name."))
         return pattern
 
     def clean_currency(self) -> str:
@@ -115,7 +129,7 @@ class PriceForm(StyledForm):
     def clean_effective_from(self) -> datetime | None:
         moment = self.cleaned_data["effective_from"]
         if moment is not None and moment < BEGINNING:
-            raise ValidationError(f"Pick a time after {BEGINNING:%Y-%m-%d}.")
+            raise ValidationError(gettext("Pick a time after %(day)s.") % {"day": f"{BEGINNING:%Y-%m-%d}"})
         return moment
 
     def clean(self) -> dict[str, Any]:
@@ -124,16 +138,20 @@ class PriceForm(StyledForm):
         account: Account | None = data.get("account")
         currency = data.get("currency")
         if account is not None and currency and currency != account.currency:
-            self.add_error("currency", f"{account.name} is billed in {account.currency}; its prices must be too.")
+            self.add_error(
+                "currency",
+                gettext("%(account)s is billed in %(currency)s; its prices must be too.")
+                % {"account": account.name, "currency": account.currency},
+            )
         cached, full = data.get("cached_input_per_mtok"), data.get("input_per_mtok")
         if cached is not None and full is not None and cached > full:
-            self.add_error("cached_input_per_mtok", "Cached input cannot cost more than input.")
+            self.add_error("cached_input_per_mtok", gettext("Cached input cannot cost more than input."))
         if data.get("model_pattern") and data.get("currency") and "effective_from" in data:
             start = data["effective_from"] or BEGINNING
             if self._siblings(data).filter(effective_from=start).exists():
                 self.add_error(
                     "effective_from",
-                    "A price for this model already starts at that moment; pick another time.",
+                    gettext("A price for this model already starts at that moment; pick another time."),
                 )
         return data
 

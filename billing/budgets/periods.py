@@ -6,6 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 
+from django.utils.dateformat import format as date_format
+from django.utils.translation import gettext as _
+
 from billing.models import Budget, BudgetPeriod
 from usage.periods import Period, dashboard_tz
 
@@ -35,10 +38,10 @@ class Window:
 
     def label(self) -> str:
         if self.first_day == self.last_day:
-            return f"{self.first_day:%a} {self.first_day.day} {self.first_day:%b %Y}"
+            return date_format(self.first_day, _("D j M Y"))
         if self.first_day.day == 1 and self.last_day == _month_end(self.first_day):
-            return f"{self.first_day:%B %Y}"
-        return f"{self.first_day.day} {self.first_day:%b} – {self.last_day.day} {self.last_day:%b %Y}"
+            return date_format(self.first_day, _("F Y"))
+        return f"{date_format(self.first_day, _('j M'))} – {date_format(self.last_day, _('j M Y'))}"
 
 
 def _month_end(day: date) -> date:
@@ -69,7 +72,7 @@ def previous_windows(budget: Budget, window: Window, count: int) -> list[Window]
         return []
     found: list[Window] = []
     current = window
-    for _ in range(count):
+    for _step in range(count):
         current = window_containing(budget, current.first_day - timedelta(days=1))
         found.append(current)
     return found

@@ -10,6 +10,7 @@ from datetime import date
 from decimal import Decimal
 
 from django.db import IntegrityError, transaction
+from django.utils.translation import gettext_noop
 
 from billing import audit
 from billing.alert_episodes import schedule_evaluation
@@ -46,28 +47,29 @@ def validate(data: BudgetData) -> BudgetData:
     """The data as stored (target trimmed, thresholds sorted), or a BillingError saying what is wrong."""
     name = data.name.strip()
     if not name:
-        raise BillingError("name: give the budget a name.")
+        raise BillingError(gettext_noop("name: give the budget a name."))
     target = data.target.strip() if data.scope != BudgetScope.ACCOUNT else ""
     if data.scope != BudgetScope.ACCOUNT and not target:
-        noun: dict[str, str] = {
-            BudgetScope.TEAM: "team",
-            BudgetScope.API_KEY: "key's name",
-            BudgetScope.MODEL: "model or glob",
+        # Whole sentences (the page translates them; the API answers them in English).
+        missing: dict[str, str] = {
+            BudgetScope.TEAM: gettext_noop("target: say which team the budget is for."),
+            BudgetScope.API_KEY: gettext_noop("target: say which key's name the budget is for."),
+            BudgetScope.MODEL: gettext_noop("target: say which model or glob the budget is for."),
         }
-        raise BillingError(f"target: say which {noun.get(data.scope, 'target')} the budget is for.")
+        raise BillingError(missing.get(data.scope, "target: say which target the budget is for."))
     if data.amount <= 0:
-        raise BillingError("amount: must be more than zero.")
+        raise BillingError(gettext_noop("amount: must be more than zero."))
     if data.measure == BudgetMeasure.TOKENS and data.amount != data.amount.to_integral_value():
-        raise BillingError("amount: a number of tokens is a whole number.")
+        raise BillingError(gettext_noop("amount: a number of tokens is a whole number."))
     thresholds = sorted({Decimal(str(t)) for t in data.thresholds})
     if not thresholds or len(thresholds) > MAX_THRESHOLDS or any(t <= 0 or t > 1000 for t in thresholds):
         raise BillingError(f"thresholds: 1 to {MAX_THRESHOLDS} percentages, each above 0 and at most 1000.")
     starts_on, ends_on = data.starts_on, data.ends_on
     if data.period == BudgetPeriod.RANGE:
         if starts_on is None or ends_on is None:
-            raise BillingError("starts_on, ends_on: a fixed range needs its first and last day.")
+            raise BillingError(gettext_noop("starts_on, ends_on: a fixed range needs its first and last day."))
         if ends_on < starts_on:
-            raise BillingError("ends_on: the range ends before it starts.")
+            raise BillingError(gettext_noop("ends_on: the range ends before it starts."))
     else:
         starts_on = ends_on = None
     return BudgetData(

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 from django.db import transaction
+from django.utils.translation import gettext as _
 
 from billing import audit
 from billing.audit import Actor
@@ -36,28 +38,33 @@ def check_target(account: Account, kind: str, target: str) -> None:
         try:
             validate_email(target)
         except ValidationError:
-            raise ValidationError({"target": f"{target!r} is not an email address."}) from None
+            raise ValidationError(
+                {"target": _("%(address)s is not an email address.") % {"address": repr(target)}}
+            ) from None
         if target.lower() not in member_emails(account):
             raise ValidationError(
                 {
-                    "target": f"{target} is not the email of a member of {account.name}: "
-                    "alerts go only to people who may see the account."
+                    "target": _(
+                        "%(address)s is not the email of a member of %(account)s: alerts go only to people "
+                        "who may see the account."
+                    )
+                    % {"address": target, "account": account.name}
                 }
             )
     elif kind == ChannelKind.WEBHOOK:
         parts = urlsplit(target)
         if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValidationError({"target": "A webhook is an http:// or https:// URL."})
+            raise ValidationError({"target": _("A webhook is an http:// or https:// URL.")})
     elif kind == ChannelKind.APPRISE:
         if "://" not in target or not chat.is_supported(target):
             raise ValidationError(
-                {"target": "apprise does not recognise this URL (e.g. slack://…, msteams://…, tgram://…, ntfy://…)."}
+                {"target": _("apprise does not recognise this URL (e.g. slack://…, msteams://…, tgram://…, ntfy://…).")}
             )
     else:
-        raise ValidationError({"kind": f"{kind!r} is not email, webhook or apprise."})
+        raise ValidationError({"kind": _("%(kind)s is not email, webhook or apprise.") % {"kind": repr(kind)}})
 
 
-AUDITED_FIELDS = ("kind", "name", "hint")  # never the URL or the secret: the hint says which
+AUDITED_FIELDS = ("kind", "name", "hint", "language")  # never the URL or the secret: the hint says which
 
 
 def create_channel(
@@ -67,6 +74,7 @@ def create_channel(
     target: str,
     secret: str = "",
     name: str = "",
+    language: str = "",
     created_by: Any = None,
     actor: Actor | None = None,
 ) -> NewChannel:
@@ -74,7 +82,13 @@ def create_channel(
     (default: the user who created it, else the application)."""
     target = target.strip()
     check_target(account, kind, target)
-    channel = AlertChannel(account=account, kind=kind, name=name.strip()[:200], created_by=created_by)
+    channel = AlertChannel(
+        account=account,
+        kind=kind,
+        name=name.strip()[:200],
+        language=language if language in dict(settings.LANGUAGES) else "",
+        created_by=created_by,
+    )
     if kind == ChannelKind.EMAIL:
         channel.address = target
         channel.hint = target

@@ -7,9 +7,13 @@ from __future__ import annotations
 import logging
 
 import apprise
+from django.utils.translation import gettext as _
+from django.utils.translation import override
 
+from billing import alert_texts
 from billing.models import AlertChannel, AlertNotification
 from billing.notify.base import Attempt
+from billing.notify.email import rows_of, subject_of, summary_of
 
 
 def is_supported(url: str) -> bool:
@@ -17,14 +21,21 @@ def is_supported(url: str) -> bool:
     return apprise.Apprise().add(url)
 
 
-def body_of(notification: AlertNotification) -> str:
-    details = notification.details or {}
-    lines = [details.get("summary") or notification.subject]
-    lines += [f"{label}: {value}" for label, value in (details.get("rows") or [])[:8]]
+def body_of(notification: AlertNotification, language: str | None = None) -> str:
+    """The message in `language` (the channel's; default: the site's): what was stored in it."""
+    language = alert_texts.supported(language)
+    with override(language):
+        lines = [summary_of(notification, language)]
+        lines += [
+            _("%(label)s: %(value)s") % {"label": label, "value": value}
+            for label, value in rows_of(notification, language)[:8]
+        ]
     return "\n".join(lines)
 
 
 def send(channel: AlertChannel, notification: AlertNotification) -> Attempt:
+    """Sends the notification in the channel's language."""
+    language = alert_texts.supported(channel.language)
     notifier = apprise.Apprise()
     if not notifier.add(channel.url):
         return Attempt(ok=False, error="apprise does not recognise this URL")
@@ -32,7 +43,11 @@ def send(channel: AlertChannel, notification: AlertNotification) -> Attempt:
     if notification.severity == "critical":
         kind = apprise.NotifyType.FAILURE
     with apprise.LogCapture(level=logging.WARNING) as captured:
-        delivered = bool(notifier.notify(title=notification.subject, body=body_of(notification), notify_type=kind))
+        delivered = bool(
+            notifier.notify(
+                title=subject_of(notification, language), body=body_of(notification, language), notify_type=kind
+            )
+        )
         log = captured.getvalue().strip()
     if delivered:
         return Attempt(ok=True)

@@ -22,6 +22,7 @@ from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from billing import alert_texts
 from billing.models import (
     AlertChannel,
     AlertDelivery,
@@ -41,13 +42,18 @@ logger = logging.getLogger(__name__)
 STALE_PENDING = timedelta(minutes=10)
 
 
-def _delivery(notification: AlertNotification, channel: AlertChannel | None, recipients: list[str]) -> AlertDelivery:
+def _delivery(
+    notification: AlertNotification, channel: AlertChannel | None, recipients: list[str], language: str = ""
+) -> AlertDelivery:
+    """A delivery to a channel (in the channel's language) or to some of a rule's recipients
+    (in `language`, the one they chose for the dashboard)."""
     if channel is None:
         return AlertDelivery(
             notification=notification,
             kind=ChannelKind.EMAIL,
             target=", ".join(recipients)[:300],
             recipients=recipients,
+            language=alert_texts.supported(language),
         )
     return AlertDelivery(
         notification=notification,
@@ -55,6 +61,7 @@ def _delivery(notification: AlertNotification, channel: AlertChannel | None, rec
         kind=channel.kind,
         target=(channel.address if channel.kind == ChannelKind.EMAIL else channel.hint)[:300],
         recipients=[channel.address] if channel.kind == ChannelKind.EMAIL else [],
+        language=alert_texts.supported(channel.language),
     )
 
 
@@ -74,7 +81,10 @@ def create_notification(
     include_rule_recipients: bool = True,
 ) -> AlertNotification:
     """The notification and a pending delivery per target (every enabled channel of the
-    account unless `channels` names some)."""
+    account unless `channels` names some). A rule's recipients who read different languages
+    get a delivery per language. `subject` may be worded lazily: it is stored in the site's
+    language, and in every language beside the details' other texts."""
+    subject = alert_texts.add_subject(details, subject)
     notification = AlertNotification.objects.create(
         account=account,
         rule=rule,
@@ -89,8 +99,8 @@ def create_notification(
     )
     deliveries = []
     recipients = rule.allowed_recipients() if rule is not None and include_rule_recipients else []
-    if recipients:
-        deliveries.append(_delivery(notification, None, recipients))
+    for language, addresses in alert_texts.languages_of(recipients).items():
+        deliveries.append(_delivery(notification, None, addresses, language))
     targets = channels if channels is not None else AlertChannel.objects.filter(account=account, enabled=True)
     deliveries += [_delivery(notification, channel, []) for channel in targets]
     AlertDelivery.objects.bulk_create(deliveries)

@@ -4,6 +4,8 @@ The body (`payload`) has a stable schema: `event` (alert.firing, alert.escalated
 alert.reminder, alert.resolved or test), `account` (slug), `rule`, `severity`, `value`,
 `threshold` (decimal strings or null), `message`, `dashboard_url` and `occurred_at`
 (ISO 8601, UTC), plus `tier`, `tiers` and `budget` (null unless the rule is a budget's).
+The keys and the codes (`event`, `severity`) are English whatever the channel's language;
+`message`, written for people, is in the channel's language (`AlertChannel.language`).
 `X-Toki-Timestamp` is the unix time of the attempt, and `X-Toki-Signature` is
 `sha256=` + the hex HMAC-SHA256 of "<timestamp>.<body>" keyed with the channel's secret:
 a receiver recomputes it over the raw body and refuses stale timestamps (replays).
@@ -22,9 +24,10 @@ from typing import Any
 import httpx
 from django.conf import settings
 
+from billing import alert_texts
 from billing.models import AlertChannel, AlertNotification
 from billing.notify.base import Attempt
-from billing.notify.email import page_url
+from billing.notify.email import page_url, summary_of
 
 USER_AGENT = "TOKI-Dashboard-Webhook/1"
 
@@ -33,7 +36,8 @@ def _decimal(value: Decimal | None) -> str | None:
     return None if value is None else format(value.normalize(), "f")
 
 
-def payload(notification: AlertNotification) -> dict[str, Any]:
+def payload(notification: AlertNotification, language: str | None = None) -> dict[str, Any]:
+    """The body's fields; `message` in `language` (default: the site's)."""
     rule = notification.rule
     details = notification.details or {}
     budget = rule.budget.name if rule is not None and rule.budget is not None else None
@@ -44,7 +48,7 @@ def payload(notification: AlertNotification) -> dict[str, Any]:
         "severity": notification.severity,
         "value": _decimal(notification.value),
         "threshold": _decimal(notification.threshold),
-        "message": details.get("summary") or notification.subject,
+        "message": summary_of(notification, alert_texts.supported(language)),
         "dashboard_url": page_url(tuple(details.get("page") or ("billing:alerts",)), notification.account),
         "occurred_at": notification.created_at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
         "tier": notification.tier,
@@ -53,8 +57,8 @@ def payload(notification: AlertNotification) -> dict[str, Any]:
     }
 
 
-def body_of(notification: AlertNotification) -> bytes:
-    return json.dumps(payload(notification), separators=(",", ":"), ensure_ascii=False).encode()
+def body_of(notification: AlertNotification, language: str | None = None) -> bytes:
+    return json.dumps(payload(notification, language), separators=(",", ":"), ensure_ascii=False).encode()
 
 
 def signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -63,7 +67,7 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
 
 
 def send(channel: AlertChannel, notification: AlertNotification) -> Attempt:
-    body = body_of(notification)
+    body = body_of(notification, channel.language)
     timestamp = str(int(time.time()))
     headers = {
         "Content-Type": "application/json",

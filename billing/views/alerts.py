@@ -15,9 +15,11 @@ from django.db.models import Prefetch
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import get_language, gettext_lazy
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from billing import alerts
+from billing import alert_texts, alerts
 from billing.alert_rules import AUDITED_FIELDS, save_alert_rule
 from billing.alert_tiers import effective_tiers, severity_label
 from billing.audit import Actor
@@ -48,22 +50,33 @@ class AlertRuleForm(ErrorsInPlace, forms.ModelForm):
         model = AlertRule
         fields = list(AUDITED_FIELDS)  # what people set on a rule is what its audit entries record
         labels = {
-            "kind": "Condition",
-            "days": "Within days",
-            "error_cause": "Error cause",
-            "cooldown_hours": "Reminder every (hours)",
-            "tiers": "Severity tiers",
+            "name": gettext_lazy("Name"),
+            "kind": gettext_lazy("Condition"),
+            "threshold": gettext_lazy("Threshold"),
+            "days": gettext_lazy("Within days"),
+            "error_cause": gettext_lazy("Error cause"),
+            "recipients": gettext_lazy("Recipients"),
+            "cooldown_hours": gettext_lazy("Reminder every (hours)"),
+            "tiers": gettext_lazy("Severity tiers"),
+            "enabled": gettext_lazy("Enabled"),
         }
         help_texts = {
-            "threshold": ("Percent, tokens, money, days, % unused, hours, × median or errors an hour, by condition."),
-            "days": "Only for “a plan expiring within N days”.",
-            "error_cause": "Only for an error surge.",
-            "tiers": "Least severe first, e.g. “14, 7, 3, 1” days; empty: the threshold and the standard tiers.",
-            "recipients": "Optional: emails of members of the account, besides the account's channels.",
-            "cooldown_hours": "A reminder this often while it stays in a tier; 0 for none.",
+            "threshold": gettext_lazy(
+                "Percent, tokens, money, days, share unused (%), hours, × median or errors an hour, by condition."
+            ),
+            "days": gettext_lazy("Only for “a plan expiring within N days”."),
+            "error_cause": gettext_lazy("Only for an error surge."),
+            "tiers": gettext_lazy(
+                "Least severe first, e.g. “14, 7, 3, 1” days; empty: the threshold and the standard tiers."
+            ),
+            "recipients": gettext_lazy(
+                "Optional: emails of members of the account, besides the account's channels. Each is written "
+                "to in the language they chose for the dashboard."
+            ),
+            "cooldown_hours": gettext_lazy("A reminder this often while it stays in a tier; 0 for none."),
         }
         widgets = {
-            "name": forms.TextInput(attrs={"class": "input", "placeholder": "Token balance low"}),
+            "name": forms.TextInput(attrs={"class": "input", "placeholder": gettext_lazy("e.g. Balance under 20%")}),
             "kind": forms.Select(attrs={"class": "input"}),
             "threshold": forms.NumberInput(attrs={"class": "input", "step": "any", "min": "0"}),
             "days": forms.NumberInput(attrs={"class": "input", "min": "1"}),
@@ -79,15 +92,17 @@ class AlertRuleForm(ErrorsInPlace, forms.ModelForm):
         self.initial["tiers"] = ", ".join(str(t) for t in tiers)  # the model's list, written for people
         self.fields["tiers"] = forms.CharField(
             required=False,
-            label="Severity tiers",
+            label=gettext_lazy("Severity tiers"),
             help_text=self.fields["tiers"].help_text,
             widget=forms.TextInput(attrs={"class": "input", "placeholder": "14, 7, 3, 1"}),
         )
-        causes = [(c.value, c.label) for c in ErrorCause if c != ErrorCause.NONE]
+        causes = [
+            (c.value, alert_texts.ERROR_CAUSE_NAMES.get(c.value, c.label)) for c in ErrorCause if c != ErrorCause.NONE
+        ]
         self.fields["error_cause"] = forms.ChoiceField(
             choices=[("", "—"), *causes],
             required=False,
-            label="Error cause",
+            label=gettext_lazy("Error cause"),
             help_text=self.fields["error_cause"].help_text,
             widget=forms.Select(attrs={"class": "input"}),
         )
@@ -106,19 +121,19 @@ class AlertRuleForm(ErrorsInPlace, forms.ModelForm):
             try:
                 validate_email(address)
             except ValidationError:
-                raise ValidationError(f"{address!r} is not an email address.") from None
+                raise ValidationError(_("%(address)s is not an email address.") % {"address": repr(address)}) from None
         return ", ".join(addresses)
 
     def clean_tiers(self) -> list[str]:
         tiers = parse_tiers(self.cleaned_data.get("tiers") or "")
         if len(tiers) > 10:
-            raise ValidationError("At most 10 tiers.")
+            raise ValidationError(_("At most 10 tiers."))
         return [format(t.normalize(), "f") for t in tiers]
 
     def clean_threshold(self) -> Decimal:
         value = self.cleaned_data["threshold"]
         if value is not None and value < 0:
-            raise ValidationError("The threshold cannot be negative.")
+            raise ValidationError(_("The threshold cannot be negative."))
         return value
 
     def clean(self) -> dict[str, Any]:
@@ -128,7 +143,7 @@ class AlertRuleForm(ErrorsInPlace, forms.ModelForm):
         if data.get("tiers"):
             data["threshold"] = Decimal(data["tiers"][0])  # the least severe tier
         if kind == AlertKind.PLAN_EXPIRING_UNUSED and not data.get("days"):
-            self.add_error("days", "Say within how many days the plan expires.")
+            self.add_error("days", _("Say within how many days the plan expires."))
         if kind == AlertKind.ERROR_SURGE and not data.get("error_cause"):
             data["error_cause"] = ErrorCause.INSUFFICIENT_QUOTA
         if kind != AlertKind.ERROR_SURGE:
@@ -165,14 +180,16 @@ def deliveries_of(account: Any, rule: AlertRule | None = None) -> list[AlertDeli
     rows = AlertDelivery.objects.filter(notification__account=account)
     if rule is not None:
         rows = rows.filter(notification__rule=rule)
-    return list(rows.select_related("notification__rule", "channel").order_by("-created_at", "-pk")[:HISTORY_LIMIT])
+    return list(
+        rows.select_related("notification__rule__budget", "channel").order_by("-created_at", "-pk")[:HISTORY_LIMIT]
+    )
 
 
 def _rule_row(rule: AlertRule, episode: AlertEpisode | None) -> dict[str, Any]:
     tiers = effective_tiers(rule)
     return {
         "rule": rule,
-        "condition": alerts.describe(rule),
+        "condition": alerts.describe(rule),  # in the active language
         "tiers": alerts.tiers_label(rule),
         "episode": episode,
         "severity": severity_label(episode.severity, len(tiers)) if episode else "",
@@ -206,7 +223,7 @@ def _page(
             "channel_form": channel_form or ChannelForm(),
             "episodes": list(
                 AlertEpisode.objects.filter(account=account)
-                .select_related("rule")
+                .select_related("rule__budget")
                 .prefetch_related(
                     Prefetch("notifications", queryset=AlertNotification.objects.order_by("created_at", "pk"))
                 )
@@ -231,7 +248,9 @@ def alert_rules(request: HttpRequest) -> HttpResponse:
         form = rule_form(None, request.POST, account=account)
         if form.is_valid():
             rule = save_alert_rule(form.save(commit=False), Actor.of_user(request.user))
-            messages.success(request, f"Rule “{rule.name}” created; it is evaluated within 5 minutes.")
+            messages.success(
+                request, _("Rule “%(name)s” created; it is evaluated within 5 minutes.") % {"name": rule.name}
+            )
             return form_saved(request, reverse("billing:alerts"))
         return _page(request, form=form)
     return _page(request)
@@ -245,7 +264,7 @@ def edit_alert_rule(request: HttpRequest, pk: int) -> HttpResponse:
         form = rule_form(rule, request.POST)
         if form.is_valid():
             save_alert_rule(form.save(commit=False), Actor.of_user(request.user))
-            messages.success(request, f"Rule “{rule.name}” saved.")
+            messages.success(request, _("Rule “%(name)s” saved.") % {"name": rule.name})
             return form_saved(request, reverse("billing:alerts"))
         return _page(request, form=form, editing=rule)
     return _page(request, editing=rule)
@@ -254,16 +273,18 @@ def edit_alert_rule(request: HttpRequest, pk: int) -> HttpResponse:
 def report_deliveries(request: HttpRequest, deliveries: list[AlertDelivery]) -> None:
     """One message per delivery of a test: where it went, and how that went."""
     if not deliveries:
-        messages.error(request, "Nobody would be told: the rule has no recipients and the account no channel.")
+        messages.error(request, _("Nobody would be told: the rule has no recipients and the account no channel."))
     for delivery in deliveries:
         if delivery.kind == "email":
-            what = f"Test email sent to {', '.join(delivery.recipients)}."
-            failed = f"The test email to {', '.join(delivery.recipients)} could not be sent: {delivery.error}"
+            to = ", ".join(delivery.recipients)
+            what = _("Test email sent to %(to)s.") % {"to": to}
+            failed = _("The test email to %(to)s could not be sent: %(error)s") % {"to": to, "error": delivery.error}
         else:
             code = f" (HTTP {delivery.response_code})" if delivery.response_code else ""
-            what = f"Test sent to {delivery.get_kind_display().lower()} {delivery.target}{code}."
-            failed = (
-                f"The test to {delivery.get_kind_display().lower()} {delivery.target} failed{code}: {delivery.error}"
+            where = {"kind": str(delivery.get_kind_display()).lower(), "target": delivery.target, "code": code}
+            what = _("Test sent to %(kind)s %(target)s%(code)s.") % where
+            failed = _("The test to %(kind)s %(target)s failed%(code)s: %(error)s") % (
+                where | {"error": delivery.error}
             )
         if delivery.status == DeliveryStatus.SENT:
             messages.success(request, what)
@@ -296,6 +317,7 @@ def add_channel(request: HttpRequest) -> HttpResponse:
             target=data["target"],
             secret=data["secret"],
             name=data["name"],
+            language=data["language"] or get_language(),
             created_by=request.user,
         )
     except ValidationError as exc:
@@ -303,8 +325,11 @@ def add_channel(request: HttpRequest) -> HttpResponse:
             for error in errors:
                 form.add_error(field if field in form.fields else None, error)
         return _page(request, channel_form=form)
-    text = f"Channel {added.channel.label} added; every rule and budget of {account.name} now notifies it."
+    text = _("Channel %(channel)s added; every rule and budget of %(account)s now notifies it.") % {
+        "channel": added.channel.label,
+        "account": account.name,
+    }
     if data["kind"] == ChannelKind.WEBHOOK and not data["secret"]:
-        text += f" Its signing secret, shown this once: {added.secret}"
+        text += " " + _("Its signing secret, shown this once: %(secret)s") % {"secret": added.secret}
     messages.success(request, text)
     return form_saved(request, back_to(request))

@@ -13,6 +13,8 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from django.views.decorators.http import require_POST
 
 from billing.audit import Actor
@@ -28,50 +30,70 @@ INPUT = {"class": "input"}
 
 
 class BudgetForm(ErrorsInPlace, forms.Form):
-    name = forms.CharField(max_length=200, widget=forms.TextInput(attrs=INPUT | {"placeholder": "Search team"}))
-    scope = forms.ChoiceField(choices=BudgetScope.choices, widget=forms.Select(attrs=INPUT), label="Applies to")
+    name = forms.CharField(
+        max_length=200,
+        label=gettext_lazy("Name"),
+        widget=forms.TextInput(attrs=INPUT | {"placeholder": gettext_lazy("e.g. Search team")}),
+    )
+    scope = forms.ChoiceField(
+        choices=BudgetScope.choices, widget=forms.Select(attrs=INPUT), label=gettext_lazy("Applies to")
+    )
     target = forms.CharField(
         max_length=200,
         required=False,
-        label="Team, key or model",
-        help_text="The team's name, the key's name, or a model name or glob such as gpt-4o*; empty for the account.",
+        label=gettext_lazy("Team, key or model"),
+        help_text=gettext_lazy(
+            "The team's name, the key's name, or a model name or glob such as gpt-4o*; empty for the account."
+        ),
         widget=forms.TextInput(attrs=INPUT),
     )
-    measure = forms.ChoiceField(choices=BudgetMeasure.choices, widget=forms.Select(attrs=INPUT), label="Counts")
+    measure = forms.ChoiceField(
+        choices=BudgetMeasure.choices, widget=forms.Select(attrs=INPUT), label=gettext_lazy("Counts")
+    )
     amount = forms.DecimalField(
         max_digits=38,
         decimal_places=10,
-        help_text="In the account's currency, or a number of tokens.",
+        label=gettext_lazy("Amount"),
+        help_text=gettext_lazy("In the account's currency, or a number of tokens."),
         widget=forms.NumberInput(attrs=INPUT | {"step": "any", "min": "0"}),
     )
     period = forms.ChoiceField(
-        choices=BudgetPeriod.choices, initial=BudgetPeriod.MONTH, widget=forms.Select(attrs=INPUT)
+        choices=BudgetPeriod.choices,
+        initial=BudgetPeriod.MONTH,
+        label=gettext_lazy("Period"),
+        widget=forms.Select(attrs=INPUT),
     )
     starts_on = forms.DateField(
         required=False,
-        label="From",
+        label=gettext_lazy("From"),
         widget=forms.DateInput(attrs=INPUT | {"type": "date"}),
-        help_text="Fixed range only.",
+        help_text=gettext_lazy("Fixed range only."),
     )
     ends_on = forms.DateField(
-        required=False, label="To", widget=forms.DateInput(attrs=INPUT | {"type": "date"}), help_text="Inclusive."
+        required=False,
+        label=gettext_lazy("To"),
+        widget=forms.DateInput(attrs=INPUT | {"type": "date"}),
+        help_text=gettext_lazy("Inclusive."),
     )
     thresholds = forms.CharField(
         initial="50, 80, 100",
-        help_text="Percent of the amount at which to notify, e.g. 50, 80, 100.",
+        label=gettext_lazy("Thresholds"),
+        help_text=gettext_lazy("Percent of the amount at which to notify, e.g. 50, 80, 100."),
         widget=forms.TextInput(attrs=INPUT),
     )
     enforce = forms.BooleanField(
         required=False,
-        label="Enforce at the proxy",
-        help_text="Once exhausted, the logging proxy refuses its calls (HTTP 429) until the period resets.",
+        label=gettext_lazy("Enforce at the proxy"),
+        help_text=gettext_lazy(
+            "Once exhausted, the logging proxy refuses its calls (HTTP 429) until the period resets."
+        ),
     )
 
     def clean_thresholds(self) -> list[Decimal]:
         try:
             return parse_tiers(self.cleaned_data["thresholds"])
         except ValidationError as exc:
-            raise ValidationError(f"Thresholds: {exc.messages[0]}") from None
+            raise ValidationError(_("Thresholds: %(error)s") % {"error": exc.messages[0]}) from None
 
     def data_class(self) -> BudgetData:
         data = self.cleaned_data
@@ -145,14 +167,19 @@ def _save(request: HttpRequest, form: BudgetForm, budget: Budget | None) -> Http
     actor = Actor.of_user(request.user)
     try:
         if budget is None:
-            budget, _ = services.create_budget(account, form.data_class(), actor)
-            messages.success(request, f"Budget “{budget.name}” added.")
+            budget, _created = services.create_budget(account, form.data_class(), actor)
+            messages.success(request, _("Budget “%(name)s” added.") % {"name": budget.name})
         else:
             services.update_budget(budget, form.data_class(), actor)
-            messages.success(request, f"Budget “{budget.name}” saved.")
+            messages.success(request, _("Budget “%(name)s” saved.") % {"name": budget.name})
     except BillingError as exc:
-        field, _, message = str(exc).partition(": ")
-        form.add_error(field if field in form.fields else None, message or str(exc))
+        # The service's messages are English ("field: what is wrong"), marked for the catalogue:
+        # the page shows them in the reader's language (the whole sentence is the msgid).
+        text = _(str(exc))
+        field, sep, message = str(exc).partition(": ")
+        if sep and text != str(exc):
+            message = text.partition(": ")[2] or text
+        form.add_error(field if field in form.fields else None, message or text)
         return None
     return form_saved(request, reverse("billing:budgets"))
 
@@ -184,8 +211,8 @@ def edit_budget(request: HttpRequest, pk: int) -> HttpResponse:
 def delete_budget(request: HttpRequest, pk: int) -> HttpResponse:
     budget = Budget.objects.filter(pk=pk, account=current_account(request)).first()
     if budget is None:  # deleted already (a second click, another tab): nothing left to do
-        messages.info(request, "That budget was deleted already.")
+        messages.info(request, _("That budget was deleted already."))
         return redirect(reverse("billing:budgets"))
     services.delete_budget(budget, Actor.of_user(request.user))
-    messages.success(request, f"Budget “{budget.name}” deleted.")
+    messages.success(request, _("Budget “%(name)s” deleted.") % {"name": budget.name})
     return redirect(reverse("billing:budgets"))

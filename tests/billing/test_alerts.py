@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email
+import re
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime, time, timedelta
@@ -12,6 +13,7 @@ from io import StringIO
 
 import pytest
 from aiosmtpd.controller import Controller
+from django.contrib.auth.models import User
 from django.core import mail
 from django.core.management import call_command
 from django.test import Client
@@ -31,7 +33,7 @@ from billing.models import (
 from tests.billing.conftest import allocate, buy, ingest, record, top_up
 from tests.members import members_with_emails
 from toki_dashboard.roles import Role
-from usage.models import Account, Membership
+from usage.models import Account, Membership, UserLanguage
 
 RECIPIENTS = ["finance@example.com", "oncall@example.com"]
 
@@ -246,6 +248,42 @@ def test_a_real_smtp_server_receives_the_alert_email_with_text_and_html(firing: 
     assert "Tokens left: 5,000 of 100,000" in text
     assert "<th" in html and "5,000 of 100,000" in html and 'href="http://127.0.0.1:8000/plans/?account=acme"' in html
     assert AlertDelivery.objects.get().status == DeliveryStatus.SENT
+
+
+FIGURES = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+\.\d+%?")  # 100,000 · 5.0% · 1,234.50
+
+
+def test_a_recipient_who_reads_chinese_receives_the_alert_email_in_chinese_with_the_same_figures(
+    firing: AlertRule, now, smtp_server: Sink
+):
+    """Emails go to addresses; a rule's recipients are members, each written to in the language
+    they chose for the dashboard: one message per language, the same figures in each."""
+    finance = User.objects.get(email="finance@example.com")
+    UserLanguage.objects.create(user=finance, language="zh-hans")
+
+    alerts.evaluate_account(firing.account, now=now)
+
+    by_recipient = {tuple(envelope.rcpt_tos): envelope for envelope in smtp_server.envelopes}
+    assert sorted(by_recipient) == [("finance@example.com",), ("oncall@example.com",)]
+    chinese, english = (
+        email.message_from_bytes(by_recipient[(address,)].content, policy=default_policy)
+        for address in ("finance@example.com", "oncall@example.com")
+    )
+    chinese_text = chinese.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    chinese_html = chinese.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    english_text = english.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+    assert str(english["Subject"]).strip().startswith("[Acme] Token balance 5.0% — runs out around ")
+    assert str(chinese["Subject"]).strip().startswith("[Acme] Token 余额 5.0% — 预计 ")
+    assert "剩余 token：5,000 / 100,000" in chinese_text and "Tokens left: 5,000 of 100,000" in english_text
+    # The standard rule "Token balance low" goes by its Chinese name; 5% is its second tier of three.
+    assert "TOKI 账户 Acme 的告警规则“Token 余额不足”开始告警（严重程度：严重）" in chinese_text
+    assert "Tokens left" not in chinese_text and "runs out" not in chinese_text
+    assert 'lang="zh-hans"' in chinese_html and "剩余 token" in chinese_html and "5,000 / 100,000" in chinese_html
+    assert "打开仪表盘" in chinese_html
+    figures = FIGURES.findall(english_text)
+    assert figures and sorted(FIGURES.findall(chinese_text)) == sorted(figures)
+    languages = dict(AlertDelivery.objects.values_list("target", "language"))
+    assert languages == {"finance@example.com": "zh-hans", "oncall@example.com": "en"}
 
 
 def test_a_failed_send_is_recorded_retried_and_shown(firing: AlertRule, now, settings, monkeypatch, make_user):

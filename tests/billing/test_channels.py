@@ -87,6 +87,42 @@ def test_a_failing_webhook_is_retried_with_backoff_and_its_response_codes_are_lo
     assert "Deliveries of “Token balance low”" in page and "Sent" in page and ">200<" in page
 
 
+def test_a_chinese_webhook_keeps_the_english_keys_and_codes_and_words_only_its_message_in_chinese(
+    firing_rule, webhook_receiver: WebhookReceiver
+):
+    create_channel(
+        firing_rule.account, kind=ChannelKind.WEBHOOK, target=webhook_receiver.url, secret=SECRET, language="zh-hans"
+    )
+
+    alerts.evaluate_account(firing_rule.account)
+
+    (hook,) = webhook_receiver.received
+    body = hook.json
+    assert set(body) >= PAYLOAD_KEYS
+    # The machine contract is the English one: keys, event, severity, the rule's stored name, the figures.
+    assert (body["event"], body["rule"], body["severity"], body["value"], body["threshold"]) == (
+        "alert.firing",
+        "Token balance low",
+        "high",
+        "5",
+        "10",
+    )
+    assert body["message"].startswith("Token 余额 5.0% — 预计 ") and "runs out" not in body["message"]
+    assert hook.signature_valid(SECRET)
+    assert AlertDelivery.objects.get().language == "zh-hans"
+
+
+def test_a_chat_channel_in_chinese_is_told_in_chinese(firing_rule, webhook_receiver: WebhookReceiver):
+    target = webhook_receiver.url.replace("http://", "json://")
+    create_channel(firing_rule.account, kind=ChannelKind.APPRISE, target=target, language="zh-hans")
+
+    alerts.evaluate_account(firing_rule.account)
+
+    (hook,) = webhook_receiver.received
+    assert hook.json["title"].startswith("[Acme] Token 余额 5.0%")
+    assert "剩余 token：5,000 / 100,000" in hook.json["message"] and "Tokens left" not in hook.json["message"]
+
+
 def test_a_chat_channel_goes_through_apprise(firing_rule, webhook_receiver: WebhookReceiver):
     # apprise's json:// service posts to any HTTP endpoint: here the local receiver stands in for Slack & co.
     target = webhook_receiver.url.replace("http://", "json://")
@@ -191,3 +227,19 @@ def test_rule_without_channels_or_recipients_tells_nobody_and_says_so(account: A
     response = admin_client.post(reverse("billing:test_alert_rule", args=[rule.pk]), follow=True)
 
     assert "Nobody would be told" in response.content.decode()
+
+
+def test_a_channel_added_on_the_alerts_page_speaks_the_language_chosen_else_its_creators(
+    account: Account, admin_client: Client
+):
+    address = members_with_emails(account, ["finance@example.com"])
+    url = reverse("billing:alerts")
+    chosen = {"form": "channel", "channel-kind": "email", "channel-target": address, "channel-language": "zh-hans"}
+    unsaid = {"form": "channel", "channel-kind": "webhook", "channel-target": "https://hooks.example.com/toki"}
+
+    admin_client.post(url, chosen, HTTP_ACCEPT_LANGUAGE="en-US")
+    admin_client.post(url, unsaid, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
+    admin_client.post(url, unsaid | {"channel-target": "https://hooks.example.com/other"}, HTTP_ACCEPT_LANGUAGE="en-US")
+
+    languages = list(AlertChannel.objects.order_by("pk").values_list("kind", "language"))
+    assert languages == [("email", "zh-hans"), ("webhook", "zh-hans"), ("webhook", "en")]

@@ -50,7 +50,7 @@ def test_an_admin_creates_a_token_and_sees_it_only_once(account_with_usage, brow
     page.get_by_role("checkbox", name=re.compile(r"^\s*read")).check()
     page.get_by_role("button", name="Create token").click()
 
-    secret_box = page.get_by_label("Token", exact=True)
+    secret_box = page.get_by_label("The token", exact=True)  # the label: "Token" alone is a word of Chinese labels too
     expect(secret_box).to_have_value(re.compile(r"^toki_[A-Za-z0-9_-]{20,}$"))
     secret = secret_box.input_value()
     expect(page.get_by_text("it will not be shown again")).to_be_visible()

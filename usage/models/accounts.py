@@ -101,11 +101,11 @@ class Membership(models.Model):
 
 
 class TokenScope(models.TextChoices):
-    INGEST = "ingest", "Send usage (POST /api/v1/usage)"
-    READ = "read", "Read usage and balances (GET endpoints)"
-    BILLING = "billing", "Record purchases and wallet entries"
-    PROXY = "proxy", "Call TOKI through the logging proxy (when PROXY_REQUIRE_TOKEN is on)"
-    METRICS = "metrics", "Scrape Prometheus metrics (GET /metrics)"
+    INGEST = "ingest", gettext_lazy("Send usage (POST /api/v1/usage)")
+    READ = "read", gettext_lazy("Read usage and balances (GET endpoints)")
+    BILLING = "billing", gettext_lazy("Record purchases and wallet entries")
+    PROXY = "proxy", gettext_lazy("Call TOKI through the logging proxy (when PROXY_REQUIRE_TOKEN is on)")
+    METRICS = "metrics", gettext_lazy("Scrape Prometheus metrics (GET /metrics)")
 
 
 class ApiToken(models.Model):

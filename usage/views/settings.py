@@ -12,6 +12,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.cache import add_never_cache_headers
 from django.utils.http import urlencode
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from toki_dashboard.forms import form_invalid, form_saved
@@ -88,7 +89,7 @@ def api_token_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST":
         if token.is_active:
             revoke_api_token(token)
-            messages.success(request, f"Revoked “{token.name}”: it no longer authenticates.")
+            messages.success(request, _("Revoked “%(name)s”: it no longer authenticates.") % {"name": token.name})
         return redirect("usage:settings")
     return _page(request, "usage/settings_token_revoke.html", {"section": "tokens", "token": token})
 
@@ -126,8 +127,8 @@ def prices(request: HttpRequest) -> HttpResponse:
             price = form.save()
             messages.success(
                 request,
-                f"Added a price for {price.model_pattern}. "
-                "The requests it applies to are being re-costed in the background.",
+                _("Added a price for %(model)s. The requests it applies to are being re-costed in the background.")
+                % {"model": price.model_pattern},
             )
             return form_saved(request, reverse("usage:prices") + "?" + urlencode({"q": price.model_pattern}))
         context = _price_context(request, form)
