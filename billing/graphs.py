@@ -41,6 +41,21 @@ def _run_out_marker(fig: go.Figure, run_out: RunOut, label: str) -> None:
     )
 
 
+def _band(fig: go.Figure, x: list[str], high: list[Any], low: list[Any], value: str) -> None:
+    """The projection's p10–p90 band: an invisible upper line, and the lower one filled up to it."""
+    fig.add_scatter(x=x, y=high, mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False)
+    fig.add_scatter(
+        x=x,
+        y=low,
+        mode="lines",
+        line={"width": 0},
+        fill="tonexty",
+        fillcolor=BAND,
+        name="Likely range (p10–p90)",
+        hovertemplate=f"{value}<extra>p10–p90 low</extra>",
+    )
+
+
 def token_balance_chart(
     history: list[BalancePoint], projection: list[ProjectedPoint], run_out: RunOut, *, now: datetime
 ) -> dict[str, Any]:
@@ -48,19 +63,7 @@ def token_balance_chart(
     fig = go.Figure(layout=BASE_LAYOUT)
     points = projection_window(projection, run_out, now=now)
     x = [_local(p.at) for p in points]
-    fig.add_scatter(
-        x=x, y=[p.token_high for p in points], mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False
-    )
-    fig.add_scatter(
-        x=x,
-        y=[p.token_low for p in points],
-        mode="lines",
-        line={"width": 0},
-        fill="tonexty",
-        fillcolor=BAND,
-        name="Likely range (p10–p90)",
-        hovertemplate="%{y:,} tokens<extra>p10–p90 low</extra>",
-    )
+    _band(fig, x, [p.token_high for p in points], [p.token_low for p in points], "%{y:,} tokens")
     fig.add_scatter(
         x=[_local(p.at) for p in history],
         y=[p.token_balance for p in history],
@@ -97,24 +100,7 @@ def wallet_chart(
     points = projection_window(projection, run_out, now=now)
     x = [_local(p.at) for p in points]
     money = f"%{{y:,.2f}} {currency}"
-    fig.add_scatter(
-        x=x,
-        y=[float(p.wallet_high) for p in points],
-        mode="lines",
-        line={"width": 0},
-        hoverinfo="skip",
-        showlegend=False,
-    )
-    fig.add_scatter(
-        x=x,
-        y=[float(p.wallet_low) for p in points],
-        mode="lines",
-        line={"width": 0},
-        fill="tonexty",
-        fillcolor=BAND,
-        name="Likely range (p10–p90)",
-        hovertemplate=f"{money}<extra>p10–p90 low</extra>",
-    )
+    _band(fig, x, [float(p.wallet_high) for p in points], [float(p.wallet_low) for p in points], money)
     fig.add_scatter(
         x=[_local(p.at) for p in history],
         y=[float(p.wallet_balance) for p in history],
