@@ -18,6 +18,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 
+from billing import alerts
 from billing.models import AlertEpisode
 from toki_dashboard.roles import Role, has_any_role
 from usage.models import Account
@@ -45,8 +46,6 @@ class AlertBanner:
 
 
 def _banner(request: HttpRequest, account: Account) -> AlertBanner:
-    from billing import alerts  # alerts imports the forecast; only pages with a banner need it
-
     episodes = list(
         AlertEpisode.objects.filter(account=account, resolved_at__isnull=True, rule__enabled=True)
         .select_related("rule__account")

@@ -27,12 +27,17 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
-from billing import services
+from billing import alerts, services
 from billing.audit import Actor
+from billing.budgets import spend
+from billing.budgets.services import BudgetData, create_budget
 from billing.models import (
+    AlertKind,
+    AlertRule,
     Allocation,
     BalanceSnapshot,
     BalanceSource,
+    Budget,
     PlanPurchase,
     WalletEntry,
     WalletEntryKind,
@@ -190,10 +195,6 @@ def _deepseek_pack(book: _Book) -> None:
 def _budgets(account: Account, window: DemoWindow) -> None:
     """Two monthly budgets, sized on the last 30 days so the page has something to say: the
     search team's usage value at about its pace, and the account's paid with room to spare."""
-    from billing.budgets import spend
-    from billing.budgets.services import BudgetData, create_budget
-    from billing.models import Budget
-
     until = window.until.date()
     for name, scope, target, measure, headroom in (
         ("Search team", "team", "search", "usage_value", Decimal("1.0")),
@@ -216,9 +217,6 @@ def _alerts(account: Account, window: DemoWindow) -> tuple[int, int]:
     so its email goes out through the configured backend) and one that stays quiet.
     Evaluated with the current balances, the ones the pages show (the window ends this hour);
     a second run finds the episode open and sends nothing."""
-    from billing import alerts
-    from billing.models import AlertKind, AlertRule
-
     created = 0
     for name, kind, threshold, days in (
         ("Plan expiring with tokens unused", AlertKind.PLAN_EXPIRING_UNUSED, Decimal(10), 7),
