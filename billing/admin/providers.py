@@ -12,10 +12,11 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from billing import services, sync, tasks
+from billing import services, sync
 from billing.admin.common import ReadOnlyAdmin, request_actor
 from billing.models import BalanceSnapshot, ProviderAccount, SyncRun, SyncState, SyncTrigger
 from billing.providers import REQUIRED_CREDENTIALS
+from toki_dashboard import background
 
 
 class BalanceForm(forms.ModelForm):
@@ -166,5 +167,7 @@ class ProviderAccountAdmin(admin.ModelAdmin):
     def sync_now(self, request: HttpRequest, queryset: QuerySet[ProviderAccount]) -> None:
         for account in queryset:
             account_id = account.pk
-            transaction.on_commit(partial(tasks.sync_account.delay, account_id, SyncTrigger.MANUAL))
+            transaction.on_commit(
+                partial(background.enqueue, "billing.tasks.sync_account", account_id, SyncTrigger.MANUAL)
+            )
         self.message_user(request, f"Sync queued for {queryset.count()} account(s).", messages.SUCCESS)
