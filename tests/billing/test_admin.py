@@ -160,19 +160,3 @@ def test_an_invalid_purchase_in_the_admin_is_a_form_error_not_a_crash(staff_clie
     assert response.status_code == 200
     assert "wallet&#x27;s currency" in response.content.decode()
     assert PlanPurchase.objects.count() == 1
-
-
-def test_sync_now_in_the_admin_enqueues_a_manual_sync_of_each_selected_account_after_commit(
-    staff_client, newapi_account, monkeypatch, django_capture_on_commit_callbacks
-):
-    from celery.app.task import Task
-
-    sent = []
-    monkeypatch.setattr(Task, "apply_async", lambda self, args=None, *rest, **kw: sent.append((self.name, tuple(args))))
-
-    with django_capture_on_commit_callbacks(execute=True):
-        staff_client.post(
-            "/admin/billing/provideraccount/", {"action": "sync_now", "_selected_action": [newapi_account.pk]}
-        )
-
-    assert sent == [("billing.tasks.sync_account", (newapi_account.pk, "manual"))]
