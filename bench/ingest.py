@@ -98,10 +98,10 @@ def copy_text(account: Any, records: list[dict[str, Any]]) -> tuple[bytes, str]:
     """
     from django.db import connection, transaction
 
-    from usage.estimation import current_estimator
+    from usage.estimation.estimator import current_estimator
     from usage.ingestion import RowBuilder, content_hash, resolve_keys
     from usage.models import UsageRecord
-    from usage.pricing import PriceBook
+    from usage.pricing.price_book import PriceBook
     from usage.schemas import validate_records
     from usage.sql import _json_text
 

@@ -137,7 +137,7 @@ def _card_specs() -> list[PageSpec]:
 def _deep_cursor(account: Any, days: int) -> dict[str, str]:
     """The request log's cursor 90% of the way through the last `days` days of records."""
     from usage.models import UsageRecord
-    from usage.requestlog import encode_cursor
+    from usage.selectors.requestlog import encode_cursor
 
     newest = UsageRecord.objects.filter(account=account).order_by("-occurred_at", "-id").first()
     if newest is None:

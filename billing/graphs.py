@@ -1,4 +1,5 @@
-"""Plotly figures of the billing pages, built from forecast and selector output (pure functions)."""
+"""Plotly figures of the billing pages, built from forecast and selector output (pure functions);
+legends, axis titles and hover labels in the active language."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import plotly.graph_objects as go
+from django.utils.translation import gettext
 
 from billing.forecast import BalancePoint, ProjectedPoint, ReportedPoint, RunOut
-from usage.graphs import BASE_LAYOUT
+from usage.graphs import BASE_LAYOUT, date_axis, hover_name, tokens_hover
 from usage.periods import dashboard_tz
 
 HISTORY = "rgba(79, 70, 229, 1)"  # the brand indigo, as in app.css
@@ -51,8 +53,8 @@ def _band(fig: go.Figure, x: list[str], high: list[Any], low: list[Any], value: 
         line={"width": 0},
         fill="tonexty",
         fillcolor=BAND,
-        name="Likely range (p10–p90)",
-        hovertemplate=f"{value}<extra>p10–p90 low</extra>",
+        name=gettext("Likely range (p10–p90)"),
+        hovertemplate=value + hover_name(gettext("p10–p90 low")),
     )
 
 
@@ -63,26 +65,32 @@ def token_balance_chart(
     fig = go.Figure(layout=BASE_LAYOUT)
     points = projection_window(projection, run_out, now=now)
     x = [_local(p.at) for p in points]
-    _band(fig, x, [p.token_high for p in points], [p.token_low for p in points], "%{y:,} tokens")
+    _band(fig, x, [p.token_high for p in points], [p.token_low for p in points], tokens_hover("%{y:,}"))
     fig.add_scatter(
         x=[_local(p.at) for p in history],
         y=[p.token_balance for p in history],
         mode="lines+markers",
         marker={"size": 4},
         line={"color": HISTORY, "width": 2},
-        name="Token balance",
-        hovertemplate="%{y:,} tokens<extra>Balance</extra>",
+        name=gettext("Token balance"),
+        hovertemplate=tokens_hover("%{y:,}") + hover_name(gettext("Balance")),
     )
     fig.add_scatter(
         x=x,
         y=[p.token_balance for p in points],
         mode="lines",
         line={"color": PROJECTION, "width": 2, "dash": "dash"},
-        name="Projected",
-        hovertemplate="%{y:,} tokens<extra>Projected</extra>",
+        name=gettext("Projected"),
+        hovertemplate=tokens_hover("%{y:,}") + hover_name(gettext("Projected")),
     )
-    _run_out_marker(fig, run_out, "runs out")
-    fig.update_layout(yaxis_title="Tokens", yaxis_tickformat=",.3s", yaxis_rangemode="tozero", hovermode="x unified")
+    _run_out_marker(fig, run_out, gettext("runs out"))
+    fig.update_layout(
+        yaxis_title=gettext("Tokens"),
+        yaxis_tickformat=",.3s",
+        yaxis_rangemode="tozero",
+        hovermode="x unified",
+        **date_axis(with_time=True),
+    )
     return fig.to_plotly_json()
 
 
@@ -107,8 +115,8 @@ def wallet_chart(
         mode="lines+markers",
         marker={"size": 4},
         line={"color": HISTORY, "width": 2},
-        name="Wallet (ledger)",
-        hovertemplate=f"{money}<extra>Wallet</extra>",
+        name=gettext("Wallet (ledger)"),
+        hovertemplate=money + hover_name(gettext("Wallet")),
     )
     if reported:
         fig.add_scatter(
@@ -116,17 +124,22 @@ def wallet_chart(
             y=[float(p.balance) for p in reported],
             mode="markers",
             marker={"color": REPORTED, "size": 6, "symbol": "diamond"},
-            name="Reported by the provider",
-            hovertemplate=f"{money}<extra>Provider</extra>",
+            name=gettext("Reported by the provider"),
+            hovertemplate=money + hover_name(gettext("Provider")),
         )
     fig.add_scatter(
         x=x,
         y=[float(p.wallet_balance) for p in points],
         mode="lines",
         line={"color": PROJECTION, "width": 2, "dash": "dash"},
-        name="Projected",
-        hovertemplate=f"{money}<extra>Projected</extra>",
+        name=gettext("Projected"),
+        hovertemplate=money + hover_name(gettext("Projected")),
     )
-    _run_out_marker(fig, run_out, "runs out")
-    fig.update_layout(yaxis_title=f"Wallet ({currency})", yaxis_tickformat=",.2f", hovermode="x unified")
+    _run_out_marker(fig, run_out, gettext("runs out"))
+    fig.update_layout(
+        yaxis_title=gettext("Wallet (%(currency)s)") % {"currency": currency},
+        yaxis_tickformat=",.2f",
+        hovermode="x unified",
+        **date_axis(with_time=True),
+    )
     return fig.to_plotly_json()

@@ -158,9 +158,10 @@ def _empty(row: DailyPaid) -> bool:
 
 
 def stored_shares(
-    account: Account, *, start: datetime | None = None, end: datetime | None = None
+    account: Account, *, start: datetime | None = None, end: datetime | None = None, api_key_id: int | None = None
 ) -> Iterator[RecordShares]:
-    """The stored allocation rows with occurred_at in [start, end), one RecordShares per record.
+    """The stored allocation rows with occurred_at in [start, end) (of one key's records, with
+    `api_key_id`), one RecordShares per record.
 
     A record's rows share its occurred_at, so ordering by (occurred_at, record) keeps them
     together; whether the record had a usage value is read from the cost its rows were
@@ -170,6 +171,8 @@ def stored_shares(
         rows = rows.filter(occurred_at__gte=start)
     if end is not None:
         rows = rows.filter(occurred_at__lt=end)
+    if api_key_id is not None:
+        rows = rows.filter(record__api_key_id=api_key_id)
     fields = (
         "occurred_at",
         "record_id",

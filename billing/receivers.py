@@ -14,13 +14,15 @@ from django.conf import settings
 from django.db.models.signals import post_save
 from django.dispatch import receiver
 
+from billing import teams
 from billing.alert_defaults import create_default_rules
 from billing.alert_episodes import schedule_evaluation
 from billing.budgets.gate import schedule_publish
 from billing.recompute import request_recompute, schedule_allocation
-from usage.calibration import tokens_reestimated
+from usage.estimation.calibration import tokens_reestimated
 from usage.models import Account, RepricingRun, UsageRecord
 from usage.signals import usage_recorded, usage_revised
+from usage.teams.signals import key_usage_moved, team_changed, team_renamed
 
 
 @receiver(usage_recorded, sender=UsageRecord, dispatch_uid="billing.allocate_new_records")
@@ -68,3 +70,22 @@ def reallocate_revised_usage(
 ) -> None:
     # Corrected tokens or costs (failed calls no longer billed…) move every allocation after them.
     request_recompute(account, since, reason or "usage corrected")
+
+
+# Teams (usage.teams): sent inside the transaction that re-attributed the records, so paid,
+# team budgets and the audit trail change in that same transaction.
+@receiver(team_renamed, dispatch_uid="billing.follow_team_rename")
+def follow_team_rename(sender: Any, account: Account, old_names: list[str], new_name: str, **kwargs: Any) -> None:
+    teams.follow_rename(account, old_names, new_name)
+
+
+@receiver(key_usage_moved, dispatch_uid="billing.follow_key_move")
+def follow_key_move(sender: Any, account: Account, api_key_id: int, since: datetime | None, **kwargs: Any) -> None:
+    teams.follow_key_move(account, api_key_id, since)
+
+
+@receiver(team_changed, dispatch_uid="billing.audit_team_change")
+def audit_team_change(
+    sender: Any, account: Account, instance: Any, action: str, user: Any, before: Any, after: Any, **kwargs: Any
+) -> None:
+    teams.audit_change(account, instance, action, user, before, after)

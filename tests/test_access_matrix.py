@@ -79,6 +79,7 @@ RULES: dict[str, Rule] = {
     "usage:spend": Rule(READERS),
     "usage:keys": Rule(ENGINEERS),
     "usage:key_edit": Rule(ENGINEERS),
+    "usage:teams": Rule(READERS),  # reading; its forms are for admins (tests/usage/test_pages_teams.py)
     "usage:settings": Rule(ADMINS),
     "usage:token_create": Rule(ADMINS, method="post", ok=400),  # an empty form
     "usage:token_revoke": Rule(ADMINS),  # the confirmation page

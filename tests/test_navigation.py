@@ -13,10 +13,13 @@ def menu(response) -> dict[str, bool]:
     return {m["url"]: bool(m["current"]) for m in MENU_LINK.finditer(response.content.decode())}
 
 
-def test_finance_sees_spend_plans_reports_rates_and_import_but_not_engineering_or_admin_pages(finance_client, account):
+def test_finance_sees_spend_teams_plans_reports_rates_and_import_but_not_engineering_or_admin_pages(
+    finance_client, account
+):
     assert list(menu(finance_client.get("/"))) == [
         "/",
         "/spend/",
+        "/teams/",
         "/plans/",
         "/reports/",
         "/budgets/",
@@ -25,8 +28,16 @@ def test_finance_sees_spend_plans_reports_rates_and_import_but_not_engineering_o
     ]
 
 
-def test_engineers_see_usage_models_requests_errors_and_keys(engineer_client, account):
-    assert list(menu(engineer_client.get("/"))) == ["/", "/spend/", "/models/", "/requests/", "/errors/", "/keys/"]
+def test_engineers_see_usage_models_requests_errors_keys_and_teams(engineer_client, account):
+    assert list(menu(engineer_client.get("/"))) == [
+        "/",
+        "/spend/",
+        "/models/",
+        "/requests/",
+        "/errors/",
+        "/keys/",
+        "/teams/",
+    ]
 
 
 def test_admins_see_every_page_including_alerts_and_settings(admin_client, account):

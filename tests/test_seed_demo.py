@@ -24,10 +24,11 @@ from usage.models import (
     HourlyUsage,
     ModelPrice,
     PriceSource,
+    Team,
     TokensSource,
     UsageRecord,
 )
-from usage.repricing import Scope
+from usage.pricing.repricing import Scope
 from usage.schemas import RecordIn
 from usage.services import record_usage
 
@@ -185,6 +186,8 @@ def test_data_has_estimates_several_error_causes_an_unpriced_model_and_teams(db)
     keys = ApiKey.objects.filter(account=account)
     assert keys.count() == len(demo.KEYS)
     assert {k.name: k.team for k in keys} == {k.name: k.team for k in demo.KEYS}
+    # The Teams page lists them as teams made there, not as names first seen in usage.
+    assert set(Team.objects.filter(account=account, first_seen_in_usage=False).values_list("name", flat=True)) == teams
 
 
 def test_prices_are_shared_manual_rows_that_start_before_the_data(db):

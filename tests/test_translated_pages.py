@@ -13,8 +13,10 @@ templates and the Python that words it are marked and translated.
 
 from __future__ import annotations
 
+import json
 import re
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from html.parser import HTMLParser
 from pathlib import Path
@@ -31,15 +33,30 @@ from billing.audit import Actor
 from billing.models import WalletEntryKind
 from billing.services import PurchaseData, WalletEntryData, record_purchase, record_wallet_entry
 from toki_dashboard.roles import Role
-from usage.models import ImportJob, ImportRejection, Membership, RateSource
+from usage.catalogue.models import CatalogueModel, CatalogueOutcome, CatalogueSync, CatalogueTrigger
+from usage.models import (
+    ApiKey,
+    EstimatorFit,
+    ImportJob,
+    ImportRejection,
+    Membership,
+    ModelPrice,
+    RateSource,
+    UsageRecord,
+)
+from usage.pricing.services import set_exchange_rate
 from usage.schemas import validate_records
-from usage.services import record_usage, set_exchange_rate
+from usage.services import record_usage
 
 CATALOGUE = Path(settings.BASE_DIR) / "locale" / "zh_Hans" / "LC_MESSAGES" / "django.po"
 CHINESE = re.compile("[\u4e00-\u9fff]")
-PRODUCT_NAMES = ("TOKI Dashboard",)  # stays as it is in every language
+PRODUCT_NAMES = ("TOKI Dashboard", "New API")  # stay as they are in every language
 
 THIS_MONTH = "?month=this"  # a page asked for the month the usage is in
+MODEL = "gpt-4o"  # the model of the usage recorded, whose page and cards are shown
+REMOVED_MODEL = "gpt-4-legacy"  # used, and removed from the provider's list
+FAILED_REQUEST = "translated-quota"  # the request whose page is shown: a failure
+MODEL_CARDS = ("usage", "latency", "errors", "top", "recent", "estimator", "catalogue")
 
 # (URL name, role of the client, with usage recorded or not): the pages translated so far.
 PAGES = [
@@ -58,20 +75,27 @@ PAGES = [
     ("billing:balance_card", "finance", True),  # the Overview's balance card, opened on its own
     ("billing:forecast_chart", "finance", True),  # the Plans page's forecast card, opened on its own
     ("billing:reports" + THIS_MONTH, "finance", True),  # the current month: its wallet lines
+    ("usage:models", "engineer", True),  # with a model the provider removed, still in use
+    ("usage:models", "engineer", False),
+    ("usage:model_detail", "engineer", True),
+    *[(f"usage:model_card/{card}", "engineer", True) for card in MODEL_CARDS],  # each card opened on its own
+    ("usage:catalogue", "engineer", True),  # synced, then a failed sync; capabilities seen
+    ("usage:catalogue", "engineer", False),
+    ("usage:requests", "engineer", True),
+    ("usage:requests", "engineer", False),
+    ("usage:request_detail", "engineer", True),  # a failed request: why, and the remedy
+    ("usage:errors", "engineer", True),  # causes, unsupported parameters, the chart, the remedies
+    ("usage:errors", "engineer", False),
+    ("usage:keys", "engineer", True),
+    ("usage:keys", "engineer", False),
+    ("usage:key_edit", "engineer", True),
+    ("usage:teams", "finance", True),
+    ("usage:teams", "engineer", False),  # no key, no team: the empty list
 ]
 
 # URL names of pages whose labels are not marked for translation yet (the header and the
 # navigation around them are). Listed, not skipped: this is the work left.
 NOT_TRANSLATED_YET = [
-    "usage:models",
-    "usage:model_detail",
-    "usage:model_card",
-    "usage:catalogue",
-    "usage:requests",
-    "usage:request_detail",
-    "usage:errors",
-    "usage:keys",
-    "usage:key_edit",
     "usage:settings",
     "usage:token_create",
     "usage:token_revoke",
@@ -93,7 +117,7 @@ def test_every_page_is_either_tested_in_chinese_or_listed_as_not_translated_yet(
     from tests.test_access_matrix import rule_for
     from tests.test_authentication_required import walk
 
-    covered = {name.removesuffix(THIS_MONTH) for name, _, _ in PAGES} | set(NOT_TRANSLATED_YET) | TESTED_ELSEWHERE
+    covered = {_url_name(page) for page, _, _ in PAGES} | set(NOT_TRANSLATED_YET) | TESTED_ELSEWHERE
     pages = set()
     for endpoint in walk(get_resolver()):
         rule = rule_for(endpoint)
@@ -137,11 +161,42 @@ def visible_text(html: str) -> str:
     return text
 
 
+FIGURE = re.compile(r'<script id="[^"]*" type="application/json">(.*?)</script>', re.S)
+FIGURE_WORDS = {"name", "text", "hovertemplate"}  # legends, titles, annotations, hover labels
+
+
+def chart_text(html: str) -> str:
+    """The words of the page's charts, which Python builds and the page embeds as JSON: legends,
+    axis titles, annotations and hover labels (without plotly's markup and %{…} placeholders)."""
+    words: list[str] = []
+
+    def collect(node: object) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in FIGURE_WORDS and isinstance(value, str):
+                    words.append(value)
+                elif key in FIGURE_WORDS and isinstance(value, list):
+                    words.extend(item for item in value if isinstance(item, str))
+                else:
+                    collect(value)
+        elif isinstance(node, list):
+            for item in node:
+                collect(item)
+
+    for figure in FIGURE.findall(html):
+        collect(json.loads(figure))
+    return " ".join(" ".join(re.sub(r"<[^>]+>|%\{[^}]*\}", " ", word) for word in words).split())
+
+
 def _pattern(msgid: str) -> re.Pattern[str]:
-    """A msgid as it reads on a page: its HTML tags gone, each placeholder any text."""
+    """A msgid as it reads on a page: its HTML tags gone, each placeholder what it stands for."""
     text = " ".join(re.sub(r"<[^>]+>", "", msgid).split())
-    pieces = re.split(r"%\(\w+\)[sd]", text)
-    body = r".+?".join(re.escape(piece) for piece in pieces)
+    # {% blocktranslate count %}'s counter is always a number ("3 teams"); any other placeholder any text.
+    parts = re.split(r"(%\(\w+\)[sd])", text)
+    body = "".join(
+        (r"\d[\d,.]*" if part == "%(counter)s" else r".+?") if i % 2 else re.escape(part)
+        for i, part in enumerate(parts)
+    )
     # Not part of a longer word, nor of a dotted identifier such as the audit action "wallet.recorded".
     return re.compile(rf"(?<![\w&.]){body}(?![\w]|\.\w)")
 
@@ -178,19 +233,20 @@ def clients(make_user, account) -> dict[str, Client]:
 
 def _record_usage(account) -> None:
     today = timezone.now()
-    valid, _ = validate_records(
+    valid, rejected = validate_records(
         [
             {
                 "request_id": f"translated-{n}",
                 "occurred_at": today.isoformat(),
                 "model": "gpt-4o",
                 "api_key": "name:checkout",
-                "team": "growth",
+                "metadata": {"team": "growth"},
                 "usage": {"prompt_tokens": 1200 * n, "completion_tokens": 300 * n},
             }
             for n in range(1, 4)
         ]
     )
+    assert rejected == []  # every record is stored: the pages show them
     record_usage(account, valid, source="api")
     # Exchange rates: one in effect and one replaced by a later entry for the same moment.
     for rate in ("7.10", "7.12"):
@@ -230,17 +286,123 @@ def _record_usage(account) -> None:
     )
 
 
-@pytest.mark.parametrize(("url_name", "role", "with_usage"), PAGES)
+def _url_name(page: str) -> str:
+    """A PAGES entry's URL name: without THIS_MONTH, or the card after "/"."""
+    return page.removesuffix(THIS_MONTH).partition("/")[0]
+
+
+def _url(page: str) -> str:
+    """A PAGES entry's URL: a page about one object shows one _record_usage stored."""
+    name, _, card = page.removesuffix(THIS_MONTH).partition("/")
+    args: dict[str, Callable[[], list[object]]] = {
+        "usage:model_detail": lambda: [MODEL],
+        "usage:model_card": lambda: [MODEL, card],
+        "usage:request_detail": lambda: [UsageRecord.objects.get(request_id=FAILED_REQUEST).pk],
+        "usage:key_edit": lambda: [ApiKey.objects.get(name="checkout").pk],
+    }
+    url = reverse(name, args=args[name]() if name in args else [])
+    if page.endswith(THIS_MONTH):
+        url += f"?month={timezone.localdate(timezone=ZoneInfo(settings.DASHBOARD_TIME_ZONE)):%Y-%m}"
+    return url
+
+
+def _record_engineering_usage(account) -> None:
+    """What the engineers' pages show beyond plain successes: failures of two causes (one with the
+    parameters the model rejected), an estimated request, calls that proved streaming and tools,
+    a model the provider removed yet still called, the catalogue's syncs (the last one failed), a
+    key's status at the provider and a calibrated estimator fit."""
+    now = timezone.now()
+    call = {"occurred_at": now.isoformat(), "model": MODEL, "api_key": "name:checkout", "metadata": {"team": "growth"}}
+    # The model's price history: a price from the start, replaced by today's (which prices these records).
+    since = now - timedelta(days=30)
+    for start, end, price in ((datetime(2000, 1, 1, tzinfo=UTC), since, "5"), (since, None, "2.5")):
+        ModelPrice.objects.create(
+            model_pattern=MODEL,
+            input_per_mtok=Decimal(price),
+            cached_input_per_mtok=Decimal("1.25"),
+            output_per_mtok=Decimal("10"),
+            effective_from=start,
+            effective_to=end,
+        )
+    valid, rejected = validate_records(
+        [
+            call
+            | {
+                "request_id": FAILED_REQUEST,
+                "status_code": 429,
+                "error": {"type": "insufficient_quota", "message": "You exceeded your current quota."},
+                "latency_ms": 180,
+            },
+            *[
+                call
+                | {
+                    "request_id": f"translated-parameter-{n}",
+                    "status_code": 400,
+                    "error": {"type": "invalid_request_error", "code": "unsupported_parameter"},
+                    "parameters": names,
+                }
+                for n, names in enumerate((["logit_bias", "temperature"], ["logit_bias"]))
+            ],
+            call
+            | {
+                "request_id": "translated-streamed",
+                "stream": True,
+                "parameters": ["stream", "tools"],
+                "usage": {"prompt_tokens": 800, "completion_tokens": 200},
+                "latency_ms": 2400,
+                "ttft_ms": 300,
+            },
+            call | {"request_id": "translated-estimated", "context_chars": 4000, "output_chars": 900},
+            call | {"request_id": "translated-legacy", "model": REMOVED_MODEL, "usage": {"prompt_tokens": 10}},
+        ]
+    )
+    assert rejected == []  # every record is stored: the pages show them
+    record_usage(account, valid, source="api")
+    ApiKey.objects.filter(account=account, name="checkout").update(provider_status="enabled")
+    CatalogueModel.objects.create(account=account, name=MODEL, owned_by="openai", context_length=128_000)
+    CatalogueModel.objects.create(
+        account=account, name=REMOVED_MODEL, first_seen_at=now - timedelta(days=90), removed_at=now - timedelta(days=1)
+    )
+    CatalogueSync.objects.create(
+        account=account,
+        started_at=now - timedelta(hours=2),
+        finished_at=now - timedelta(hours=2),
+        outcome=CatalogueOutcome.SUCCESS,
+        source="/api/pricing",
+        models_listed=1,
+        removed=1,
+    )
+    CatalogueSync.objects.create(
+        account=account,
+        trigger=CatalogueTrigger.MANUAL,
+        started_at=now - timedelta(minutes=5),
+        finished_at=now - timedelta(minutes=5),
+        outcome=CatalogueOutcome.CREDENTIALS_REJECTED,
+        error="401 invalid token",
+    )
+    EstimatorFit.objects.create(
+        scope=MODEL,
+        kind=EstimatorFit.Kind.PROFILE,
+        weights={},
+        samples=400,
+        holdout_samples=97,
+        median_error=0.026,
+        p90_error=0.1,
+        fallback_median_error=0.12,
+        fallback_p90_error=0.28,
+        active=True,
+    )
+
+
+@pytest.mark.parametrize(("page", "role", "with_usage"), PAGES)
 def test_a_translated_page_in_chinese_leaves_no_catalogue_label_in_english(
-    clients, account, url_name: str, role: str, with_usage: bool
+    clients, account, page: str, role: str, with_usage: bool
 ) -> None:
     if with_usage:
         _record_usage(account)
+        _record_engineering_usage(account)
     labels = catalogue_labels()
-    this_month = url_name.endswith(THIS_MONTH)
-    url = reverse(url_name.removesuffix(THIS_MONTH))
-    if this_month:
-        url += f"?month={timezone.localdate(timezone=ZoneInfo(settings.DASHBOARD_TIME_ZONE)):%Y-%m}"
+    url = _url(page)
 
     chinese = clients[role].get(url, HTTP_ACCEPT_LANGUAGE="zh-CN,zh;q=0.9")
     english = clients[role].get(url, HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
@@ -251,6 +413,10 @@ def test_a_translated_page_in_chinese_leaves_no_catalogue_label_in_english(
     assert english_labels_in(chinese_text, labels) == []
     # The check sees labels when they are there: the English page shows many of them.
     assert len(english_labels_in(visible_text(english.text), labels)) >= 10
+    # The charts' words too: in Chinese when the page has a chart, as in English they are English.
+    charts = chart_text(chinese.text)
+    assert english_labels_in(charts, labels) == []
+    assert bool(CHINESE.search(charts)) == bool(english_labels_in(chart_text(english.text), labels))
 
 
 @pytest.mark.parametrize("state", ["running", "done"])
@@ -285,6 +451,27 @@ def test_an_import_in_chinese_leaves_no_catalogue_label_in_english(clients, acco
     assert CHINESE.search(chinese)
     assert english_labels_in(chinese, labels) == []
     assert len(english_labels_in(english, labels)) >= 10
+
+
+def test_the_engineers_messages_after_saving_are_in_chinese(clients, account) -> None:
+    """Renaming a key and asking for a sync of the model list: the page they return to says so in Chinese."""
+    _record_usage(account)
+    key = ApiKey.objects.get(account=account, name="checkout")
+    labels = catalogue_labels()
+    client = clients["engineer"]
+
+    renamed = client.post(
+        reverse("usage:key_edit", args=[key.pk]),
+        {"name": "checkout-prod", "team": key.team},  # renamed, its team kept: no move to report
+        HTTP_ACCEPT_LANGUAGE="zh-CN",
+        follow=True,
+    )
+    synced = client.post(reverse("billing:sync_models_now"), HTTP_ACCEPT_LANGUAGE="zh-CN", follow=True)
+
+    assert "已保存密钥“checkout-prod”。" in visible_text(renamed.text)
+    assert "已请求同步 Acme 的模型列表" in visible_text(synced.text)
+    for page in (renamed, synced):
+        assert english_labels_in(visible_text(page.text), labels) == []
 
 
 # Pages outside the URL conf's normal answers: (who asks, path, status).

@@ -69,6 +69,11 @@ def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:
             raise ImproperlyConfigured("DATABASE_URL for PostgreSQL needs a database name after the host.")
         config.setdefault("CONN_MAX_AGE", 60)
         config["CONN_HEALTH_CHECKS"] = True
+        # No JIT compilation: the pages' aggregates over a month of records cross
+        # jit_above_cost and PostgreSQL spent 130-150 ms compiling each for queries that run in
+        # less (bench/README.md, "10 million records"). A libpq option, so every process gets it.
+        options = config.setdefault("OPTIONS", {})
+        options["options"] = f"{options.get('options', '')} -c jit=off".strip()
     return config
 
 

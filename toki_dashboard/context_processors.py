@@ -17,6 +17,7 @@ NAVIGATION: list[tuple[str | Promise, str, frozenset[Role]]] = [
     (_("Requests"), "usage:requests", frozenset({Role.ENGINEER})),
     (_("Errors"), "usage:errors", frozenset({Role.ENGINEER})),
     (_("Keys & teams"), "usage:keys", frozenset({Role.ENGINEER})),
+    (_("Teams"), "usage:teams", frozenset({Role.FINANCE, Role.ENGINEER})),
     (_("Plans & wallet"), "billing:plans", frozenset({Role.FINANCE})),
     (_("Reports"), "billing:reports", frozenset({Role.FINANCE})),
     (_("Budgets"), "billing:budgets", frozenset({Role.FINANCE})),

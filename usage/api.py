@@ -7,17 +7,19 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from django.http import HttpRequest
+from django.utils import translation
 from ninja import Field, Query, Router, Schema
 from ninja.errors import HttpError
 from pydantic import AfterValidator
 
 from toki_dashboard.roles import Role
-from usage import deadletters, json_input, money, requestlog, selectors
+from usage import deadletters, json_input, money, selectors
 from usage.auth import TokenAuth, read_access
 from usage.exchange import conversion_note, rate_text, rates_applied
 from usage.models import ErrorCause, RecordSource, TokenScope
 from usage.periods import Period, supported_day
 from usage.schemas import MAX_BATCH, validate_records
+from usage.selectors import requestlog
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 SET_ASIDE_MESSAGE = (
@@ -332,5 +334,11 @@ def usage_records(request: HttpRequest, query: Query[RecordsQuery]) -> dict[str,
             for r in rows
         ],
         "next_cursor": next_cursor,
-        "retention_notice": selectors.raw_detail_notice(period.start, period.end) or None,
+        "retention_notice": _english_retention_notice(period) or None,
     }
+
+
+def _english_retention_notice(period: Period) -> str:
+    """The retention notice in English whatever the caller's language: scripts read the API."""
+    with translation.override("en"):
+        return selectors.raw_detail_notice(period.start, period.end)

@@ -6,6 +6,7 @@ class UsageConfig(AppConfig):
     verbose_name = "Usage"
 
     def ready(self) -> None:
+        # Here, not at the top: Django imports this module before any app's models are loaded.
         from usage import checks, receivers  # noqa: F401  (registers the checks, connects the receivers)
         from usage.metrics import on_usage_recorded
         from usage.models import UsageRecord

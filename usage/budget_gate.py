@@ -25,6 +25,7 @@ from django.core.cache import cache
 from django.db import connection
 
 from usage.ingestion import key_identity
+from usage.teams.resolve import folded
 
 VERSION = 1
 
@@ -37,6 +38,12 @@ class Block:
 
     def active(self, now: datetime) -> bool:
         return self.resets_at is None or now < self.resets_at
+
+
+def _team_block(teams: dict[str, Block], team: str) -> Block | None:
+    """The block of `team` spelt otherwise ("Growth" for a header saying "growth "): one team."""
+    wanted = folded(team)
+    return next((block for name, block in teams.items() if folded(name) == wanted), None)
 
 
 @dataclass(frozen=True)
@@ -71,7 +78,7 @@ class GateState:
         if fingerprint is not None and (block := self.keys.get(fingerprint)) and block.active(now):
             return block
         team = team or (self.key_teams.get(fingerprint) if fingerprint else None)
-        if team and (block := self.teams.get(team)) and block.active(now):
+        if team and (block := self.teams.get(team) or _team_block(self.teams, team)) and block.active(now):
             return block
         if model is not None:
             for pattern, block in self.models:

@@ -8,11 +8,11 @@ from django.conf import settings
 from django.core.checks import CheckMessage, Tags, Warning, register
 from django.db import DatabaseError
 
+from usage.models import Account
+
 
 @register(Tags.database)
 def daily_rollup_zone(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
-    from usage.models import Account
-
     try:
         stale = list(
             Account.objects.exclude(daily_rollup_zone=settings.DASHBOARD_TIME_ZONE).values_list("slug", flat=True)

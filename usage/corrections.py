@@ -4,7 +4,7 @@ Failed calls used to be billed: a call that failed without reporting usage (a 40
 429, an unreachable upstream, a timeout, a cancelled call…) got tokens estimated from its
 prompt's size and a cost like a served one, and a failed call on an unpriced model read
 as unpriced. Ingestion now gives such a call no tokens and a cost of zero
-(`usage.pricing.valuation`); `zero_failed_calls` gives the stored ones the same, keeps
+(`usage.pricing.price_book.valuation`); `zero_failed_calls` gives the stored ones the same, keeps
 their logged lengths, and moves both rollups by exactly the difference.
 
 The model classes come from an app registry, so the data migration (historical models)
@@ -26,7 +26,7 @@ from django.db import transaction
 from django.db.models import Q
 
 from usage import rollups
-from usage.repricing import rollup_row
+from usage.pricing.repricing import rollup_row
 from usage.sql import upsert_adding
 
 CHUNK_SIZE = 2000

@@ -5,8 +5,8 @@
 /api/v1/usage/summary and alert emails all show its text, so a converted figure reads the
 same wherever it appears.
 
-Which rate applies when is `usage.pricing.RateTable`; entering one is
-`usage.services.set_exchange_rate`.
+Which rate applies when is `usage.pricing.price_book.RateTable`; entering one is
+`usage.pricing.services.set_exchange_rate`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Forms of the usage pages: a key's name and team, API tokens, new prices for the price book,
-and exchange rates.
+"""Forms of the usage pages: API tokens, new prices for the price book, and exchange rates (a key's
+name and team: `usage.teams.forms`).
 
 Each form validates what a person typed and names the field at fault; `save()` hands the
 write to `usage.services`.
@@ -16,15 +16,10 @@ from django.core.exceptions import ValidationError
 from django.utils.translation import gettext, gettext_lazy
 
 from toki_dashboard.forms import ErrorsInPlace
-from usage.models import MONEY, Account, ApiKey, ApiToken, ExchangeRate, ModelPrice, RateSource, TokenScope
-from usage.prices import BEGINNING
-from usage.services import (
-    add_manual_price,
-    create_api_token,
-    manual_price_history,
-    rename_api_key,
-    set_exchange_rate,
-)
+from usage.models import MONEY, Account, ApiToken, ExchangeRate, ModelPrice, RateSource, TokenScope
+from usage.pricing.list_prices import BEGINNING
+from usage.pricing.services import add_manual_price, manual_price_history, set_exchange_rate
+from usage.services import create_api_token
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -45,21 +40,6 @@ class StyledForm(ErrorsInPlace, forms.Form):
     @property
     def invalid_labels(self) -> list[str]:
         return [str(self.fields[name].label) for name in self.errors if name in self.fields]
-
-
-class ApiKeyForm(StyledForm):
-    """The two things people may change about a key; its fingerprint and last four never change."""
-
-    name = forms.CharField(label="Display name", max_length=200)
-    team = forms.CharField(
-        label="Team",
-        max_length=100,
-        required=False,
-        help_text="Requests from this key that name no team of their own are counted for this team from now on.",
-    )
-
-    def save(self, key: ApiKey) -> ApiKey:
-        return rename_api_key(key, name=self.cleaned_data["name"], team=self.cleaned_data["team"])
 
 
 class ApiTokenForm(StyledForm):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from usage.import_jobs.models import format_duration
 from usage.importers import (
     DEFAULT_BATCH_SIZE,
     ImportFileError,
@@ -74,18 +75,6 @@ class Snapshot:
             f"{self.duplicates:,} duplicates · {self.rejected:,} rejected · {self.rate:,.0f} rows/s"
             + (f" · {format_duration(left)} left" if left is not None and not self.done else "")
         )
-
-
-def format_duration(seconds: float) -> str:
-    """3 s, 4 min 05 s, 1 h 02 min."""
-    whole = round(seconds)
-    if whole < 60:
-        return f"{whole} s"
-    minutes, secs = divmod(whole, 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
 
 
 Sink = Callable[[Snapshot], None]
@@ -166,4 +155,4 @@ def run_import(
     return ImportRun(summary, progress.finish(summary), source.position_label)
 
 
-__all__ = ["ImportFileError", "ImportProgress", "ImportRun", "Snapshot", "format_duration", "run_import"]
+__all__ = ["ImportFileError", "ImportProgress", "ImportRun", "Snapshot", "run_import"]

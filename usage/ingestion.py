@@ -15,13 +15,14 @@ from typing import Any
 from django.utils import timezone
 
 from toki_dashboard.crypto import sha256_hex
-from usage.errors import classify_error, shown_message
-from usage.estimation import Estimator, Lengths
+from usage.error_causes import classify_error, shown_message
+from usage.estimation.features import Estimator, Lengths
 from usage.key_secrets import looks_like_secret, without_scheme
 from usage.models import Account, ApiKey, TokensSource
 from usage.parameters import mask_of
-from usage.pricing import PriceBook, valuation, was_served
+from usage.pricing.price_book import PriceBook, Valuation, valuation, was_served
 from usage.schemas import KEY_NAME_PREFIX, RecordIn
+from usage.teams.resolve import TeamResolver
 
 FULL_SECRET = re.compile(r"^(sk|tk|pk|rk)-[A-Za-z0-9_\-]{16,}$")
 NAME_PREFIX = KEY_NAME_PREFIX
@@ -146,6 +147,10 @@ class RowBuilder:
     source: str
     # One creation time for the batch: the rows are written together.
     created_at: datetime = field(default_factory=timezone.now)
+    teams: TeamResolver = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.teams = TeamResolver(self.account, self.keys.values())
 
     def build(self, record: RecordIn, digest: str) -> dict[str, Any]:
         """The row for `record`; `digest` is its content_hash, computed once by the caller."""
@@ -157,29 +162,8 @@ class RowBuilder:
         lengths = lengths_of(record)
 
         served = was_served(record.status_code, cause)
-        prompt = completion = cached = reasoning = 0
-        tokens_source, estimator_version = TokensSource.NONE, ""
-        if record.usage is not None:
-            prompt, completion = record.usage.prompt or 0, record.usage.completion or 0
-            cached, reasoning = record.usage.cached, record.usage.reasoning
-            tokens_source = TokensSource.REPORTED
-        elif served and lengths.has_any:
-            # Estimates stand in for usage a served call did not report; a failed call
-            # without usage served nothing, so it gets no tokens (its lengths stay).
-            estimate = self.estimator.estimate(record.model, lengths)
-            prompt, completion = estimate.prompt_tokens, estimate.completion_tokens
-            tokens_source, estimator_version = TokensSource.ESTIMATED, estimate.version
-
-        value = valuation(
-            self.prices,
-            model=record.model,
-            at=record.occurred_at,
-            served=served,
-            tokens_source=tokens_source,
-            prompt_tokens=prompt,
-            cached_tokens=cached,
-            completion_tokens=completion,
-            reported_cost=record.cost,
+        prompt, completion, cached, reasoning, tokens_source, estimator_version, value = self._usage_and_cost(
+            record, served, lengths
         )
 
         return {
@@ -188,7 +172,7 @@ class RowBuilder:
             "occurred_at": record.occurred_at.astimezone(UTC),
             "model": record.model,
             "api_key": key.pk if key else None,
-            "team": record.metadata.get("team") or (key.team if key else ""),
+            "team": self.teams.team_for(record.metadata.get("team"), key, record.occurred_at),
             "endpoint": record.endpoint,
             "stream": record.stream,
             "status_code": record.status_code,
@@ -223,3 +207,35 @@ class RowBuilder:
             "content_hash": digest,
             "created_at": self.created_at,
         }
+
+    def _usage_and_cost(
+        self, record: RecordIn, served: bool, lengths: Lengths
+    ) -> tuple[int, int, int, int, TokensSource, str, Valuation]:
+        """The call's tokens (prompt, completion, cached, reasoning), where they came from, the
+        estimator's version if estimated, and the call's valuation. A plain tuple: it is made
+        once per record on the ingestion path."""
+        prompt = completion = cached = reasoning = 0
+        tokens_source, estimator_version = TokensSource.NONE, ""
+        if record.usage is not None:
+            prompt, completion = record.usage.prompt or 0, record.usage.completion or 0
+            cached, reasoning = record.usage.cached, record.usage.reasoning
+            tokens_source = TokensSource.REPORTED
+        elif served and lengths.has_any:
+            # Estimates stand in for usage a served call did not report; a failed call
+            # without usage served nothing, so it gets no tokens (its lengths stay).
+            estimate = self.estimator.estimate(record.model, lengths)
+            prompt, completion = estimate.prompt_tokens, estimate.completion_tokens
+            tokens_source, estimator_version = TokensSource.ESTIMATED, estimate.version
+
+        value = valuation(
+            self.prices,
+            model=record.model,
+            at=record.occurred_at,
+            served=served,
+            tokens_source=tokens_source,
+            prompt_tokens=prompt,
+            cached_tokens=cached,
+            completion_tokens=completion,
+            reported_cost=record.cost,
+        )
+        return prompt, completion, cached, reasoning, tokens_source, estimator_version, value

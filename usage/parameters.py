@@ -14,6 +14,9 @@ from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from typing import Any
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy
+
 KNOWN: tuple[str, ...] = (
     "stream",
     "stream_options",
@@ -76,10 +79,10 @@ class Capability:
 
 
 # A capability, the parameters that show it, and how it is called on pages.
-CAPABILITIES: dict[str, tuple[frozenset[str], str]] = {
-    Capability.STREAMING: (frozenset({"stream"}), "Streaming"),
-    Capability.TOOLS: (frozenset({"tools", "functions"}), "Tools"),
-    Capability.JSON_MODE: (frozenset({"response_format"}), "JSON mode"),
+CAPABILITIES: dict[str, tuple[frozenset[str], str | Promise]] = {
+    Capability.STREAMING: (frozenset({"stream"}), gettext_lazy("Streaming")),
+    Capability.TOOLS: (frozenset({"tools", "functions"}), gettext_lazy("Tools")),
+    Capability.JSON_MODE: (frozenset({"response_format"}), gettext_lazy("JSON mode")),
 }
 
 
@@ -109,12 +112,3 @@ def names_in(mask: int) -> tuple[str, ...]:
 
 def names_of(mask: int) -> list[str]:
     return list(names_in(mask))
-
-
-def capabilities_of(names: Iterable[str]) -> list[str]:
-    used = set(names)
-    return [capability for capability, (shown_by, _) in CAPABILITIES.items() if used & shown_by]
-
-
-def capability_label(capability: str) -> str:
-    return CAPABILITIES[capability][1]

@@ -2,7 +2,7 @@
 
 However a price or an exchange rate is added, edited or deleted (admin, a dashboard
 page, a command, the shell), the records it can affect are repriced in the background
-after commit. Bulk writes send no signals: `usage.prices.sync_prices` schedules its own
+after commit. Bulk writes send no signals: `usage.pricing.list_prices.sync_prices` schedules its own
 repricing.
 """
 
@@ -15,7 +15,7 @@ from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from usage.models import ExchangeRate, ModelPrice
-from usage.repricing import Scope, schedule
+from usage.pricing.repricing import Scope, schedule
 
 # Everything that decides which records a price applies to, and what they cost.
 PRICING_FIELDS = (

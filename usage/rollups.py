@@ -1,6 +1,7 @@
 """The rollups every page reads: HourlyUsage (UTC hours) and DailyUsage (days in
-DASHBOARD_TIME_ZONE). Added to by ingestion in the same transaction as the records,
-and rebuildable from the records to prove them exact."""
+DASHBOARD_TIME_ZONE), and beside them the LatencyHistogram (requests per latency bucket,
+model and day). Added to by ingestion in the same transaction as the records, and
+rebuildable from the records to prove them exact."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from django.db import transaction
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate, TruncHour
 
+from usage import latency
 from usage.models import (
     TOTAL_MONEY,
     Account,
     DailyUsage,
     ErrorCause,
     HourlyUsage,
+    LatencyHistogram,
     RawRetention,
     TokensSource,
     UsageRecord,
@@ -94,11 +97,29 @@ def deltas_for(rows: Iterable[dict[str, Any]], *, sign: int = 1, rollup: Rollup 
     return [groups[g] for g in sorted(groups, key=lambda g: (g[0], g[1], g[2], g[3] or 0, g[4]))]
 
 
+def latency_deltas(rows: Iterable[dict[str, Any]], *, sign: int = 1) -> list[dict[str, Any]]:
+    """Requests per (account, model, day, latency bucket) of record rows that have a latency."""
+    counts: dict[tuple, int] = {}
+    for row in rows:
+        if row["latency_ms"] is not None:
+            group = (row["account"], row["model"], _local_day(row["occurred_at"]), latency.bucket_of(row["latency_ms"]))
+            counts[group] = counts.get(group, 0) + sign
+    return [
+        dict(zip(("account", "model", "day", "bucket"), group, strict=True), requests=counts[group])
+        for group in sorted(counts)
+    ]
+
+
+LATENCY_CONFLICT_SQL = "account_id, model, day, bucket"
+
+
 def add(rows: Iterable[dict[str, Any]], *, sign: int = 1) -> None:
     rows = list(rows)
     for rollup in ROLLUPS:
         deltas = deltas_for(rows, sign=sign, rollup=rollup)
         upsert_adding(rollup.model, deltas, conflict_sql=rollup.conflict_sql, counters=UsageTotals.COUNTERS)
+    histogram = latency_deltas(rows, sign=sign)
+    upsert_adding(LatencyHistogram, histogram, conflict_sql=LATENCY_CONFLICT_SQL, counters=("requests",))
 
 
 def _bucket_expression(rollup: Rollup) -> TruncHour | TruncDate:
@@ -180,8 +201,39 @@ class Mismatch:
     recounted: dict[str, Any] | None
 
 
+def recount_latency(account: Account) -> dict[tuple, int]:
+    """The latency histogram computed from the records, keyed by (model, day, bucket)."""
+    records = UsageRecord.objects.filter(account=account, latency_ms__isnull=False)
+    since, _ = raw_start(DAILY)
+    if since is not None:
+        records = records.filter(occurred_at__gte=since)
+    rows = (
+        records.annotate(day=_bucket_expression(DAILY))
+        .values_list("model", "day", "latency_ms")
+        .annotate(requests=Count("id"))
+        .order_by()
+    )
+    result: dict[tuple, int] = {}
+    for model, day, latency_ms, requests in rows.iterator(chunk_size=10_000):
+        group = (model, day, latency.bucket_of(latency_ms))
+        result[group] = result.get(group, 0) + requests
+    return result
+
+
+def stored_latency(account: Account) -> dict[tuple, int]:
+    rows = _recountable_latency(account).filter(requests__gt=0)
+    return {(model, day, bucket): n for model, day, bucket, n in rows.values_list("model", "day", "bucket", "requests")}
+
+
+def _recountable_latency(account: Account) -> QuerySet[LatencyHistogram]:
+    rows = LatencyHistogram.objects.filter(account=account)
+    _, first = raw_start(DAILY)
+    return rows if first is None else rows.filter(day__gte=first)
+
+
 def verify(account: Account) -> list[Mismatch]:
-    """Groups of either rollup where the stored values differ from a recount of the records."""
+    """Groups of either rollup, or buckets of the latency histogram, where the stored values
+    differ from a recount of the records."""
     mismatches = []
     for rollup in ROLLUPS:
         expected, actual = recount(account, rollup), stored(account, rollup)
@@ -190,7 +242,21 @@ def verify(account: Account) -> list[Mismatch]:
             for group in sorted(set(expected) | set(actual), key=repr)
             if not _same(actual.get(group), expected.get(group))
         ]
+    expected_latency, actual_latency = recount_latency(account), stored_latency(account)
+    mismatches += [
+        Mismatch(
+            ("latency", *group),
+            _requests(actual_latency.get(group)),
+            _requests(expected_latency.get(group)),
+        )
+        for group in sorted(set(expected_latency) | set(actual_latency), key=repr)
+        if actual_latency.get(group) != expected_latency.get(group)
+    ]
     return mismatches
+
+
+def _requests(count: int | None) -> dict[str, Any] | None:
+    return None if count is None else {"requests": count}
 
 
 def _same(a: dict[str, Any] | None, b: dict[str, Any] | None) -> bool:
@@ -212,7 +278,8 @@ def _recountable(rollup: Rollup, account: Account) -> QuerySet[UsageTotals]:
 
 @transaction.atomic
 def rebuild(account: Account) -> int:
-    """Replace the account's rollups with a recount of its records; returns the hourly group count.
+    """Replace the account's rollups and latency histogram with a recount of its records;
+    returns the hourly group count.
 
     Buckets before the raw records retention keeps (`raw_start`) are left as they are: their
     records are gone, and the rollups are what is left of them."""
@@ -227,6 +294,14 @@ def rebuild(account: Account) -> int:
         ]
         rollup.model._default_manager.bulk_create(rows, batch_size=2000)
         counts.append(len(rows))
+    _recountable_latency(account).delete()
+    LatencyHistogram.objects.bulk_create(
+        (
+            LatencyHistogram(account=account, model=model, day=day, bucket=bucket, requests=requests)
+            for (model, day, bucket), requests in recount_latency(account).items()
+        ),
+        batch_size=2000,
+    )
     Account.objects.filter(pk=account.pk).update(daily_rollup_zone=settings.DASHBOARD_TIME_ZONE)
     account.daily_rollup_zone = settings.DASHBOARD_TIME_ZONE
     return counts[0]

@@ -6,19 +6,17 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db import connections, transaction
-from django.db.models import QuerySet
 from django.utils import timezone
 from django.utils.text import slugify
 
 from toki_dashboard.crypto import sha256_hex
 from toki_dashboard.roles import Role
 from usage import identity, parameters, rollups
-from usage.estimation import current_estimator
+from usage.estimation.estimator import current_estimator
 from usage.ingestion import RowBuilder, content_hash, legacy_content_hash, resolve_keys
 from usage.models import (
     AcceptedParameter,
@@ -27,17 +25,14 @@ from usage.models import (
     ApiToken,
     CallSighting,
     ErrorCause,
-    ExchangeRate,
     Membership,
-    ModelPrice,
-    PriceSource,
     Provider,
     RegisteredRequest,
     TokenScope,
     UsageRecord,
     UserLanguage,
 )
-from usage.pricing import PriceBook
+from usage.pricing.price_book import PriceBook
 from usage.schemas import RecordIn
 from usage.signals import usage_recorded
 from usage.sql import insert_ignoring_conflicts, insert_returning
@@ -77,15 +72,7 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
     if not records:
         return result
 
-    first_by_id: dict[str, tuple[int, RecordIn, str]] = {}
-    repeats: list[tuple[int, RecordIn, str]] = []
-    for index, record in records:
-        entry = (index, record, content_hash(record))
-        if record.request_id in first_by_id:
-            repeats.append(entry)
-        else:
-            first_by_id[record.request_id] = entry
-
+    first_by_id, repeats = _hashed_by_request_id(records)
     keys = resolve_keys(account, {r.api_key for _, r, _ in first_by_id.values() if r.api_key})
     builder = RowBuilder(account, keys, PriceBook.for_account(account), current_estimator(), source)
     # Sorted so that concurrent batches take row locks in the same order.
@@ -96,47 +83,82 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
 
     with transaction.atomic():
         placed = identity.plan(account, rows, source)
-        # The request ids take their place in the registry first: only those registered now
-        # become records (a replay or a conflict finds its id taken, a concurrent batch with
-        # the same id waits on the registry's unique index until this one commits).
-        registered = set(
-            insert_ignoring_conflicts(
-                RegisteredRequest,
-                [
-                    {
-                        "account": account.pk,
-                        "request_id": row["request_id"],
-                        "occurred_at": row["occurred_at"],
-                        "content_hash": row["content_hash"],
-                    }
-                    for row in placed.records
-                ],
-                conflict=("account", "request_id"),
-                returning="request_id",
-            )
-        )
-        ids = dict(
-            insert_returning(
-                UsageRecord,
-                [row for row in placed.records if row["request_id"] in registered],
-                returning=("request_id", "id"),
-            )
-        )
-        counted, taken = identity.claim(account, [r for r in placed.records if r["request_id"] in ids], ids, source)
-        rollups.add(counted)
-        note_accepted_parameters(account, counted)
-        linked = identity.link(account, [*placed.seen, *taken], source)
-        if counted:
-            transaction.on_commit(
-                lambda: usage_recorded.send(sender=UsageRecord, account=account, inserted=len(counted), source=source)
-            )
+        counted, linked = _store_placed(account, placed, source)
 
     stored = {row["request_id"] for row in counted}
     result.accepted = len(stored)
     result.other_source_duplicates = len(linked)
     result.duplicates = len(linked)
     others = [e for rid, e in first_by_id.items() if rid not in stored and rid not in linked] + repeats
-    stored_hash = _stored_hashes(account, [e[1].request_id for e in others], placed.sighted)
+    _count_duplicates_and_conflicts(result, account, others, placed.sighted)
+    return result
+
+
+HashedRecord = tuple[int, RecordIn, str]  # (index in the caller's batch, record, content hash)
+
+
+def _hashed_by_request_id(
+    records: Sequence[tuple[int, RecordIn]],
+) -> tuple[dict[str, HashedRecord], list[HashedRecord]]:
+    """Each record with its content hash: the first of each request id, and the repeats."""
+    first_by_id: dict[str, HashedRecord] = {}
+    repeats: list[HashedRecord] = []
+    for index, record in records:
+        entry = (index, record, content_hash(record))
+        if record.request_id in first_by_id:
+            repeats.append(entry)
+        else:
+            first_by_id[record.request_id] = entry
+    return first_by_id, repeats
+
+
+def _store_placed(account: Account, placed: identity.Plan, source: str) -> tuple[list[identity.Row], set[str]]:
+    """Inside the caller's transaction: register the request ids, insert the records whose id
+    was registered now, claim their calls, add what counts to the rollups and link the calls
+    another source already counted. Returns the counted rows and the linked request ids."""
+    # The request ids take their place in the registry first: only those registered now
+    # become records (a replay or a conflict finds its id taken, a concurrent batch with
+    # the same id waits on the registry's unique index until this one commits).
+    registered = set(
+        insert_ignoring_conflicts(
+            RegisteredRequest,
+            [
+                {
+                    "account": account.pk,
+                    "request_id": row["request_id"],
+                    "occurred_at": row["occurred_at"],
+                    "content_hash": row["content_hash"],
+                }
+                for row in placed.records
+            ],
+            conflict=("account", "request_id"),
+            returning="request_id",
+        )
+    )
+    ids = dict(
+        insert_returning(
+            UsageRecord,
+            [row for row in placed.records if row["request_id"] in registered],
+            returning=("request_id", "id"),
+        )
+    )
+    counted, taken = identity.claim(account, [r for r in placed.records if r["request_id"] in ids], ids, source)
+    rollups.add(counted)
+    note_accepted_parameters(account, counted)
+    linked = identity.link(account, [*placed.seen, *taken], source)
+    if counted:
+        transaction.on_commit(
+            lambda: usage_recorded.send(sender=UsageRecord, account=account, inserted=len(counted), source=source)
+        )
+    return counted, linked
+
+
+def _count_duplicates_and_conflicts(
+    result: IngestResult, account: Account, others: list[HashedRecord], sighted: dict[str, str]
+) -> None:
+    """Records not stored now are duplicates when the stored record has their content, else
+    conflicts (reported by index, in the caller's order)."""
+    stored_hash = _stored_hashes(account, [e[1].request_id for e in others], sighted)
     for index, record, digest in sorted(others, key=lambda e: e[0]):
         known = stored_hash.get(record.request_id)
         # Records stored before hashes were normalised match the hash of what was sent.
@@ -144,7 +166,6 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
             result.duplicates += 1
         else:
             result.conflicts.append({"index": index, "request_id": record.request_id})
-    return result
 
 
 def note_accepted_parameters(account: Account, rows: Sequence[dict[str, Any]]) -> None:
@@ -280,7 +301,7 @@ def authenticate_api_token(plaintext: str) -> ApiToken | None:
     return token
 
 
-# --- Keys and the price book, as people edit them ------------------------------------------------
+# --- Keys, as people edit them ------------------------------------------------------------
 
 
 def rename_api_key(key: ApiKey, *, name: str, team: str) -> ApiKey:
@@ -289,94 +310,6 @@ def rename_api_key(key: ApiKey, *, name: str, team: str) -> ApiKey:
     ApiKey.objects.filter(pk=key.pk).update(name=name, team=team)
     key.name, key.team = name, team
     return key
-
-
-def manual_price_history(*, account: Account | None, model_pattern: str, currency: str) -> QuerySet[ModelPrice]:
-    """The prices people entered for one model (account-wide or every account) and currency."""
-    return ModelPrice.objects.filter(
-        account=account, model_pattern=model_pattern, currency=currency, source=PriceSource.MANUAL
-    )
-
-
-@transaction.atomic
-def add_manual_price(
-    *,
-    account: Account | None,
-    model_pattern: str,
-    currency: str,
-    input_per_mtok: Decimal,
-    cached_input_per_mtok: Decimal | None,
-    output_per_mtok: Decimal,
-    effective_from: datetime,
-) -> ModelPrice:
-    """Insert a price into its model's manual history: the row in effect at its start ends there,
-    and it runs until that row's old end or the next row's start. The price book's signal
-    receivers reprice the affected records in the background once this commits."""
-    rows = list(
-        manual_price_history(account=account, model_pattern=model_pattern, currency=currency)
-        .select_for_update()
-        .order_by("effective_from", "pk")
-    )
-    current = next(
-        (
-            r
-            for r in reversed(rows)
-            if r.effective_from < effective_from and (r.effective_to is None or r.effective_to > effective_from)
-        ),
-        None,
-    )
-    following = next((r for r in rows if r.effective_from > effective_from), None)
-    ends = [e for e in (current.effective_to if current else None, following and following.effective_from) if e]
-    price = ModelPrice(
-        account=account,
-        model_pattern=model_pattern,
-        currency=currency,
-        input_per_mtok=input_per_mtok,
-        cached_input_per_mtok=cached_input_per_mtok,
-        output_per_mtok=output_per_mtok,
-        effective_from=effective_from,
-        effective_to=min(ends) if ends else None,
-        source=PriceSource.MANUAL,
-    )
-    if current is not None:
-        current.effective_to = effective_from
-        current.save(update_fields=["effective_to"])  # post_save reprices its old window
-    price.save()  # post_save reprices the new window after commit
-    return price
-
-
-# --- Exchange rates -------------------------------------------------------------------------------
-
-
-def set_exchange_rate(
-    *,
-    from_currency: str,
-    to_currency: str,
-    rate: Decimal,
-    effective_from: datetime,
-    source: str,
-    entered_by: Any = None,
-    note: str = "",
-) -> ExchangeRate:
-    """Enter a rate: 1 `from_currency` = `rate` `to_currency` from `effective_from` until the
-    pair's next rate. An entry for a moment that already has one wins over it (the earlier
-    entry stays, as history). Raises ValidationError naming the field at fault.
-
-    The records of accounts kept in `to_currency` that the rate can value are re-valued in
-    the background once this commits (usage.receivers).
-    """
-    entry = ExchangeRate(
-        from_currency=from_currency.strip().upper(),
-        to_currency=to_currency.strip().upper(),
-        rate=rate,
-        effective_from=effective_from,
-        source=source,
-        entered_by=entered_by,
-        note=note.strip()[:200],
-    )
-    entry.full_clean()
-    entry.save()
-    return entry
 
 
 def choose_language(*, user_id: int, language: str) -> UserLanguage:

@@ -184,7 +184,7 @@ def insert_ignoring_conflicts(
 
 def insert_returning(model: type[models.Model], rows: Rows, *, returning: Sequence[str]) -> list[tuple[Any, ...]]:
     """A plain INSERT of rows known to be new (their keys registered first, see
-    usage.models_identity.RegisteredRequest); returns `returning` of each row."""
+    usage.models.identity.RegisteredRequest); returns `returning` of each row."""
     if not rows:
         return []
     qn = connections[DEFAULT_DB_ALIAS].ops.quote_name

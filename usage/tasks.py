@@ -6,8 +6,11 @@ from typing import Any
 
 from celery import shared_task
 
-from usage import repricing, rollups
+from usage import partitions, rollups
+from usage.estimation.calibration import calibrate
+from usage.import_jobs.services import process_import
 from usage.models import Account
+from usage.pricing import repricing
 from usage.proxy import recorder, spool
 
 
@@ -25,10 +28,16 @@ def reprice_records(scopes: list[dict[str, Any]]) -> int:
 
 
 @shared_task
+def relabel_team_records(run_id: int) -> int:
+    """Relabel the records a large team rename left (usage.teams.services.continue_rename)."""
+    from usage.teams.services import continue_rename
+
+    return continue_rename(run_id)
+
+
+@shared_task
 def calibrate_estimator(account_id: int | None = None) -> int:
     """Refit the token estimator and re-estimate estimated records; returns how many changed."""
-    from usage.calibration import calibrate
-
     account = Account.objects.get(pk=account_id) if account_id is not None else None
     return calibrate(account).reestimated
 
@@ -42,8 +51,6 @@ def replay_proxy_spool() -> int:
 @shared_task
 def maintain_usage_partitions() -> dict[str, Any]:
     """Daily: drop raw months past RAW_RETENTION_MONTHS, create the partitions ahead."""
-    from usage import partitions
-
     done = partitions.maintain()
     return {"created": done.created, "dropped": done.dropped, "deleted_rows": done.deleted_rows}
 
@@ -51,7 +58,5 @@ def maintain_usage_partitions() -> dict[str, Any]:
 @shared_task
 def run_usage_import(job_id: int) -> str | None:
     """Run an import uploaded on the Import page; returns its final state."""
-    from usage.import_jobs.services import process_import
-
     state = process_import(job_id)
     return state.value if state is not None else None

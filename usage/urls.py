@@ -1,5 +1,6 @@
 from django.urls import path
 
+from usage.teams import views as teams
 from usage.views import catalogue, errors, imports, keys, language, models, overview, rates, requests, spend
 from usage.views import settings as settings_views
 
@@ -19,6 +20,7 @@ urlpatterns = [
     path("spend/", spend.spend, name="spend"),
     path("keys/", keys.keys, name="keys"),
     path("keys/<int:pk>/edit/", keys.key_edit, name="key_edit"),
+    path("teams/", teams.teams, name="teams"),
     path("settings/", settings_views.api_tokens, name="settings"),
     path("settings/tokens/new/", settings_views.api_token_create, name="token_create"),
     path("settings/tokens/<int:pk>/revoke/", settings_views.api_token_revoke, name="token_revoke"),

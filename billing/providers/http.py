@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from billing.providers.errors import BadAnswer, CredentialsRejected, ProviderUnavailable
-from usage.errors import classify_error
+from usage.error_causes import classify_error
 from usage.models import ErrorCause
 
 MAX_MESSAGE = 300

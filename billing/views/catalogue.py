@@ -6,6 +6,7 @@ from django.contrib import messages
 from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect
+from django.utils.translation import gettext
 from django.views.decorators.http import require_POST
 
 from billing import tasks
@@ -19,11 +20,13 @@ from usage.tenancy import current_account_or_none
 def sync_models_now(request: HttpRequest) -> HttpResponse:
     account = current_account_or_none(request)
     if account is None:
-        messages.error(request, "There is no account to sync: create one with manage.py create_account.")
+        messages.error(request, gettext("There is no account to sync: create one with manage.py create_account."))
         return redirect("usage:catalogue")
     account_id = account.pk
     transaction.on_commit(lambda: tasks.sync_model_catalogue.delay(account_id, CatalogueTrigger.MANUAL))
     messages.success(
-        request, f"A sync of {account.name}'s model list was requested; it runs in the background. Reload to see it."
+        request,
+        gettext("A sync of %(name)s's model list was requested; it runs in the background. Reload to see it.")
+        % {"name": account.name},
     )
     return redirect("usage:catalogue")

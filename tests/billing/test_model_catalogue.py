@@ -22,7 +22,7 @@ from usage.catalogue import selectors
 from usage.catalogue.models import CatalogueModel, CatalogueOutcome, CatalogueSync
 from usage.models import ModelPrice, PriceSource, UsageRecord
 from usage.periods import Period
-from usage.prices import BEGINNING
+from usage.pricing.list_prices import BEGINNING
 from usage.schemas import validate_records
 from usage.services import record_usage
 

@@ -16,7 +16,7 @@ from billing.models import Allocation, BillingState, PlanExpiry, RecomputeReques
 from billing.recompute import refresh_allocations
 from tests.billing.conftest import allocate, at, buy, ingest, record
 from usage.models import ModelPrice, UsageRecord
-from usage.repricing import Scope, reprice
+from usage.pricing.repricing import Scope, reprice
 
 
 def test_new_records_are_allocated_by_the_next_refresh_without_being_asked(account):
@@ -179,7 +179,7 @@ def test_a_record_re_estimated_after_allocation_is_allocated_again(account):
 def test_the_tokens_reestimated_signal_alone_reallocates_from_the_earliest_change(
     account, django_capture_on_commit_callbacks
 ):
-    from usage.calibration import tokens_reestimated
+    from usage.estimation.calibration import tokens_reestimated
 
     buy(account, "p", 1000, at(1), at(20))
     ingest(account, record("r1", at(2), "gpt-4o", 600, 0, "0.6"), record("r2", at(3), "gpt-4o", 300, 0, "0.3"))

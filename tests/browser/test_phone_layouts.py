@@ -8,6 +8,7 @@ screen: `document.documentElement.scrollWidth <= 390`.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -27,6 +28,7 @@ from usage.models import Account, ApiKey, ImportJob, Membership, TokenScope, Usa
 from usage.services import choose_language, create_api_token
 
 PHONE: ViewportSize = {"width": 390, "height": 844}
+CHINESE = re.compile("[\u4e00-\u9fff]")
 ROLES = {FINANCE: Role.FINANCE, ENGINEER: Role.ENGINEER, ADMIN: Role.ADMIN}
 NOT_PAGES = ("api:", "admin:", "proxy:")  # JSON, the Django admin, the proxy
 
@@ -182,3 +184,42 @@ def test_every_finance_page_fits_a_390_px_phone_in_chinese(browsing: Browsing, p
     assert page.locator("html").get_attribute("lang") == "zh-hans"
     assert len(measured) >= 5
     assert too_wide == {}, "\n".join(f"{url}: {found}" for url, found in too_wide.items())
+
+
+def test_every_engineer_page_fits_a_390_px_phone_in_chinese(browsing: Browsing, pages: dict[str, list[str]]):
+    """The engineers' pages in Chinese: longer labels in narrow metric cards, wrapped remedies."""
+    page = signed_in(browsing, ENGINEER)
+    choose_language(user_id=User.objects.get(username=f"phone-{ENGINEER}").pk, language="zh-hans")
+    measured = {url: overflow(page, url) for url in pages[ENGINEER]}
+
+    too_wide = {url: found for url, found in measured.items() if found is not None}
+    print(f"engineer in Chinese: {len(measured)} pages measured at {PHONE['width']} px")
+    assert page.locator("html").get_attribute("lang") == "zh-hans"
+    assert len(measured) >= 5
+    assert too_wide == {}, "\n".join(f"{url}: {found}" for url, found in too_wide.items())
+
+
+def test_chinese_chart_legends_sit_below_the_plot_on_a_phone_clear_of_the_axes(
+    browsing: Browsing,
+    account_with_plans: Account,  # noqa: F811
+    screenshot,
+):
+    """Legends and axis titles in Chinese (built in Python in the reader's language) keep clear of the plot."""
+    url = "/models/gpt-4o/"  # stacked prompt and completion tokens: a legend of two longer labels
+    page = signed_in(browsing, ENGINEER)
+    choose_language(user_id=User.objects.get(username=f"phone-{ENGINEER}").pk, language="zh-hans")
+    page.goto(url)
+    page.wait_for_load_state("networkidle")
+    charts = page.locator(".chart[data-figure]")
+    charts.first.locator(".main-svg").first.wait_for(state="attached")
+
+    found = [charts.nth(i).evaluate(LEGEND_CLEARANCE) for i in range(charts.count())]
+    legends = page.evaluate("""() => [...document.querySelectorAll(".chart g.legend, .chart g.g-ytitle")]
+      .map((el) => el.textContent).join(" ")""")
+
+    screenshot(page, f"phone-chart-zh-{url.strip('/').replace('/', '-')}", full_page=True)
+    assert CHINESE.search(legends), legends
+    with_legend = [f for f in found if f["legend"]]
+    assert with_legend, f"no chart with a legend on {url}: {found}"
+    for clearance in with_legend:
+        assert clearance == {"legend": True, "overPlot": False, "overTicks": [], "below": True}

@@ -13,7 +13,7 @@ from playwright.sync_api import Page, expect
 
 from tests.browser.conftest import PASSWORD, member_of_every_account
 from toki_dashboard.roles import Role
-from usage.errors import remedy
+from usage.error_causes import remedy
 from usage.models import Account, ErrorCause
 from usage.schemas import RecordIn
 from usage.services import create_account, record_usage

@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.urls import reverse
 from django.utils import timezone
 
-from usage.errors import MAX_ERROR_MESSAGE, PROMPT_REMOVED, REMEDIES, remedy, shown_message
+from usage.error_causes import MAX_ERROR_MESSAGE, PROMPT_REMOVED, REMEDIES, remedy, shown_message
 from usage.ingestion import content_hash
 from usage.models import ErrorCause, UsageRecord
 from usage.schemas import RecordIn, validate_records
@@ -81,7 +81,7 @@ def test_the_errors_page_and_a_request_page_read_one_remedy_per_cause():
     for cause in ErrorCause.values:
         if cause != ErrorCause.NONE:
             assert remedy(cause) == REMEDIES[cause] != ""
-    assert "see the error message" not in " ".join(REMEDIES.values())
+    assert "see the error message" not in " ".join(map(str, REMEDIES.values()))
 
 
 # --- Every path stores it --------------------------------------------------------------------

@@ -19,19 +19,12 @@ from django.core.management import call_command
 
 from tests.usage.test_pricing import add_price
 from usage import rollups
-from usage.calibration import calibrate, estimator_quality, tokens_reestimated
-from usage.estimation import (
-    CLASSES,
-    LENGTHS,
-    PROFILE,
-    FallbackEstimator,
-    Lengths,
-    current_estimator,
-    family,
-    nnls,
-)
+from usage.estimation.calibration import calibrate, estimator_quality, tokens_reestimated
+from usage.estimation.estimator import current_estimator, family
+from usage.estimation.features import CLASSES, LENGTHS, PROFILE, FallbackEstimator, Lengths
+from usage.estimation.fitting import nnls
 from usage.models import EstimatorFit, UsageRecord
-from usage.pricing import cost_of
+from usage.pricing.price_book import cost_of
 from usage.schemas import RecordIn
 from usage.services import create_account, record_usage
 from usage.tasks import calibrate_estimator

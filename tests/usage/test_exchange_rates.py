@@ -42,9 +42,10 @@ from usage.models import (
     TokenScope,
     UsageRecord,
 )
-from usage.pricing import COST_QUANTUM
+from usage.pricing.price_book import COST_QUANTUM
+from usage.pricing.services import set_exchange_rate
 from usage.schemas import validate_records
-from usage.services import create_account, create_api_token, record_usage, set_exchange_rate
+from usage.services import create_account, create_api_token, record_usage
 
 NOV_1 = datetime(2026, 11, 1, tzinfo=UTC)
 NOV_15 = datetime(2026, 11, 15, tzinfo=UTC)

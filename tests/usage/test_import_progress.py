@@ -11,7 +11,8 @@ from typing import Any
 
 from django.core.management import call_command
 
-from usage.import_runs import ImportProgress, Snapshot, format_duration, run_import
+from usage.import_jobs.models import format_duration
+from usage.import_runs import ImportProgress, Snapshot, run_import
 from usage.importers import ImportFormat, ImportSummary, Problem
 from usage.models import Account, UsageRecord
 

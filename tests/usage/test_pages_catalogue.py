@@ -17,7 +17,7 @@ from usage.catalogue.demo import seed_demo_catalogue
 from usage.catalogue.listing import ListedModel, Listing, ProviderPrice
 from usage.catalogue.models import CatalogueOutcome, CatalogueSync
 from usage.models import Account, ModelPrice, PriceSource
-from usage.prices import BEGINNING
+from usage.pricing.list_prices import BEGINNING
 from usage.schemas import validate_records
 from usage.services import record_usage
 

@@ -11,12 +11,12 @@ import pytest
 from django.urls import reverse
 from django.utils import timezone
 
-from usage.errors import REMEDIES
+from usage.error_causes import REMEDIES
 from usage.periods import dashboard_tz
 from usage.schemas import validate_records
 from usage.services import record_usage
 
-# What a failed call looks like, and the cause usage.errors gives it.
+# What a failed call looks like, and the cause usage.error_causes gives it.
 FAILURES: list[tuple[dict[str, Any], str]] = [
     ({"status_code": 401, "error": {"message": "Incorrect API key provided"}}, "invalid_api_key"),
     ({"status_code": 402, "error": {"type": "insufficient_quota", "message": "quota exceeded"}}, "insufficient_quota"),
@@ -76,7 +76,7 @@ def test_each_cause_shows_its_count_share_and_remedy_most_frequent_first(enginee
     for cause, count in expected.items():
         assert f'<td class="num">{count}</td>' in rows[cause]
         assert f"{count / failed * 100:.0f}%" in rows[cause]
-        assert REMEDIES[cause] in rows[cause].replace("&#x27;", "'")
+        assert str(REMEDIES[cause]) in rows[cause].replace("&#x27;", "'")
     assert re.search(r'id="errors-total">([^<]+)<', page).group(1) == str(failed)
     assert f"{failed / len(records) * 100:.2f}%" in page
 

@@ -21,7 +21,7 @@ from tests.test_celery_worker import worker  # noqa: F401  (a real Celery worker
 from tests.usage.test_pricing import ingest, money, rollup_cost_and_unpriced, usage_record
 from usage import rollups
 from usage.models import Account, ApiToken, ModelPrice, PriceSource, RepricingRun, UsageRecord
-from usage.prices import BEGINNING
+from usage.pricing.list_prices import BEGINNING
 from usage.services import create_account, create_api_token
 
 SETTINGS_URLS = [

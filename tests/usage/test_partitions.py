@@ -14,9 +14,9 @@ from django.db.models import Count, Sum
 from django.test.utils import CaptureQueriesContext
 
 from usage import partitions, rollups
-from usage.models import DailyUsage, HourlyUsage, RawRetention, RegisteredRequest, UsageRecord
-from usage.schemas import validate_records
-from usage.services import record_usage
+from usage.models import ApiKey, DailyUsage, HourlyUsage, ModelPrice, RawRetention, RegisteredRequest, UsageRecord
+from usage.schemas import RecordIn, validate_records
+from usage.services import create_account, record_usage
 
 postgres_only = pytest.mark.skipif(
     connection.vendor != "postgresql",
@@ -278,6 +278,26 @@ def test_pages_csv_and_the_records_api_say_when_a_period_is_summarised_only(db, 
     assert api["records"] and api["retention_notice"] is None
 
 
+def test_the_summarised_only_notice_is_in_the_readers_language_on_pages_and_english_for_scripts(
+    db, account, engineer_client, settings
+):
+    settings.RAW_RETENTION_MONTHS = 3
+    now = datetime(2020, 9, 14, tzinfo=UTC)
+    seven_months(account, now)
+    partitions.apply_retention(now=now, months=3)
+    old = {"period": "custom", "start": "2020-03-01", "end": "2020-03-31"}
+    chinese = {"HTTP_ACCEPT_LANGUAGE": "zh-CN,zh;q=0.9"}
+    said = "Request-level detail kept for 3 months (from 2020-06-01); this period is summarised only"
+
+    page = engineer_client.get("/requests/", old, **chinese).content.decode()
+    assert "请求级明细保留 3 个月（自 2020-06-01 起）；本期仅有汇总数据" in page and said not in page
+    # The CSV and the API are read by scripts: English, as their column and field names.
+    csv_lines = b"".join(engineer_client.get("/requests/export.csv", old, **chinese).streaming_content)
+    assert csv_lines.decode().splitlines()[-1].startswith(f"# {said}")
+    api = engineer_client.get("/api/v1/usage/records", {"start": "2020-03-01", "end": "2020-03-31"}, **chinese)
+    assert api.json()["retention_notice"].startswith(said)
+
+
 def test_the_maintenance_command_says_what_it_kept_dropped_and_created(db, account, settings):
     from io import StringIO
 
@@ -304,15 +324,49 @@ def test_the_maintenance_command_says_what_it_kept_dropped_and_created(db, accou
 
 def test_every_index_of_the_records_is_there_after_the_migrations(db):
     """The partitioning (PostgreSQL) and the table rebuilds (SQLite) keep the indexes the
-    migrations made in raw SQL, and the single-column account index is gone."""
+    migrations made in raw SQL, and the single-column account index and the latency index
+    (the latency histogram answers the percentiles) are gone."""
     with connection.cursor() as cursor:
         names = {
             index
             for index, info in connection.introspection.get_constraints(cursor, "usage_usagerecord").items()
             if info["index"]
         }
-    for expected in ("usage_log_idx", "usage_model_time_idx", "usage_converted_idx"):
+    for expected in ("usage_log_idx", "usage_model_time_idx", "usage_converted_idx", "usage_unsupported_idx"):
         assert expected in names
-    for raw_sql in ("usage_failed_idx", "usage_model_latency_idx"):
-        assert raw_sql in names
+    assert "usage_failed_idx" in names  # raw SQL
+    assert "usage_model_latency_idx" not in names
     assert not any(n.startswith("usage_usagerecord_account_id") for n in names)
+
+
+def test_the_records_carry_no_foreign_key_check_yet_deleting_a_key_or_price_still_clears_them(db):
+    """A check per row written halved the insert rate at 10M records; Django's on_delete still runs."""
+    account = create_account(name="Acme", slug="acme", currency="USD")
+    price = ModelPrice.objects.create(
+        account=account,
+        model_pattern="gpt-4o",
+        input_per_mtok=Decimal("1"),
+        output_per_mtok=Decimal("2"),
+        effective_from=datetime(2020, 1, 1, tzinfo=UTC),
+    )
+    record = RecordIn(
+        request_id="r1",
+        occurred_at=datetime(2026, 11, 20, 12, tzinfo=UTC),
+        model="gpt-4o",
+        api_key="name:batch-jobs",
+        usage={"prompt_tokens": 1000, "completion_tokens": 10},
+    )
+    record_usage(account, [(0, record)], source="api")
+    stored = UsageRecord.objects.get(account=account)
+    assert stored.api_key_id is not None and stored.price_id == price.pk
+
+    with connection.cursor() as cursor:
+        constraints = connection.introspection.get_constraints(cursor, "usage_usagerecord")
+    assert [name for name, info in constraints.items() if info["foreign_key"]] == []
+
+    ApiKey.objects.filter(pk=stored.api_key_id).delete()
+    price.delete()
+
+    stored.refresh_from_db()
+    assert (stored.api_key_id, stored.price_id) == (None, None)
+    assert UsageRecord.objects.filter(account=account).count() == 1

@@ -22,8 +22,8 @@ from genai_prices import types as gp
 
 from usage import rollups
 from usage.models import Account, HourlyUsage, ModelPrice, PriceSource, UsageRecord
-from usage.prices import BEGINNING, listed_prices, sync_prices
-from usage.pricing import PriceBook
+from usage.pricing.list_prices import BEGINNING, listed_prices, sync_prices
+from usage.pricing.price_book import PriceBook
 from usage.schemas import RecordIn
 from usage.services import create_account, record_usage
 

@@ -23,10 +23,11 @@ from tests.usage.test_pricing import (
     rollup_cost_and_unpriced,
     usage_record,
 )
-from usage import repricing, rollups, selectors
+from usage import rollups, selectors
 from usage.models import Account, ModelPrice, PriceSource, RepricingRun, UsageRecord
-from usage.prices import sync_prices
-from usage.repricing import Scope
+from usage.pricing import repricing
+from usage.pricing.list_prices import sync_prices
+from usage.pricing.repricing import Scope
 from usage.services import create_account
 
 

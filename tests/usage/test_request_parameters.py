@@ -16,7 +16,7 @@ from usage import demo, parameters
 from usage.models import AcceptedParameter, UsageRecord
 from usage.periods import Period
 from usage.schemas import validate_records
-from usage.selectors_parameters import capabilities_seen, unsupported_parameter_findings
+from usage.selectors.parameters import capabilities_seen, unsupported_parameter_findings
 from usage.services import record_usage
 
 UNSUPPORTED = {"type": "invalid_request_error", "code": "unsupported_parameter", "message": "Unsupported: logprobs"}

@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from django.db import models
 from django.utils import timezone
+from django.utils.translation import gettext_lazy
 
 
 class CatalogueOutcome(models.TextChoices):
-    RUNNING = "running", "Running"
-    SUCCESS = "success", "Success"
-    UNAVAILABLE = "unavailable", "Provider unavailable (retried)"
-    CREDENTIALS_REJECTED = "credentials_rejected", "Credentials rejected"
-    BAD_ANSWER = "bad_answer", "Malformed or failed answer"
-    NOT_CONFIGURED = "not_configured", "Not configured"
-    ERROR = "error", "Internal error"
+    RUNNING = "running", gettext_lazy("Running")
+    SUCCESS = "success", gettext_lazy("Success")
+    UNAVAILABLE = "unavailable", gettext_lazy("Provider unavailable (retried)")
+    CREDENTIALS_REJECTED = "credentials_rejected", gettext_lazy("Credentials rejected")
+    BAD_ANSWER = "bad_answer", gettext_lazy("Malformed or failed answer")
+    NOT_CONFIGURED = "not_configured", gettext_lazy("Not configured")
+    ERROR = "error", gettext_lazy("Internal error")
 
 
 class CatalogueTrigger(models.TextChoices):
-    SCHEDULE = "schedule", "Schedule"
-    MANUAL = "manual", "Sync models now"
-    COMMAND = "command", "Command"
+    SCHEDULE = "schedule", gettext_lazy("Schedule")
+    MANUAL = "manual", gettext_lazy("Sync models now")
+    COMMAND = "command", gettext_lazy("Command")
 
 
 class CatalogueModel(models.Model):

@@ -18,7 +18,7 @@ from usage import selectors
 from usage.catalogue.models import CatalogueModel, CatalogueOutcome, CatalogueSync
 from usage.models import Account, ModelPrice
 from usage.periods import Period
-from usage.pricing import PriceBook
+from usage.pricing.price_book import PriceBook
 from usage.selectors import Totals
 
 # The last success is stale once this many scheduled syncs have been missed.

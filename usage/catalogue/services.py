@@ -3,7 +3,7 @@
 A successful listing is the whole truth about availability: models in it are listed
 (added, or back if they had been removed), models missing from it are flagged removed.
 Provider prices become ModelPrice rows of the account with source "provider", in the
-shape `usage.prices.sync_prices` gives genai-prices rows: a changed price closes the
+shape `usage.pricing.list_prices.sync_prices` gives genai-prices rows: a changed price closes the
 open row at the sync and opens a new one from then, history is never edited, a
 model's first price also covers its earlier usage, and the records a new or changed
 price affects are repriced in the background. A failed sync changes nothing but its
@@ -22,8 +22,8 @@ from django.utils import timezone
 from usage.catalogue.listing import ListedModel, Listing, ProviderPrice
 from usage.catalogue.models import CatalogueModel, CatalogueOutcome, CatalogueSync, CatalogueTrigger
 from usage.models import Account, ModelPrice, PriceSource
-from usage.prices import BEGINNING
-from usage.repricing import Scope, schedule
+from usage.pricing.list_prices import BEGINNING
+from usage.pricing.repricing import Scope, schedule
 
 # A sync still unfinished after this long belongs to a worker that died.
 STALE_CLAIM = timedelta(minutes=30)

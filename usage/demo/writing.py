@@ -14,8 +14,8 @@ from toki_dashboard.roles import Role
 from usage.demo.catalogue import ACCOUNT_NAME, ACCOUNT_SLUG, DEMO_PASSWORD, KEYS, MODELS, PRICES_EFFECTIVE_FROM
 from usage.demo.traffic import DemoWindow, current_hour, records_for_hour
 from usage.ingestion import name_fingerprint
-from usage.models import Account, ApiKey, ModelPrice, PriceSource, Provider, RecordSource, UsageRecord
-from usage.repricing import Scope, schedule
+from usage.models import Account, ApiKey, ModelPrice, PriceSource, Provider, RecordSource, Team, UsageRecord
+from usage.pricing.repricing import Scope, schedule
 from usage.schemas import RecordIn
 from usage.services import IngestResult, add_member, create_account, record_usage
 
@@ -84,6 +84,14 @@ def _price_row(model: str, rates: tuple[str, str | None, str]) -> ModelPrice:
     )
 
 
+def ensure_teams(account: Account) -> None:
+    """The demo's teams as teams made on the Teams page (before the traffic names them)."""
+    Team.objects.bulk_create(
+        [Team(account=account, name=name) for name in sorted({key.team for key in KEYS if key.team})],
+        ignore_conflicts=True,
+    )
+
+
 def label_key_teams(account: Account) -> None:
     for key in KEYS:
         fingerprint = name_fingerprint(key.name)
@@ -130,6 +138,7 @@ def seed_demo_usage(*, days: int = 30, seed: int = 1, until: datetime | None = N
     report = DemoReport(
         account=account, window=window, users_created=ensure_users(account), prices_created=ensure_prices()
     )
+    ensure_teams(account)
     ingest_window(account, window, report)
     label_key_teams(account)
     return report

@@ -8,6 +8,18 @@ from django.utils import timezone
 from django.utils.translation import gettext, gettext_lazy
 
 
+def format_duration(seconds: float) -> str:
+    """3 s, 4 min 05 s, 1 h 02 min."""
+    whole = round(seconds)
+    if whole < 60:
+        return f"{whole} s"
+    minutes, secs = divmod(whole, 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
 class ImportState(models.TextChoices):
     QUEUED = "queued", gettext_lazy("Queued")
     RUNNING = "running", gettext_lazy("Running")
@@ -70,15 +82,11 @@ class ImportJob(models.Model):
 
     @property
     def duration_text(self) -> str:
-        from usage.import_runs import format_duration
-
         seconds = self.duration_seconds
         return "—" if seconds is None else format_duration(seconds)
 
     @property
     def time_left_text(self) -> str:
-        from usage.import_runs import format_duration
-
         if self.seconds_left is None:
             return "—"
         return gettext("about %(duration)s") % {"duration": format_duration(self.seconds_left)}

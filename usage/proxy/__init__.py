@@ -8,6 +8,7 @@ TOKI base URL, one UsageRecord per recorded call, prompts and outputs never stor
 - `measure`: lengths and character-class profiles of request and response JSON;
 - `recorder`: finished calls → RecordIn → `record_usage`, off the response path;
 - `spool`: the durable JSONL files records wait in while the database is unavailable;
-- `simulator`: a local OpenAI-compatible upstream for development, tests and benchmarks;
+- `simulator`: a local OpenAI-compatible upstream for development, tests and benchmarks, and
+  `simulator_answers`, what it answers (refusals, deterministic content);
 - `urls`, `views`: the same paths in Django's URLconf, for servers that do not mount `app`.
 """

@@ -243,30 +243,7 @@ class ProxyApp:
         query = scope.get("query_string") or b""
         url = upstream.base_url.rstrip("/") + path.raw + ("?" + query.decode("latin-1") if query else "")
 
-        kind = measure.recorded_kind(method, path.text)
-        call, inject = None, False
-        if kind is not None:
-            call = Call(
-                account_id=upstream.account_id,
-                kind=kind,
-                endpoint="/v1" + path.text,
-                occurred_at=admitted.occurred_at,
-                request_body=body,
-                api_key=caller.authorization,
-                metadata=caller.tags,
-            )
-            # Only streams need the body read now; everything else is measured later.
-            if b'"stream"' in body and (parsed := _json_object(body)) is not None and parsed.get("stream") is True:
-                call.stream, call.request_json = True, parsed
-                options = parsed.get("stream_options")
-                asked = isinstance(options, dict) and options.get("include_usage") is True
-                inject = (
-                    kind in (measure.CHAT, measure.COMPLETIONS)
-                    and settings.TOKI_PROXY_FORCE_STREAM_USAGE
-                    and not asked
-                    and (upstream.account_id, str(parsed.get("model"))) not in runtime.refuses_usage_option
-                )
-
+        call, inject = self._call_to_record(runtime, admitted, method)
         if call is not None and await self._refused_by_budget(send, runtime, admitted, call):
             return
         forwarder = forwarding.Forwarder(
@@ -302,6 +279,36 @@ class ProxyApp:
             if call is not None:
                 metrics.record_proxy_call(call.failure[0] if call.failure else call.status)
                 runtime.recorder.submit(call)
+
+    @staticmethod
+    def _call_to_record(runtime: Runtime, admitted: Admitted, method: str) -> tuple[Call | None, bool]:
+        """The Call the recorder will store for this request (None: a request that is not
+        recorded), and whether the upstream is asked to report a stream's usage."""
+        account_id, body, path_text = admitted.upstream.account_id, admitted.body, admitted.path.text
+        kind = measure.recorded_kind(method, path_text)
+        call, inject = None, False
+        if kind is not None:
+            call = Call(
+                account_id=account_id,
+                kind=kind,
+                endpoint="/v1" + path_text,
+                occurred_at=admitted.occurred_at,
+                request_body=body,
+                api_key=admitted.caller.authorization,
+                metadata=admitted.caller.tags,
+            )
+            # Only streams need the body read now; everything else is measured later.
+            if b'"stream"' in body and (parsed := _json_object(body)) is not None and parsed.get("stream") is True:
+                call.stream, call.request_json = True, parsed
+                options = parsed.get("stream_options")
+                asked = isinstance(options, dict) and options.get("include_usage") is True
+                inject = (
+                    kind in (measure.CHAT, measure.COMPLETIONS)
+                    and settings.TOKI_PROXY_FORCE_STREAM_USAGE
+                    and not asked
+                    and (account_id, str(parsed.get("model"))) not in runtime.refuses_usage_option
+                )
+        return call, inject
 
     @staticmethod
     async def _refused_by_budget(send: Send, runtime: Runtime, admitted: Admitted, call: Call) -> bool:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from usage.estimation import CLASSES
+from usage.estimation.features import CLASSES
 
 # --- Character classes -------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from pydantic import ValidationError
 from toki_dashboard.crypto import sha256_hex
 from usage import parameters
 from usage.deadletters import Unstorable, record_or_set_aside, set_aside
-from usage.errors import shown_message
+from usage.error_causes import shown_message
 from usage.ingestion import NAME_PREFIX
 from usage.key_secrets import looks_like_secret
 from usage.models import Account, RecordSource
@@ -108,7 +108,7 @@ def _usage(value: Any) -> UsageBody | None:
 
 def _error(call: Call, reported: Any, request_texts: list[str]) -> ErrorBody | None:
     """The error of the call: the proxy's own, or the upstream's error body. Its message
-    leaves out whatever it repeats of the request's text, and secrets (usage.errors)."""
+    leaves out whatever it repeats of the request's text, and secrets (usage.error_causes)."""
     if call.failure is not None:
         _, kind, code, message = call.failure
         return ErrorBody(type=kind, code=code, message=message)

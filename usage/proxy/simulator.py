@@ -27,7 +27,6 @@ What it does (README "Logging proxy" lists it too):
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import secrets
 import time
@@ -36,11 +35,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import uvicorn
+
+from usage.proxy import simulator_answers as answers
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-CREATED = 1_750_000_000
 # What OpenAI's API sends besides the body (its CDN sets a cookie on every answer).
 UPSTREAM_HEADERS = [
     (b"set-cookie", b"__cf_bm=upstream-cookie; path=/; HttpOnly; Secure; SameSite=None"),
@@ -48,61 +50,6 @@ UPSTREAM_HEADERS = [
     (b"openai-processing-ms", b"3"),
     (b"x-ratelimit-remaining-requests", b"4999"),
 ]
-CHAT_PARAMETERS = {
-    "model",
-    "messages",
-    "stream",
-    "stream_options",
-    "n",
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "top_p",
-    "tools",
-    "tool_choice",
-    "user",
-    "seed",
-    "stop",
-    "response_format",
-    "parallel_tool_calls",
-    "presence_penalty",
-    "frequency_penalty",
-    "logprobs",
-    "metadata",
-}
-WORDS = [
-    "the",
-    "quick",
-    "brown",
-    "fox",
-    "jumps",
-    "over",
-    "a",
-    "lazy",
-    "dog",
-    "while",
-    "seven",
-    "curious",
-    "engineers",
-    "measure",
-    "every",
-    "token",
-    "that",
-    "crosses",
-    "the",
-    "proxy,",
-    "counting",
-    "characters,",
-    "bytes",
-    "and",
-    "messages",
-    "without",
-    "ever",
-    "keeping",
-    "a",
-    "word",
-]
-CJK_WORDS = list("我们在这里测量每一个字符的长度而不保存任何内容模型回答问题时会产生很多文字") + ["，", "。"]
 
 
 @dataclass
@@ -164,26 +111,12 @@ class Simulator:
         await answer.run(bytes(raw))
 
 
-def _error(message: str, kind: str, code: str | None = None, param: str | None = None) -> dict[str, Any]:
-    return {"error": {"message": message, "type": kind, "param": param, "code": code}}
-
-
-def _dump(value: Any) -> bytes:
-    # A lone surrogate (sent as a JSON escape) goes back as the same escape: backslashreplace
-    # writes it as \udXXX, which is what it is inside a JSON string.
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "backslashreplace")
-
-
-def _seed(*parts: Any) -> int:
-    return int.from_bytes(hashlib.sha256(_dump(parts)).digest()[:8], "big")
-
-
 class _Answer:
     def __init__(self, sim: Simulator, scope: Scope, receive: Receive, send: Send, exchange: Exchange) -> None:
         self.sim, self.scope, self.receive, self.send, self.exchange = sim, scope, receive, send, exchange
 
     async def json(self, status: int, payload: Any, headers: list[tuple[bytes, bytes]] = ()) -> None:  # type: ignore[assignment]  # a default of () for a list parameter: never mutated
-        data = _dump(payload)
+        data = answers.dump(payload)
         await self.send(
             {
                 "type": "http.response.start",
@@ -191,7 +124,7 @@ class _Answer:
                 "headers": [
                     (b"content-type", b"application/json"),
                     (b"content-length", str(len(data)).encode()),
-                    (b"x-request-id", f"req_{_seed(payload) % 10**12}".encode()),
+                    (b"x-request-id", f"req_{answers.seed(payload) % 10**12}".encode()),
                     (b"x-oneapi-request-id", self.exchange.request_id.encode()),
                     *headers,
                 ],
@@ -219,15 +152,17 @@ class _Answer:
         }
         handler = handlers.get(path)
         if handler is None or method != "POST":
-            return await self.json(404, _error(f"Unknown request URL: {method} {path}.", "invalid_request_error"))
-        if (refused := self.refusal(body)) is not None:
+            return await self.json(
+                404, answers.error_body(f"Unknown request URL: {method} {path}.", "invalid_request_error")
+            )
+        if (refused := answers.refusal(path, self.exchange.headers.get("authorization", ""), body)) is not None:
             status, payload, headers = refused
             return await self.json(status, payload, headers)
         assert body is not None  # refusal() answers a request without a JSON object
         model = body["model"]
         if model == "sim-broken":
             return await self.json(
-                500, _error("The server had an error while processing your request.", "server_error")
+                500, answers.error_body("The server had an error while processing your request.", "server_error")
             )
         delay = float(self.exchange.headers.get("x-sim-delay") or self.sim.delay)
         if model == "sim-slow":
@@ -246,159 +181,12 @@ class _Answer:
         finally:
             waiter.cancel()
 
-    def refusal(self, body: Any) -> tuple[int, dict[str, Any], list[tuple[bytes, bytes]]] | None:
-        """The error this request gets, if any, in the order a real API checks."""
-        auth = self.exchange.headers.get("authorization", "")
-        key = auth.removeprefix("Bearer ").strip()
-        if not key.startswith("sk-"):
-            masked = f"{key[:3]}***{key[-4:]}" if len(key) > 8 else "***"
-            message = f"Incorrect API key provided: {masked}. You can find your API key in your account settings."
-            return 401, _error(message, "invalid_request_error", "invalid_api_key"), []
-        if "disabled" in key:
-            return 401, _error("This API key has been disabled.", "invalid_request_error", "key_disabled"), []
-        if "noquota" in key:
-            message = "You exceeded your current quota, please check your plan and billing details."
-            return 429, _error(message, "insufficient_quota", "insufficient_quota"), []
-        if "ratelimited" in key:
-            message = "Rate limit reached for requests per min (RPM): Limit 3, Used 3, Requested 1."
-            return 429, _error(message, "requests", "rate_limit_exceeded"), [(b"retry-after", b"20")]
-        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
-            return 400, _error("You must provide a model parameter.", "invalid_request_error"), []
-        model = body["model"]
-        if not model.startswith("sim-"):
-            message = f"The model `{model}` does not exist or you do not have access to it."
-            return 404, _error(message, "invalid_request_error", "model_not_found"), []
-        if self.scope["path"] == "/v1/chat/completions":
-            unknown = sorted(set(body) - CHAT_PARAMETERS)
-            if unknown:
-                message = f"Unrecognized request argument supplied: {unknown[0]}"
-                return 400, _error(message, "invalid_request_error", "unsupported_parameter", unknown[0]), []
-            if model == "sim-strict" and "stream_options" in body:
-                message = "stream_options is not supported by this model."
-                return 400, _error(message, "invalid_request_error", "unsupported_parameter", "stream_options"), []
-            if not body.get("messages"):
-                return 400, _error("'messages' must contain at least one message.", "invalid_request_error"), []
-            if model == "sim-moderated":
-                last = body["messages"][-1]
-                quoted = last.get("content") if isinstance(last, dict) else ""
-                message = (
-                    f"Input rejected by the content filter: '{quoted}'. Key {key} is under review; "
-                    "write to abuse-desk@upstream.example for help."
-                )
-                return 400, _error(message, "invalid_request_error", "content_filter"), []
-        return None
-
-    # --- Content ---------------------------------------------------------------------
-
-    def words(self, body: dict[str, Any], index: int) -> list[str]:
-        """The pieces of one choice's answer, one token each."""
-        count = body.get("max_completion_tokens") or body.get("max_tokens") or 24
-        source = CJK_WORDS if body["model"] == "sim-cjk" else WORDS
-        seed = _seed(body["model"], body.get("messages") or body.get("prompt") or body.get("input"), index)
-        pieces = [source[(seed + i * 7919) % len(source)] for i in range(count)]
-        if source is WORDS:
-            return [pieces[0].capitalize()] + [f" {w}" for w in pieces[1:-1]] + [f" {pieces[-1]}."]
-        return pieces
-
-    @staticmethod
-    def prompt_tokens(body: dict[str, Any]) -> int:
-        texts: list[str] = []
-        for message in body.get("messages") or []:
-            content = message.get("content") if isinstance(message, dict) else None
-            if isinstance(content, str):
-                texts.append(content)
-            elif isinstance(content, list):
-                texts.extend(p.get("text", "") for p in content if isinstance(p, dict))
-        for key in ("prompt", "input", "instructions"):
-            value = body.get(key)
-            if isinstance(value, str):
-                texts.append(value)
-            elif isinstance(value, list):
-                texts.extend(v for v in value if isinstance(v, str))
-        tools = body.get("tools") or []
-        return sum(len(t.encode()) for t in texts) // 4 + len(_dump(tools)) // 4 * bool(tools) + 7
-
-    def usage(self, body: dict[str, Any], completion: int) -> dict[str, Any] | None:
-        if body["model"] == "sim-nousage":
-            return None
-        prompt = self.prompt_tokens(body)
-        return {
-            "prompt_tokens": prompt,
-            "completion_tokens": completion,
-            "total_tokens": prompt + completion,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
-        }
-
-    @staticmethod
-    def tool_call(body: dict[str, Any], index: int) -> tuple[str, str, str]:
-        tool = body["tools"][0]
-        name = (tool.get("function") or tool).get("name", "tool")
-        arguments = _dump({"location": "Paris", "unit": "celsius", "choice": index}).decode()
-        return f"call_{_seed(body['messages'], index) % 10**10}", name, arguments
-
     # --- Endpoints -----------------------------------------------------------------------
 
     async def chat(self, body: dict[str, Any]) -> None:
-        n = int(body.get("n") or 1)
-        ident = f"chatcmpl-{_seed(body['model'], body['messages']) % 10**20:020d}"
-        head = {"id": ident, "object": "chat.completion", "created": CREATED, "model": body["model"]}
-        uses_tools = bool(body.get("tools")) and body.get("tool_choice") != "none"
         if not body.get("stream"):
-            choices, completion = [], 0
-            for index in range(n):
-                if uses_tools:
-                    call_id, name, arguments = self.tool_call(body, index)
-                    calls = [{"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}]
-                    message = {"role": "assistant", "content": None, "tool_calls": calls, "refusal": None}
-                    completion += len(arguments) // 3 + 5
-                    finish = "tool_calls"
-                else:
-                    words = self.words(body, index)
-                    message = {"role": "assistant", "content": "".join(words), "refusal": None}
-                    completion += len(words)
-                    finish = "stop"
-                choices.append({"index": index, "message": message, "logprobs": None, "finish_reason": finish})
-            payload = head | {"choices": choices, "system_fingerprint": "fp_sim"}
-            if (usage := self.usage(body, completion)) is not None:
-                payload["usage"] = usage
-            return await self.json(200, payload)
-
-        options = body.get("stream_options") or {}
-        with_usage = bool(options.get("include_usage")) and body["model"] != "sim-nousage"
-        head = head | {"object": "chat.completion.chunk", "system_fingerprint": "fp_sim"}
-
-        def chunk(index: int, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
-            payload = head | {"choices": [{"index": index, "delta": delta, "logprobs": None, "finish_reason": finish}]}
-            return payload | {"usage": None} if with_usage else payload
-
-        deltas: list[list[dict[str, Any]]] = []
-        steps: list[dict[str, Any]]
-        completion = 0
-        for index in range(n):
-            if uses_tools:
-                call_id, name, arguments = self.tool_call(body, index)
-                first = {"index": 0, "id": call_id, "type": "function", "function": {"name": name, "arguments": ""}}
-                steps = [{"role": "assistant", "content": None, "tool_calls": [first]}]
-                parts = [arguments[i : i + 8] for i in range(0, len(arguments), 8)]
-                steps += [{"tool_calls": [{"index": 0, "function": {"arguments": p}}]} for p in parts]
-                completion += len(arguments) // 3 + 5
-            else:
-                words = self.words(body, index)
-                steps = [{"role": "assistant", "content": "", "refusal": None}] + [{"content": w} for w in words]
-                completion += len(words)
-            deltas.append(steps)
-        events = [
-            chunk(i, step)
-            for position in range(max(map(len, deltas)))
-            for i in range(n)
-            if position < len(deltas[i])
-            for step in [deltas[i][position]]
-        ]
-        paced = len(events)
-        events += [chunk(i, {}, "tool_calls" if uses_tools else "stop") for i in range(n)]
-        if with_usage:
-            events.append(head | {"choices": [], "usage": self.usage(body, completion)})
+            return await self.json(200, answers.chat_completion(body))
+        events, paced = answers.chat_chunks(body)
         await self.stream(events, cut_after=3 if body["model"] == "sim-drop" else None, paced=paced)
 
     async def stream(self, events: list[Any], cut_after: int | None = None, paced: int | None = None) -> None:
@@ -422,7 +210,7 @@ class _Answer:
                 if cut_after is not None and number == cut_after:
                     return  # without finishing the response: uvicorn drops the connection
                 name = event.pop("_event", None) if isinstance(event, dict) else None
-                frame = (f"event: {name}\n".encode() if name else b"") + b"data: " + _dump(event) + b"\n\n"
+                frame = (f"event: {name}\n".encode() if name else b"") + b"data: " + answers.dump(event) + b"\n\n"
                 await self.send({"type": "http.response.body", "body": frame, "more_body": True})
                 # Tokens come at the model's pace; the closing chunks follow at once.
                 await asyncio.sleep(chunk_delay if number < paced else 0)  # also lets `gone` see a disconnect
@@ -435,19 +223,19 @@ class _Answer:
             gone.cancel()
 
     async def completions(self, body: dict[str, Any]) -> None:
-        words = self.words(body, 0)
-        ident = f"cmpl-{_seed(body['model'], body.get('prompt')) % 10**20:020d}"
-        head = {"id": ident, "object": "text_completion", "created": CREATED, "model": body["model"]}
+        words = answers.answer_words(body, 0)
+        ident = f"cmpl-{answers.seed(body['model'], body.get('prompt')) % 10**20:020d}"
+        head = {"id": ident, "object": "text_completion", "created": answers.CREATED, "model": body["model"]}
         if body.get("stream"):
             events = [
                 head | {"choices": [{"index": 0, "text": w, "logprobs": None, "finish_reason": None}]} for w in words
             ]
             events.append(head | {"choices": [{"index": 0, "text": "", "logprobs": None, "finish_reason": "stop"}]})
-            if (body.get("stream_options") or {}).get("include_usage") and (u := self.usage(body, len(words))):
+            if (body.get("stream_options") or {}).get("include_usage") and (u := answers.usage_of(body, len(words))):
                 events.append(head | {"choices": [], "usage": u})
             return await self.stream(events)
         payload = head | {"choices": [{"index": 0, "text": "".join(words), "logprobs": None, "finish_reason": "stop"}]}
-        if (usage := self.usage(body, len(words))) is not None:
+        if (usage := answers.usage_of(body, len(words))) is not None:
             payload["usage"] = usage
         await self.json(200, payload)
 
@@ -455,7 +243,11 @@ class _Answer:
         inputs = body.get("input")
         inputs = [inputs] if isinstance(inputs, str) else list(inputs or [])
         data = [
-            {"object": "embedding", "index": i, "embedding": [((_seed(text) >> k) % 1000) / 1000 for k in range(8)]}
+            {
+                "object": "embedding",
+                "index": i,
+                "embedding": [((answers.seed(text) >> k) % 1000) / 1000 for k in range(8)],
+            }
             for i, text in enumerate(inputs)
         ]
         prompt = sum(len(str(t).encode()) for t in inputs) // 4 + len(inputs)
@@ -465,10 +257,10 @@ class _Answer:
         await self.json(200, payload)
 
     async def responses(self, body: dict[str, Any]) -> None:
-        words = self.words(body, 0)
+        words = answers.answer_words(body, 0)
         text = "".join(words)
-        ident = f"resp_{_seed(body['model'], body.get('input')) % 10**20:020d}"
-        usage = self.usage(body, len(words))
+        ident = f"resp_{answers.seed(body['model'], body.get('input')) % 10**20:020d}"
+        usage = answers.usage_of(body, len(words))
         resp_usage = (
             {
                 "input_tokens": usage["prompt_tokens"],
@@ -488,7 +280,7 @@ class _Answer:
         response = {
             "id": ident,
             "object": "response",
-            "created_at": CREATED,
+            "created_at": answers.CREATED,
             "status": "completed",
             "model": body["model"],
             "output": [message],
@@ -520,6 +312,4 @@ class _Answer:
 
 def run(host: str = "127.0.0.1", port: int = 9100, **options: Any) -> None:
     """Serve the simulator with uvicorn until interrupted."""
-    import uvicorn
-
     uvicorn.run(Simulator(**options), host=host, port=port, log_level="warning", access_log=False)

@@ -9,26 +9,28 @@ from decimal import Decimal
 from typing import Any
 
 from django.conf import settings
-from django.db import connection
-from django.db.models import Aggregate, Count, IntegerField, Max, Sum
+from django.db.models import Count, Max, Sum
 from django.db.models.functions import Coalesce, TruncDate
+from django.utils.functional import Promise
+from django.utils.translation import gettext, gettext_lazy, ngettext
 
-from usage.errors import REMEDIES
-from usage.models import Account, ErrorCause, UsageRecord
+from usage import latency
+from usage.error_causes import REMEDIES
+from usage.models import Account, ErrorCause, LatencyHistogram, RawRetention, UsageRecord
 from usage.periods import Period
 from usage.selectors.totals import ZERO, GroupTotals, Totals, rollup_rows, rollup_sums, totals
 
-MODEL_SORTS = {
-    "model": "Model",
-    "requests": "Requests",
-    "prompt_tokens": "Prompt tokens",
-    "completion_tokens": "Completion tokens",
-    "cached_tokens": "Cached tokens",
-    "cost": "Usage value",
-    "share": "Share of value",
-    "tokens_per_request": "Tokens per request",
-    "error_rate": "Error rate",
-    "estimated_share": "Estimated",
+MODEL_SORTS: dict[str, str | Promise] = {
+    "model": gettext_lazy("Model"),
+    "requests": gettext_lazy("Requests"),
+    "prompt_tokens": gettext_lazy("Prompt tokens"),
+    "completion_tokens": gettext_lazy("Completion tokens"),
+    "cached_tokens": gettext_lazy("Cached tokens"),
+    "cost": gettext_lazy("Usage value"),
+    "share": gettext_lazy("Share of value"),
+    "tokens_per_request": gettext_lazy("Tokens per request"),
+    "error_rate": gettext_lazy("Error rate"),
+    "estimated_share": gettext_lazy("Estimated"),
 }
 DEFAULT_MODEL_SORT = "-cost"
 
@@ -143,42 +145,47 @@ class Latency:
 
 def model_latency(*, account: Account, period: Period, model: str) -> Latency:
     """Latency percentiles of one model's requests in the period (nearest rank, like
-    PostgreSQL's percentile_disc). The rollup only keeps sums, so percentiles read the raw
-    records of that model and period, through the (account, model, occurred_at) index."""
-    import math
-
+    PostgreSQL's percentile_disc), within 1% (usage.latency): read from the latency
+    histogram, a few hundred rows a day, rather than from a month of records. While the
+    histogram's days belong to another time zone (DASHBOARD_TIME_ZONE changed, rebuild_rollups
+    not run yet), the records are read instead, like `rollup_rows` falls back to the hourly rollup."""
     rollup = (
         rollup_rows(account, period)
         .filter(model=model)
         .aggregate(total=Coalesce(Sum("latency_ms_sum"), 0), count=Coalesce(Sum("latency_count"), 0))
     )
     mean = rollup["total"] / rollup["count"] if rollup["count"] else None
-    timed = UsageRecord.objects.filter(
-        account=account, model=model, occurred_at__gte=period.start, occurred_at__lt=period.end
-    ).filter(latency_ms__isnull=False)
-    if connection.vendor == "postgresql":
-
-        class PercentileDisc(Aggregate):
-            function = "PERCENTILE_DISC"
-            template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-
-        found = timed.aggregate(
-            samples=Count("latency_ms"),  # not "id": the latency index alone then answers
-            p50=PercentileDisc("latency_ms", fraction=0.5, output_field=IntegerField()),
-            p95=PercentileDisc("latency_ms", fraction=0.95, output_field=IntegerField()),
+    if account.daily_rollup_zone == settings.DASHBOARD_TIME_ZONE:
+        counts = list(
+            LatencyHistogram.objects.filter(
+                account=account, model=model, day__gte=period.first_day, day__lte=period.last_day
+            )
+            .values("bucket")
+            .annotate(n=Sum("requests"))
+            .order_by("bucket")
+            .values_list("bucket", "n")
         )
-        return Latency(found["samples"], found["p50"], found["p95"], mean)
-    samples = timed.count()
-    if not samples:
-        return Latency(0, None, None, mean)
-    ordered = timed.order_by("latency_ms").values_list("latency_ms", flat=True)
+    else:
+        counts = _latency_counts_from_records(account, period, model)
+    samples = sum(n for _, n in counts)
+    return Latency(samples, latency.percentile(counts, 0.5), latency.percentile(counts, 0.95), mean)
 
-    def nearest_rank(fraction: float) -> int:
-        rank = ordered[max(math.ceil(fraction * samples), 1) - 1]
-        assert rank is not None  # `timed` has a latency
-        return rank
 
-    return Latency(samples, nearest_rank(0.5), nearest_rank(0.95), mean)
+def _latency_counts_from_records(account: Account, period: Period, model: str) -> list[tuple[int, int]]:
+    rows = (
+        UsageRecord.objects.filter(
+            account=account, model=model, occurred_at__gte=period.start, occurred_at__lt=period.end
+        )
+        .filter(latency_ms__isnull=False)
+        .values_list("latency_ms")
+        .annotate(n=Count("id"))
+        .order_by()
+    )
+    counts: dict[int, int] = {}
+    for latency_ms, n in rows:
+        bucket = latency.bucket_of(latency_ms)
+        counts[bucket] = counts.get(bucket, 0) + n
+    return sorted(counts.items())
 
 
 @dataclass(frozen=True)
@@ -208,11 +215,11 @@ def errors_by_cause(*, account: Account, period: Period, model: str = "") -> lis
     return [
         CauseCount(
             cause=row["error_cause"],
-            label=labels.get(row["error_cause"], row["error_cause"]),
+            label=str(labels.get(row["error_cause"], row["error_cause"])),
             requests=row["n"],
             share=row["n"] / all_failed,
             last_seen=row["last"],
-            remedy=REMEDIES.get(row["error_cause"], ""),
+            remedy=str(REMEDIES.get(row["error_cause"], "")),
         )
         for row in rows
     ]
@@ -241,15 +248,35 @@ def errors_per_day(*, account: Account, period: Period) -> list[CauseDay]:
 def raw_detail_notice(start: datetime, end: datetime) -> str:
     """What to say when some of [start, end) is before the raw records retention keeps
     (RAW_RETENTION_MONTHS): the totals still cover it, single requests do not. "" otherwise."""
-    from usage.models import RawRetention
-
     kept_from = RawRetention.kept_from_now()
     if kept_from is None or start >= kept_from:
         return ""
-    months = settings.RAW_RETENTION_MONTHS
-    kept = f"kept for {months} month{'s' if months != 1 else ''}" if months else "no longer kept"
-    scope = "this period is" if end <= kept_from else f"before {kept_from:%Y-%m-%d} this period is"
-    return (
-        f"Request-level detail {kept} (from {kept_from:%Y-%m-%d}); {scope} summarised only: "
-        "totals, charts and reports still count every request, single requests are not listed."
-    )
+    months, day = settings.RAW_RETENTION_MONTHS, f"{kept_from:%Y-%m-%d}"
+    # Whole sentences, one per case, so that a language can order them its own way.
+    if months and end <= kept_from:
+        text = ngettext(
+            "Request-level detail kept for %(months)d month (from %(day)s); this period is summarised only: "
+            "totals, charts and reports still count every request, single requests are not listed.",
+            "Request-level detail kept for %(months)d months (from %(day)s); this period is summarised only: "
+            "totals, charts and reports still count every request, single requests are not listed.",
+            months,
+        )
+    elif months:
+        text = ngettext(
+            "Request-level detail kept for %(months)d month (from %(day)s); before %(day)s this period is "
+            "summarised only: totals, charts and reports still count every request, single requests are not listed.",
+            "Request-level detail kept for %(months)d months (from %(day)s); before %(day)s this period is "
+            "summarised only: totals, charts and reports still count every request, single requests are not listed.",
+            months,
+        )
+    elif end <= kept_from:
+        text = gettext(
+            "Request-level detail no longer kept (from %(day)s); this period is summarised only: "
+            "totals, charts and reports still count every request, single requests are not listed."
+        )
+    else:
+        text = gettext(
+            "Request-level detail no longer kept (from %(day)s); before %(day)s this period is summarised only: "
+            "totals, charts and reports still count every request, single requests are not listed."
+        )
+    return text % {"months": months, "day": day}

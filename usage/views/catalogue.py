@@ -11,9 +11,10 @@ from django.utils import timezone
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
-from usage import parameters, selectors_parameters
+from usage import parameters
 from usage.catalogue import selectors
 from usage.periods import PRESETS, Period
+from usage.selectors import parameters as selectors_parameters
 from usage.tenancy import current_account_or_none
 from usage.views.requests import keep, with_query
 

@@ -1,4 +1,4 @@
-"""Errors: failed requests of the period by cause (usage.errors), each with its remedy."""
+"""Errors: failed requests of the period by cause (usage.error_causes), each with its remedy."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from django.urls import reverse
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
-from usage import graphs, selectors, selectors_parameters
-from usage.errors import REMEDIES
+from usage import graphs, selectors
+from usage.error_causes import REMEDIES
 from usage.models import ErrorCause
 from usage.periods import PRESETS, Period
+from usage.selectors import parameters as selectors_parameters
 from usage.tenancy import current_account_or_none
 from usage.views.requests import PERIOD_FIELDS, keep, with_query
 

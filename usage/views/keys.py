@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
@@ -13,9 +14,10 @@ from toki_dashboard.forms import form_invalid, form_saved
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
 from usage import graphs, selectors
-from usage.forms import ApiKeyForm
 from usage.models import ApiKey
 from usage.periods import PRESETS, Period, dashboard_tz
+from usage.teams.forms import KeyForm, saved_message
+from usage.teams.selectors import key_history
 from usage.tenancy import current_account, current_account_or_none
 
 
@@ -61,14 +63,20 @@ def key_edit(request: HttpRequest, pk: int) -> HttpResponse:
     if not back.startswith("?"):
         back = ""  # only a query string of the keys page, never another site
     if request.method == "POST":
-        form = ApiKeyForm(request.POST)
-        if form.is_valid():
-            form.save(key)
-            messages.success(request, f"Saved key “{key.name}”.")
-            return form_saved(request, reverse("usage:keys") + back)
+        form = KeyForm(request.POST, account=account)
+        with timezone.override(dashboard_tz()):
+            valid = form.is_valid()
+        if valid:
+            try:
+                move = form.save(key, user=request.user)
+            except ValidationError:
+                pass  # the form carries the refusal
+            else:
+                messages.success(request, saved_message(key, move))
+                return form_saved(request, reverse("usage:keys") + back)
     else:
-        form = ApiKeyForm(initial={"name": key.name, "team": key.team})
-    context = {"form": form, "key": key, "next": back}
+        form = KeyForm(initial={"name": key.name, "team": key.team, "since": "now"}, account=account)
+    context = {"form": form, "key": key, "next": back, "history": key_history(key)}
     with timezone.override(dashboard_tz()):
         if form.errors:
             return form_invalid(request, "usage/keys_edit.html", "usage/partials/key_edit_form.html", context)

@@ -6,15 +6,18 @@ from typing import Any
 
 from django.http import Http404, HttpRequest, HttpResponse, QueryDict
 from django.urls import reverse
+from django.utils.functional import Promise
+from django.utils.translation import gettext, gettext_lazy
 
 from toki_dashboard.htmx import render_page, wants_fragment
 from toki_dashboard.roles import Role, role_required
-from usage import graphs, requestlog, selectors
-from usage.calibration import estimator_quality
+from usage import graphs, selectors
 from usage.catalogue import selectors as catalogue
+from usage.estimation.calibration import estimator_quality
 from usage.exchange import rates_applied
 from usage.models import HourlyUsage
 from usage.periods import PRESETS, Period
+from usage.selectors import requestlog
 from usage.tenancy import current_account, current_account_or_none
 from usage.views.requests import PERIOD_FIELDS, keep, with_query
 
@@ -53,7 +56,7 @@ def models_page(request: HttpRequest) -> HttpResponse:
     sort = request.GET.get("sort") or selectors.DEFAULT_MODEL_SORT
     notices = [n for n in (period_warning, selectors.raw_detail_notice(period.start, period.end)) if n]
     if sort.removeprefix("-") not in selectors.MODEL_SORTS:
-        notices.append(f"Unknown sort “{sort[:40]}”: sorted by usage value, highest first.")
+        notices.append(gettext("Unknown sort “%(sort)s”: sorted by usage value, highest first.") % {"sort": sort[:40]})
         sort = selectors.DEFAULT_MODEL_SORT
     url = reverse("usage:models")
     context: dict[str, Any] = {"period": period, "presets": PRESETS, "account": account, "notices": notices}
@@ -79,14 +82,14 @@ def models_page(request: HttpRequest) -> HttpResponse:
     return render_page(request, "usage/models.html", fragment, context)
 
 
-CARDS: dict[str, str] = {
-    "usage": "Tokens and usage value",
-    "latency": "Latency",
-    "errors": "Errors by cause",
-    "top": "Top keys and teams",
-    "recent": "Recent requests",
-    "estimator": "Token estimator",
-    "catalogue": "Catalogue and prices",
+CARDS: dict[str, str | Promise] = {
+    "usage": gettext_lazy("Tokens and usage value"),
+    "latency": gettext_lazy("Latency"),
+    "errors": gettext_lazy("Errors by cause"),
+    "top": gettext_lazy("Top keys and teams"),
+    "recent": gettext_lazy("Recent requests"),
+    "estimator": gettext_lazy("Token estimator"),
+    "catalogue": gettext_lazy("Catalogue and prices"),
 }
 
 

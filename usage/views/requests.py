@@ -13,24 +13,32 @@ from django.http import HttpRequest, HttpResponse, QueryDict, StreamingHttpRespo
 from django.http.response import HttpResponseBase
 from django.shortcuts import get_object_or_404, render
 from django.urls import reverse
+from django.utils import translation
+from django.utils.functional import Promise
+from django.utils.translation import gettext, gettext_lazy
 
 from toki_dashboard.htmx import render_page
 from toki_dashboard.roles import Role, role_required
-from usage import identity, requestlog, selectors
+from usage import identity, selectors
 from usage.api import decimal_string
 from usage.catalogue import selectors as catalogue
-from usage.errors import remedy
+from usage.error_causes import remedy
 from usage.models import Account, ErrorCause, RecordSource, UsageRecord
 from usage.periods import PRESETS, Period
+from usage.selectors import requestlog
 from usage.tenancy import current_account, current_account_or_none
 
 PAGE_SIZE = 50
-STATUS_CHOICES = [("", "Any status"), ("ok", "Succeeded"), ("failed", "Failed")]
+STATUS_CHOICES = [
+    ("", gettext_lazy("Any status")),
+    ("ok", gettext_lazy("Succeeded")),
+    ("failed", gettext_lazy("Failed")),
+]
 CAUSE_CHOICES = [
-    ("", "Any cause"),
+    ("", gettext_lazy("Any cause")),
     *[(value, label) for value, label in ErrorCause.choices if value != ErrorCause.NONE],
 ]
-SOURCE_CHOICES = [("", "Any source"), *RecordSource.choices]
+SOURCE_CHOICES = [("", gettext_lazy("Any source")), *RecordSource.choices]
 PERIOD_FIELDS = ("period", "start", "end")
 
 
@@ -57,20 +65,20 @@ def _choices_with(values: list[str], current: str, empty: str) -> list[tuple[str
 
 
 class RequestFilterForm(forms.Form):
-    model = forms.ChoiceField(required=False)
-    api_key = forms.ChoiceField(required=False, label="Key")
-    team = forms.ChoiceField(required=False)
-    status = forms.ChoiceField(required=False, choices=STATUS_CHOICES)
-    error_cause = forms.ChoiceField(required=False, choices=CAUSE_CHOICES, label="Error cause")
-    source = forms.ChoiceField(required=False, choices=SOURCE_CHOICES)
-    estimated = forms.BooleanField(required=False, label="Estimated tokens only")
+    model = forms.ChoiceField(required=False, label=gettext_lazy("Model"))
+    api_key = forms.ChoiceField(required=False, label=gettext_lazy("Key"))
+    team = forms.ChoiceField(required=False, label=gettext_lazy("Team"))
+    status = forms.ChoiceField(required=False, choices=STATUS_CHOICES, label=gettext_lazy("Status"))
+    error_cause = forms.ChoiceField(required=False, choices=CAUSE_CHOICES, label=gettext_lazy("Error cause"))
+    source = forms.ChoiceField(required=False, choices=SOURCE_CHOICES, label=gettext_lazy("Source"))
+    estimated = forms.BooleanField(required=False, label=gettext_lazy("Estimated tokens only"))
 
     def __init__(self, data: QueryDict, *, account: Account, period: Period) -> None:
         super().__init__(data)
         for name, dimension, empty in (
-            ("model", "model", "All models"),
-            ("api_key", "api_key__name", "All keys"),
-            ("team", "team", "All teams"),
+            ("model", "model", gettext("All models")),
+            ("api_key", "api_key__name", gettext("All keys")),
+            ("team", "team", gettext("All teams")),
         ):
             if name == "model":  # the provider's listed models too, used or not
                 values = catalogue.model_choices(account, period)
@@ -126,7 +134,7 @@ def requests_log(request: HttpRequest) -> HttpResponse:
         try:
             rows, older, newer = _page_of(account, filters, request.GET)
         except requestlog.BadCursor:
-            problems.append("The page link is broken or outdated: showing the newest requests.")
+            problems.append(gettext("The page link is broken or outdated: showing the newest requests."))
             rows, older = requestlog.page(account, filters, limit=PAGE_SIZE)
             newer = None
         context |= {
@@ -185,13 +193,22 @@ def request_detail(request: HttpRequest, pk: int) -> HttpResponse:
 
 
 PROFILE_CLASSES = ("cjk", "letters", "digits", "spaces", "punct", "other")
+# How each character class of the estimator is named on the page.
+PROFILE_LABELS: dict[str, str | Promise] = {
+    "cjk": gettext_lazy("CJK"),
+    "letters": gettext_lazy("Letters"),
+    "digits": gettext_lazy("Digits"),
+    "spaces": gettext_lazy("Spaces"),
+    "punct": gettext_lazy("Punctuation"),
+    "other": gettext_lazy("Other"),
+}
 
 
 def _profiles(record: UsageRecord) -> list[tuple[str, int | None, int | None]]:
     context, output = record.context_profile or {}, record.output_profile or {}
     if not context and not output:
         return []
-    return [(name, context.get(name), output.get(name)) for name in PROFILE_CLASSES]
+    return [(str(PROFILE_LABELS[name]), context.get(name), output.get(name)) for name in PROFILE_CLASSES]
 
 
 CSV_COLUMNS = (
@@ -233,7 +250,9 @@ def csv_rows(account: Account, filters: requestlog.RecordFilters) -> Iterator[st
     writer = csv.writer(_Echo())
     yield writer.writerow(CSV_COLUMNS)
     yield from _csv_records(writer, account, filters)
-    if retention := selectors.raw_detail_notice(filters.start, filters.end):
+    with translation.override("en"):  # read by scripts and spreadsheets, as its column names
+        retention = selectors.raw_detail_notice(filters.start, filters.end)
+    if retention:
         yield f"# {retention}\r\n"
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from usage.calibration import calibrate
+from usage.estimation.calibration import calibrate
 from usage.models import Account
 
 

@@ -10,7 +10,7 @@ from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
 from usage.models import ExchangeRate, RateSource
-from usage.services import set_exchange_rate
+from usage.pricing.services import set_exchange_rate
 
 
 class Command(BaseCommand):

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from usage.prices import sync_prices
+from usage.pricing.list_prices import sync_prices
 
 
 class Command(BaseCommand):

@@ -7,7 +7,7 @@ for). The Celery task `usage.tasks.reprice_records` turns them back into Scopes 
 calls `reprice`, which walks the affected records in chunks keyed by id. Each chunk is
 one transaction: lock the records, value them with the PriceBook as it is now, take
 their old contribution out of the rollups and put the new one in. A provider-reported
-cost is never replaced (unless the call was not served: see `usage.pricing.valuation`).
+cost is never replaced (unless the call was not served: see `usage.pricing.price_book.valuation`).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from django.utils import timezone
 from toki_dashboard import background
 from usage import rollups
 from usage.models import Account, CostSource, ExchangeRate, HourlyUsage, ModelPrice, RepricingRun, UsageRecord
-from usage.pricing import PriceBook, Valuation, valuation, was_served
+from usage.pricing.price_book import PriceBook, Valuation, valuation, was_served
 
 CHUNK_SIZE = 2_000
 # An ingestion batch prices its records with the book it loaded when it started and
@@ -257,7 +257,7 @@ VALUATION_FIELDS = ["cost", "cost_source", "price", "exchange_rate"]
 
 
 def priced(record: UsageRecord, book: PriceBook) -> Valuation:
-    """The valuation ingestion would give the stored record today (`usage.pricing.valuation`)."""
+    """The valuation ingestion would give the stored record today (`usage.pricing.price_book.valuation`)."""
     reported = record.cost_source == CostSource.REPORTED
     return valuation(
         book,

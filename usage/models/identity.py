@@ -6,7 +6,9 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from usage.models import MONEY, Account, RecordSource, UsageRecord
+from usage.models.accounts import Account
+from usage.models.amounts import MONEY
+from usage.models.records import RecordSource, UsageRecord
 
 
 class CallKey(models.Model):

@@ -5,14 +5,14 @@
 1. Training data: records with reported usage that also logged lengths (a
    character-class profile, or characters/bytes), newest first, per model. One record
    in five, chosen by a hash of its request_id, is held out and never trained on.
-2. Fits: per model, per family (usage.estimation.family) and for all models, each
+2. Fits: per model, per family (usage.estimation.estimator.family) and for all models, each
    of both kinds (profile, lengths) that has enough records. A fit is measured on its
    scope's held-out records together with the fallback estimator and the fit in use;
    it replaces the fit in use only when its median error is lower there (and must beat
    the fallback). The fit in use otherwise gets its errors measured anew.
 3. Re-estimation: every estimated record whose estimate the current fits would change
    gets the new tokens, version and cost, in chunks; the hourly rollup moves by the
-   difference (usage.repricing's helpers), so it stays equal to a recount.
+   difference (usage.pricing.repricing's helpers), so it stays equal to a recount.
 """
 
 from __future__ import annotations
@@ -31,30 +31,23 @@ from django.dispatch import Signal
 from django.utils import timezone
 
 from usage import rollups
-from usage.estimation import (
+from usage.estimation.estimator import CalibratedEstimator, active_fits, family_scope
+from usage.estimation.features import (
     ALL_MODELS,
     FEATURES,
     LENGTHS,
     PROFILE,
-    CalibratedEstimator,
     Estimate,
     FallbackEstimator,
-    Fit,
     Lengths,
-    Sample,
     context_features,
-    family_scope,
-    fit,
     output_features,
-    predict,
-    quantile,
-    relative_errors,
-    training_rows,
 )
+from usage.estimation.fitting import Sample, fit, predict, quantile, relative_errors, training_rows
 from usage.models import Account, ErrorCause, EstimatorFit, RepricingRun, TokensSource, UsageRecord
-from usage.pricing import PriceBook
-from usage.repricing import FIELDS as PRICING_FIELDS
-from usage.repricing import VALUATION_FIELDS, priced, rollup_row, set_valuation
+from usage.pricing.price_book import PriceBook
+from usage.pricing.repricing import FIELDS as PRICING_FIELDS
+from usage.pricing.repricing import VALUATION_FIELDS, priced, rollup_row, set_valuation
 
 logger = logging.getLogger(__name__)
 
@@ -78,14 +71,6 @@ LENGTH_FIELDS = (
     "context_profile",
     "output_profile",
 )
-
-
-def active_fits() -> dict[tuple[str, str], Fit]:
-    """The fits in use, by (scope, kind)."""
-    return {
-        (row["scope"], row["kind"]): Fit(row["id"], row["scope"], row["kind"], row["weights"])
-        for row in EstimatorFit.objects.filter(active=True).values("id", "scope", "kind", "weights")
-    }
 
 
 def is_held_out(request_id: str) -> bool:

@@ -6,7 +6,8 @@ from __future__ import annotations
 from django.db import models
 from django.utils import timezone
 
-from usage.models import Account, RecordSource
+from usage.models.accounts import Account
+from usage.models.records import RecordSource
 
 
 class DeadLetter(models.Model):

@@ -45,7 +45,7 @@ from genai_prices import data_snapshot
 from genai_prices import types as gp
 
 from usage.models import ModelPrice, PriceSource
-from usage.repricing import Scope, schedule
+from usage.pricing.repricing import Scope, schedule
 
 CURRENCY = "USD"  # genai-prices lists every price in US dollars
 # Where a name's first genai-prices price starts: before any record, so that

@@ -9,7 +9,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy
 
-from usage.models import CURRENCY_CODE, MONEY
+from usage.models.amounts import CURRENCY_CODE, MONEY
 
 
 class RateSource(models.TextChoices):

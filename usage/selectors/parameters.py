@@ -114,6 +114,6 @@ def capabilities_seen(*, account: Account) -> dict[str, list[CapabilitySeen]]:
         seen = []
         for capability, (shown_by, label) in parameters.CAPABILITIES.items():
             times = [names[name] for name in shown_by if name in names]
-            seen.append(CapabilitySeen(capability, label, max(times) if times else None))
+            seen.append(CapabilitySeen(capability, str(label), max(times) if times else None))
         result[model] = seen
     return result

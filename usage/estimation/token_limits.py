@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from genai_prices import data_snapshot
 
-from usage.estimation import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, Estimate, Lengths, utf8_bytes_from_profile
+from usage.estimation.features import TOKENS_PER_MESSAGE, TOKENS_PER_REPLY, Estimate, Lengths, utf8_bytes_from_profile
 
 DEFAULT_CONTEXT_WINDOW = 1_000_000  # a model genai-prices does not know; the largest common windows are 1–2 M
 CAPPED = "+capped"

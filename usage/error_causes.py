@@ -11,6 +11,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 
+from django.utils.functional import Promise
+from django.utils.translation import gettext_lazy
+
 from toki_dashboard.redaction import REDACTED, redact
 from usage.models import ErrorCause
 
@@ -24,20 +27,36 @@ MODEL_WORDS = re.compile(
 PARAMETER_WORDS = re.compile(r"unsupported|unrecognized|not supported|invalid[_ ]parameter|param", re.IGNORECASE)
 TIMEOUT_WORDS = re.compile(r"timed? ?out|timeout", re.IGNORECASE)
 
-REMEDIES: dict[str, str] = {
-    ErrorCause.INVALID_API_KEY: "Check the key the application sends; rotate it in the TOKI console if it leaked.",
-    ErrorCause.KEY_DISABLED: "Re-enable the key in the TOKI console, or switch the application to an active key.",
-    ErrorCause.INSUFFICIENT_QUOTA: "Buy a Token Plan or top up the wallet; set an alert so this is seen earlier.",
-    ErrorCause.MODEL_UNAVAILABLE: "Use a model your plan covers and TOKI serves; check the spelling of the model name.",
-    ErrorCause.UNSUPPORTED_PARAMETER: (
+REMEDIES: dict[str, str | Promise] = {
+    ErrorCause.INVALID_API_KEY: gettext_lazy(
+        "Check the key the application sends; rotate it in the TOKI console if it leaked."
+    ),
+    ErrorCause.KEY_DISABLED: gettext_lazy(
+        "Re-enable the key in the TOKI console, or switch the application to an active key."
+    ),
+    ErrorCause.INSUFFICIENT_QUOTA: gettext_lazy(
+        "Buy a Token Plan or top up the wallet; set an alert so this is seen earlier."
+    ),
+    ErrorCause.MODEL_UNAVAILABLE: gettext_lazy(
+        "Use a model your plan covers and TOKI serves; check the spelling of the model name."
+    ),
+    ErrorCause.UNSUPPORTED_PARAMETER: gettext_lazy(
         "Remove or rename the parameter the model rejects: the error message on the request's page names it, "
         "and the Errors page lists the parameters its failures had in common."
     ),
-    ErrorCause.RATE_LIMITED: "Retry with exponential backoff, spread traffic over time or ask TOKI for a higher limit.",
-    ErrorCause.UPSTREAM_ERROR: "TOKI or the model provider failed; retry later and check TOKI's status page.",
-    ErrorCause.TIMEOUT: "Raise the client timeout, stream long answers, or shorten the prompt.",
-    ErrorCause.CLIENT_CANCELLED: "The caller closed the connection; check client timeouts and user cancellations.",
-    ErrorCause.OTHER: "Open one of the requests: its page shows the upstream's error type, code and message.",
+    ErrorCause.RATE_LIMITED: gettext_lazy(
+        "Retry with exponential backoff, spread traffic over time or ask TOKI for a higher limit."
+    ),
+    ErrorCause.UPSTREAM_ERROR: gettext_lazy(
+        "TOKI or the model provider failed; retry later and check TOKI's status page."
+    ),
+    ErrorCause.TIMEOUT: gettext_lazy("Raise the client timeout, stream long answers, or shorten the prompt."),
+    ErrorCause.CLIENT_CANCELLED: gettext_lazy(
+        "The caller closed the connection; check client timeouts and user cancellations."
+    ),
+    ErrorCause.OTHER: gettext_lazy(
+        "Open one of the requests: its page shows the upstream's error type, code and message."
+    ),
 }
 
 # The longest error message kept (characters); longer ones are cut and end with an ellipsis.
@@ -50,8 +69,8 @@ _SPACES = re.compile(r"\s+")
 
 
 def remedy(cause: str) -> str:
-    """What to do about a failure of this cause ("" for a success)."""
-    return REMEDIES.get(cause, "")
+    """What to do about a failure of this cause ("" for a success), in the active language."""
+    return str(REMEDIES.get(cause, ""))
 
 
 def _without_echo(message: str, texts: Iterable[str]) -> str:
