@@ -161,37 +161,52 @@ def generate_records(
         if model.startswith("text-embedding"):
             record["endpoint"] = "/v1/embeddings"
         if rng.random() < ERROR_RATE:
-            status, error = rng.choices(error_choices, error_weights)[0]
-            record["status_code"] = status
-            if error is not None:
-                record["error"] = dict(error)
-            record["latency_ms"] = int(rng.uniform(30, 400))
-            record.pop("ttft_ms", None)
+            _fail(record, rng, error_choices, error_weights)
         elif rng.random() < ESTIMATED_RATE:
-            context_chars = prompt * 4
-            output_chars = completion * 4
-            cjk_share = 0.6 if model in ("qwen-max", "deepseek-chat") else 0.02
-            record.update(
-                context_chars=context_chars,
-                context_bytes=int(context_chars * (1 + 2 * cjk_share)),
-                output_chars=output_chars,
-                output_bytes=int(output_chars * (1 + 2 * cjk_share)),
-                message_count=rng.randint(1, 12),
-                context_profile=_profile(context_chars, rng, cjk_share),
-                output_profile=_profile(output_chars, rng, cjk_share),
-            )
+            record.update(_lengths_only(rng, model, prompt, completion))
         else:
-            usage: dict[str, Any] = {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion,
-                "total_tokens": prompt + completion,
-            }
-            if rng.random() < 0.3:
-                usage["prompt_tokens_details"] = {"cached_tokens": int(prompt * rng.uniform(0.2, 0.9))}
-            if model == "o3-mini":
-                usage["completion_tokens_details"] = {"reasoning_tokens": int(completion * 0.6)}
-            record["usage"] = usage
+            record["usage"] = _reported_usage(rng, model, prompt, completion)
         yield record
+
+
+def _fail(record: dict[str, Any], rng: random.Random, choices: list[Any], weights: list[float]) -> None:
+    """Make `record` a failed call of one of the common causes."""
+    status, error = rng.choices(choices, weights)[0]
+    record["status_code"] = status
+    if error is not None:
+        record["error"] = dict(error)
+    record["latency_ms"] = int(rng.uniform(30, 400))
+    record.pop("ttft_ms", None)
+
+
+def _lengths_only(rng: random.Random, model: str, prompt: int, completion: int) -> dict[str, Any]:
+    """Lengths and character-class profiles instead of usage, so the tokens are estimated."""
+    context_chars = prompt * 4
+    output_chars = completion * 4
+    cjk_share = 0.6 if model in ("qwen-max", "deepseek-chat") else 0.02
+    return dict(
+        context_chars=context_chars,
+        context_bytes=int(context_chars * (1 + 2 * cjk_share)),
+        output_chars=output_chars,
+        output_bytes=int(output_chars * (1 + 2 * cjk_share)),
+        message_count=rng.randint(1, 12),
+        context_profile=_profile(context_chars, rng, cjk_share),
+        output_profile=_profile(output_chars, rng, cjk_share),
+    )
+
+
+def _reported_usage(rng: random.Random, model: str, prompt: int, completion: int) -> dict[str, Any]:
+    """The usage a provider reports, with cached and reasoning tokens now and then."""
+    usage: dict[str, Any] = {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion,
+        "total_tokens": prompt + completion,
+    }
+    if rng.random() < 0.3:
+        usage["prompt_tokens_details"] = {"cached_tokens": int(prompt * rng.uniform(0.2, 0.9))}
+    if model == "o3-mini":
+        usage["completion_tokens_details"] = {"reasoning_tokens": int(completion * 0.6)}
+    return usage
 
 
 def ensure_prices(account: Any) -> None:

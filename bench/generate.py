@@ -23,6 +23,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -42,28 +43,40 @@ def main() -> None:
 
     setup_django(args.database_url)
     from django.core.management import call_command
-    from django.db import connection
 
     from bench._common import ensure_account
-    from usage import rollups
-    from usage.importers import Row, Source, import_records
-    from usage.models import HourlyUsage, UsageRecord
 
     call_command("migrate", verbosity=0)
     print(f"machine: {machine()}")
     account = ensure_account(args.account)
     if args.reset:
-        with connection.cursor() as cursor:
-            cursor.execute(
-                "DELETE FROM billing_allocation WHERE record_id IN "
-                "(SELECT id FROM usage_usagerecord WHERE account_id = %s)",
-                [account.pk],
-            )
-            for table in ("usage_callkey", "usage_callsighting", "usage_usagerecord", "usage_registeredrequest"):
-                cursor.execute(f"DELETE FROM {table} WHERE account_id = %s", [account.pk])
-            cursor.execute("DELETE FROM usage_hourlyusage WHERE account_id = %s", [account.pk])
-            cursor.execute("DELETE FROM usage_dailyusage WHERE account_id = %s", [account.pk])
-        print(f"emptied account {account.slug!r}")
+        _empty(account)
+    problems = _import(account, args)
+    _analyze()
+    if not _rollups_verified(account) or problems:
+        sys.exit(1)
+
+
+def _empty(account: Any) -> None:
+    """Delete the account's records, rollups and allocations."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "DELETE FROM billing_allocation WHERE record_id IN "
+            "(SELECT id FROM usage_usagerecord WHERE account_id = %s)",
+            [account.pk],
+        )
+        for table in ("usage_callkey", "usage_callsighting", "usage_usagerecord", "usage_registeredrequest"):
+            cursor.execute(f"DELETE FROM {table} WHERE account_id = %s", [account.pk])
+        cursor.execute("DELETE FROM usage_hourlyusage WHERE account_id = %s", [account.pk])
+        cursor.execute("DELETE FROM usage_dailyusage WHERE account_id = %s", [account.pk])
+    print(f"emptied account {account.slug!r}")
+
+
+def _import(account: Any, args: argparse.Namespace) -> list[str]:
+    """Store the generated records through the import path, timed; the problems it reported."""
+    from usage.importers import Row, Source, import_records
 
     def rows() -> Iterator[Row]:
         for number, record in enumerate(generate_records(args.records, days=args.days, seed=args.seed), 1):
@@ -83,10 +96,24 @@ def main() -> None:
     )
     for problem in problems[:5]:
         print(f"  {problem}")
+    return problems
+
+
+def _analyze() -> None:
+    """Fresh planner statistics on PostgreSQL, as after autovacuum."""
+    from django.db import connection
+
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             for table in ("usage_usagerecord", "usage_hourlyusage", "usage_dailyusage", "usage_apikey"):
                 cursor.execute(f"VACUUM ANALYZE {table}")
+
+
+def _rollups_verified(account: Any) -> bool:
+    """Whether the rollups equal a recount of the records (usage.rollups.verify), said."""
+    from usage import rollups
+    from usage.models import HourlyUsage, UsageRecord
+
     records = UsageRecord.objects.filter(account=account).count()
     groups = HourlyUsage.objects.filter(account=account).count()
     started = time.perf_counter()
@@ -95,8 +122,7 @@ def main() -> None:
         f"account {account.slug!r}: {records:,} records, {groups:,} hourly rollup rows; "
         f"rollups equal a recount: {not mismatches} (checked in {time.perf_counter() - started:.1f} s)"
     )
-    if mismatches or problems:
-        sys.exit(1)
+    return not mismatches
 
 
 if __name__ == "__main__":

@@ -260,9 +260,6 @@ def main() -> None:
     setup_django(args.database_url)
     from django.core.management import call_command
 
-    from usage import rollups
-    from usage.services import create_api_token
-
     call_command("migrate", verbosity=0)
     print(f"machine: {machine()}")
     days = max(1, round(args.records / DESIGN_RATE_PER_DAY))
@@ -273,29 +270,57 @@ def main() -> None:
     print(f"file: {path.stat().st_size / 1e6:,.1f} MB", flush=True)
 
     results: list[str] = []
+    baseline = _measure_copy(records, results)
+    env = child_env(args.database_url, var)
+    import_agrees = _measure_import(path, env, args.records, baseline, results)
+    api_agrees = _measure_api(records, args, env, baseline, results)
+    for slug in ("bench-import", "bench-api"):
+        empty_account(slug)
+    print("\nsummary")
+    print("\n".join(results))
+    if not (import_agrees and api_agrees):
+        sys.exit("rollups differ from a recount")
+
+
+def _measure_copy(records: list[dict[str, Any]], results: list[str]) -> float:
+    """The raw COPY of the records, the baseline: records per second."""
     copy_account = empty_account("bench-copy")
     data, columns = copy_text(copy_account, records)
     vacuum()
     copy_seconds = raw_copy(data, columns)
-    baseline = args.records / copy_seconds
-    results.append(line("raw COPY into usage_usagerecord", args.records, copy_seconds, None))
+    baseline = len(records) / copy_seconds
+    results.append(line("raw COPY into usage_usagerecord", len(records), copy_seconds, None))
     print(results[-1], flush=True)
     del data
     empty_account("bench-copy")
+    return baseline
 
-    env = child_env(args.database_url, var)
+
+def _measure_import(path: Path, env: dict[str, str], count: int, baseline: float, results: list[str]) -> bool:
+    """`manage.py import_usage` of the file, then again (all duplicates); whether the rollups agree."""
+    from usage import rollups
+
     import_account = empty_account("bench-import")
     wall, summary, rss = run_import(path, "bench-import", env)
     seconds = elapsed_of(summary)
-    assert f"{args.records:,} accepted" in summary, summary
-    results.append(line("import_usage (JSONL)", args.records, seconds, baseline))
+    assert f"{count:,} accepted" in summary, summary
+    results.append(line("import_usage (JSONL)", count, seconds, baseline))
     print(results[-1], f"| wall {wall:.1f} s with start-up, peak RSS {rss} MB", flush=True)
     wall, summary, rss = run_import(path, "bench-import", env)
-    assert "0 accepted" in summary and f"{args.records:,} duplicates" in summary, summary
-    results.append(line("import_usage replay (all duplicates)", args.records, elapsed_of(summary), baseline))
+    assert "0 accepted" in summary and f"{count:,} duplicates" in summary, summary
+    results.append(line("import_usage replay (all duplicates)", count, elapsed_of(summary), baseline))
     print(results[-1], f"| peak RSS {rss} MB", flush=True)
     mismatches = rollups.verify(import_account)
     print(f"import rollups equal a recount: {not mismatches}")
+    return not mismatches
+
+
+def _measure_api(
+    records: list[dict[str, Any]], args: argparse.Namespace, env: dict[str, str], baseline: float, results: list[str]
+) -> bool:
+    """POST /api/v1/usage from concurrent clients, then again (all duplicates); whether the rollups agree."""
+    from usage import rollups
+    from usage.services import create_api_token
 
     api_account = empty_account("bench-api")
     _token, secret = create_api_token(account=api_account, name="bench", scopes=["ingest"])
@@ -313,14 +338,9 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=60)
-    mismatches_api = rollups.verify(api_account)
-    print(f"API rollups equal a recount: {not mismatches_api}")
-    for slug in ("bench-import", "bench-api"):
-        empty_account(slug)
-    print("\nsummary")
-    print("\n".join(results))
-    if mismatches or mismatches_api:
-        sys.exit("rollups differ from a recount")
+    mismatches = rollups.verify(api_account)
+    print(f"API rollups equal a recount: {not mismatches}")
+    return not mismatches
 
 
 if __name__ == "__main__":

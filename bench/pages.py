@@ -52,10 +52,13 @@ class PageSpec:
 
 def specs(account: Any) -> list[PageSpec]:
     """Every page to time: the navigation, then details and fragments."""
+    return _navigation_specs() + _detail_specs(account) + _card_specs()
+
+
+def _navigation_specs() -> list[PageSpec]:
+    """Each page of the navigation, as a role that may see it (engineer first)."""
     from toki_dashboard.context_processors import NAVIGATION
     from toki_dashboard.roles import Role
-    from usage.models import UsageRecord
-    from usage.selectors.requestlog import encode_cursor
 
     def role_for(allowed: frozenset[Role]) -> str:
         for role in (Role.ENGINEER, Role.FINANCE, Role.ADMIN):
@@ -63,40 +66,25 @@ def specs(account: Any) -> list[PageSpec]:
                 return role.value
         return Role.ADMIN.value
 
-    top_model = MODELS[0][0]
     result = [PageSpec(label, name, role_for(allowed)) for label, name, allowed in NAVIGATION]
     for spec in result:
         if spec.url_name == "usage:requests":
             spec.label, spec.target_ms = "Requests (first page)", LOG_TARGET_MS
+    return result
 
-    def deep_cursor(days: int) -> dict[str, str]:
-        newest = UsageRecord.objects.filter(account=account).order_by("-occurred_at", "-id").first()
-        if newest is None:
-            return {}
-        since = newest.occurred_at - timedelta(days=days)
-        in_period = UsageRecord.objects.filter(account=account, occurred_at__gte=since).count()
-        deep = (
-            UsageRecord.objects.filter(account=account, occurred_at__gte=since)
-            .order_by("-occurred_at", "-id")
-            .only("id", "occurred_at")[int(in_period * 0.9)]
-        )
-        return {"after": encode_cursor(deep)}
 
-    def newest_pk() -> list[Any]:
-        return [UsageRecord.objects.filter(account=account).order_by("-occurred_at", "-id").values_list("pk")[0][0]]
+def _detail_specs(account: Any) -> list[PageSpec]:
+    """Pages off the navigation: the request log deep and filtered, details, fragments, exports."""
+    from toki_dashboard.roles import Role
 
+    top_model = MODELS[0][0]
     engineer, finance, admin = Role.ENGINEER.value, Role.FINANCE.value, Role.ADMIN.value
-
-    def latest_month() -> list[Any]:
-        newest = UsageRecord.objects.filter(account=account).order_by("-occurred_at").values_list("occurred_at")
-        return [newest[0][0].strftime("%Y-%m")]
-
-    result += [
+    return [
         PageSpec(
             "Requests, deep (90% into 30 days)",
             "usage:requests",
             engineer,
-            query=lambda: deep_cursor(30),
+            query=lambda: _deep_cursor(account, 30),
             target_ms=LOG_TARGET_MS,
         ),
         PageSpec(
@@ -110,34 +98,71 @@ def specs(account: Any) -> list[PageSpec]:
             "Requests, failed only, deep",
             "usage:requests",
             engineer,
-            query=lambda: {"failed": "1", **deep_cursor(30)},
+            query=lambda: {"failed": "1", **_deep_cursor(account, 30)},
             target_ms=LOG_TARGET_MS,
         ),
-        PageSpec("Request detail", "usage:request_detail", engineer, args=newest_pk),
+        PageSpec("Request detail", "usage:request_detail", engineer, args=lambda: _newest_pk(account)),
         PageSpec("Overview spend chart (fragment)", "usage:overview_spend_chart", finance, htmx=True),
         PageSpec("Overview, 60 days", "usage:overview", finance, query=lambda: {"period": "custom", **_days(60)}),
         PageSpec("Model detail", "usage:model_detail", engineer, args=lambda: [top_model]),
         PageSpec("Plans balance card (fragment)", "billing:balance_card", finance, htmx=True),
         PageSpec("Plans forecast chart (fragment)", "billing:forecast_chart", finance, htmx=True),
-        PageSpec("Report CSV (latest month)", "billing:report_csv", finance, args=latest_month),
+        PageSpec("Report CSV (latest month)", "billing:report_csv", finance, args=lambda: _latest_month(account)),
         PageSpec("Settings: prices", "usage:prices", admin),
         PageSpec("Settings: accounts", "usage:accounts", admin),
     ]
+
+
+def _card_specs() -> list[PageSpec]:
+    """Each card of the model page, as the fragment htmx loads."""
+    from toki_dashboard.roles import Role
+
     try:
         from usage.views.models import CARDS
     except ImportError:
         CARDS = {}
-    result += [
+    top_model = MODELS[0][0]
+    return [
         PageSpec(
             f"Model card: {title} (fragment)",
             "usage:model_card",
-            engineer,
+            Role.ENGINEER.value,
             args=lambda c=card: [top_model, c],
             htmx=True,
         )
         for card, title in CARDS.items()
     ]
-    return result
+
+
+def _deep_cursor(account: Any, days: int) -> dict[str, str]:
+    """The request log's cursor 90% of the way through the last `days` days of records."""
+    from usage.models import UsageRecord
+    from usage.selectors.requestlog import encode_cursor
+
+    newest = UsageRecord.objects.filter(account=account).order_by("-occurred_at", "-id").first()
+    if newest is None:
+        return {}
+    since = newest.occurred_at - timedelta(days=days)
+    in_period = UsageRecord.objects.filter(account=account, occurred_at__gte=since).count()
+    deep = (
+        UsageRecord.objects.filter(account=account, occurred_at__gte=since)
+        .order_by("-occurred_at", "-id")
+        .only("id", "occurred_at")[int(in_period * 0.9)]
+    )
+    return {"after": encode_cursor(deep)}
+
+
+def _newest_pk(account: Any) -> list[Any]:
+    from usage.models import UsageRecord
+
+    return [UsageRecord.objects.filter(account=account).order_by("-occurred_at", "-id").values_list("pk")[0][0]]
+
+
+def _latest_month(account: Any) -> list[Any]:
+    from usage.models import UsageRecord
+
+    newest = UsageRecord.objects.filter(account=account).order_by("-occurred_at").values_list("occurred_at")
+    return [newest[0][0].strftime("%Y-%m")]
 
 
 def _days(days: int) -> dict[str, str]:
@@ -166,6 +191,10 @@ def clients(account: Any) -> dict[str, Any]:
     return result
 
 
+# (label, URL, status, queries, p50, p95, max, target) of one page
+Timing = tuple[str, str, int, int, float, float, float, float]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=30, help="timed requests per page (default 30)")
@@ -175,79 +204,98 @@ def main() -> None:
     args = parser.parse_args()
 
     setup_django(args.database_url)
-    from django.core.management import call_command
-    from django.db import connection
-    from django.test.utils import setup_test_environment
-    from django.urls import NoReverseMatch, reverse
-
-    from usage.models import Account, UsageRecord
-
-    setup_test_environment()  # the test Client's templates and host checks, nothing else
-    call_command("collectstatic", interactive=False, verbosity=0)  # production's hashed static names
-    account = Account.objects.filter(slug=args.account).first()
-    if account is None:
-        sys.exit(f"No account {args.account!r}: run bench/generate.py first.")
-    records = UsageRecord.objects.filter(account=account).count()
-    print(f"machine: {machine()}")
-    print(f"database: {connection.vendor}, account {account.slug!r} with {records:,} records\n")
+    account = _bench_account(args.account)
     by_role = clients(account)
 
     skipped: list[str] = []
-    rows: list[tuple[str, str, int, int, float, float, float, float]] = []
+    rows: list[Timing] = []
     header = f"{'page':46} {'status':>6} {'queries':>7} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}  target"
     print(header)
     for spec in specs(account):
         if args.only and args.only not in spec.label and args.only not in spec.url_name:
             continue
-        try:
-            url = reverse(spec.url_name, args=spec.args())
-        except NoReverseMatch:
-            skipped.append(spec.url_name)
-            continue
-        except IndexError:
-            skipped.append(f"{spec.url_name} (no data)")
-            continue
-        query = {"account": account.slug, **spec.query()}
-        url = f"{url}?{urlencode(query)}"
-        client = by_role[spec.role]
-        headers = {"HX-Request": "true"} if spec.htmx else {}
-
-        def get(client: Any = client, url: str = url, headers: dict[str, str] = headers) -> Any:
-            response = client.get(url, headers=headers)
-            if getattr(response, "streaming", False):
-                b"".join(response.streaming_content)
-            return response
-
-        for _ in range(WARM_UP):
-            response = get()
-        queries = 0
-
-        def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-            nonlocal queries
-            queries += 1
-            return execute(sql, params, many, context)
-
-        with connection.execute_wrapper(count):
-            response = get()
-        times = []
-        for _ in range(args.repeat):
-            started = time.perf_counter()
-            get()
-            times.append((time.perf_counter() - started) * 1000)
-        p50, p95, worst = percentile(times, 0.5), percentile(times, 0.95), max(times)
-        verdict = "ok" if p95 <= spec.target_ms else "MISSED"
-        print(
-            f"{spec.label[:46]:46} {response.status_code:>6} {queries:>7} {p50:8.1f} {p95:8.1f} {worst:8.1f}  "
-            f"≤ {spec.target_ms:.0f} {verdict}",
-            flush=True,
-        )
-        rows.append((spec.label, url, response.status_code, queries, p50, p95, worst, spec.target_ms))
+        url = _url(spec, account, skipped)
+        if url is not None:
+            rows.append(_time_page(spec, url, by_role[spec.role], args.repeat))
     if skipped:
         print(f"\nskipped (URL names that do not resolve yet, or no data): {', '.join(skipped)}")
     missed = [r for r in rows if r[5] > r[7]]
     print(f"\n{len(rows)} pages timed, {len(missed)} over target.")
     for label, url, *_ in missed:
         print(f"  over target: {label}  {url}")
+
+
+def _bench_account(slug: str) -> Any:
+    """The benchmark's account, with production's static files collected; says what is measured."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test.utils import setup_test_environment
+
+    from usage.models import Account, UsageRecord
+
+    setup_test_environment()  # the test Client's templates and host checks, nothing else
+    call_command("collectstatic", interactive=False, verbosity=0)  # production's hashed static names
+    account = Account.objects.filter(slug=slug).first()
+    if account is None:
+        sys.exit(f"No account {slug!r}: run bench/generate.py first.")
+    records = UsageRecord.objects.filter(account=account).count()
+    print(f"machine: {machine()}")
+    print(f"database: {connection.vendor}, account {account.slug!r} with {records:,} records\n")
+    return account
+
+
+def _url(spec: PageSpec, account: Any, skipped: list[str]) -> str | None:
+    """The page's URL for `account`; None (and noted in `skipped`) when it does not resolve or has no data."""
+    from django.urls import NoReverseMatch, reverse
+
+    try:
+        url = reverse(spec.url_name, args=spec.args())
+    except NoReverseMatch:
+        skipped.append(spec.url_name)
+        return None
+    except IndexError:
+        skipped.append(f"{spec.url_name} (no data)")
+        return None
+    query = {"account": account.slug, **spec.query()}
+    return f"{url}?{urlencode(query)}"
+
+
+def _time_page(spec: PageSpec, url: str, client: Any, repeat: int) -> Timing:
+    """Warm up, count one request's queries, then time `repeat` requests; the printed line's figures."""
+    from django.db import connection
+
+    headers = {"HX-Request": "true"} if spec.htmx else {}
+
+    def get() -> Any:
+        response = client.get(url, headers=headers)
+        if getattr(response, "streaming", False):
+            b"".join(response.streaming_content)
+        return response
+
+    for _ in range(WARM_UP):
+        get()
+    queries = 0
+
+    def count(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        nonlocal queries
+        queries += 1
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(count):
+        response = get()
+    times = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        get()
+        times.append((time.perf_counter() - started) * 1000)
+    p50, p95, worst = percentile(times, 0.5), percentile(times, 0.95), max(times)
+    verdict = "ok" if p95 <= spec.target_ms else "MISSED"
+    print(
+        f"{spec.label[:46]:46} {response.status_code:>6} {queries:>7} {p50:8.1f} {p95:8.1f} {worst:8.1f}  "
+        f"≤ {spec.target_ms:.0f} {verdict}",
+        flush=True,
+    )
+    return (spec.label, url, response.status_code, queries, p50, p95, worst, spec.target_ms)
 
 
 if __name__ == "__main__":

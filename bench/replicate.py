@@ -111,10 +111,9 @@ def main() -> None:
     args = parser.parse_args()
 
     setup_django(args.database_url)
-    from django.db import connection, transaction
+    from django.db import connection
 
     from bench._common import ensure_account
-    from usage import rollups
     from usage.models import Account, UsageRecord
     from usage.partitions import ensure_partitions
 
@@ -125,6 +124,24 @@ def main() -> None:
     targets = [source] + [ensure_account(f"{args.source}-{n}") for n in range(2, args.accounts + 1)]
     print(f"{originals:,} original records in {source.slug!r}; {copies} copies over {len(targets)} accounts")
     ensure_partitions()
+
+    _copy_all(source, targets, copies)
+    ensure_partitions()  # months the shifted copies reach back into
+    with connection.cursor() as cursor:
+        for table in ("usage_usagerecord", "usage_registeredrequest", "usage_apikey"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+
+    _rebuild_rollups(targets)
+    with connection.cursor() as cursor:
+        for table in ("usage_hourlyusage", "usage_dailyusage"):
+            cursor.execute(f"VACUUM ANALYZE {table}")
+        cursor.execute("SELECT count(*) FROM usage_usagerecord")
+        print(f"{cursor.fetchone()[0]:,} records in the database; {machine()}")
+
+
+def _copy_all(source: Any, targets: list[Any], copies: int) -> None:
+    """Copy the source's original records `copies` times, to the target accounts in turn; timed."""
+    from django.db import connection, transaction
 
     started = time.perf_counter()
     with connection.cursor() as cursor:
@@ -144,10 +161,12 @@ def main() -> None:
                 f"  copy {copy} into {target.slug!r}: {copied:,} records in {seconds:.1f} s ({copied / seconds:,.0f}/s)"
             )
     print(f"copied in {time.perf_counter() - started:.0f} s")
-    ensure_partitions()  # months the shifted copies reach back into
-    with connection.cursor() as cursor:
-        for table in ("usage_usagerecord", "usage_registeredrequest", "usage_apikey"):
-            cursor.execute(f"VACUUM ANALYZE {table}")
+
+
+def _rebuild_rollups(targets: list[Any]) -> None:
+    """Rebuild each account's rollups and check them against a recount, timed."""
+    from usage import rollups
+    from usage.models import UsageRecord
 
     for account in targets:
         records = UsageRecord.objects.filter(account=account).count()
@@ -160,11 +179,6 @@ def main() -> None:
             f"account {account.slug!r}: {records:,} records; rollups rebuilt in {rebuilt:.1f} s ({groups:,} groups), "
             f"equal to a recount: {not mismatches} (checked in {time.perf_counter() - began:.1f} s)"
         )
-    with connection.cursor() as cursor:
-        for table in ("usage_hourlyusage", "usage_dailyusage"):
-            cursor.execute(f"VACUUM ANALYZE {table}")
-        cursor.execute("SELECT count(*) FROM usage_usagerecord")
-        print(f"{cursor.fetchone()[0]:,} records in the database; {machine()}")
 
 
 if __name__ == "__main__":

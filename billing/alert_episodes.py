@@ -34,7 +34,8 @@ from django.utils import timezone
 from django.utils.translation import gettext as _
 
 from billing import alert_texts
-from billing.alert_checks import Check, Facts, check_rule
+from billing.alert_checks import check_rule
+from billing.alert_facts import Check, Facts
 from billing.models import AlertEpisode, AlertNotification, AlertRule, NotificationKind
 from billing.notify.deliveries import create_notification, send_after_commit
 from toki_dashboard import background

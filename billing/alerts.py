@@ -10,7 +10,7 @@ from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
 from billing import alert_texts
-from billing.alert_checks import Check, Facts, check_rule, day_label, describe, moment_label, tiers_label
+from billing.alert_checks import check_rule, describe, tiers_label
 from billing.alert_episodes import (
     Outcome,
     accounts_with_rules,
@@ -20,6 +20,7 @@ from billing.alert_episodes import (
     schedule_evaluation,
     subject,
 )
+from billing.alert_facts import Check, Facts, day_label, moment_label
 from billing.models import AlertChannel, AlertDelivery, AlertNotification, AlertRule, NotificationKind
 from billing.notify.deliveries import create_notification, deliver, delivery_ids, resend_stuck, retry_delay, send_now
 

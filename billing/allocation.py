@@ -10,7 +10,7 @@ effective at the record's time (effective_at <= t < expires_at), allows its mode
 
 The state between two records is only "tokens used per purchase", so processing
 can resume from any checkpoint given what was used before it: that is what lets
-`billing.services.refresh_allocations` recompute forward from the earliest
+`billing.recompute.refresh_allocations` recompute forward from the earliest
 affected record instead of from the beginning.
 """
 

@@ -19,6 +19,7 @@ from django.utils import timezone
 from django.utils.functional import SimpleLazyObject
 from django.utils.translation import get_language, gettext_lazy
 
+from billing import alerts
 from billing.alert_texts import rule_name, worded_in
 from billing.models import AlertEpisode
 from toki_dashboard.roles import Role, has_any_role
@@ -47,8 +48,6 @@ class AlertBanner:
 
 
 def _banner(request: HttpRequest, account: Account) -> AlertBanner:
-    from billing import alerts  # alerts imports the forecast; only pages with a banner need it
-
     episodes = list(
         AlertEpisode.objects.filter(account=account, resolved_at__isnull=True, rule__enabled=True)
         .select_related("rule__account", "rule__budget")

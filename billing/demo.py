@@ -27,12 +27,17 @@ from decimal import Decimal
 
 from django.db.models import Sum
 
-from billing import services
+from billing import alerts, services
 from billing.audit import Actor
+from billing.budgets import spend
+from billing.budgets.services import BudgetData, create_budget
 from billing.models import (
+    AlertKind,
+    AlertRule,
     Allocation,
     BalanceSnapshot,
     BalanceSource,
+    Budget,
     PlanPurchase,
     WalletEntry,
     WalletEntryKind,
@@ -78,79 +83,10 @@ def _entry(account: Account, report: BillingReport, data: services.WalletEntryDa
 
 def seed_demo_billing(account: Account, window: DemoWindow) -> BillingReport:
     report = BillingReport()
-    start, until = window.start, window.until
-    days = (until - start) / timedelta(days=1)
-    seed = window.seed
-
-    def at(fraction: float, hours: float = 0) -> datetime:
-        return start + (until - start) * fraction + timedelta(hours=hours)
-
-    def tokens(per_day: float) -> int:
-        return round(per_day * days / 10_000) * 10_000
-
-    def purchase(name: str, key: str, **fields: object) -> PlanPurchase:
-        data = services.PurchaseData(
-            plan=name,
-            currency=account.currency,
-            idempotency_key=_key(seed, key),
-            **fields,  # type: ignore[arg-type]  # the demo's fields match the model's
-        )
-        return _purchase(account, report, data)
-
-    def entry(key: str, kind: str, amount: str, occurred_at: datetime, note: str) -> None:
-        data = services.WalletEntryData(
-            kind=kind,
-            amount=Decimal(amount),
-            currency=account.currency,
-            occurred_at=occurred_at,
-            idempotency_key=_key(seed, key),
-            note=note,
-        )
-        _entry(account, report, data)
-
-    entry("opening-top-up", WalletEntryKind.TOP_UP, "60.00", start - timedelta(days=1), "Opening top-up")
-    purchase(
-        "Claude Trial",
-        "trial",
-        tokens=tokens(60_000),
-        price=Decimal("0"),
-        effective_at=start - timedelta(days=10),
-        expires_at=at(0.1),
-        models=["claude-*"],
-        priority=5,
-    )
-    purchase(
-        "Starter",
-        "starter",
-        tokens=tokens(450_000),
-        price=Decimal("39.00"),
-        effective_at=start,
-        expires_at=start + timedelta(days=max(days, 30)),
-        models=CHAT_MODELS,
-    )
-    entry("top-up-after-incident", WalletEntryKind.TOP_UP, "150.00", at(0.3, 6), "Top-up after the quota errors")
-    pro = dict(
-        tokens=tokens(1_500_000),
-        price=Decimal("49.00"),
-        effective_at=at(0.3, 8),
-        expires_at=at(0.3, 8) + timedelta(days=90),
-        models=["gpt-*"],
-        paid_from_wallet=True,
-    )
-    purchase("Pro", "pro", **pro)
-    mistake = purchase("Pro", "pro-entered-twice", **(pro | {"paid_from_wallet": False}))
-    if mistake.voided_at is None:
-        services.void_purchase(mistake, ACTOR, "Entered twice: the same Pro purchase as the one paid from the wallet")
-    purchase(
-        "DeepSeek Pack",
-        "deepseek",
-        tokens=tokens(750_000),
-        price=Decimal("25.00"),
-        effective_at=start,
-        expires_at=until + timedelta(days=3),
-        models=["deepseek-*"],
-        priority=10,
-    )
+    book = _Book(account, window, report)
+    _opening(book)
+    _after_the_quota_errors(book)
+    _deepseek_pack(book)
     report.records_allocated = refresh_allocations(account).records
     report.snapshots_created = _console_balances(account, window)
     report.alert_rules_created, report.alert_emails = _alerts(account, window)
@@ -158,13 +94,107 @@ def seed_demo_billing(account: Account, window: DemoWindow) -> BillingReport:
     return report
 
 
+@dataclass
+class _Book:
+    """Records the story's purchases and wallet entries, placed in the window, once each."""
+
+    account: Account
+    window: DemoWindow
+    report: BillingReport
+
+    @property
+    def days(self) -> float:
+        return (self.window.until - self.window.start) / timedelta(days=1)
+
+    def at(self, fraction: float, hours: float = 0) -> datetime:
+        start, until = self.window.start, self.window.until
+        return start + (until - start) * fraction + timedelta(hours=hours)
+
+    def tokens(self, per_day: float) -> int:
+        return round(per_day * self.days / 10_000) * 10_000
+
+    def purchase(self, name: str, key: str, **fields: object) -> PlanPurchase:
+        data = services.PurchaseData(
+            plan=name,
+            currency=self.account.currency,
+            idempotency_key=_key(self.window.seed, key),
+            **fields,  # type: ignore[arg-type]  # the demo's fields match the model's
+        )
+        return _purchase(self.account, self.report, data)
+
+    def entry(self, key: str, kind: str, amount: str, occurred_at: datetime, note: str) -> None:
+        data = services.WalletEntryData(
+            kind=kind,
+            amount=Decimal(amount),
+            currency=self.account.currency,
+            occurred_at=occurred_at,
+            idempotency_key=_key(self.window.seed, key),
+            note=note,
+        )
+        _entry(self.account, self.report, data)
+
+
+def _opening(book: _Book) -> None:
+    """The opening top-up, a Claude trial that expires early, and the Starter plan."""
+    start = book.window.start
+    book.entry("opening-top-up", WalletEntryKind.TOP_UP, "60.00", start - timedelta(days=1), "Opening top-up")
+    book.purchase(
+        "Claude Trial",
+        "trial",
+        tokens=book.tokens(60_000),
+        price=Decimal("0"),
+        effective_at=start - timedelta(days=10),
+        expires_at=book.at(0.1),
+        models=["claude-*"],
+        priority=5,
+    )
+    book.purchase(
+        "Starter",
+        "starter",
+        tokens=book.tokens(450_000),
+        price=Decimal("39.00"),
+        effective_at=start,
+        expires_at=start + timedelta(days=max(book.days, 30)),
+        models=CHAT_MODELS,
+    )
+
+
+def _after_the_quota_errors(book: _Book) -> None:
+    """A top-up, then Pro paid from the wallet, and the same Pro entered twice and voided."""
+    book.entry(
+        "top-up-after-incident", WalletEntryKind.TOP_UP, "150.00", book.at(0.3, 6), "Top-up after the quota errors"
+    )
+    pro = dict(
+        tokens=book.tokens(1_500_000),
+        price=Decimal("49.00"),
+        effective_at=book.at(0.3, 8),
+        expires_at=book.at(0.3, 8) + timedelta(days=90),
+        models=["gpt-*"],
+        paid_from_wallet=True,
+    )
+    book.purchase("Pro", "pro", **pro)
+    mistake = book.purchase("Pro", "pro-entered-twice", **(pro | {"paid_from_wallet": False}))
+    if mistake.voided_at is None:
+        services.void_purchase(mistake, ACTOR, "Entered twice: the same Pro purchase as the one paid from the wallet")
+
+
+def _deepseek_pack(book: _Book) -> None:
+    """A DeepSeek pack with a higher priority that expires three days after the window."""
+    book.purchase(
+        "DeepSeek Pack",
+        "deepseek",
+        tokens=book.tokens(750_000),
+        price=Decimal("25.00"),
+        effective_at=book.window.start,
+        expires_at=book.window.until + timedelta(days=3),
+        models=["deepseek-*"],
+        priority=10,
+    )
+
+
 def _budgets(account: Account, window: DemoWindow) -> None:
     """Two monthly budgets, sized on the last 30 days so the page has something to say: the
     search team's usage value at about its pace, and the account's paid with room to spare."""
-    from billing.budgets import spend
-    from billing.budgets.services import BudgetData, create_budget
-    from billing.models import Budget
-
     until = window.until.date()
     for name, scope, target, measure, headroom in (
         ("Search team", "team", "search", "usage_value", Decimal("1.0")),
@@ -187,9 +217,6 @@ def _alerts(account: Account, window: DemoWindow) -> tuple[int, int]:
     so its email goes out through the configured backend) and one that stays quiet.
     Evaluated with the current balances, the ones the pages show (the window ends this hour);
     a second run finds the episode open and sends nothing."""
-    from billing import alerts
-    from billing.models import AlertKind, AlertRule
-
     created = 0
     for name, kind, threshold, days in (
         ("Plan expiring with tokens unused", AlertKind.PLAN_EXPIRING_UNUSED, Decimal(10), 7),

@@ -43,6 +43,21 @@ def _run_out_marker(fig: go.Figure, run_out: RunOut, label: str) -> None:
     )
 
 
+def _band(fig: go.Figure, x: list[str], high: list[Any], low: list[Any], value: str) -> None:
+    """The projection's p10–p90 band: an invisible upper line, and the lower one filled up to it."""
+    fig.add_scatter(x=x, y=high, mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False)
+    fig.add_scatter(
+        x=x,
+        y=low,
+        mode="lines",
+        line={"width": 0},
+        fill="tonexty",
+        fillcolor=BAND,
+        name=gettext("Likely range (p10–p90)"),
+        hovertemplate=value + hover_name(gettext("p10–p90 low")),
+    )
+
+
 def token_balance_chart(
     history: list[BalancePoint], projection: list[ProjectedPoint], run_out: RunOut, *, now: datetime
 ) -> dict[str, Any]:
@@ -50,19 +65,7 @@ def token_balance_chart(
     fig = go.Figure(layout=BASE_LAYOUT)
     points = projection_window(projection, run_out, now=now)
     x = [_local(p.at) for p in points]
-    fig.add_scatter(
-        x=x, y=[p.token_high for p in points], mode="lines", line={"width": 0}, hoverinfo="skip", showlegend=False
-    )
-    fig.add_scatter(
-        x=x,
-        y=[p.token_low for p in points],
-        mode="lines",
-        line={"width": 0},
-        fill="tonexty",
-        fillcolor=BAND,
-        name=gettext("Likely range (p10–p90)"),
-        hovertemplate=tokens_hover("%{y:,}") + hover_name(gettext("p10–p90 low")),
-    )
+    _band(fig, x, [p.token_high for p in points], [p.token_low for p in points], tokens_hover("%{y:,}"))
     fig.add_scatter(
         x=[_local(p.at) for p in history],
         y=[p.token_balance for p in history],
@@ -105,24 +108,7 @@ def wallet_chart(
     points = projection_window(projection, run_out, now=now)
     x = [_local(p.at) for p in points]
     money = f"%{{y:,.2f}} {currency}"
-    fig.add_scatter(
-        x=x,
-        y=[float(p.wallet_high) for p in points],
-        mode="lines",
-        line={"width": 0},
-        hoverinfo="skip",
-        showlegend=False,
-    )
-    fig.add_scatter(
-        x=x,
-        y=[float(p.wallet_low) for p in points],
-        mode="lines",
-        line={"width": 0},
-        fill="tonexty",
-        fillcolor=BAND,
-        name=gettext("Likely range (p10–p90)"),
-        hovertemplate=money + hover_name(gettext("p10–p90 low")),
-    )
+    _band(fig, x, [float(p.wallet_high) for p in points], [float(p.wallet_low) for p in points], money)
     fig.add_scatter(
         x=[_local(p.at) for p in history],
         y=[float(p.wallet_balance) for p in history],

@@ -21,18 +21,16 @@ The paid rollup (`billing.paid`, what plan tokens and wallet charges cost per da
 key and team) moves with the allocations in the same transaction: what the deleted rows
 had added is subtracted and what the new rows add is added.
 
-The wallet's usage charges are posted per UTC day as the difference between the
-day's wallet allocations and what was posted for it before: the ledger stays
-append-only and the entries of a day always add up to that day's allocations.
+The wallet's usage charges that follow are posted by `billing.usage_charges`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 
 from django.conf import settings
@@ -49,9 +47,8 @@ from billing.models import (
     PlanExpiry,
     PlanPurchase,
     RecomputeRequest,
-    WalletEntry,
-    WalletEntryKind,
 )
+from billing.usage_charges import settle_usage, utc_day
 from toki_dashboard import background
 from usage import selectors as usage_selectors
 from usage.models import Account, RawRetention, RepricingRun, UsageRecord
@@ -62,7 +59,6 @@ CHUNK_SIZE = 2000
 # A transaction inserting records is assumed to commit within this long: records
 # with ids seen this long ago are not scanned again for missing allocations.
 SETTLE = timedelta(minutes=10)
-USAGE_KEY_PREFIX = "sys:usage:"
 RECORD_FIELDS = (
     "id",
     "request_id",
@@ -265,117 +261,92 @@ def recompute_from(account: Account, checkpoint: datetime, *, now: datetime) -> 
     """Rewrite allocations and expiries from `checkpoint` on and post the usage charges
     that follow. Call inside a transaction holding the account's BillingState lock."""
     grants = grants_of(account, expiring_from=checkpoint)
-    used_before = dict(
+    used_before = _used_before(grants, checkpoint)
+    paid_ledger = paid.Ledger(account)
+    _clear_from(account, checkpoint, paid_ledger)
+
+    result = RefreshResult(checkpoint=checkpoint)
+    allocator = Allocator(grants, used_before)
+    charged: dict[date, Decimal] = defaultdict(Decimal)
+    for chunk in _records_from(account, checkpoint):
+        rows = _allocate_chunk(account, chunk, allocator, paid_ledger, charged)
+        Allocation.objects.bulk_create(rows, batch_size=1000)
+        result.records += len(chunk)
+        result.allocations += len(rows)
+
+    result.expiries = _record_expiries(account, allocator, now=now, since=checkpoint)
+    paid_ledger.apply()
+    result.ledger_entries = settle_usage(account, checkpoint, charged)
+    return result
+
+
+def _used_before(grants: list[Grant], checkpoint: datetime) -> dict[int, int]:
+    """Tokens each purchase had given before the checkpoint (the allocations kept)."""
+    return dict(
         Allocation.objects.filter(purchase_id__in=[g.id for g in grants], occurred_at__lt=checkpoint)
         .values("purchase_id")
         .annotate(tokens=Sum("tokens"))
         .values_list("purchase_id", "tokens")
     )
-    paid_ledger = paid.Ledger(account)
+
+
+def _clear_from(account: Account, checkpoint: datetime, paid_ledger: paid.Ledger) -> None:
+    """Take what the allocations from the checkpoint on paid out of the paid rollup, then delete
+    them and the expiries the recompute writes again."""
     paid_ledger.remove(paid.stored_shares(account, start=checkpoint))
     Allocation.objects.filter(account=account, occurred_at__gte=checkpoint).delete()
     PlanExpiry.objects.filter(account=account).filter(
         Q(purchase__expires_at__gte=checkpoint) | Q(purchase__voided_at__isnull=False)
     ).delete()
 
-    result = RefreshResult(checkpoint=checkpoint)
-    allocator = Allocator(grants, used_before)
-    charged: dict[date, Decimal] = defaultdict(Decimal)
-    for chunk in _records_from(account, checkpoint):
-        rows = []
-        for usage, (api_key_id, team) in chunk:
-            shares = allocator.allocate(usage)
-            paid_ledger.add(
-                [
-                    paid.RecordShares(
-                        usage.occurred_at,
-                        usage.model,
-                        api_key_id,
-                        team,
-                        usage.cost is None,
-                        [(share.purchase_id, share.tokens, share.amount) for share in shares],
-                    )
-                ]
-            )
-            for share in shares:
-                rows.append(
-                    Allocation(
-                        account=account,
-                        record_id=share.record_id,
-                        occurred_at=share.occurred_at,
-                        purchase_id=share.purchase_id,
-                        tokens=share.tokens,
-                        amount=share.amount,
-                        record_tokens=usage.total_tokens,
-                        record_cost=usage.cost,
-                    )
-                )
-                if share.purchase_id is None and share.amount:
-                    charged[_utc_day(share.occurred_at)] += share.amount
-        Allocation.objects.bulk_create(rows, batch_size=1000)
-        result.records += len(chunk)
-        result.allocations += len(rows)
 
+def _allocate_chunk(
+    account: Account,
+    chunk: list[tuple[Usage, tuple[int | None, str]]],
+    allocator: Allocator,
+    paid_ledger: paid.Ledger,
+    charged: dict[date, Decimal],
+) -> list[Allocation]:
+    """A chunk of records allocated in order: the rows to write; what was paid goes to the
+    ledger and what the wallet was charged to `charged`, by UTC day."""
+    rows = []
+    for usage, (api_key_id, team) in chunk:
+        shares = allocator.allocate(usage)
+        paid_ledger.add(
+            [
+                paid.RecordShares(
+                    usage.occurred_at,
+                    usage.model,
+                    api_key_id,
+                    team,
+                    usage.cost is None,
+                    [(share.purchase_id, share.tokens, share.amount) for share in shares],
+                )
+            ]
+        )
+        for share in shares:
+            rows.append(
+                Allocation(
+                    account=account,
+                    record_id=share.record_id,
+                    occurred_at=share.occurred_at,
+                    purchase_id=share.purchase_id,
+                    tokens=share.tokens,
+                    amount=share.amount,
+                    record_tokens=usage.total_tokens,
+                    record_cost=usage.cost,
+                )
+            )
+            if share.purchase_id is None and share.amount:
+                charged[utc_day(share.occurred_at)] += share.amount
+    return rows
+
+
+def _record_expiries(account: Account, allocator: Allocator, *, now: datetime, since: datetime) -> int:
+    """Store what the purchases that expired since the checkpoint left unused; how many."""
     expiries = [
         PlanExpiry(account=account, purchase_id=e.purchase_id, tokens=e.tokens, expired_at=e.expired_at)
-        for e in allocator.expiries(now=now, since=checkpoint)
+        for e in allocator.expiries(now=now, since=since)
     ]
     PlanExpiry.objects.bulk_create(expiries)
-    result.expiries = len(expiries)
-    paid_ledger.apply()
-    result.ledger_entries = _settle_usage(account, checkpoint, charged)
-    return result
-
-
-def _utc_day(moment: datetime) -> date:
-    return moment.astimezone(UTC).date()
-
-
-def _day_start(day: date) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=UTC)
-
-
-def _settle_usage(account: Account, checkpoint: datetime, charged: dict[date, Decimal]) -> int:
-    """Post, for each UTC day from the checkpoint's, what its wallet allocations add up to
-    minus what was already posted for it. Returns how many entries were posted."""
-    first_day = _utc_day(checkpoint)
-    earlier_same_day = Allocation.objects.filter(
-        account=account,
-        purchase__isnull=True,
-        amount__isnull=False,
-        occurred_at__gte=_day_start(first_day),
-        occurred_at__lt=checkpoint,
-    ).values_list("amount", flat=True)
-    for amount in earlier_same_day:  # summed here, exactly, rather than as floats by SQLite
-        assert amount is not None  # filtered on amount__isnull=False
-        charged[first_day] += amount
-
-    posted: dict[date, Decimal] = defaultdict(Decimal)
-    lines: Counter[date] = Counter()
-    entries = WalletEntry.objects.filter(account=account, kind=WalletEntryKind.USAGE_CHARGE, usage_day__gte=first_day)
-    for day, amount in entries.values_list("usage_day", "amount"):
-        assert day is not None  # a usage charge always names its day
-        posted[day] += amount
-        lines[day] += 1
-
-    new = []
-    for day in sorted(set(charged) | set(posted)):
-        delta = -charged.get(day, Decimal(0)) - posted.get(day, Decimal(0))
-        if not delta:
-            continue
-        note = f"Usage not covered by plans on {day:%Y-%m-%d}" + (" (recomputed)" if lines[day] else "")
-        new.append(
-            WalletEntry(
-                account=account,
-                kind=WalletEntryKind.USAGE_CHARGE,
-                amount=delta,
-                currency=account.currency,
-                occurred_at=_day_start(day),
-                usage_day=day,
-                note=note,
-                idempotency_key=f"{USAGE_KEY_PREFIX}{day:%Y-%m-%d}:{lines[day] + 1}",
-                created_via="allocation",
-            )
-        )
-    WalletEntry.objects.bulk_create(new)
-    return len(new)
+    return len(expiries)

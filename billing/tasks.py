@@ -7,8 +7,10 @@ import logging
 from celery import Task, shared_task
 from django.conf import settings
 
-from billing import model_sync, recompute, sync
-from billing.models import SyncTrigger
+from billing import alerts, model_sync, recompute, sync
+from billing.budgets import gate
+from billing.models import AlertDelivery, DeliveryStatus, SyncTrigger
+from billing.notify import deliveries
 from billing.providers import ProviderUnavailable
 from usage.catalogue.models import CatalogueTrigger
 from usage.models import Account
@@ -29,9 +31,7 @@ def refresh_allocations(self: Task, account_id: int, full: bool = False) -> int:
         raise self.retry(countdown=15)
     records = recompute.refresh_allocations(account, full=full).records
     if records:
-        from billing.budgets.gate import schedule_publish
-
-        schedule_publish(account.pk, delay=0)  # paid moved: enforced paid budgets may have run out
+        gate.schedule_publish(account.pk, delay=0)  # paid moved: enforced paid budgets may have run out
     return records
 
 
@@ -57,9 +57,7 @@ def sync_account(self: Task, account_id: int, trigger: str = SyncTrigger.SCHEDUL
             return "gave up"
         raise self.retry(countdown=sync.retry_delay(self.request.retries, exc.retry_after)) from None
     if run is not None:
-        from billing.alerts import schedule_evaluation
-
-        schedule_evaluation(account.pk)  # balances and sync health changed: check the alert rules soon
+        alerts.schedule_evaluation(account.pk)  # balances and sync health changed: check the alert rules soon
     return run.outcome if run is not None else "already running"
 
 
@@ -78,8 +76,6 @@ def dispatch_due_syncs() -> int:
 @shared_task
 def evaluate_account_alerts(account_id: int) -> int:
     """Evaluate an account's alert rules; returns how many notifications it made."""
-    from billing import alerts
-
     account = Account.objects.filter(pk=account_id).first()
     if account is None:
         return 0
@@ -89,8 +85,6 @@ def evaluate_account_alerts(account_id: int) -> int:
 @shared_task
 def evaluate_all_alerts() -> int:
     """Run every 5 minutes by beat: every account with an enabled rule, and deliveries a lost task left."""
-    from billing import alerts
-
     alerts.resend_stuck()
     account_ids = alerts.accounts_with_rules()
     for account_id in account_ids:
@@ -102,9 +96,6 @@ def evaluate_all_alerts() -> int:
 def send_alert_delivery(self: Task, delivery_id: int) -> str:
     """One more attempt at a delivery (email, webhook or chat); a failure is retried with
     exponential backoff until ALERT_DELIVERY_MAX_ATTEMPTS attempts (counted on the delivery)."""
-    from billing.models import AlertDelivery, DeliveryStatus
-    from billing.notify import deliveries
-
     status = deliveries.deliver(delivery_id)
     if status == DeliveryStatus.FAILED:
         attempts = AlertDelivery.objects.filter(pk=delivery_id).values_list("attempts", flat=True).first() or 1
@@ -118,8 +109,6 @@ def send_alert_delivery(self: Task, delivery_id: int) -> str:
 @shared_task
 def publish_budget_gate(account_id: int) -> int:
     """Recompute which enforced budgets are exhausted and hand the state to the proxy."""
-    from billing.budgets import gate
-
     account = Account.objects.filter(pk=account_id).first()
     return 0 if account is None else len(gate.publish(account).blocks)
 
@@ -127,8 +116,6 @@ def publish_budget_gate(account_id: int) -> int:
 @shared_task
 def publish_all_budget_gates() -> int:
     """Run every minute by beat: periods reset, paid catches up with the allocations."""
-    from billing.budgets import gate
-
     account_ids = gate.accounts_with_enforced_budgets()
     for account_id in account_ids:
         publish_budget_gate.delay(account_id)

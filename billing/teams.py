@@ -21,9 +21,8 @@ from typing import Any
 from django.db.models import Q
 
 from billing import audit
-from billing.budget_models import Budget, BudgetScope
 from billing.budgets.gate import schedule_publish
-from billing.models import DailyPaid
+from billing.models import Budget, BudgetScope, DailyPaid
 from billing.paid import Figures, Group, Ledger, rollup_is_current, stored_shares
 from billing.recompute import _locked_state
 from usage.models import Account

@@ -8,8 +8,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, time, timedelta
 from itertools import pairwise
+from typing import NamedTuple
 
-from billing.forecast.model import DAY, EPSILON, MAX_SIMULATED_DAYS, BurnModel, ForecastInputs, PlanState
+from billing.forecast.model import (
+    DAY,
+    EPSILON,
+    MAX_SIMULATED_DAYS,
+    BurnModel,
+    ForecastInputs,
+    ModelMix,
+    PlanState,
+)
 
 
 @dataclass
@@ -58,72 +67,32 @@ def simulate(inputs: ForecastInputs, burn: BurnModel, factor: float = 1.0) -> Si
     wallet = float(inputs.wallet_balance)
     sim = Simulation()
     consumed = charged = 0.0
-
-    def in_effect(plan: PlanState, at: datetime) -> bool:
-        return plan.effective_at <= at < plan.expires_at
-
-    def balance(at: datetime, ids: set[int] | None = None) -> float:
-        return sum(left[p.id] for p in plans if in_effect(p, at) and (ids is None or p.id in ids))
-
-    sim.points.append((now, balance(now), 0.0, wallet, 0.0))
-    cuts = _boundaries(inputs, end)
-    for start, stop in pairwise(cuts):
-        for plan in plans:  # expiries at this boundary: what is left is unused
-            if plan.expires_at <= start and plan.id not in sim.unused:
-                sim.unused[plan.id] = left[plan.id]
-                left[plan.id] = 0.0
+    sim.points.append((now, _balance(plans, left, now), 0.0, wallet, 0.0))
+    for start, stop in pairwise(_boundaries(inputs, end)):
+        _expire(plans, left, start, sim)
         length = (stop - start) / DAY
         middle = start + (stop - start) / 2
         demand = factor * burn.tokens_per_day((middle - now) / DAY, middle.astimezone(inputs.tz).weekday()) * length
-        before = balance(start, relevant)
+        before = _balance(plans, left, start, relevant)
         if relevant and sim.token_run_out is None and before <= EPSILON and start < horizon_end:
             sim.token_run_out = start
-        wanted = 0.0  # what the relevant plans were asked for, to time a run-out inside the step
-        asked: dict[int, float] = defaultdict(float)
         left_before = dict(left)
-        wallet_charge = 0.0
-        relevant_tokens = 0.0
-        for model, share in mix.items():
-            tokens = demand * share.share
-            uncovered = 1.0
-            first = True
-            for plan in covering[model]:
-                if not in_effect(plan, start):
-                    continue
-                need = tokens * share.ratio(plan.basis) * uncovered
-                if first and plan.id in relevant:
-                    wanted += need
-                    relevant_tokens += tokens
-                first = False
-                if need <= 0:
-                    continue
-                asked[plan.id] += need
-                if left[plan.id] <= 0:
-                    continue
-                taken = min(left[plan.id], need)
-                left[plan.id] -= taken
-                consumed += taken
-                uncovered *= 1 - taken / need
-            wallet_charge += uncovered * tokens * share.cost_per_token
-        for plan_id, need in asked.items():
-            if left_before[plan_id] > EPSILON and left[plan_id] <= EPSILON and plan_id not in sim.used_up_at:
-                sim.used_up_at[plan_id] = start + (stop - start) * min(1.0, left_before[plan_id] / need)
-        after = balance(start, relevant)
+        step = _burn(mix, covering, relevant, left, start, demand, consumed)
+        consumed = step.consumed
+        _note_used_up(sim, step.asked, left_before, left, start, stop)
+        after = _balance(plans, left, start, relevant)
         if relevant and sim.token_run_out is None and before > EPSILON and after <= EPSILON and start < horizon_end:
+            wanted = step.wanted
             sim.token_run_out = start + (stop - start) * min(1.0, before / wanted if wanted > 0 else 1.0)
-        if wallet_charge > 0 and sim.wallet_run_out is None and start < horizon_end:
-            if wallet <= 0:
-                sim.wallet_run_out = start
-            elif wallet - wallet_charge <= 0:
-                sim.wallet_run_out = start + (stop - start) * (wallet / wallet_charge)
-        wallet -= wallet_charge
-        charged += wallet_charge
-        days_in = (start - now) / DAY
-        if days_in < 7:
-            sim.relevant_demand.append((length, relevant_tokens))
+        if start < horizon_end:
+            _note_wallet_run_out(sim, wallet, step.wallet_charge, start, stop)
+        wallet -= step.wallet_charge
+        charged += step.wallet_charge
+        if (start - now) / DAY < 7:
+            sim.relevant_demand.append((length, step.relevant_tokens))
             sim.all_demand.append((length, demand))
-            sim.wallet_charges.append((length, wallet_charge))
-        sim.points.append((stop, balance(stop), consumed, wallet, charged))
+            sim.wallet_charges.append((length, step.wallet_charge))
+        sim.points.append((stop, _balance(plans, left, stop), consumed, wallet, charged))
     for plan in plans:
         sim.unused.setdefault(plan.id, left[plan.id])
     for name in ("token_run_out", "wallet_run_out"):
@@ -131,3 +100,89 @@ def simulate(inputs: ForecastInputs, burn: BurnModel, factor: float = 1.0) -> Si
         if moment is not None and moment > horizon_end:
             setattr(sim, name, None)
     return sim
+
+
+def _in_effect(plan: PlanState, at: datetime) -> bool:
+    return plan.effective_at <= at < plan.expires_at
+
+
+def _balance(plans: Sequence[PlanState], left: dict[int, float], at: datetime, ids: set[int] | None = None) -> float:
+    """Tokens left in the plans in effect at `at` (of `ids` only, when given)."""
+    return sum(left[p.id] for p in plans if _in_effect(p, at) and (ids is None or p.id in ids))
+
+
+def _expire(plans: Sequence[PlanState], left: dict[int, float], start: datetime, sim: Simulation) -> None:
+    """Plans expired by this boundary: what is left of them is unused."""
+    for plan in plans:
+        if plan.expires_at <= start and plan.id not in sim.unused:
+            sim.unused[plan.id] = left[plan.id]
+            left[plan.id] = 0.0
+
+
+class _Step(NamedTuple):
+    wanted: float  # what the relevant plans were asked for, to time a run-out inside the step
+    relevant_tokens: float
+    wallet_charge: float
+    consumed: float  # the running total, this step included
+    asked: dict[int, float]
+
+
+def _burn(
+    mix: dict[str, ModelMix],
+    covering: dict[str, list[PlanState]],
+    relevant: set[int],
+    left: dict[int, float],
+    start: datetime,
+    demand: float,
+    consumed: float,
+) -> _Step:
+    """One step's demand burnt against the plans in effect, in burn order (`left` is updated);
+    what no plan covers is charged to the wallet."""
+    wanted = relevant_tokens = wallet_charge = 0.0
+    asked: dict[int, float] = defaultdict(float)
+    for model, share in mix.items():
+        tokens = demand * share.share
+        uncovered = 1.0
+        first = True
+        for plan in covering[model]:
+            if not _in_effect(plan, start):
+                continue
+            need = tokens * share.ratio(plan.basis) * uncovered
+            if first and plan.id in relevant:
+                wanted += need
+                relevant_tokens += tokens
+            first = False
+            if need <= 0:
+                continue
+            asked[plan.id] += need
+            if left[plan.id] <= 0:
+                continue
+            taken = min(left[plan.id], need)
+            left[plan.id] -= taken
+            consumed += taken
+            uncovered *= 1 - taken / need
+        wallet_charge += uncovered * tokens * share.cost_per_token
+    return _Step(wanted, relevant_tokens, wallet_charge, consumed, asked)
+
+
+def _note_used_up(
+    sim: Simulation,
+    asked: dict[int, float],
+    left_before: dict[int, float],
+    left: dict[int, float],
+    start: datetime,
+    stop: datetime,
+) -> None:
+    """The moment inside the step each plan emptied during it ran out, by the share of its demand it met."""
+    for plan_id, need in asked.items():
+        if left_before[plan_id] > EPSILON and left[plan_id] <= EPSILON and plan_id not in sim.used_up_at:
+            sim.used_up_at[plan_id] = start + (stop - start) * min(1.0, left_before[plan_id] / need)
+
+
+def _note_wallet_run_out(sim: Simulation, wallet: float, charge: float, start: datetime, stop: datetime) -> None:
+    """The wallet's run-out, at the start of the step when it is already empty, else inside it."""
+    if charge > 0 and sim.wallet_run_out is None:
+        if wallet <= 0:
+            sim.wallet_run_out = start
+        elif wallet - charge <= 0:
+            sim.wallet_run_out = start + (stop - start) * (wallet / charge)

@@ -1,6 +1,6 @@
 # Budgets, alert channels, notifications and their deliveries; severity tiers on rules and episodes.
 
-import billing.budget_models
+import billing.models.budgets
 import django.db.models.deletion
 import django.utils.timezone
 from django.conf import settings
@@ -129,7 +129,7 @@ class Migration(migrations.Migration):
                 ('period', models.CharField(choices=[('day', 'Each day'), ('week', 'Each week'), ('month', 'Each month'), ('range', 'A fixed range of days')], default='month', max_length=8)),
                 ('starts_on', models.DateField(blank=True, help_text='A fixed range: its first day', null=True)),
                 ('ends_on', models.DateField(blank=True, help_text='A fixed range: its last day (inclusive)', null=True)),
-                ('thresholds', models.JSONField(default=billing.budget_models.default_thresholds, help_text='Percentages of the amount, e.g. [50, 80, 100]')),
+                ('thresholds', models.JSONField(default=billing.models.budgets.default_thresholds, help_text='Percentages of the amount, e.g. [50, 80, 100]')),
                 ('enforce', models.BooleanField(default=False, help_text='Once exhausted, the proxy refuses its calls (HTTP 429) until it resets')),
                 ('idempotency_key', models.CharField(blank=True, default='', max_length=200)),
                 ('request_hash', models.CharField(blank=True, default='', max_length=64)),

@@ -10,9 +10,8 @@ from decimal import Decimal
 import pytest
 from django.core.exceptions import ValidationError
 
-from billing.budget_models import Budget, BudgetScope
 from billing.budgets.spend import spend_by_day
-from billing.models import AuditEvent, DailyPaid
+from billing.models import AuditEvent, Budget, BudgetScope, DailyPaid
 from billing.paid import rebuild as rebuild_paid
 from billing.selectors.statements import monthly_statement
 from tests.billing.conftest import allocate, ingest, record, top_up

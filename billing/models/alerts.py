@@ -67,7 +67,7 @@ class AlertRule(models.Model):
     unused (with `days`), hours without a successful sync, a multiple of the median, a
     number of errors in the last hour, or a percentage of a budget. `tiers` lists every
     tier, least severe first; empty means the threshold and the kind's standard tiers
-    beyond it (`billing.alert_checks.effective_tiers`).
+    beyond it (`billing.alert_tiers.effective_tiers`).
     """
 
     account = models.ForeignKey(Account, on_delete=models.CASCADE, related_name="alert_rules")
