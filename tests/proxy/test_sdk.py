@@ -446,7 +446,7 @@ def test_the_proxy_records_the_names_of_the_optional_parameters_a_call_used_neve
     tools = [{"type": "function", "function": {"name": "lookup_invoice_zq81", "parameters": {"type": "object"}}}]
     _, via = clients(proxy)
 
-    via.chat.completions.create(
+    stream = via.chat.completions.create(
         model="sim-gpt",
         messages=MESSAGES,
         tools=tools,
@@ -456,7 +456,9 @@ def test_the_proxy_records_the_names_of_the_optional_parameters_a_call_used_neve
         seed=918273,
         stream=True,
         stream_options={"include_usage": True},
-    ).close()
+    )
+    for _ in stream:  # read to the end: closed early, the call is recorded as cancelled by the client
+        pass
     with pytest.raises(openai.BadRequestError):
         via.chat.completions.create(
             model="sim-gpt", messages=MESSAGES, logprobs=True, extra_body={"frobnicate": "value_zz42"}
