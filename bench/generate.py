@@ -71,6 +71,7 @@ def _empty(account: Any) -> None:
             cursor.execute(f"DELETE FROM {table} WHERE account_id = %s", [account.pk])
         cursor.execute("DELETE FROM usage_hourlyusage WHERE account_id = %s", [account.pk])
         cursor.execute("DELETE FROM usage_dailyusage WHERE account_id = %s", [account.pk])
+        cursor.execute("DELETE FROM usage_latencyhistogram WHERE account_id = %s", [account.pk])
     print(f"emptied account {account.slug!r}")
 
 

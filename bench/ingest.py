@@ -67,7 +67,7 @@ def empty_account(slug: str) -> Any:
             "usage_usagerecord",
             "usage_registeredrequest",
         )
-        for table in (*tables, "usage_hourlyusage", "usage_dailyusage"):
+        for table in (*tables, "usage_hourlyusage", "usage_dailyusage", "usage_latencyhistogram"):
             column = "record_id IN (SELECT id FROM usage_usagerecord WHERE account_id = %s)"
             where = column if table == "billing_allocation" else "account_id = %s"
             cursor.execute(f"DELETE FROM {table} WHERE {where}", [account.pk])
