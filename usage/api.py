@@ -13,13 +13,14 @@ from ninja.errors import HttpError
 from pydantic import AfterValidator
 
 from toki_dashboard.roles import Role
-from usage import deadletters, json_input, money, selectors
+from usage import deadletters, json_input, money, selectors, wire
 from usage.auth import TokenAuth, read_access
 from usage.exchange import conversion_note, rate_text, rates_applied
 from usage.models import ErrorCause, RecordSource, TokenScope
 from usage.periods import Period, supported_day
-from usage.schemas import MAX_BATCH, validate_records
+from usage.schemas import MAX_BATCH
 from usage.selectors import requestlog
+from usage.wire import validate_records
 
 MAX_BODY_BYTES = 10 * 1024 * 1024
 SET_ASIDE_MESSAGE = (
@@ -77,6 +78,8 @@ def _records_of(request: HttpRequest) -> list[Any]:
     body = request.body
     if len(body) > MAX_BODY_BYTES:
         raise HttpError(413, f"Body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MB.")
+    if (plain := wire.decode_body(body, max_records=MAX_BATCH)) is not None:
+        return plain  # every record plainly valid, decoded in compiled code
     try:
         payload = json_input.loads(body)
     except UnicodeDecodeError as exc:

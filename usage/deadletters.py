@@ -31,10 +31,11 @@ from pydantic import BaseModel, ValidationError
 
 from toki_dashboard import crypto
 from toki_dashboard.crypto import sha256_hex
-from usage.ingestion import key_identity
+from usage.ingestion import key_identity, sent_fields
 from usage.models import Account, DeadLetter
 from usage.schemas import RecordIn, describe
 from usage.services import IngestResult, record_usage
+from usage.wire import IngestRecord
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +52,8 @@ class Unstorable:
     reason: str
 
     @classmethod
-    def of(cls, record: RecordIn, reason: str) -> Unstorable:
-        return cls(record.request_id, record.model_dump(mode="json", exclude_none=True), reason)
+    def of(cls, record: IngestRecord, reason: str) -> Unstorable:
+        return cls(record.request_id, sent_fields(record), reason)
 
     def as_json(self) -> dict[str, Any]:
         return {"request_id": self.request_id, "fields": _jsonable(self.fields), "reason": self.reason}
@@ -123,7 +124,7 @@ def _isolated() -> Any:
     return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
-def record_or_set_aside(account: Account, records: Sequence[tuple[int, RecordIn]], *, source: str) -> IngestResult:
+def record_or_set_aside(account: Account, records: Sequence[tuple[int, IngestRecord]], *, source: str) -> IngestResult:
     """`record_usage`, setting aside each record the database refuses; raises on an outage."""
     try:
         with _isolated():

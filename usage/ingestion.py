@@ -1,4 +1,4 @@
-"""From a validated RecordIn to the row stored for it: keys, error cause, tokens, cost.
+"""From a validated record (usage.wire.IngestRecord) to the row stored for it: keys, error cause, tokens, cost.
 
 Pure apart from key resolution, which creates ApiKey rows on first sight.
 """
@@ -12,17 +12,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+import msgspec
 from django.utils import timezone
 
 from toki_dashboard.crypto import sha256_hex
+from usage import wire
 from usage.error_causes import classify_error, shown_message
 from usage.estimation.features import Estimator, Lengths
 from usage.key_secrets import looks_like_secret, without_scheme
 from usage.models import Account, ApiKey, TokensSource
 from usage.parameters import mask_of
 from usage.pricing.price_book import PriceBook, Valuation, valuation, was_served
-from usage.schemas import KEY_NAME_PREFIX, RecordIn
+from usage.schemas import KEY_NAME_PREFIX, Profile
 from usage.teams.resolve import TeamResolver
+from usage.wire import IngestRecord
 
 FULL_SECRET = re.compile(r"^(sk|tk|pk|rk)-[A-Za-z0-9_\-]{16,}$")
 NAME_PREFIX = KEY_NAME_PREFIX
@@ -98,11 +101,29 @@ def resolve_keys(account: Account, values: set[str]) -> dict[str, ApiKey]:
 _CANONICAL_JSON = json.JSONEncoder(sort_keys=True, separators=(",", ":")).encode
 
 
+def canonical_json(payload: dict[str, Any]) -> bytes:
+    """`_CANONICAL_JSON(payload)` as bytes, the hashes' definition: msgspec writes the same
+    bytes several times faster when they are ASCII below DEL (json escapes DEL and beyond)."""
+    encoded = msgspec.json.encode(payload, order="sorted")
+    if encoded.isascii() and b"\x7f" not in encoded:
+        return encoded
+    return _CANONICAL_JSON(payload).encode()
+
+
 # Names of the call rather than what it used: a replay that adds or lacks them is still a replay.
-NOT_CONTENT: set[str] = {"response_id", "upstream_request_id"}  # a set: what pydantic's exclude takes
+NOT_CONTENT = frozenset({"response_id", "upstream_request_id"})
+PROFILE_FIELDS = tuple(Profile.model_fields)
 
 
-def content_hash(record: RecordIn) -> str:
+def sent_fields(record: IngestRecord) -> dict[str, Any]:
+    """The fields a record was sent with, as JSON values, those not given (None) left out:
+    pydantic's dump of a RecordIn; usage.wire's equal of it for a record decoded there."""
+    if isinstance(record, wire.Record):
+        return wire.sent_fields(record)
+    return record.model_dump(mode="json", exclude_none=True)
+
+
+def content_hash(record: IngestRecord) -> str:
     """Digest of what the client sent, so a replay can be told from a conflict.
 
     Written the same, the same record hashes the same: `occurred_at` is taken in UTC (10:15+01:00
@@ -110,29 +131,39 @@ def content_hash(record: RecordIn) -> str:
     what was sent (`legacy_content_hash`); for those sent in UTC and without `name:`, which
     covers every record of the sync and the proxy, both are the same.
     """
-    update: dict[str, Any] = {"occurred_at": record.occurred_at.astimezone(UTC)}
+    payload = _content(record)
+    payload["occurred_at"] = wire.json_instant(record.occurred_at.astimezone(UTC))
     if record.api_key is not None and (name := declared_name(record.api_key)) is not None:
-        update["api_key"] = name
-    payload = record.model_copy(update=update).model_dump(mode="json", exclude_none=True, exclude=NOT_CONTENT)
-    return hashlib.sha256(_CANONICAL_JSON(payload).encode()).hexdigest()
+        payload["api_key"] = name
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
-def legacy_content_hash(record: RecordIn) -> str:
+def legacy_content_hash(record: IngestRecord) -> str:
     """The digest records were stored with before `content_hash` normalised them: of the record
     exactly as sent. A replay of such a record, sent as it was then, is still a duplicate."""
-    payload = record.model_dump(mode="json", exclude_none=True, exclude=NOT_CONTENT)
-    return hashlib.sha256(_CANONICAL_JSON(payload).encode()).hexdigest()
+    return hashlib.sha256(canonical_json(_content(record))).hexdigest()
 
 
-def lengths_of(record: RecordIn) -> Lengths:
+def _content(record: IngestRecord) -> dict[str, Any]:
+    fields = sent_fields(record)
+    for name in NOT_CONTENT:
+        fields.pop(name, None)
+    return fields
+
+
+def _profile_counts(profile: Any) -> dict[str, int] | None:
+    return None if profile is None else {name: getattr(profile, name) for name in PROFILE_FIELDS}
+
+
+def lengths_of(record: IngestRecord) -> Lengths:
     return Lengths(
         context_chars=record.context_chars,
         context_bytes=record.context_bytes,
         output_chars=record.output_chars,
         output_bytes=record.output_bytes,
         message_count=record.message_count,
-        context_profile=record.context_profile.model_dump() if record.context_profile else None,
-        output_profile=record.output_profile.model_dump() if record.output_profile else None,
+        context_profile=_profile_counts(record.context_profile),
+        output_profile=_profile_counts(record.output_profile),
     )
 
 
@@ -152,7 +183,7 @@ class RowBuilder:
     def __post_init__(self) -> None:
         self.teams = TeamResolver(self.account, self.keys.values())
 
-    def build(self, record: RecordIn, digest: str) -> dict[str, Any]:
+    def build(self, record: IngestRecord, digest: str) -> dict[str, Any]:
         """The row for `record`; `digest` is its content_hash, computed once by the caller."""
         key = self.keys.get(record.api_key) if record.api_key else None
         error = record.error
@@ -209,7 +240,7 @@ class RowBuilder:
         }
 
     def _usage_and_cost(
-        self, record: RecordIn, served: bool, lengths: Lengths
+        self, record: IngestRecord, served: bool, lengths: Lengths
     ) -> tuple[int, int, int, int, TokensSource, str, Valuation]:
         """The call's tokens (prompt, completion, cached, reasoning), where they came from, the
         estimator's version if estimated, and the call's valuation. A plain tuple: it is made

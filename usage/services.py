@@ -33,9 +33,9 @@ from usage.models import (
     UserLanguage,
 )
 from usage.pricing.price_book import PriceBook
-from usage.schemas import RecordIn
 from usage.signals import usage_recorded
 from usage.sql import insert_ignoring_conflicts, insert_returning
+from usage.wire import IngestRecord
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 
@@ -58,7 +58,7 @@ class IngestResult:
         self.set_aside.extend(other.set_aside)
 
 
-def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, source: str) -> IngestResult:
+def record_usage(account: Account, records: Sequence[tuple[int, IngestRecord]], *, source: str) -> IngestResult:
     """Store validated records exactly once and add them to the rollups.
 
     `records` pairs each record with its index in the caller's batch, so that
@@ -94,11 +94,11 @@ def record_usage(account: Account, records: Sequence[tuple[int, RecordIn]], *, s
     return result
 
 
-HashedRecord = tuple[int, RecordIn, str]  # (index in the caller's batch, record, content hash)
+HashedRecord = tuple[int, IngestRecord, str]  # (index in the caller's batch, record, content hash)
 
 
 def _hashed_by_request_id(
-    records: Sequence[tuple[int, RecordIn]],
+    records: Sequence[tuple[int, IngestRecord]],
 ) -> tuple[dict[str, HashedRecord], list[HashedRecord]]:
     """Each record with its content hash: the first of each request id, and the repeats."""
     first_by_id: dict[str, HashedRecord] = {}

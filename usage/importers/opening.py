@@ -8,7 +8,7 @@ from pathlib import Path, PurePath
 
 from usage.importers.base import FORMAT_BY_SUFFIX, READ_BUFFER_BYTES, ImportFormat, Source
 from usage.importers.csv_format import CSV_FIELD_NAMES, csv_rows
-from usage.importers.jsonl import json_lines
+from usage.importers.jsonl import record_lines
 from usage.importers.newapi import newapi_source
 
 
@@ -24,7 +24,7 @@ def open_export(path: Path, import_format: ImportFormat) -> Iterator[Source]:
     # A large buffer: fewer reads, each of which gives the writer thread the GIL (import_records).
     with path.open("rb", buffering=READ_BUFFER_BYTES) as file:
         if import_format is ImportFormat.JSONL:
-            yield Source(json_lines(file), "line", file.tell)  # one §4.3 record per line
+            yield Source(record_lines(file), "line", file.tell)  # one §4.3 record per line
         elif import_format is ImportFormat.CSV:
             yield Source(csv_rows(file), "line", file.tell, CSV_FIELD_NAMES)
         else:

@@ -22,8 +22,8 @@ from usage.importers.base import (
     Source,
 )
 from usage.models import Account, RecordSource
-from usage.schemas import validate_records
 from usage.services import IngestResult
+from usage.wire import validate_records
 
 
 @dataclass
