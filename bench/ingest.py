@@ -79,9 +79,15 @@ def vacuum() -> None:
     from django.db import connection
 
     with connection.cursor() as cursor:
-        cursor.execute("VACUUM ANALYZE usage_usagerecord")
-        cursor.execute("VACUUM ANALYZE usage_hourlyusage")
-        cursor.execute("VACUUM ANALYZE usage_dailyusage")
+        # Every table the emptying left dead rows in, as autovacuum would in time.
+        for table in (
+            "usage_usagerecord",
+            "usage_registeredrequest",
+            "usage_hourlyusage",
+            "usage_dailyusage",
+            "usage_latencyhistogram",
+        ):
+            cursor.execute(f"VACUUM ANALYZE {table}")
 
 
 def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:

@@ -1,3 +1,4 @@
+import gc
 import os
 import warnings
 from typing import cast
@@ -17,3 +18,7 @@ from toki_dashboard.body_limit import ASGIApp, limit_body  # noqa: E402
 from usage.proxy.app import with_proxy  # noqa: E402  (needs the apps loaded by get_asgi_application)
 
 application = with_proxy(limit_body(cast(ASGIApp, django_application)))
+
+# Everything loaded so far (Django, the apps, the URL conf) lives as long as the process: kept
+# out of the garbage collector's full passes, which a stream of large ingestion batches triggers often.
+gc.freeze()

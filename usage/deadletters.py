@@ -124,11 +124,17 @@ def _isolated() -> Any:
     return transaction.atomic() if connection.in_atomic_block else nullcontext()
 
 
-def record_or_set_aside(account: Account, records: Sequence[tuple[int, IngestRecord]], *, source: str) -> IngestResult:
+def record_or_set_aside(
+    account: Account,
+    records: Sequence[tuple[int, IngestRecord]],
+    *,
+    source: str,
+    digests: Sequence[str] | None = None,
+) -> IngestResult:
     """`record_usage`, setting aside each record the database refuses; raises on an outage."""
     try:
         with _isolated():
-            return record_usage(account, records, source=source)
+            return record_usage(account, records, source=source, digests=digests)
     except OUTAGE:
         raise
     except DatabaseError as exc:

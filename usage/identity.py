@@ -56,7 +56,9 @@ class Plan:
 
 
 def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
-    """Which rows are calls another source already recorded, and which are new records."""
+    """Which rows are calls another source already recorded, and which are new records. A row
+    needs only `request_id` and the provider's ids (`keys_of`): a record is placed before it
+    is built (usage.services.record_usage)."""
     sighted: dict[str, str] = {}
     # A sighting's request_id is its own source's: only that source can replay it. Most
     # batches come from a source without any, and skip the lookup.

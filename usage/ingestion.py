@@ -131,8 +131,14 @@ def content_hash(record: IngestRecord) -> str:
     what was sent (`legacy_content_hash`); for those sent in UTC and without `name:`, which
     covers every record of the sync and the proxy, both are the same.
     """
-    payload = _content(record)
-    payload["occurred_at"] = wire.json_instant(record.occurred_at.astimezone(UTC))
+    in_utc = record.occurred_at.astimezone(UTC)
+    if isinstance(record, wire.Record):
+        payload = wire.sent_fields(record, occurred_at=in_utc)
+    else:
+        payload = sent_fields(record)
+        payload["occurred_at"] = wire.json_instant(in_utc)
+    for field_name in NOT_CONTENT:
+        payload.pop(field_name, None)
     if record.api_key is not None and (name := declared_name(record.api_key)) is not None:
         payload["api_key"] = name
     return hashlib.sha256(canonical_json(payload)).hexdigest()
@@ -141,14 +147,10 @@ def content_hash(record: IngestRecord) -> str:
 def legacy_content_hash(record: IngestRecord) -> str:
     """The digest records were stored with before `content_hash` normalised them: of the record
     exactly as sent. A replay of such a record, sent as it was then, is still a duplicate."""
-    return hashlib.sha256(canonical_json(_content(record))).hexdigest()
-
-
-def _content(record: IngestRecord) -> dict[str, Any]:
-    fields = sent_fields(record)
+    payload = sent_fields(record)
     for name in NOT_CONTENT:
-        fields.pop(name, None)
-    return fields
+        payload.pop(name, None)
+    return hashlib.sha256(canonical_json(payload)).hexdigest()
 
 
 def _profile_counts(profile: Any) -> dict[str, int] | None:

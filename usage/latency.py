@@ -64,3 +64,13 @@ def percentile(counts: Iterable[tuple[int, int]], fraction: float) -> int | None
         if seen >= rank:
             return value_of(bucket)
     raise AssertionError("unreachable: the ranks add up to the total")
+
+
+def bucket_sql(column: str) -> tuple[str, dict[str, object]]:
+    """`bucket_of` as a PostgreSQL expression of an integer column, with its named parameters:
+    width_bucket counts the lower bounds at or below the value, as bisect_right does."""
+    return (
+        f"CASE WHEN {column} < %(exact_below)s THEN GREATEST({column}, 0) "
+        f"ELSE %(exact_below)s + width_bucket({column}::bigint, %(bucket_bounds)s::bigint[]) - 1 END",
+        {"exact_below": EXACT_BELOW_MS, "bucket_bounds": _BOUNDS},
+    )

@@ -14,7 +14,7 @@ from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Count, F, Q, QuerySet, Sum
 from django.db.models.functions import Coalesce, TruncDate, TruncHour
 
@@ -31,7 +31,7 @@ from usage.models import (
     UsageRecord,
     UsageTotals,
 )
-from usage.sql import upsert_adding
+from usage.sql import Staged, upsert_adding
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,8 @@ LATENCY_CONFLICT_SQL = "account_id, model, day, bucket"
 
 
 def add(rows: Iterable[dict[str, Any]], *, sign: int = 1) -> None:
+    """Add record rows (as built for insertion) to the rollups and the latency histogram;
+    `sign=-1` takes them away."""
     rows = list(rows)
     for rollup in ROLLUPS:
         deltas = deltas_for(rows, sign=sign, rollup=rollup)
@@ -305,3 +307,62 @@ def rebuild(account: Account) -> int:
     Account.objects.filter(pk=account.pk).update(daily_rollup_zone=settings.DASHBOARD_TIME_ZONE)
     account.daily_rollup_zone = settings.DASHBOARD_TIME_ZONE
     return counts[0]
+
+
+# The same sums as `deltas_for`, of the columns of staged record rows (usage.sql.staged).
+_STAGED_TOTALS = {
+    "requests": "count(*)",
+    "errors": "count(*) FILTER (WHERE error_cause <> %(none)s)",
+    "prompt_tokens": "coalesce(sum(prompt_tokens), 0)",
+    "completion_tokens": "coalesce(sum(completion_tokens), 0)",
+    "cached_tokens": "coalesce(sum(cached_tokens), 0)",
+    "reasoning_tokens": "coalesce(sum(reasoning_tokens), 0)",
+    "estimated_requests": "count(*) FILTER (WHERE tokens_source = %(estimated)s)",
+    "estimated_tokens": (
+        "coalesce(sum(prompt_tokens::bigint + completion_tokens) FILTER (WHERE tokens_source = %(estimated)s), 0)"
+    ),
+    "unpriced_requests": "count(*) FILTER (WHERE cost IS NULL)",
+    "cost": "coalesce(sum(cost), 0)",
+    "latency_ms_sum": "coalesce(sum(latency_ms), 0)",
+    "latency_count": "count(latency_ms)",
+}
+_STAGED_BUCKETS = {
+    "hour": "date_trunc('hour', occurred_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'",
+    "day": "(occurred_at AT TIME ZONE %(zone)s)::date",  # as TruncDate in `recount`
+}
+
+
+def add_staged(stage: Staged) -> None:
+    """`add` of the record rows in `stage`, summed by PostgreSQL from the staging table: the
+    same groups, sums and lock order, without a Python loop over the rows."""
+    assert set(_STAGED_TOTALS) == set(UsageTotals.COUNTERS)
+    params: dict[str, Any] = {
+        "none": ErrorCause.NONE.value,
+        "estimated": TokensSource.ESTIMATED.value,
+        "zone": settings.DASHBOARD_TIME_ZONE,
+    }
+    counters = ", ".join(UsageTotals.COUNTERS)
+    sums = ", ".join(_STAGED_TOTALS[name] for name in UsageTotals.COUNTERS)
+    with connection.cursor() as cursor:
+        for rollup in ROLLUPS:
+            table = rollup.model._meta.db_table
+            bucket = rollup.bucket_field
+            cursor.execute(
+                f"INSERT INTO {table} (account_id, {bucket}, model, api_key_id, team, {counters}) "  # noqa: S608
+                f"SELECT account_id, {_STAGED_BUCKETS[bucket]} AS {bucket}, model, api_key_id, team, {sums} "
+                f"FROM {stage.table} GROUP BY account_id, {bucket}, model, api_key_id, team "
+                f"ORDER BY {rollup.conflict_sql} ON CONFLICT ({rollup.conflict_sql}) DO UPDATE SET "
+                + ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in UsageTotals.COUNTERS),
+                params,
+            )
+        bucket_sql, bucket_params = latency.bucket_sql("latency_ms")
+        params.update(bucket_params)
+        table = LatencyHistogram._meta.db_table
+        cursor.execute(
+            f"INSERT INTO {table} (account_id, model, day, bucket, requests) "  # noqa: S608
+            f"SELECT account_id, model, {_STAGED_BUCKETS['day']} AS day, "
+            f"{bucket_sql} AS bucket, count(*) FROM {stage.table} WHERE latency_ms IS NOT NULL "
+            f"GROUP BY account_id, model, day, bucket ORDER BY {LATENCY_CONFLICT_SQL} "
+            f"ON CONFLICT ({LATENCY_CONFLICT_SQL}) DO UPDATE SET requests = {table}.requests + excluded.requests",
+            params,
+        )

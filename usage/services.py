@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from django.contrib.auth.models import Group
@@ -34,7 +34,7 @@ from usage.models import (
 )
 from usage.pricing.price_book import PriceBook
 from usage.signals import usage_recorded
-from usage.sql import insert_ignoring_conflicts, insert_returning
+from usage.sql import insert_ignoring_conflicts, insert_returning, staged
 from usage.wire import IngestRecord
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -58,7 +58,13 @@ class IngestResult:
         self.set_aside.extend(other.set_aside)
 
 
-def record_usage(account: Account, records: Sequence[tuple[int, IngestRecord]], *, source: str) -> IngestResult:
+def record_usage(
+    account: Account,
+    records: Sequence[tuple[int, IngestRecord]],
+    *,
+    source: str,
+    digests: Sequence[str] | None = None,
+) -> IngestResult:
     """Store validated records exactly once and add them to the rollups.
 
     `records` pairs each record with its index in the caller's batch, so that
@@ -66,24 +72,24 @@ def record_usage(account: Account, records: Sequence[tuple[int, IngestRecord]], 
     is a duplicate and changes nothing; the same request_id with other content is
     a conflict and the stored record is kept. A call another source already recorded
     (the same provider id, see usage.identity) is a duplicate too: linked to the record
-    that counts it, counted nowhere.
+    that counts it, counted nowhere. `digests`: the records' content hashes, when the
+    caller computed them already (usage.ingestion.content_hash).
     """
     result = IngestResult()
     if not records:
         return result
 
-    first_by_id, repeats = _hashed_by_request_id(records)
-    keys = resolve_keys(account, {r.api_key for _, r, _ in first_by_id.values() if r.api_key})
-    builder = RowBuilder(account, keys, PriceBook.for_account(account), current_estimator(), source)
+    first_by_id, repeats = _hashed_by_request_id(records, digests)
     # Sorted so that concurrent batches take row locks in the same order.
-    rows = [
-        builder.build(record, digest)
-        for _, record, digest in sorted(first_by_id.values(), key=lambda e: e[1].request_id)
-    ]
-
+    calls = [_call(record, digest) for _, record, digest in sorted(first_by_id.values(), key=lambda e: e[1].request_id)]
     with transaction.atomic():
-        placed = identity.plan(account, rows, source)
-        counted, linked = _store_placed(account, placed, source)
+        placed = identity.plan(account, calls, source)
+        registered = _register(account, placed.records)
+        # Only what is new is built (keys, team, estimate, price): a replay stops at the registry.
+        fresh = [first_by_id[call["request_id"]] for call in placed.records if call["request_id"] in registered]
+        seen = [(first_by_id[call["request_id"]], record_id) for call, record_id in placed.seen]
+        rows, seen_rows = _built(account, source, fresh, seen)
+        counted, linked = _store(account, rows, seen_rows, source)
 
     stored = {row["request_id"] for row in counted}
     result.accepted = len(stored)
@@ -98,13 +104,15 @@ HashedRecord = tuple[int, IngestRecord, str]  # (index in the caller's batch, re
 
 
 def _hashed_by_request_id(
-    records: Sequence[tuple[int, IngestRecord]],
+    records: Sequence[tuple[int, IngestRecord]], digests: Sequence[str] | None
 ) -> tuple[dict[str, HashedRecord], list[HashedRecord]]:
     """Each record with its content hash: the first of each request id, and the repeats."""
+    if digests is None:
+        digests = [content_hash(record) for _, record in records]
     first_by_id: dict[str, HashedRecord] = {}
     repeats: list[HashedRecord] = []
-    for index, record in records:
-        entry = (index, record, content_hash(record))
+    for (index, record), digest in zip(records, digests, strict=True):
+        entry = (index, record, digest)
         if record.request_id in first_by_id:
             repeats.append(entry)
         else:
@@ -112,40 +120,68 @@ def _hashed_by_request_id(
     return first_by_id, repeats
 
 
-def _store_placed(account: Account, placed: identity.Plan, source: str) -> tuple[list[identity.Row], set[str]]:
-    """Inside the caller's transaction: register the request ids, insert the records whose id
-    was registered now, claim their calls, add what counts to the rollups and link the calls
-    another source already counted. Returns the counted rows and the linked request ids."""
-    # The request ids take their place in the registry first: only those registered now
-    # become records (a replay or a conflict finds its id taken, a concurrent batch with
-    # the same id waits on the registry's unique index until this one commits).
-    registered = set(
-        insert_ignoring_conflicts(
-            RegisteredRequest,
-            [
-                {
-                    "account": account.pk,
-                    "request_id": row["request_id"],
-                    "occurred_at": row["occurred_at"],
-                    "content_hash": row["content_hash"],
-                }
-                for row in placed.records
-            ],
-            conflict=("account", "request_id"),
-            returning="request_id",
-        )
+def _call(record: IngestRecord, digest: str) -> identity.Row:
+    """What placing a record needs of it (usage.identity): its ids, its moment and its digest."""
+    return {
+        "request_id": record.request_id,
+        "response_id": record.response_id or "",
+        "upstream_request_id": record.upstream_request_id or "",
+        "occurred_at": record.occurred_at.astimezone(UTC),
+        "content_hash": digest,
+    }
+
+
+REGISTERED = ("request_id", "occurred_at", "content_hash")
+
+
+def _register(account: Account, calls: Sequence[identity.Row]) -> set[str]:
+    """Give the calls' request ids their place in the registry; returns those registered now.
+
+    Only those become records: a replay or a conflict finds its id taken, and a concurrent
+    batch with the same id waits on the registry's unique index until this one commits."""
+    rows = [
+        {
+            "account": account.pk,
+            "request_id": c["request_id"],
+            "occurred_at": c["occurred_at"],
+            "content_hash": c["content_hash"],
+        }
+        for c in calls
+    ]
+    return set(
+        insert_ignoring_conflicts(RegisteredRequest, rows, conflict=("account", "request_id"), returning="request_id")
     )
-    ids = dict(
-        insert_returning(
-            UsageRecord,
-            [row for row in placed.records if row["request_id"] in registered],
-            returning=("request_id", "id"),
-        )
-    )
-    counted, taken = identity.claim(account, [r for r in placed.records if r["request_id"] in ids], ids, source)
-    rollups.add(counted)
+
+
+def _built(
+    account: Account, source: str, fresh: Sequence[HashedRecord], seen: Sequence[tuple[HashedRecord, int]]
+) -> tuple[list[identity.Row], list[tuple[identity.Row, int]]]:
+    """The rows of the new records, and of the calls another source counts (with its record's id)."""
+    if not fresh and not seen:
+        return [], []
+    wanted = [record for _, record, _ in fresh] + [record for (_, record, _), _ in seen]
+    keys = resolve_keys(account, {record.api_key for record in wanted if record.api_key})
+    builder = RowBuilder(account, keys, PriceBook.for_account(account), current_estimator(), source)
+    rows = [builder.build(record, digest) for _, record, digest in fresh]
+    return rows, [(builder.build(record, digest), record_id) for (_, record, digest), record_id in seen]
+
+
+def _store(
+    account: Account, rows: list[identity.Row], seen: list[tuple[identity.Row, int]], source: str
+) -> tuple[list[identity.Row], set[str]]:
+    """Inside the caller's transaction: insert the rows of registered request ids, claim their
+    calls, add what counts to the rollups and link the calls another source already counted.
+    Returns the counted rows and the linked request ids."""
+    with staged(UsageRecord, rows) as stage:
+        ids = dict(insert_returning(UsageRecord, rows, returning=("request_id", "id"), stage=stage))
+        counted, taken = identity.claim(account, rows, ids, source)
+        if stage is None:
+            rollups.add(counted)
+        else:  # PostgreSQL sums the staged rows; calls another source claimed meanwhile are taken back out
+            rollups.add_staged(stage)
+            rollups.add([row for row, _ in taken], sign=-1)
     note_accepted_parameters(account, counted)
-    linked = identity.link(account, [*placed.seen, *taken], source)
+    linked = identity.link(account, [*seen, *taken], source)
     if counted:
         transaction.on_commit(
             lambda: usage_recorded.send(sender=UsageRecord, account=account, inserted=len(counted), source=source)

@@ -11,13 +11,18 @@ same order. SQLite, the embedded default, gets multi-row VALUES lists.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import json
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
+import msgspec
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+
+_json_encode = msgspec.json.Encoder().encode
 
 Rows = Sequence[dict[str, Any]]
 # From this many rows on, PostgreSQL gets COPY and a staging table (four short round trips);
@@ -72,41 +77,78 @@ def _array_params(
 def _json_text(value: Any) -> str | None:
     # jsonb columns take their JSON text (None stays SQL NULL, as the ORM stores it);
     # every other value psycopg writes itself, in C.
-    return None if value is None else json.dumps(value)
+    return None if value is None else _json_encode(value).decode()
 
 
-def _postgres_execute(
-    model: type[models.Model], rows: Rows, fields: Sequence[models.Field], tail: str, order_by: str, fetch: bool
-) -> list[tuple[Any, ...]]:
-    """COPY the rows into a staging table, then INSERT … SELECT from it: one round trip of
-    data in COPY's text format, which psycopg writes in C, instead of arrays of parameters."""
+@dataclass(frozen=True)
+class Staged:
+    """Rows COPYed into a session-local staging table, for one or more statements of the
+    caller's transaction to read (`staged`)."""
+
+    table: str  # quoted
+    columns: str  # the quoted column list, in the rows' order
+
+
+def _copy_into_staging(model: type[models.Model], rows: Rows, fields: Sequence[models.Field]) -> Staged:
     connection = connections[DEFAULT_DB_ALIAS]
     qn = connection.ops.quote_name
     names = list(rows[0].keys())
     columns = [_column(f) for f in fields]
-    json_names = {n for n, f in zip(names, fields, strict=True) if f.get_internal_type() == "JSONField"}
-    table = model._meta.db_table
+    json_at = [i for i, f in enumerate(fields) if f.get_internal_type() == "JSONField"]
+    staging = qn(_staging_table(connection, model._meta.db_table, columns))
     column_sql = ", ".join(qn(c) for c in columns)
+    values_of = itemgetter(*names) if len(names) > 1 else lambda row: (row[names[0]],)
+    with connection.cursor() as cursor, cursor.cursor.copy(f"COPY {staging} ({column_sql}) FROM STDIN") as copy:
+        write = copy.write_row
+        if json_at:
+            for row in rows:
+                values = list(values_of(row))
+                for i in json_at:
+                    values[i] = _json_text(values[i])
+                write(values)
+        else:
+            for row in rows:
+                write(values_of(row))
+    return Staged(staging, column_sql)
+
+
+@contextlib.contextmanager
+def staged(model: type[models.Model], rows: Rows) -> Iterator[Staged | None]:
+    """On PostgreSQL, from COPY_FROM_ROWS rows on, the rows in a staging table for the
+    statements inside the block (emptied after it); None elsewhere (nothing to read)."""
+    connection = connections[DEFAULT_DB_ALIAS]
+    if connection.vendor != "postgresql" or len(rows) < COPY_FROM_ROWS:
+        yield None
+        return
     with transaction.atomic(using=connection.alias, savepoint=False):
-        staging = _staging_table(connection, table, columns)
+        stage = _copy_into_staging(model, rows, _columns(model, list(rows[0].keys())))
+        yield stage
         with connection.cursor() as cursor:
-            raw = cursor.cursor
-            with raw.copy(f"COPY {qn(staging)} ({column_sql}) FROM STDIN") as copy:
-                write = copy.write_row
-                if json_names:
-                    for row in rows:
-                        write([_json_text(row[n]) if n in json_names else row[n] for n in names])
-                else:
-                    for row in rows:
-                        write([row[n] for n in names])
-            cursor.execute(
-                f"INSERT INTO {qn(table)} ({column_sql}) SELECT {column_sql} FROM {qn(staging)} "  # noqa: S608
-                f"ORDER BY {order_by} {tail}"
-            )
-            fetched = cursor.fetchall() if fetch else []
             # A later statement in the same transaction starts from an empty table.
-            cursor.execute(f"DELETE FROM {qn(staging)}")  # noqa: S608  (names come from model metadata)
-    return fetched
+            cursor.execute(f"DELETE FROM {stage.table}")  # noqa: S608  (names come from model metadata)
+
+
+def _insert_from(
+    model: type[models.Model], stage: Staged, tail: str, order_by: str, fetch: bool
+) -> list[tuple[Any, ...]]:
+    connection = connections[DEFAULT_DB_ALIAS]
+    table = connection.ops.quote_name(model._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({stage.columns}) SELECT {stage.columns} FROM {stage.table} "  # noqa: S608
+            f"ORDER BY {order_by} {tail}"
+        )
+        return cursor.fetchall() if fetch else []
+
+
+def _postgres_execute(
+    model: type[models.Model], rows: Rows, tail: str, order_by: str, fetch: bool
+) -> list[tuple[Any, ...]]:
+    """COPY the rows into a staging table, then INSERT … SELECT from it: one round trip of
+    data in COPY's text format, which psycopg writes in C, instead of arrays of parameters."""
+    with staged(model, rows) as stage:
+        assert stage is not None  # the caller checked: PostgreSQL, enough rows
+        return _insert_from(model, stage, tail, order_by, fetch)
 
 
 def _values_params(
@@ -142,7 +184,7 @@ def _execute(
     fields = _columns(model, names)
     qn = connection.ops.quote_name
     if connection.vendor == "postgresql" and len(rows) >= COPY_FROM_ROWS:
-        return _postgres_execute(model, rows, fields, tail, order_by, fetch)
+        return _postgres_execute(model, rows, tail, order_by, fetch)
     if connection.vendor == "postgresql":  # a few rows: one statement, no staging table
         source, array_params = _array_params(fields, names, rows, connection)
         with connection.cursor() as cursor:
@@ -182,15 +224,20 @@ def insert_ignoring_conflicts(
     return [row[0] for row in fetched] if isinstance(returning, str) else [tuple(row) for row in fetched]
 
 
-def insert_returning(model: type[models.Model], rows: Rows, *, returning: Sequence[str]) -> list[tuple[Any, ...]]:
+def insert_returning(
+    model: type[models.Model], rows: Rows, *, returning: Sequence[str], stage: Staged | None = None
+) -> list[tuple[Any, ...]]:
     """A plain INSERT of rows known to be new (their keys registered first, see
-    usage.models.identity.RegisteredRequest); returns `returning` of each row."""
+    usage.models.identity.RegisteredRequest); returns `returning` of each row. With `stage`
+    (`staged` of the same rows), from the staging table the caller reads again afterwards."""
     if not rows:
         return []
     qn = connections[DEFAULT_DB_ALIAS].ops.quote_name
     names = list(returning)
     returning_sql = ", ".join(qn(_column(f)) for f in _columns(model, names))
     order_by = ", ".join(qn(_column(f)) for f in _columns(model, names[:1]))
+    if stage is not None:
+        return [tuple(row) for row in _insert_from(model, stage, f"RETURNING {returning_sql}", order_by, fetch=True)]
     return [tuple(row) for row in _execute(model, rows, f"RETURNING {returning_sql}", order_by=order_by, fetch=True)]
 
 

@@ -60,7 +60,7 @@ def _decode_hook(kind: type, value: Any) -> Any:
     raise ValueError("not a plain RFC 3339 instant")  # msgspec reports it as invalid: RecordIn decides
 
 
-class Profile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class Profile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
     cjk: Length = 0
     letters: Length = 0
     digits: Length = 0
@@ -69,18 +69,18 @@ class Profile(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
     other: Length = 0
 
 
-class ErrorBody(msgspec.Struct, omit_defaults=True):
+class ErrorBody(msgspec.Struct, omit_defaults=True, gc=False):
     type: Annotated[str, msgspec.Meta(max_length=200)] | None = None
     code: str | int | None = None
     message: Annotated[str, msgspec.Meta(max_length=10_000)] | None = None
 
 
-class TokenDetails(msgspec.Struct, omit_defaults=True):
+class TokenDetails(msgspec.Struct, omit_defaults=True, gc=False):
     cached_tokens: Count | None = None
     reasoning_tokens: Count | None = None
 
 
-class UsageBody(msgspec.Struct, omit_defaults=True):
+class UsageBody(msgspec.Struct, omit_defaults=True, gc=False):
     prompt_tokens: Count | None = None
     completion_tokens: Count | None = None
     total_tokens: Count | None = None
@@ -111,7 +111,7 @@ class UsageBody(msgspec.Struct, omit_defaults=True):
         return (details.reasoning_tokens or 0) if details else 0
 
 
-class Record(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+class Record(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
     """RecordIn's fields, types and bounds (the checks msgspec cannot state are `_plainly_valid`)."""
 
     request_id: Name
@@ -159,16 +159,12 @@ def json_instant(moment: datetime) -> str:
     return text[:-6] + "Z" if text.endswith("+00:00") else text
 
 
-def _encode_hook(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return json_instant(value)
-    raise TypeError(f"cannot write {type(value).__name__} as JSON")
-
-
-def sent_fields(record: Record) -> dict[str, Any]:
+def sent_fields(record: Record, *, occurred_at: datetime | None = None) -> dict[str, Any]:
     """What `RecordIn.model_dump(mode="json", exclude_none=True)` gives for the same record:
-    the fields sent, as JSON values, without those left out (None). In compiled code."""
-    fields: dict[str, Any] = msgspec.to_builtins(record, enc_hook=_encode_hook)
+    the fields sent, as JSON values, without those left out (None). In compiled code.
+    `occurred_at`: the instant to write instead of the one sent (the same, in UTC)."""
+    fields: dict[str, Any] = msgspec.to_builtins(record, builtin_types=(SentAt,))
+    fields["occurred_at"] = json_instant(occurred_at or record.occurred_at)
     for name, default in _VALUED_DEFAULTS:
         if name not in fields:
             fields[name] = default() if callable(default) else default

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from usage import latency, rollups, selectors
+from usage import sql as usage_sql
 from usage.models import Account, LatencyHistogram
 from usage.periods import Period
 from usage.schemas import RecordIn
@@ -75,6 +76,25 @@ def test_the_card_reads_the_nearest_rank_percentiles_of_the_records_within_one_p
     for shown, fraction in ((found.p50_ms, 0.5), (found.p95_ms, 0.95)):
         exact = nearest_rank(LATENCIES, fraction)
         assert shown is not None and abs(shown - exact) <= exact * latency.RELATIVE_ACCURACY
+
+
+def test_a_large_batch_files_every_latency_where_bucket_of_does_and_sums_like_a_recount(db) -> None:
+    # From usage.sql.COPY_FROM_ROWS rows on, PostgreSQL sums a batch's rollups and histogram
+    # from the staged rows: every bucket bound and its neighbours must land where Python files them.
+    account = create_account(name="Acme", slug="acme", currency="USD")
+    bounds = [b for b in latency._BOUNDS if b <= 2**31 - 1][:: max(1, len(latency._BOUNDS) // 150)]
+    latencies = sorted({max(ms, 0) for b in (0, 1, 99, 100, 101, *bounds) for ms in (b - 1, b, b + 1)})
+    latencies = [ms for ms in latencies if ms <= 86_400_000]
+    assert len(latencies) >= usage_sql.COPY_FROM_ROWS
+
+    ingest(account, latencies)
+
+    assert rollups.verify(account) == []
+    stored = dict(LatencyHistogram.objects.filter(account=account).values_list("bucket", "requests"))
+    expected: dict[int, int] = {}
+    for ms in latencies:
+        expected[latency.bucket_of(ms)] = expected.get(latency.bucket_of(ms), 0) + 1
+    assert stored == expected
 
 
 def test_ingestion_keeps_the_histogram_equal_to_a_recount_and_a_tampered_bucket_is_found(db) -> None:

@@ -13,6 +13,9 @@ READ_BUFFER_BYTES = 1 << 20
 # While a writer thread stores batches, threads switch every millisecond instead of every
 # five: the thread coming back from the database or a read gets the GIL back sooner.
 WRITER_SWITCH_INTERVAL = 0.001
+# Batches stored at once, each by its own thread and connection: while one waits on the
+# database, another builds its rows (they take their locks in one order: no deadlock).
+WRITERS = 2
 BOM = b"\xef\xbb\xbf"
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import threading
+from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,11 +18,13 @@ from usage.deadletters import record_or_set_aside
 from usage.importers.base import (
     DEFAULT_BATCH_SIZE,
     WRITER_SWITCH_INTERVAL,
+    WRITERS,
     ImportFileError,
     Problem,
     ProblemKind,
     Source,
 )
+from usage.ingestion import content_hash
 from usage.models import Account, RecordSource
 from usage.services import IngestResult
 from usage.wire import validate_records
@@ -77,10 +81,10 @@ def import_records(
     but keeps what was stored and is returned as `fatal`. `progress` gets the summary so
     far every `batch_size` rows read and once at the end (usage.import_runs throttles it).
 
-    On PostgreSQL, outside a caller's transaction, each batch is stored by a writer
-    thread with its own connection while this thread reads and validates the next
-    one: the database works on one core while Python works on the other. Batches are
-    still stored one at a time and in order, and reported in order.
+    On PostgreSQL, outside a caller's transaction, batches are stored by writer threads
+    (WRITERS, each with its own connection and transaction) while this thread reads,
+    validates and hashes the next one: the database works while Python does. Batches
+    are reported in order.
     """
     summary = ImportSummary()
     batch = _Batch()
@@ -130,35 +134,45 @@ Store = Callable[["_Stored", ImportSummary, _Tell], None]
 @contextlib.contextmanager
 def _writer() -> Iterator[Store]:
     """A function that stores a validated batch and reports it: at once, or (PostgreSQL,
-    no enclosing transaction) on a writer thread, reporting each batch when the next is handed over."""
+    no enclosing transaction) on WRITERS writer threads, each batch reported in order once
+    the batches in flight are full."""
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql" or connection.in_atomic_block:
         # Inside a transaction the records must be written in it, on this connection.
         yield lambda stored, summary, report: stored.run().tell(summary, report)
         return
 
-    pending: list[tuple[Future[_Stored], ImportSummary, _Tell]] = []
+    pending: deque[tuple[Future[_Stored], ImportSummary, _Tell]] = deque()
 
-    def finish_pending() -> None:
-        while pending:
-            future, summary, report = pending.pop()
-            future.result().tell(summary, report)
+    def finish_oldest() -> None:
+        future, summary, report = pending.popleft()
+        future.result().tell(summary, report)
 
     def store(stored: _Stored, summary: ImportSummary, report: _Tell) -> None:
-        finish_pending()  # one batch in flight: memory stays flat, reports stay in order
+        if len(pending) >= WRITERS:  # a bounded number in flight: memory stays flat, reports in order
+            finish_oldest()
         pending.append((pool.submit(stored.run), summary, report))
 
     switch_interval = sys.getswitchinterval()
     sys.setswitchinterval(WRITER_SWITCH_INTERVAL)
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="import-writer") as pool:
+    with ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="import-writer") as pool:
         try:
             yield store
-            finish_pending()
+            while pending:
+                finish_oldest()
         finally:
             sys.setswitchinterval(switch_interval)
             for future, _summary, _report in pending:
                 future.cancel()
-            pool.submit(connections.close_all).result()  # the writer thread's connection
+            # Each writer thread closes its own connection (the barrier gives every thread one).
+            barrier = threading.Barrier(WRITERS)
+
+            def close_own_connection() -> None:
+                barrier.wait()
+                connections.close_all()
+
+            for closing in [pool.submit(close_own_connection) for _ in range(WRITERS)]:
+                closing.result()
 
 
 @dataclass
@@ -169,6 +183,7 @@ class _Stored:
     source: Source
     problems: list[tuple[int, str, str]]  # position, field, message
     valid: list[tuple[int, Any]]
+    digests: list[str]  # the valid records' content hashes: computed here, while the writer waits on the database
     result: IngestResult | None = None
 
     @classmethod
@@ -180,10 +195,11 @@ class _Stored:
             for r in rejected
         ]
         positions = batch.positions
-        return cls(account, source, problems, [(positions[i], record) for i, record in valid])
+        digests = [content_hash(record) for _, record in valid]
+        return cls(account, source, problems, [(positions[i], record) for i, record in valid], digests)
 
     def run(self) -> _Stored:
-        self.result = record_or_set_aside(self.account, self.valid, source=RecordSource.IMPORT)
+        self.result = record_or_set_aside(self.account, self.valid, source=RecordSource.IMPORT, digests=self.digests)
         return self
 
     def tell(self, summary: ImportSummary, tell: _Tell) -> None:
