@@ -20,7 +20,7 @@ from usage import wire
 from usage.error_causes import classify_error, shown_message
 from usage.estimation.features import Estimator, Lengths
 from usage.key_secrets import looks_like_secret, without_scheme
-from usage.models import Account, ApiKey, TokensSource
+from usage.models import Account, ApiKey, ErrorCause, TokensSource
 from usage.parameters import mask_of
 from usage.pricing.price_book import PriceBook, Valuation, valuation, was_served
 from usage.schemas import KEY_NAME_PREFIX, Profile
@@ -189,14 +189,19 @@ class RowBuilder:
         """The row for `record`; `digest` is its content_hash, computed once by the caller."""
         key = self.keys.get(record.api_key) if record.api_key else None
         error = record.error
-        error_type = (error.type or "") if error else ""
-        error_code = str(error.code) if error and error.code is not None else ""
-        cause = classify_error(record.status_code, error_type, error_code, (error.message or "") if error else "")
-        lengths = lengths_of(record)
+        if error is None:
+            error_type = error_code = ""
+            cause = classify_error(record.status_code) if record.status_code >= 400 else ErrorCause.NONE
+        else:
+            error_type = error.type or ""
+            error_code = str(error.code) if error.code is not None else ""
+            cause = classify_error(record.status_code, error_type, error_code, error.message or "")
+        context_profile = _profile_counts(record.context_profile)
+        output_profile = _profile_counts(record.output_profile)
 
         served = was_served(record.status_code, cause)
         prompt, completion, cached, reasoning, tokens_source, estimator_version, value = self._usage_and_cost(
-            record, served, lengths
+            record, served
         )
 
         return {
@@ -204,7 +209,7 @@ class RowBuilder:
             "request_id": record.request_id,
             "occurred_at": record.occurred_at.astimezone(UTC),
             "model": record.model,
-            "api_key": key.pk if key else None,
+            "api_key": key.id if key else None,
             "team": self.teams.team_for(record.metadata.get("team"), key, record.occurred_at),
             "endpoint": record.endpoint,
             "stream": record.stream,
@@ -224,14 +229,14 @@ class RowBuilder:
             "output_chars": record.output_chars,
             "output_bytes": record.output_bytes,
             "message_count": record.message_count,
-            "context_profile": lengths.context_profile,
-            "output_profile": lengths.output_profile,
+            "context_profile": context_profile,
+            "output_profile": output_profile,
             "latency_ms": record.latency_ms,
             "ttft_ms": record.ttft_ms,
             "cost": value.cost,
             "cost_source": value.cost_source,
-            "price": value.price_id,
-            "exchange_rate": value.rate_id,
+            "price": value.price.id if value.price is not None else None,
+            "exchange_rate": value.rate.id if value.rate is not None else None,
             "response_id": record.response_id or "",
             "upstream_request_id": record.upstream_request_id or "",
             "request_params": mask_of(record.parameters) if record.parameters is not None else None,
@@ -242,7 +247,7 @@ class RowBuilder:
         }
 
     def _usage_and_cost(
-        self, record: IngestRecord, served: bool, lengths: Lengths
+        self, record: IngestRecord, served: bool
     ) -> tuple[int, int, int, int, TokensSource, str, Valuation]:
         """The call's tokens (prompt, completion, cached, reasoning), where they came from, the
         estimator's version if estimated, and the call's valuation. A plain tuple: it is made
@@ -253,7 +258,7 @@ class RowBuilder:
             prompt, completion = record.usage.prompt or 0, record.usage.completion or 0
             cached, reasoning = record.usage.cached, record.usage.reasoning
             tokens_source = TokensSource.REPORTED
-        elif served and lengths.has_any:
+        elif served and (lengths := lengths_of(record)).has_any:
             # Estimates stand in for usage a served call did not report; a failed call
             # without usage served nothing, so it gets no tokens (its lengths stay).
             estimate = self.estimator.estimate(record.model, lengths)

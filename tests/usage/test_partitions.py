@@ -14,7 +14,16 @@ from django.db.models import Count, Sum
 from django.test.utils import CaptureQueriesContext
 
 from usage import partitions, rollups
-from usage.models import ApiKey, DailyUsage, HourlyUsage, ModelPrice, RawRetention, RegisteredRequest, UsageRecord
+from usage.models import (
+    ApiKey,
+    DailyUsage,
+    HourlyUsage,
+    LatencyHistogram,
+    ModelPrice,
+    RawRetention,
+    RegisteredRequest,
+    UsageRecord,
+)
 from usage.schemas import RecordIn, validate_records
 from usage.services import create_account, record_usage
 
@@ -370,3 +379,31 @@ def test_the_records_carry_no_foreign_key_check_yet_deleting_a_key_or_price_stil
     stored.refresh_from_db()
     assert (stored.api_key_id, stored.price_id) == (None, None)
     assert UsageRecord.objects.filter(account=account).count() == 1
+
+
+def test_the_rollups_and_the_registry_carry_no_constraint_check_yet_deleting_a_key_or_account_still_reaches_them(db):
+    """Derived rows written with every batch (bench/README.md, "Index diet"); on_delete still runs."""
+    account = create_account(name="Acme", slug="acme", currency="USD")
+    record = RecordIn(
+        request_id="r1",
+        occurred_at=datetime(2026, 11, 20, 12, tzinfo=UTC),
+        model="gpt-4o",
+        api_key="name:batch-jobs",
+        usage={"prompt_tokens": 1000, "completion_tokens": 10},
+        latency_ms=800,
+    )
+    record_usage(account, [(0, record)], source="api")
+    tables = [model._meta.db_table for model in (HourlyUsage, DailyUsage, LatencyHistogram, RegisteredRequest)]
+    with connection.cursor() as cursor:
+        for table in tables:
+            constraints = connection.introspection.get_constraints(cursor, table)
+            assert [name for name, info in constraints.items() if info["foreign_key"]] == [], table
+            assert not any(info["columns"] == ["account_id"] for info in constraints.values()), table
+
+    ApiKey.objects.filter(account=account).delete()
+    assert list(HourlyUsage.objects.filter(account=account).values_list("api_key", "requests")) == [(None, 1)]
+    assert list(DailyUsage.objects.filter(account=account).values_list("api_key", "requests")) == [(None, 1)]
+
+    account.delete()
+    for model in (HourlyUsage, DailyUsage, LatencyHistogram, RegisteredRequest):
+        assert not model.objects.filter(account_id=account.pk).exists(), model.__name__

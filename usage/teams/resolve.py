@@ -31,6 +31,7 @@ class TeamResolver:
             folded(name): name for name in Team.objects.filter(account=account).values_list("name", flat=True)
         }
         self.keys = {key.pk: key for key in keys}
+        self._named: dict[str, str] = {}  # a name as written → as stored: a batch names few teams
         # Newest first: the first one starting at or before a moment is the one in effect.
         self.histories: dict[int, list[tuple[datetime | None, str]]] = {}
         assignments = (
@@ -43,6 +44,12 @@ class TeamResolver:
 
     def named(self, name: str) -> str:
         """The stored name of the team called `name` (created if the account has none)."""
+        known = self._named.get(name)
+        if known is None:
+            known = self._named[name] = self._stored_name(name)
+        return known
+
+    def _stored_name(self, name: str) -> str:
         wanted = normalised(name)
         if not wanted:
             return ""
@@ -58,10 +65,11 @@ class TeamResolver:
 
     def of_key(self, key: ApiKey, at: datetime) -> str:
         """The team `key` had at `at`: the assignment in effect then, else its current team."""
-        for starts_at, team in self.histories.get(key.pk, ()):
+        history = self.histories.get(key.id)
+        for starts_at, team in history or ():
             if starts_at is None or starts_at <= at:
                 return team
-        if key.pk in self.histories:  # assigned only from later on: before that, no team
+        if history is not None:  # assigned only from later on: before that, no team
             return ""
         return key.team
 
