@@ -63,7 +63,7 @@ def main() -> None:
     for index in range(len(batches["with"])):
         order = ("with", "baseline") if index % 2 == 0 else ("baseline", "with")
         for name in order:
-            services.note_accepted_parameters = shipped if name == "with" else (lambda account, rows: None)
+            services.note_accepted_parameters = shipped if name == "with" else (lambda account, rows, stage=None: None)
             started = time.perf_counter()
             services.record_usage(arms[name], batches[name][index], source="proxy")
             seconds[name].append(time.perf_counter() - started)

@@ -5,26 +5,25 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 from django.contrib.auth.models import Group
-from django.db import connections, transaction
+from django.db import transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
 from toki_dashboard.crypto import sha256_hex
 from toki_dashboard.roles import Role
-from usage import identity, parameters, rollups
+from usage import identity, rollups
+from usage.accepted_parameters import note_accepted_parameters
 from usage.estimation.estimator import current_estimator
 from usage.ingestion import RowBuilder, content_hash, legacy_content_hash, resolve_keys
 from usage.models import (
-    AcceptedParameter,
     Account,
     ApiKey,
     ApiToken,
     CallSighting,
-    ErrorCause,
     Membership,
     Provider,
     RegisteredRequest,
@@ -180,7 +179,7 @@ def _store(
         else:  # PostgreSQL sums the staged rows; calls another source claimed meanwhile are taken back out
             rollups.add_staged(stage)
             rollups.add([row for row, _ in taken], sign=-1)
-    note_accepted_parameters(account, counted)
+        note_accepted_parameters(account, counted, stage=stage)
     linked = identity.link(account, [*seen, *taken], source)
     if counted:
         transaction.on_commit(
@@ -202,63 +201,6 @@ def _count_duplicates_and_conflicts(
             result.duplicates += 1
         else:
             result.conflicts.append({"index": index, "request_id": record.request_id})
-
-
-def note_accepted_parameters(account: Account, rows: Sequence[dict[str, Any]]) -> None:
-    """Remember, per model, the optional parameters (and streaming) its successful calls used,
-    with the first and last time: what the model catalogue shows as seen working. One upsert
-    per batch in the caller's transaction, widening the stored times (rows in one order, so
-    concurrent batches take their locks in turn)."""
-    seen: dict[tuple[str, str], tuple[datetime, datetime]] = {}
-    for row in rows:
-        if row["error_cause"] != ErrorCause.NONE:
-            continue
-        names = parameters.names_in(row.get("request_params") or 0)
-        if row.get("stream") and "stream" not in names:
-            names = (*names, "stream")
-        at, model = row["occurred_at"], row["model"]
-        for name in names:
-            known = seen.get((model, name))
-            if known is None:
-                seen[(model, name)] = (at, at)
-            elif at < known[0] or at > known[1]:
-                seen[(model, name)] = (min(known[0], at), max(known[1], at))
-    if not seen:
-        return
-    connection = connections[AcceptedParameter.objects.db]
-    qn, ops = connection.ops.quote_name, connection.ops
-    table = qn(AcceptedParameter._meta.db_table)
-    keys = sorted(seen)
-    columns = ", ".join(qn(c) for c in ("account_id", "model", "parameter", "first_seen_at", "last_seen_at"))
-    first_col, last_col = qn("first_seen_at"), qn("last_seen_at")
-    if connection.vendor == "postgresql":
-        # Five array parameters: one statement text whatever the batch, parsed once.
-        least, greatest = "LEAST", "GREATEST"
-        source = "SELECT * FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::timestamptz[], %s::timestamptz[])"
-        params: list[Any] = [
-            [account.pk] * len(keys),
-            [model for model, _ in keys],
-            [name for _, name in keys],
-            [seen[key][0] for key in keys],
-            [seen[key][1] for key in keys],
-        ]
-    else:
-        least, greatest = "MIN", "MAX"
-        source = "VALUES " + ", ".join(["(%s, %s, %s, %s, %s)"] * len(keys))
-        params = []
-        for key in keys:
-            first, last = seen[key]
-            params += [account.pk, *key, ops.adapt_datetimefield_value(first), ops.adapt_datetimefield_value(last)]
-    # (SQLite needs a WHERE in an INSERT … SELECT before ON CONFLICT: VALUES has none to confuse.)
-    sql = (
-        f"INSERT INTO {table} ({columns}) {source} "
-        f"ON CONFLICT ({qn('account_id')}, {qn('model')}, {qn('parameter')}) DO UPDATE SET "
-        f"{first_col} = {least}({table}.{first_col}, excluded.{first_col}), "
-        f"{last_col} = {greatest}({table}.{last_col}, excluded.{last_col}) "
-        f"WHERE {table}.{first_col} > excluded.{first_col} OR {table}.{last_col} < excluded.{last_col}"
-    )
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
 
 
 def _stored_hashes(account: Account, request_ids: list[str], sighted: dict[str, str]) -> dict[str, str]:

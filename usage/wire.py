@@ -6,7 +6,7 @@ import's time; msgspec decodes the same JSON straight into the `Record` struct b
 about 3 µs, every type, bound and unknown field checked in C. So a record is decoded here
 first and kept when msgspec and `_plainly_valid` both accept it; anything else (a
 rejection, and forms this path does not try to judge: a reported `cost`, a `\\u0000`
-escape, a timestamp that is not plain RFC 3339) is validated again by `RecordIn`, which
+escape, a timestamp finer than microseconds) is validated again by `RecordIn`, which
 decides and explains. The fast path may refuse more than RecordIn, never less, and gives
 the same values: tests/usage/test_wire.py holds the two to that on generated records.
 
@@ -45,19 +45,27 @@ Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 Parameters = Annotated[list[Annotated[str, msgspec.Meta(min_length=1, max_length=64)]], msgspec.Meta(max_length=64)]
 
 
-class SentAt(datetime):
-    """`occurred_at` as sent; decoded by `_decode_hook` into an aware datetime."""
+# RFC 3339 as msgspec reads it in C, which is as RecordIn reads it, but for a seventh
+# fractional digit: msgspec rounds it where pydantic truncates. A text holding one anywhere
+# (`FINER_THAN_MICROSECONDS`) is left to RecordIn; a false alarm only costs the slower path.
+Instant = Annotated[datetime, msgspec.Meta(tz=True)]
+FINER_THAN_MICROSECONDS = re.compile(rb"\d:\d\d[.,]\d{7}")
+_FINER_TEXT = re.compile(FINER_THAN_MICROSECONDS.pattern.decode())
+_OCCURRED_AT_KEY = b'"occurred_at"'
+_INSTANT_WITHIN = 64  # bytes after the key: room for spaces and the longest instant
 
 
-# Plain RFC 3339 with at most microseconds, the form RecordIn and this path read alike
-# (msgspec rounds a seventh fractional digit where pydantic truncates it).
-_PLAIN_INSTANT = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d{1,6})?(Z|[+-]\d\d:\d\d)")
-
-
-def _decode_hook(kind: type, value: Any) -> Any:
-    if kind is SentAt and isinstance(value, str) and _PLAIN_INSTANT.fullmatch(value):
-        return SentAt.fromisoformat(value)
-    raise ValueError("not a plain RFC 3339 instant")  # msgspec reports it as invalid: RecordIn decides
+def _has_finer_instant(document: bytes) -> bool:
+    """Whether an `occurred_at` in the JSON document may be finer than microseconds (only the
+    text after each such key is searched; a key spelled with escapes counts as a yes)."""
+    at = document.find(_OCCURRED_AT_KEY)
+    if at < 0:
+        return b"\\u" in document  # no plain key: it may be spelled with escapes
+    while at >= 0:
+        if FINER_THAN_MICROSECONDS.search(document, at, at + _INSTANT_WITHIN):
+            return True
+        at = document.find(_OCCURRED_AT_KEY, at + 1)
+    return False
 
 
 class Profile(msgspec.Struct, forbid_unknown_fields=True, frozen=True, gc=False):
@@ -115,7 +123,7 @@ class Record(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=
     """RecordIn's fields, types and bounds (the checks msgspec cannot state are `_plainly_valid`)."""
 
     request_id: Name
-    occurred_at: SentAt
+    occurred_at: Instant
     model: Name
     api_key: Name | None = None
     endpoint: Name = "/v1/chat/completions"
@@ -163,7 +171,7 @@ def sent_fields(record: Record, *, occurred_at: datetime | None = None) -> dict[
     """What `RecordIn.model_dump(mode="json", exclude_none=True)` gives for the same record:
     the fields sent, as JSON values, without those left out (None). In compiled code.
     `occurred_at`: the instant to write instead of the one sent (the same, in UTC)."""
-    fields: dict[str, Any] = msgspec.to_builtins(record, builtin_types=(SentAt,))
+    fields: dict[str, Any] = msgspec.to_builtins(record, builtin_types=(datetime,))
     fields["occurred_at"] = json_instant(occurred_at or record.occurred_at)
     for name, default in _VALUED_DEFAULTS:
         if name not in fields:
@@ -175,8 +183,8 @@ class _Body(msgspec.Struct, forbid_unknown_fields=True):
     records: list[Record]
 
 
-_RECORD = msgspec.json.Decoder(Record, dec_hook=_decode_hook)
-_BODY = msgspec.json.Decoder(_Body, dec_hook=_decode_hook)
+_RECORD = msgspec.json.Decoder(Record)
+_BODY = msgspec.json.Decoder(_Body)
 _ENCODE = msgspec.json.encode
 NUL_ESCAPE = b"\\u0000"  # JSON's only way to a NUL, which PostgreSQL cannot store
 # JSON escapes a character in at most 6 bytes (\u001f): metadata this small is surely within bounds.
@@ -213,7 +221,7 @@ def _plainly_valid(record: Record, now: datetime) -> bool:
 
 def decode_line(line: bytes, now: datetime) -> Record | None:
     """The record of one JSON line when it is plainly valid, else None (RecordIn decides)."""
-    if NUL_ESCAPE in line:
+    if NUL_ESCAPE in line or _has_finer_instant(line):
         return None
     try:
         record = _RECORD.decode(line)
@@ -225,7 +233,7 @@ def decode_line(line: bytes, now: datetime) -> Record | None:
 def decode_body(body: bytes, *, max_records: int) -> list[Record] | None:
     """Every record of an ingestion body `{"records": [...]}` when all are plainly valid and
     there are 1 to `max_records` of them; else None: the body is read and judged the slow way."""
-    if NUL_ESCAPE in body:
+    if NUL_ESCAPE in body or _has_finer_instant(body):
         return None
     try:
         records = _BODY.decode(body).records
@@ -242,8 +250,11 @@ def convert(item: Any, now: datetime) -> Record | None:
     plainly valid, else None."""
     if not isinstance(item, dict):
         return None
+    sent_at = item.get("occurred_at")
+    if isinstance(sent_at, str) and _FINER_TEXT.search(sent_at):
+        return None
     try:
-        record = msgspec.convert(item, Record, dec_hook=_decode_hook)
+        record = msgspec.convert(item, Record)
     except msgspec.ValidationError:
         return None
     return record if _texts_storable(record) and _plainly_valid(record, now) else None
