@@ -53,7 +53,7 @@ from usage.deadletters import record_or_set_aside
 from usage.importers import BadField, newapi_record
 from usage.ingestion import name_fingerprint
 from usage.models import Account, ApiKey, Provider, RecordSource
-from usage.schemas import validate_records
+from usage.wire import validate_records
 
 logger = logging.getLogger(__name__)
 

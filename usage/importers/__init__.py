@@ -1,7 +1,8 @@
 """Usage exports read as a stream of ingestion records (docs/import.md).
 
-Three formats, each turned into RecordIn-shaped dicts one row at a time so that
-memory stays flat whatever the file size:
+Three formats, each turned into ingestion records (a JSONL line straight into its
+`usage.wire.Record`, anything else into RecordIn-shaped dicts) one row at a time so
+that memory stays flat whatever the file size:
 
 - `jsonl`: one §4.3 record per line;
 - `csv`: a header row, then one record per row (columns in `CSV_COLUMNS`);
@@ -10,7 +11,7 @@ memory stays flat whatever the file size:
 
 Files are read in binary and decoded here, so that invalid UTF-8 is reported
 against its line instead of stopping the import. `import_records` hands
-batches to `usage.schemas.validate_records` and `usage.services.record_usage`.
+batches to `usage.wire.validate_records` and `usage.services.record_usage`.
 docs/import.md describes the formats for people.
 
 The package: `base` (formats, rows, problems, sources), `jsonl`, `csv_format` and `newapi`
