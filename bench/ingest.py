@@ -34,6 +34,7 @@ import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -158,14 +159,31 @@ def child_env(database_url: str, var: Path) -> dict[str, str]:
     return env
 
 
-def run_import(path: Path, slug: str, env: dict[str, str]) -> tuple[float, str, int]:
-    """(wall seconds, the command's summary, peak RSS in MB) of `manage.py import_usage`."""
-    started = time.perf_counter()
+@dataclass(frozen=True)
+class ImportRun:
+    wall: float  # seconds, start-up included
+    summary: str  # what the command printed
+    rss_mb: int  # peak resident memory
+    cpu: float  # seconds of CPU of the command's process, start-up included
+    machine_busy: float  # seconds of CPU the whole machine spent meanwhile (/proc/stat)
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the machine has spent busy since boot, all cores (Linux /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def run_import(path: Path, slug: str, env: dict[str, str]) -> ImportRun:
+    """`manage.py import_usage` of `path` into the account `slug`, with what it cost."""
+    started, busy = time.perf_counter(), machine_busy_seconds()
     code = (
         "import resource, subprocess, sys; "
         "p = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
         "sys.stdout.write(p.stdout); sys.stderr.write(p.stderr[-2000:]); "
-        "print('MAXRSS', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN); "
+        "print('MAXRSS', u.ru_maxrss, 'CPU', u.ru_utime + u.ru_stime); sys.exit(p.returncode)"
     )
     out = subprocess.run(
         [PYTHON, "-c", code, PYTHON, str(ROOT / "manage.py"), "import_usage", str(path), "--account", slug],
@@ -175,12 +193,22 @@ def run_import(path: Path, slug: str, env: dict[str, str]) -> tuple[float, str, 
         text=True,
         check=False,
     )
-    wall = time.perf_counter() - started
+    wall, busy = time.perf_counter() - started, machine_busy_seconds() - busy
     if out.returncode:
         raise RuntimeError(f"import_usage failed: {out.stderr[-2000:]}")
-    rss = int(re.search(r"MAXRSS (\d+)", out.stdout).group(1)) // 1024  # type: ignore[union-attr]
+    found = re.search(r"MAXRSS (\d+) CPU ([0-9.]+)", out.stdout)
+    assert found is not None, out.stdout
     summary = " ".join(line for line in out.stdout.splitlines() if not line.startswith("MAXRSS"))
-    return wall, summary, rss
+    return ImportRun(wall, summary, int(found.group(1)) // 1024, float(found.group(2)), busy)
+
+
+def cpu_per_record(run: ImportRun, start_up: ImportRun, count: int) -> str:
+    """Where an import's CPU went, per record: the importer's own process (its start-up, the
+    import of an empty file, taken out) and the rest of the machine (PostgreSQL's backends,
+    on a machine otherwise quiet)."""
+    own = run.cpu - start_up.cpu
+    rest = run.machine_busy - run.cpu - (start_up.machine_busy - start_up.cpu)
+    return f"CPU per record: importer {own / count * 1e6:.0f} µs, the rest of the machine {rest / count * 1e6:.0f} µs"
 
 
 def elapsed_of(summary: str) -> float:
@@ -313,17 +341,21 @@ def _measure_import(path: Path, env: dict[str, str], count: int, baseline: float
     """`manage.py import_usage` of the file, then again (all duplicates); whether the rollups agree."""
     from usage import rollups
 
+    empty_file = path.with_name("empty.jsonl")
+    empty_file.write_text("")
     import_account = empty_account("bench-import")
-    wall, summary, rss = run_import(path, "bench-import", env)
-    seconds = elapsed_of(summary)
-    assert f"{count:,} accepted" in summary, summary
+    start_up = run_import(empty_file, "bench-import", env)
+    run = run_import(path, "bench-import", env)
+    seconds = elapsed_of(run.summary)
+    assert f"{count:,} accepted" in run.summary, run.summary
     results.append(line("import_usage (JSONL)", count, seconds, baseline))
-    print(results[-1], f"| wall {wall:.1f} s with start-up, peak RSS {rss} MB", flush=True)
-    wall, summary, rss = run_import(path, "bench-import", env)
-    assert "0 accepted" in summary and f"{count:,} duplicates" in summary, summary
-    replay_seconds = elapsed_of(summary)
+    print(results[-1], f"| wall {run.wall:.1f} s with start-up, peak RSS {run.rss_mb} MB", flush=True)
+    results.append(f"import_usage: {cpu_per_record(run, start_up, count)}; a raw COPY {1e6 / baseline:.0f} µs")
+    replay = run_import(path, "bench-import", env)
+    assert "0 accepted" in replay.summary and f"{count:,} duplicates" in replay.summary, replay.summary
+    replay_seconds = elapsed_of(replay.summary)
     results.append(line("import_usage replay (all duplicates)", count, replay_seconds, baseline))
-    print(results[-1], f"| peak RSS {rss} MB", flush=True)
+    print(results[-1], f"| peak RSS {replay.rss_mb} MB", flush=True)
     results.append(f"import_usage: a replay is {seconds / replay_seconds:.2f}x as fast as new records")
     mismatches = rollups.verify(import_account)
     print(f"import rollups equal a recount: {not mismatches}")
