@@ -124,6 +124,35 @@ def add(rows: Iterable[dict[str, Any]], *, sign: int = 1) -> None:
     upsert_adding(LatencyHistogram, histogram, conflict_sql=LATENCY_CONFLICT_SQL, counters=("requests",))
 
 
+def move(before: Iterable[dict[str, Any]], after: Iterable[dict[str, Any]]) -> None:
+    """`add(before, sign=-1)` then `add(after)`, with each rollup's and the histogram's deltas
+    netted first: what comes out even (a repricing keeps every latency, a team move every
+    model and day) is not written at all, and the rest in one upsert each."""
+    before, after = list(before), list(after)
+    for rollup in ROLLUPS:
+        deltas = deltas_for(before, sign=-1, rollup=rollup) + deltas_for(after, rollup=rollup)
+        netted = _netted(deltas, rollup.group, UsageTotals.COUNTERS)
+        upsert_adding(rollup.model, netted, conflict_sql=rollup.conflict_sql, counters=UsageTotals.COUNTERS)
+    histogram = latency_deltas(before, sign=-1) + latency_deltas(after)
+    netted = _netted(histogram, ("account", "model", "day", "bucket"), ("requests",))
+    upsert_adding(LatencyHistogram, netted, conflict_sql=LATENCY_CONFLICT_SQL, counters=("requests",))
+
+
+def _netted(deltas: list[dict[str, Any]], group: tuple[str, ...], counters: tuple[str, ...]) -> list[dict[str, Any]]:
+    """Deltas of the same group summed, those that sum to nothing left out, in lock order."""
+    sums: dict[tuple, dict[str, Any]] = {}
+    for delta in deltas:
+        key = tuple(delta[name] for name in group)
+        known = sums.get(key)
+        if known is None:
+            sums[key] = dict(delta)
+        else:
+            for counter in counters:
+                known[counter] += delta[counter]
+    kept = [row for row in sums.values() if any(row[counter] for counter in counters)]
+    return sorted(kept, key=lambda row: tuple(0 if row[name] is None else row[name] for name in group))
+
+
 def _bucket_expression(rollup: Rollup) -> TruncHour | TruncDate:
     if rollup is DAILY:
         return TruncDate("occurred_at", tzinfo=_zone(settings.DASHBOARD_TIME_ZONE))

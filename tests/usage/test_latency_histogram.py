@@ -8,14 +8,17 @@ import math
 from datetime import UTC, date, datetime, timedelta
 
 from django.apps import apps
+from django.db import connection
 from django.test import override_settings
+from django.test.utils import CaptureQueriesContext
 from hypothesis import given
 from hypothesis import strategies as st
 
 from usage import latency, rollups, selectors
 from usage import sql as usage_sql
-from usage.models import Account, LatencyHistogram
+from usage.models import Account, LatencyHistogram, UsageRecord
 from usage.periods import Period
+from usage.pricing.repricing import rollup_row
 from usage.schemas import RecordIn
 from usage.services import create_account, record_usage
 
@@ -152,3 +155,25 @@ def test_the_migration_fills_the_histogram_of_records_stored_before_it(db) -> No
 
     assert rollups.verify(account) == []
     assert LatencyHistogram.objects.filter(account=account).count() == len({latency.bucket_of(ms) for ms in LATENCIES})
+
+
+def test_moving_rows_writes_only_the_groups_that_change_and_keeps_the_rollups_exact(db) -> None:
+    # A team move keeps each record's model, day and latency: the histogram must not be touched.
+    account = create_account(name="Acme", slug="acme", currency="USD")
+    ingest(account, LATENCIES)
+    records = list(UsageRecord.objects.filter(account=account))
+    before = [rollup_row(record) for record in records]
+    UsageRecord.objects.filter(account=account).update(team="growth")
+    after = [row | {"team": "growth"} for row in before]
+
+    with CaptureQueriesContext(connection) as queries:
+        rollups.move(before, after)
+
+    assert rollups.verify(account) == []
+    written = " ".join(query["sql"] for query in queries.captured_queries)
+    assert "usage_latencyhistogram" not in written
+    assert "usage_hourlyusage" in written and "usage_dailyusage" in written
+
+    with CaptureQueriesContext(connection) as queries:
+        rollups.move(after, after)  # nothing changes: nothing is written
+    assert queries.captured_queries == []

@@ -324,8 +324,7 @@ def _reestimate_chunk(
             ["prompt_tokens", "completion_tokens", "estimator_version", *VALUATION_FIELDS],
             batch_size=500,
         )
-        rollups.add(before, sign=-1)
-        rollups.add(after)
+        rollups.move(before, after)
     return len(dirty), min((r.occurred_at for r in dirty), default=None)
 
 

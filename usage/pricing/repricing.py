@@ -248,8 +248,7 @@ def reprice_chunk(records: Sequence[UsageRecord], book: PriceBook) -> int:
         dirty.append(record)
     if dirty:
         UsageRecord.objects.bulk_update(dirty, VALUATION_FIELDS, batch_size=500)
-        rollups.add(before, sign=-1)
-        rollups.add(after)
+        rollups.move(before, after)
     return len(dirty)
 
 

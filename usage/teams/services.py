@@ -273,9 +273,8 @@ def _relabel_records(account: Account, records: Any, team: str, *, chunks: int |
     ):
         last_id = chunk[-1].pk
         old_rows = [rollup_row(record) for record in chunk]
-        rollups.add(old_rows, sign=-1)
         UsageRecord.objects.filter(account=account, id__in=[r.pk for r in chunk]).update(team=team)
-        rollups.add([row | {"team": team} for row in old_rows])
+        rollups.move(old_rows, [row | {"team": team} for row in old_rows])
         moved += len(chunk)
     return moved
 
