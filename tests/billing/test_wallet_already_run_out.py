@@ -103,7 +103,7 @@ def test_alerts_word_a_wallet_below_zero_as_already_run_out(transactional_db, ac
     for check in (wallet_check, soon_check):
         assert "runs out around" not in str(check.summary)
         rows = {str(label): str(value) for label, value in check.details}
-        assert "already run out" in rows.get("Projected run-out", rows.get("Wallet run-out", ""))
+        assert "already run out" in rows.get("Wallet run-out", rows.get("Projected run-out", ""))
 
 
 def test_a_token_balance_used_up_by_plans_in_effect_has_already_run_out(account: Account):
