@@ -9,6 +9,7 @@ from decimal import Decimal
 from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
+from prometheus_client.parser import text_string_to_metric_families
 
 from billing import alerts
 from billing.forecast import account_forecast
@@ -129,3 +130,18 @@ def test_a_token_balance_used_up_by_plans_in_effect_has_already_run_out(account:
 
     assert result.token_balance <= 0
     assert result.token_run_out.already
+
+
+def test_the_metrics_flag_a_wallet_below_zero_as_already_run_out(account: Account):
+    wallet_overdrawn(account, timezone.now())
+    token = create_api_token(account=account, name="scraper", scopes=[TokenScope.METRICS])[1]
+
+    body = Client().get("/metrics", HTTP_AUTHORIZATION=f"Bearer {token}").content.decode()
+
+    found = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(body)
+        for sample in family.samples
+    }
+    assert found[("toki_already_run_out", frozenset({"account": "acme", "balance": "wallet"}.items()))] == 1
+    assert found[("toki_already_run_out", frozenset({"account": "acme", "balance": "tokens"}.items()))] == 0
