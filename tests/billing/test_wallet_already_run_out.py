@@ -145,3 +145,14 @@ def test_the_metrics_flag_a_wallet_below_zero_as_already_run_out(account: Accoun
     }
     assert found[("toki_already_run_out", frozenset({"account": "acme", "balance": "wallet"}.items()))] == 1
     assert found[("toki_already_run_out", frozenset({"account": "acme", "balance": "tokens"}.items()))] == 0
+
+
+def test_a_zero_wallet_nothing_is_charged_to_has_not_already_run_out(account: Account):
+    now = timezone.now()
+    buy(account, "pro", 1_000_000, now - timedelta(days=40), now + timedelta(days=300), models=["gpt-*"])
+    allocate(account, now)  # no usage: nothing is projected to the wallet
+
+    result = account_forecast(account, now=now)
+
+    assert result.wallet_balance == 0 and result.wallet_run_out.at is None
+    assert not result.wallet_run_out.already and not result.token_run_out.already
