@@ -253,7 +253,7 @@ class BalanceOut(Schema):
     )
     wallet_already_run_out: bool = Field(
         False,
-        description="The wallet is below zero, or at zero with charges projected to it: it has already run out "
+        description="The wallet is below zero, or at zero with usage charged to it from now on: it has already run out "
         "(wallet_projected_runout_at is then the moment of this answer, not a day still ahead)",
     )
     provider_reported: ProviderReportedOut | None

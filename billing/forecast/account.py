@@ -102,10 +102,10 @@ def _tokens_gone(inputs: ForecastInputs, central: Simulation) -> bool:
 
 
 def _wallet_gone(inputs: ForecastInputs, central: Simulation) -> bool:
-    """Below zero, or at zero with charges still projected to it: a zero wallet nothing is
-    charged to has not run out of anything (plans cover all the usage)."""
-    balance = inputs.wallet_balance
-    return balance < 0 or (balance == 0 and central.wallet_run_out is not None)
+    """Below zero, or at zero with usage charged to it from now on. A zero wallet the plans
+    keep from being charged until later runs out then, not already."""
+    at = central.wallet_run_out
+    return inputs.wallet_balance < 0 or (at is not None and at <= inputs.now)
 
 
 def _projection(sim: Simulation, burn: BurnModel, now: datetime, wallet_now: Decimal) -> list[ProjectedPoint]:

@@ -156,3 +156,28 @@ def test_a_zero_wallet_nothing_is_charged_to_has_not_already_run_out(account: Ac
 
     assert result.wallet_balance == 0 and result.wallet_run_out.at is None
     assert not result.wallet_run_out.already and not result.token_run_out.already
+
+
+def test_a_zero_wallet_first_charged_when_its_plan_expires_runs_out_then(account: Account):
+    now = timezone.now()
+    buy(account, "pro", 1_000_000, now - timedelta(days=40), now + timedelta(days=300), models=["gpt-*"])
+    ingest(
+        account,
+        *[
+            record(
+                f"g-{back}",
+                datetime.combine((now - timedelta(days=back)).date(), time(6), tzinfo=UTC),
+                "gpt-4o",
+                100,
+                100,
+                "0.01",
+            )
+            for back in range(1, 15)
+        ],
+    )
+    allocate(account, now)
+
+    result = account_forecast(account, now=now)
+
+    assert result.wallet_balance == 0 and not result.wallet_run_out.already
+    assert result.wallet_run_out.at is not None and result.wallet_run_out.at >= now + timedelta(days=299)
