@@ -18,11 +18,12 @@ from billing.alert_facts import (
     Facts,
     Row,
     day_label,
-    likely_range,
     measured,
     moment_label,
     percent_text,
     quiet,
+    run_out_label,
+    run_out_range,
     runs_out,
 )
 from billing.alert_texts import later
@@ -85,11 +86,8 @@ def _token_details(facts: Facts) -> list[Row]:
                 )
             ),
         ),
-        (gettext_lazy("Projected run-out"), later(lambda: moment_label(token_run_out.at))),
-        (
-            gettext_lazy("Likely range (p10–p90)"),
-            later(lambda: likely_range(token_run_out.earliest, token_run_out.latest)),
-        ),
+        (gettext_lazy("Projected run-out"), later(lambda: run_out_label(token_run_out))),
+        (gettext_lazy("Likely range (p10–p90)"), later(lambda: run_out_range(token_run_out))),
     ]
     for plan in balances.plans_in_effect[:DETAIL_LIMIT]:
         rows.append(
@@ -105,7 +103,7 @@ def check_token_balance(rule: AlertRule, facts: Facts) -> Check:
     total, left = facts.balances.tokens_granted, facts.balances.token_balance
     if not total:
         return quiet(rule, gettext_lazy("Token balance: no plan in effect"))
-    run_out = facts.forecast.token_run_out.at
+    run_out = facts.forecast.token_run_out
     if rule.kind == AlertKind.TOKEN_BALANCE_PERCENT:
         value = (Decimal(left) * 100 / Decimal(total)).quantize(Decimal("0.01"))
         percent = percent_text(value)
@@ -140,13 +138,13 @@ def check_wallet(rule: AlertRule, facts: Facts) -> Check:
                 )
             ),
         ),
-        (gettext_lazy("Projected run-out"), later(lambda: moment_label(run_out.at))),
-        (gettext_lazy("Likely range (p10–p90)"), later(lambda: likely_range(run_out.earliest, run_out.latest))),
+        (gettext_lazy("Projected run-out"), later(lambda: run_out_label(run_out))),
+        (gettext_lazy("Likely range (p10–p90)"), later(lambda: run_out_range(run_out))),
     ]
     summary = later(
         lambda: (
             _("Wallet %(amount)s %(currency)s — %(runs_out)s")
-            % {"amount": money(value), "currency": currency, "runs_out": runs_out(run_out.at)}
+            % {"amount": money(value), "currency": currency, "runs_out": runs_out(run_out)}
         )
     )
     return measured(rule, value, summary, details)
@@ -154,18 +152,27 @@ def check_wallet(rule: AlertRule, facts: Facts) -> Check:
 
 def check_run_out(rule: AlertRule, facts: Facts) -> Check:
     forecast = facts.forecast
-    token, wallet = forecast.token_run_out.at, forecast.wallet_run_out.at
-    candidates = [(at, what) for at, what in ((token, "token"), (wallet, "wallet")) if at is not None]
+    token, wallet = forecast.token_run_out, forecast.wallet_run_out
+    # An already run-out balance comes first (at its moment, `now`, it ties with a run-out due now).
+    candidates = [
+        (not run_out.already, run_out.at, what)
+        for run_out, what in ((token, "token"), (wallet, "wallet"))
+        if run_out.at is not None
+    ]
     details = _token_details(facts) + [
         (gettext_lazy("Wallet balance"), f"{money(facts.wallet)} {facts.account.currency}"),
-        (gettext_lazy("Wallet run-out"), later(lambda: moment_label(wallet))),
+        (gettext_lazy("Wallet run-out"), later(lambda: run_out_label(wallet))),
     ]
     if not candidates:
         return quiet(rule, gettext_lazy("No run-out projected within a year"), details)
-    at, what = min(candidates)
-    days = Decimal((at - facts.balances.at) / timedelta(days=1)).quantize(Decimal("0.1"))
+    pending, at, what = min(candidates)
+    days = Decimal(max((at - facts.balances.at) / timedelta(days=1), 0)).quantize(Decimal("0.1"))
 
     def words() -> str:
+        if not pending:
+            if what == "token":
+                return _("Token balance has already run out (at or below zero)")
+            return _("Wallet has already run out (at or below zero)")
         when = _("within a day") if days < 1 else _("in %(days)s days") % {"days": f"{days:,}"}
         if what == "token":
             return _("Token balance runs out around %(day)s (%(when)s)") % {"day": day_label(at), "when": when}

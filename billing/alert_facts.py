@@ -17,7 +17,7 @@ from billing.alert_tiers import effective_tiers, severity_label, tier_of
 from billing.balances import AccountBalances, account_balances
 from billing.budgets import spend as budget_spend
 from billing.budgets.spend import BudgetStatus
-from billing.forecast import AccountForecast
+from billing.forecast import AccountForecast, RunOut
 from billing.models import AlertRule, Budget
 from usage.models import Account
 from usage.periods import dashboard_tz
@@ -99,10 +99,28 @@ def percent_text(value: Decimal | float) -> str:
     return f"{number.quantize(places, rounding=ROUND_HALF_UP):,}%"
 
 
-def runs_out(moment: datetime | None, earliest: datetime | None = None, latest: datetime | None = None) -> str:
-    if moment is None:
+def already_run_out() -> str:
+    """The words for a balance at or below zero now, in place of a run-out moment (which would
+    be "now" and read as money left until today)."""
+    return _("already run out (at or below zero)")
+
+
+def runs_out(run_out: RunOut) -> str:
+    if run_out.already:
+        return already_run_out()
+    if run_out.at is None:
         return _("no run-out projected within a year")
-    return _("runs out around %(day)s") % {"day": day_label(moment)}
+    return _("runs out around %(day)s") % {"day": day_label(run_out.at)}
+
+
+def run_out_label(run_out: RunOut) -> str:
+    """`moment_label` of a run-out, or its already-run-out words."""
+    return already_run_out() if run_out.already else moment_label(run_out.at)
+
+
+def run_out_range(run_out: RunOut) -> str:
+    """`likely_range` of a run-out; none once it has already happened."""
+    return "—" if run_out.already else likely_range(run_out.earliest, run_out.latest)
 
 
 def likely_range(earliest: datetime | None, latest: datetime | None) -> str:

@@ -246,6 +246,16 @@ class BalanceOut(Schema):
     projected_runout_earliest: datetime | None = Field(None, description="p10–p90 range of projected_runout_at")
     projected_runout_latest: datetime | None = None
     wallet_projected_runout_at: datetime | None = None
+    already_run_out: bool = Field(
+        False,
+        description="The token balance of the plans in effect is at or below zero now: it has already run out "
+        "(projected_runout_at, earliest and latest are then the moment of this answer, not a day still ahead)",
+    )
+    wallet_already_run_out: bool = Field(
+        False,
+        description="The wallet is below zero, or at zero with usage charged to it from now on: it has already run out "
+        "(wallet_projected_runout_at is then the moment of this answer, not a day still ahead)",
+    )
     provider_reported: ProviderReportedOut | None
     last_synced_at: datetime | None = Field(
         description="The last reading of the provider's balance: the last successful sync, or for a manual "
@@ -301,6 +311,8 @@ def balance(request: HttpRequest, query: Query[BalanceQuery]) -> dict[str, Any]:
         "projected_runout_earliest": forecast.token_run_out.earliest,
         "projected_runout_latest": forecast.token_run_out.latest,
         "wallet_projected_runout_at": forecast.wallet_run_out.at,
+        "already_run_out": forecast.token_run_out.already,
+        "wallet_already_run_out": forecast.wallet_run_out.already,
         "provider_reported": (
             {"balance": decimal_string(reported.balance), "currency": reported.currency, "at": reported.taken_at}
             if reported is not None

@@ -36,6 +36,9 @@ def projection_window(projection: list[ProjectedPoint], run_out: RunOut, *, now:
 def _run_out_marker(fig: go.Figure, run_out: RunOut, label: str) -> None:
     if run_out.at is None:
         return
+    if run_out.already:
+        # A "runs out" marker at now would read as money left until today.
+        label = gettext("already run out")
     x = _local(run_out.at)
     fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, yref="paper", line={"color": RUN_OUT, "width": 1, "dash": "dot"})
     fig.add_annotation(

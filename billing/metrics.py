@@ -10,6 +10,8 @@ values equal the API's and no process has to hold them:
 - `toki_token_balance{account}`, `toki_wallet_balance{account,currency}`,
   `toki_projected_runout_timestamp_seconds{account}` (and the wallet's): `/api/v1/balance`
   (`billing.balances`); a run-out nobody projects is left out, never written as 0;
+  `toki_already_run_out{account,balance}` (`tokens`, `wallet`) is 1 when that balance is
+  already at or below zero, its run-out timestamp then being the scrape's time;
 - `toki_budget_ratio{account,budget}`: spent ÷ amount this period, as `/api/v1/budgets`;
 - `toki_alert_deliveries_total{account,channel,result}` and `toki_alert_firing{account,rule}`.
 
@@ -105,11 +107,20 @@ class AccountCollector(Collector):
             "When the wallet is projected to run out (absent: not within a year)",
             labels=["account"],
         )
+        # The run-out timestamp of a balance already at or below zero is the scrape's time; this
+        # tells it from one projected to run out right now.
+        already = GaugeMetricFamily(
+            "toki_already_run_out",
+            "1 when the balance is already at or below zero (its run-out timestamp is then now), else 0",
+            labels=["account", "balance"],
+        )
+        for name, run_out in (("tokens", balances.token_run_out), ("wallet", balances.wallet_run_out)):
+            already.add_metric([slug, name], 1 if run_out.already else 0)
         if balances.token_run_out.at is not None:
             runout.add_metric([slug], balances.token_run_out.at.timestamp())
         if balances.wallet_run_out.at is not None:
             wallet_runout.add_metric([slug], balances.wallet_run_out.at.timestamp())
-        yield from (tokens, wallet, runout, wallet_runout)
+        yield from (tokens, wallet, runout, wallet_runout, already)
 
     def _budgets(self) -> Iterator[Metric]:
         ratio = GaugeMetricFamily(

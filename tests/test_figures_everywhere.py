@@ -333,17 +333,17 @@ def test_the_token_run_out(surfaces: Surfaces):
 
 
 def test_the_wallet_run_out(surfaces: Surfaces):
-    at = api_time(surfaces.balance_api["wallet_projected_runout_at"])
-    assert at is not None
+    # Usage drove the wallet below zero: every surface says it has already run out, none
+    # shows today's date (which would read as money left until then).
+    assert surfaces.balance_api["wallet_already_run_out"] is True
+    assert api_time(surfaces.balance_api["wallet_projected_runout_at"]) is not None  # kept for existing readers
 
-    assert text_by_id(surfaces.plans_page, "plans-wallet-run-out") == day_shown(at)
-    assert text_by_id(surfaces.card, "balance-card-wallet-run-out") == day_shown(at)
-    assert (
-        text_by_id(surfaces.forecast_card, "forecast-wallet-run-out")
-        == f"{local(at):%a} {day_shown(at)}, {local(at):%H:%M}"
-    )
-    assert email_row(surfaces.email("Wallet low"), "Projected run-out") == alerts.moment_label(at)
-    assert email_row(surfaces.email("Runs out"), "Wallet run-out") == alerts.moment_label(at)
+    assert text_by_id(surfaces.plans_page, "plans-wallet-run-out") == "Already run out"
+    assert text_by_id(surfaces.card, "balance-card-wallet-run-out") == "Already run out"
+    assert text_by_id(surfaces.forecast_card, "forecast-wallet-run-out") == "Already run out"
+    assert email_row(surfaces.email("Wallet low"), "Projected run-out") == "already run out (at or below zero)"
+    assert email_row(surfaces.email("Runs out"), "Wallet run-out") == "already run out (at or below zero)"
+    assert "already run out" in surfaces.email("Wallet low")["Subject"]
 
 
 def test_projected_unused_tokens_per_plan(surfaces: Surfaces, acme: dict[str, int]):

@@ -56,7 +56,9 @@ def forecast_from_inputs(inputs: ForecastInputs) -> AccountForecast:
     central = run(1.0)
     horizon = float(inputs.horizon_days)
 
-    def run_out(moment: datetime | None, attribute: str) -> RunOut:
+    def run_out(moment: datetime | None, attribute: str, *, already: bool = False) -> RunOut:
+        if already:
+            return RunOut(at=now, earliest=now, latest=now, already=True)
         days = (moment - now) / DAY if moment is not None else horizon
         k = burn.band(days)
         return RunOut(at=moment, earliest=getattr(run(1 + k), attribute), latest=getattr(run(1 - k), attribute))
@@ -77,8 +79,8 @@ def forecast_from_inputs(inputs: ForecastInputs) -> AccountForecast:
         )
     return AccountForecast(
         now=now,
-        token_run_out=run_out(central.token_run_out, "token_run_out"),
-        wallet_run_out=run_out(central.wallet_run_out, "wallet_run_out"),
+        token_run_out=run_out(central.token_run_out, "token_run_out", already=_tokens_gone(inputs, central)),
+        wallet_run_out=run_out(central.wallet_run_out, "wallet_run_out", already=_wallet_gone(inputs, central)),
         plans=plans,
         token_balance=sum(p.remaining for p in inputs.plans if p.effective_at <= now < p.expires_at),
         wallet_balance=inputs.wallet_balance,
@@ -88,6 +90,22 @@ def forecast_from_inputs(inputs: ForecastInputs) -> AccountForecast:
         burn=burn,
         projection=_projection(central, burn, now, inputs.wallet_balance),
     )
+
+
+def _tokens_gone(inputs: ForecastInputs, central: Simulation) -> bool:
+    """The plans in effect have nothing left now (the simulation's run-out then falls on
+    `now`, or is None once no plan with tokens covers the models in use)."""
+    now = inputs.now
+    in_effect = [p for p in inputs.plans if p.effective_at <= now < p.expires_at]
+    at_now = central.token_run_out is not None and central.token_run_out <= now
+    return at_now or (bool(in_effect) and sum(p.remaining for p in in_effect) <= 0)
+
+
+def _wallet_gone(inputs: ForecastInputs, central: Simulation) -> bool:
+    """Below zero, or at zero with usage charged to it from now on. A zero wallet the plans
+    keep from being charged until later runs out then, not already."""
+    at = central.wallet_run_out
+    return inputs.wallet_balance < 0 or (at is not None and at <= inputs.now)
 
 
 def _projection(sim: Simulation, burn: BurnModel, now: datetime, wallet_now: Decimal) -> list[ProjectedPoint]:

@@ -84,11 +84,14 @@ class ForecastInputs:
 @dataclass(frozen=True)
 class RunOut:
     """When a balance is projected to reach zero, with its p10–p90 range (earliest comes
-    from high consumption). All None: it does not run out within the horizon."""
+    from high consumption). All None: it does not run out within the horizon. `already`: the
+    balance is at or below zero now (every moment is then the forecast's `now`); surfaces
+    say "already run out", since a date would read as money still left until then."""
 
     at: datetime | None = None
     earliest: datetime | None = None
     latest: datetime | None = None
+    already: bool = False
 
 
 @dataclass(frozen=True)

@@ -67,9 +67,11 @@ def test_a_run_out_rule_that_worsens_to_within_a_day_and_a_negative_wallet_email
 
     (worse,) = alerts.evaluate_account(account, now=later)
 
-    assert worse.check.firing and "(within a day)" in worse.check.summary
+    # Below zero the wallet has already run out: not "within a day", which reads as money left until then.
+    assert worse.check.firing and worse.check.summary == "Wallet has already run out (at or below zero)"
+    assert worse.check.tier == len(worse.check.tiers)
     assert len(mail.outbox) == 2, "the rule got worse and nobody was told"
-    assert "within a day" in mail.outbox[1].subject
+    assert "already run out" in mail.outbox[1].subject
     assert mail.outbox[1].to == RECIPIENTS
     assert AlertRule.objects.get(pk=rule.pk).episodes.count() == 1
 
@@ -164,5 +166,7 @@ def test_a_new_account_gets_the_standard_rules_and_its_negative_wallet_reaches_i
 
     alerts.evaluate_account(account)
 
-    (message,) = mail.outbox
-    assert message.subject.startswith("[Fresh] Wallet -2.42 USD") and message.to == ["oncall@example.com"]
+    # The run-out rule fires as well: a wallet below zero has already run out, whatever is projected.
+    wallet, runout_mail = sorted(mail.outbox, key=lambda m: m.subject)
+    assert wallet.subject.startswith("[Fresh] Wallet -2.42 USD") and wallet.to == ["oncall@example.com"]
+    assert runout_mail.subject.startswith("[Fresh] Wallet has already run out")
