@@ -19,6 +19,6 @@ from usage.proxy.app import with_proxy  # noqa: E402  (needs the apps loaded by 
 
 application = with_proxy(limit_body(cast(ASGIApp, django_application)))
 
-# Everything loaded so far (Django, the apps, the URL conf) lives as long as the process: kept
-# out of the garbage collector's full passes, which a stream of large ingestion batches triggers often.
+# Everything loaded so far (Django, the apps, the URL conf) lives as long as the process:
+# kept out of the collector's full passes (toki_dashboard/collector.py says why not more).
 gc.freeze()

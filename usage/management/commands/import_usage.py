@@ -6,7 +6,6 @@ plain lines every --progress-seconds otherwise.
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from argparse import ArgumentParser
@@ -16,6 +15,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from toki_dashboard.collector import tune_for_import
 from usage.import_runs import ImportProgress, Snapshot, run_import
 from usage.importers import DEFAULT_BATCH_SIZE, ImportFileError, ImportFormat, ImportSummary, format_for
 from usage.models import Account
@@ -58,9 +58,7 @@ class Command(BaseCommand):
         if options["batch_size"] < 1:
             raise CommandError("--batch-size must be at least 1.")
 
-        # What the command loaded to start (Django, the apps, the account) lives until it exits:
-        # kept out of the garbage collector's full passes, which a large import triggers often.
-        gc.freeze()
+        tune_for_import()  # what the command loaded to start lives until it exits
         started = time.perf_counter()
         try:
             summary = self._run(account, path, import_format, options["batch_size"], options["progress_seconds"])
