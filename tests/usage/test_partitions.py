@@ -382,7 +382,7 @@ def test_the_records_carry_no_foreign_key_check_yet_deleting_a_key_or_price_stil
 
 
 def test_the_rollups_and_the_registry_carry_no_constraint_check_yet_deleting_a_key_or_account_still_reaches_them(db):
-    """Derived rows written with every batch (bench/README.md, "Index diet"); on_delete still runs."""
+    """Derived rows written with every batch (bench/README.md, "Less Python per record"); on_delete still runs."""
     account = create_account(name="Acme", slug="acme", currency="USD")
     record = RecordIn(
         request_id="r1",

@@ -16,7 +16,7 @@ class UsageTotals(models.Model):
 
     # Derived data, written by ingestion in every batch: no database constraint checked per
     # inserted group (Django still carries out on_delete), and no index of the account alone
-    # (the bucket index and the unique group both start with it). bench/README.md, "Index diet".
+    # (the bucket index and the unique group both start with it). bench/README.md, "Less Python per record".
     account = models.ForeignKey(
         Account, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False
     )
