@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Annotated, Any, Protocol
 
 from django.utils import timezone
 from pydantic import (
@@ -112,7 +112,59 @@ class TokenDetails(BaseModel):
     reasoning_tokens: TokenCount | None = None
 
 
-class UsageBody(BaseModel):
+class _Details(Protocol):
+    # Read-only members: either kind's details (pydantic model, msgspec struct) fit.
+    @property
+    def cached_tokens(self) -> int | None: ...
+    @property
+    def reasoning_tokens(self) -> int | None: ...
+
+
+class _UsageFields(Protocol):
+    @property
+    def prompt_tokens(self) -> int | None: ...
+    @property
+    def completion_tokens(self) -> int | None: ...
+    @property
+    def input_tokens(self) -> int | None: ...
+    @property
+    def output_tokens(self) -> int | None: ...
+    @property
+    def prompt_tokens_details(self) -> _Details | None: ...
+    @property
+    def completion_tokens_details(self) -> _Details | None: ...
+    @property
+    def input_tokens_details(self) -> _Details | None: ...
+    @property
+    def output_tokens_details(self) -> _Details | None: ...
+
+
+class UsageReading:
+    """How a call's usage reads, Chat Completions (`prompt_tokens`…) or Responses
+    (`input_tokens`…) alike: one definition for the schema's usage and usage.wire's."""
+
+    __slots__ = ()
+
+    @property
+    def prompt(self: _UsageFields) -> int | None:
+        return self.prompt_tokens if self.prompt_tokens is not None else self.input_tokens
+
+    @property
+    def completion(self: _UsageFields) -> int | None:
+        return self.completion_tokens if self.completion_tokens is not None else self.output_tokens
+
+    @property
+    def cached(self: _UsageFields) -> int:
+        details = self.prompt_tokens_details or self.input_tokens_details
+        return (details.cached_tokens or 0) if details else 0
+
+    @property
+    def reasoning(self: _UsageFields) -> int:
+        details = self.completion_tokens_details or self.output_tokens_details
+        return (details.reasoning_tokens or 0) if details else 0
+
+
+class UsageBody(BaseModel, UsageReading):
     """Chat Completions (`prompt_tokens`…) or Responses (`input_tokens`…) usage."""
 
     model_config = ConfigDict(extra="ignore")
@@ -134,24 +186,6 @@ class UsageBody(BaseModel):
         if self.cached > (self.prompt or 0):
             raise ValueError("cached_tokens cannot exceed the prompt tokens")
         return self
-
-    @property
-    def prompt(self) -> int | None:
-        return self.prompt_tokens if self.prompt_tokens is not None else self.input_tokens
-
-    @property
-    def completion(self) -> int | None:
-        return self.completion_tokens if self.completion_tokens is not None else self.output_tokens
-
-    @property
-    def cached(self) -> int:
-        details = self.prompt_tokens_details or self.input_tokens_details
-        return (details.cached_tokens or 0) if details else 0
-
-    @property
-    def reasoning(self) -> int:
-        details = self.completion_tokens_details or self.output_tokens_details
-        return (details.reasoning_tokens or 0) if details else 0
 
 
 class RecordIn(BaseModel):

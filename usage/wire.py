@@ -36,6 +36,7 @@ from usage.schemas import (
     MAX_TEAM_LENGTH,
     MAX_TOKENS,
     RecordIn,
+    UsageReading,
 )
 
 Count = Annotated[int, msgspec.Meta(ge=0, le=MAX_TOKENS)]
@@ -88,7 +89,7 @@ class TokenDetails(msgspec.Struct, omit_defaults=True, gc=False):
     reasoning_tokens: Count | None = None
 
 
-class UsageBody(msgspec.Struct, omit_defaults=True, gc=False):
+class UsageBody(msgspec.Struct, UsageReading, omit_defaults=True, gc=False):
     prompt_tokens: Count | None = None
     completion_tokens: Count | None = None
     total_tokens: Count | None = None
@@ -98,25 +99,6 @@ class UsageBody(msgspec.Struct, omit_defaults=True, gc=False):
     output_tokens: Count | None = None
     input_tokens_details: TokenDetails | None = None
     output_tokens_details: TokenDetails | None = None
-
-    # The same reading of Chat Completions and Responses usage as usage.schemas.UsageBody.
-    @property
-    def prompt(self) -> int | None:
-        return self.prompt_tokens if self.prompt_tokens is not None else self.input_tokens
-
-    @property
-    def completion(self) -> int | None:
-        return self.completion_tokens if self.completion_tokens is not None else self.output_tokens
-
-    @property
-    def cached(self) -> int:
-        details = self.prompt_tokens_details or self.input_tokens_details
-        return (details.cached_tokens or 0) if details else 0
-
-    @property
-    def reasoning(self) -> int:
-        details = self.completion_tokens_details or self.output_tokens_details
-        return (details.reasoning_tokens or 0) if details else 0
 
 
 class Record(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, gc=False):
