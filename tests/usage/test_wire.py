@@ -302,3 +302,18 @@ def test_the_content_hash_is_the_digest_records_were_stored_with(record):
     before = reference.model_copy(update=update).model_dump(mode="json", exclude_none=True, exclude=set(NOT_CONTENT))
     digest = hashlib.sha256(json.dumps(before, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
     assert content_hash(reference) == digest
+
+
+@pytest.mark.parametrize(
+    ("compiled", "schema"),
+    [
+        (wire.Record, schemas.RecordIn),
+        (wire.UsageBody, schemas.UsageBody),
+        (wire.TokenDetails, schemas.TokenDetails),
+        (wire.ErrorBody, schemas.ErrorBody),
+        (wire.Profile, schemas.Profile),
+    ],
+)
+def test_the_compiled_record_has_the_schemas_fields_in_its_order(compiled, schema):
+    # A field added to the schema and not here would be refused as unknown by the fast path.
+    assert compiled.__struct_fields__ == tuple(schema.model_fields)
