@@ -15,7 +15,7 @@ holds for any --days:
 - daily balances read off the console (manual provider) that drift about 3% from
   what the dashboard computes.
 
-Deterministic (every amount follows from N and the seed) and idempotent: purchases
+Deterministic (every amount follows from N, the seed and the usage seeded before it) and idempotent: purchases
 and entries carry fixed idempotency keys and are only recorded when missing.
 """
 
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 from decimal import Decimal
 
-from django.db.models import Sum
+from django.db.models import F, Sum
 
 from billing import alerts, services
 from billing.audit import Actor
@@ -44,7 +44,7 @@ from billing.models import (
 )
 from billing.recompute import refresh_allocations
 from usage.demo import DemoWindow
-from usage.models import Account
+from usage.models import Account, UsageRecord
 
 ACTOR = Actor.system("seed_demo")
 DRIFT = Decimal("0.03")  # the console's balance goes down 3% faster than the dashboard's
@@ -141,7 +141,7 @@ def _opening(book: _Book) -> None:
     book.purchase(
         "Claude Trial",
         "trial",
-        tokens=book.tokens(60_000),
+        tokens=_trial_tokens(book, until=book.at(0.1)),
         price=Decimal("0"),
         effective_at=start - timedelta(days=10),
         expires_at=book.at(0.1),
@@ -157,6 +157,18 @@ def _opening(book: _Book) -> None:
         expires_at=start + timedelta(days=max(book.days, 30)),
         models=CHAT_MODELS,
     )
+
+
+def _trial_tokens(book: _Book, *, until: datetime) -> int:
+    """A trial that expires with about a third left: sized on the Claude tokens used until
+    it expires. Traffic follows the hour of the day and the window ends at the current hour,
+    so a fixed size ran out before expiring when the window began in working hours."""
+    used = UsageRecord.objects.filter(
+        account=book.account, model__startswith="claude", occurred_at__gte=book.window.start, occurred_at__lt=until
+    ).aggregate(tokens=Sum(F("prompt_tokens") + F("completion_tokens")))["tokens"]
+    if not used:
+        return book.tokens(60_000)
+    return (used * 3 // 2 // 10_000 + 1) * 10_000
 
 
 def _after_the_quota_errors(book: _Book) -> None:
