@@ -3,7 +3,7 @@ top-ups, a voided mistake, and console balances that drift slightly. Determinist
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from io import StringIO
 
 import pytest
@@ -50,6 +50,18 @@ def test_one_plan_expires_within_days_with_tokens_left_and_one_expired_unused(se
     soon = [s for s in selectors.plan_statuses(account, now=now) if s.purchase.expires_at - now < timedelta(days=4)]
     assert [s.purchase.name for s in soon] == ["DeepSeek Pack"]
     assert soon[0].tokens_remaining > 0
+    trial = PlanExpiry.objects.get(purchase__name="Claude Trial")
+    assert 0 < trial.tokens < trial.purchase.tokens
+
+
+@pytest.mark.parametrize("hour", [(4, 12), (4, 18), (5, 0), (5, 6), (5, 9)])
+def test_the_trial_expires_with_tokens_left_whatever_the_hour_the_window_ends(db, hour):
+    # Traffic follows the hour of the day: a trial of a fixed size ran out before expiring
+    # when the window began in working hours (windows ending 5 Dec 09:00 did, so this file
+    # failed from 09:00 UTC on 5 Dec 2026).
+    day, at = hour
+    report = demo.seed_demo_usage(days=2, seed=1, until=datetime(2026, 12, day, at, tzinfo=UTC))
+    seed_demo_billing(report.account, report.window)
     trial = PlanExpiry.objects.get(purchase__name="Claude Trial")
     assert 0 < trial.tokens < trial.purchase.tokens
 
