@@ -55,10 +55,14 @@ class AccountAdmin(admin.ModelAdmin):
 
 @admin.register(ApiKey)
 class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys are named here; their team is not. A team move is made on the Keys page (Edit),
+    which records from when it holds and moves the rollups and budgets with it: a team typed
+    here would leave no assignment, so a late import of older records would count for it."""
+
     list_display = ("name", "account", "team", "last4", "provider_status", "first_seen_at")
     list_filter = ("account", "team", "provider_status")
     search_fields = ("name", "team")
-    readonly_fields = ("fingerprint", "last4", "first_seen_at")
+    readonly_fields = ("account", "fingerprint", "team", "last4", "first_seen_at")
 
 
 @admin.register(ModelPrice)

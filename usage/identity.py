@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from django.db.models import Count
+from django.db.models import Count, F
 
 from usage.models import Account, CallKey, CallSighting, RegisteredRequest, UsageRecord
-from usage.sql import insert_ignoring_conflicts
+from usage.sql import AnyOf, insert_ignoring_conflicts
 
 RESPONSE_KEY = "response:"
 REQUEST_KEY = "request:"
@@ -63,7 +63,7 @@ def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
     # A sighting's request_id is its own source's: only that source can replay it. Most
     # batches come from a source without any, and skip the lookup.
     if CallSighting.objects.filter(account=account, source=source).exists():
-        stored = CallSighting.objects.filter(account=account, request_id__in=[r["request_id"] for r in rows])
+        stored = CallSighting.objects.filter(AnyOf(F("request_id"), [r["request_id"] for r in rows]), account=account)
         sighted = dict(stored.values_list("request_id", "content_hash"))
     rows = [r for r in rows if r["request_id"] not in sighted]
     keyed = [(row, keys) for row in rows if (keys := keys_of(row))]
@@ -91,7 +91,7 @@ def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
 
 def _holders(account: Account, keys: set[str]) -> dict[str, tuple[int, str, str]]:
     """key → (record id, request_id, source) of the record counting the call it names."""
-    found = CallKey.objects.filter(account=account, key__in=keys).values_list(
+    found = CallKey.objects.filter(AnyOf(F("key"), list(keys)), account=account).values_list(
         "key", "record_id", "record__request_id", "record__source"
     )
     return {key: (record_id, request_id, source) for key, record_id, request_id, source in found}

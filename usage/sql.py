@@ -21,6 +21,8 @@ from typing import Any
 import msgspec
 from django.db import DEFAULT_DB_ALIAS, connections, models, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.lookups import In
+from django.db.models.sql.compiler import SQLCompiler
 
 _json_encode = msgspec.json.Encoder().encode
 
@@ -78,6 +80,18 @@ def _json_text(value: Any) -> str | None:
     # jsonb columns take their JSON text (None stays SQL NULL, as the ORM stores it);
     # every other value psycopg writes itself, in C.
     return None if value is None else _json_encode(value).decode()
+
+
+class AnyOf(In):
+    """`In` whose values are one array parameter on PostgreSQL (`= ANY(%s)`), as a filter
+    expression: `filter(AnyOf(F("request_id"), ids))`. Looking up a batch's thousands of
+    request ids, it costs half what as many placeholders do (each compiled, bound and parsed).
+    Elsewhere it is `In`."""
+
+    def as_postgresql(self, compiler: SQLCompiler, connection: BaseDatabaseWrapper) -> tuple[str, tuple[Any, ...]]:
+        lhs, lhs_params = self.process_lhs(compiler, connection)
+        values = [value for value in self.rhs if value is not None]  # as In: NULL matches nothing
+        return f"{lhs} = ANY(%s)", (*lhs_params, values)
 
 
 @dataclass(frozen=True)

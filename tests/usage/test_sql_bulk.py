@@ -9,13 +9,15 @@ from pathlib import Path
 
 import pytest
 from django.db import connection, transaction
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 
 from usage import rollups
 from usage.importers import ImportFormat, import_records, open_export
 from usage.models import UsageRecord
 from usage.schemas import validate_records
 from usage.services import record_usage
-from usage.sql import COPY_FROM_ROWS, _sqlite_chunk_sizes
+from usage.sql import COPY_FROM_ROWS, AnyOf, _sqlite_chunk_sizes
 
 START = datetime(2026, 10, 1, tzinfo=UTC)
 
@@ -137,3 +139,17 @@ def test_an_import_outside_a_transaction_reports_in_file_order_and_keeps_rollups
     assert [r.split(":")[0] for r in reports] == ["line 4", "line 151", "line 321"]
     assert UsageRecord.objects.filter(account=account).count() == 10 + 388
     assert rollups.verify(account) == []
+
+
+def test_any_of_finds_what_in_finds_with_the_values_as_one_parameter_on_postgresql(account):
+    store(account, [raw_record(i) for i in range(5)])
+    wanted = ["bulk-1", "bulk-3", "bulk-3", "bulk-9", None]
+
+    with CaptureQueriesContext(connection) as queries:
+        found = set(UsageRecord.objects.filter(AnyOf(F("request_id"), wanted)).values_list("request_id", flat=True))
+
+    assert found == set(UsageRecord.objects.filter(request_id__in=wanted).values_list("request_id", flat=True))
+    assert found == {"bulk-1", "bulk-3"}
+    assert not UsageRecord.objects.filter(AnyOf(F("request_id"), [])).exists()
+    if connection.vendor == "postgresql":
+        assert "= ANY(" in queries[0]["sql"]
