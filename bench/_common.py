@@ -234,6 +234,15 @@ def ensure_prices(account: Any) -> None:
     )
 
 
+def postgres_setting(name: str) -> str:
+    """A setting of the PostgreSQL server the benchmark runs against (`SHOW name`)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(f"SHOW {name}")
+        return str(cursor.fetchone()[0])
+
+
 def ensure_account(slug: str = "bench") -> Any:
     from usage.models import Account
     from usage.services import create_account
