@@ -10,8 +10,8 @@ from typing import Any
 
 # A batch's rollup upserts grow with the hours, days and latency buckets it spans, not with
 # its records: 8,000 records make 0.45 upserts per record where 2,000 made 1.14, and took
-# 0.80x the time at 10M records (bench/README.md, "Larger import batches"), for about 45 MB more
-# memory, flat in the file's size.
+# 0.80x the time at 10M records, for about 45 MB more memory, flat in the file's size
+# (bench/README.md, "Larger import batches and array lookups").
 DEFAULT_BATCH_SIZE = 8000
 READ_BUFFER_BYTES = 1 << 20
 # While a writer thread stores batches, threads switch every millisecond instead of every
