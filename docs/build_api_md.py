@@ -67,7 +67,15 @@ def setup_django() -> None:
 
 
 def render(text: str) -> str:
-    """`text` (docs/api.md) with every generated block written afresh."""
+    """`text` (docs/api.md) with every generated block written afresh, in English whatever
+    language the calling thread has active (labels such as the scopes' are translated)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        return _render(text)
+
+
+def _render(text: str) -> str:
     builders: dict[str, Callable[[], str]] = {
         "scopes": scopes_block,
         "endpoints": lambda: endpoints_block(openapi()),

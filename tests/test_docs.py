@@ -54,6 +54,17 @@ def test_api_reference_matches_the_code():
     assert fresh == written, "docs/api.md is out of date: run .venv/bin/python docs/build_api_md.py"
 
 
+def test_the_api_reference_is_written_in_english_whatever_language_is_active():
+    # A test before this one that served a page in Chinese left Chinese active in the thread,
+    # and the reference came out with Chinese scope labels (seen with test_partitions first).
+    from django.utils import translation
+
+    builder = load_api_md_builder()
+    written = builder.API_MD.read_text()
+    with translation.override("zh-hans"):
+        assert builder.render(written) == written
+
+
 def test_api_reference_lists_every_endpoint_command_and_variable():
     text = (REPO_ROOT / "docs" / "api.md").read_text()
     from django.core.management import get_commands
