@@ -1,5 +1,5 @@
-"""Two bulk statements the ORM does not express: insert-or-skip returning what was
-inserted, and add-to-counters upserts.
+"""Bulk SQL the ORM does not express: insert-or-skip returning what was inserted,
+add-to-counters upserts, and a lookup of a batch's many values as one array (`AnyOf`).
 
 On PostgreSQL the rows are COPYed into a session-local staging table and moved with
 one INSERT … SELECT … ON CONFLICT: COPY's text format is written by psycopg's C
