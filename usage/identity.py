@@ -28,7 +28,7 @@ from typing import Any
 from django.db.models import Count, F
 
 from usage.models import Account, CallKey, CallSighting, RegisteredRequest, UsageRecord
-from usage.sql import AnyOf, insert_ignoring_conflicts
+from usage.sql import AnyOf, by_account_key, insert_ignoring_conflicts
 
 RESPONSE_KEY = "response:"
 REQUEST_KEY = "request:"
@@ -63,8 +63,9 @@ def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
     # A sighting's request_id is its own source's: only that source can replay it. Most
     # batches come from a source without any, and skip the lookup.
     if CallSighting.objects.filter(account=account, source=source).exists():
-        stored = CallSighting.objects.filter(AnyOf(F("request_id"), [r["request_id"] for r in rows]), account=account)
-        sighted = dict(stored.values_list("request_id", "content_hash"))
+        request_ids = [r["request_id"] for r in rows]
+        fields = ("request_id", "content_hash")
+        sighted = dict(by_account_key(CallSighting, account.pk, "request_id", request_ids, fields))
     rows = [r for r in rows if r["request_id"] not in sighted]
     keyed = [(row, keys) for row in rows if (keys := keys_of(row))]
     if not keyed:
@@ -79,8 +80,8 @@ def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
                 break
     if counted_by:
         # A request_id stored as a record stays that record's (a replay or a conflict).
-        registered = RegisteredRequest.objects.filter(account=account, request_id__in=list(counted_by))
-        for request_id in registered.values_list("request_id", flat=True):
+        registered = by_account_key(RegisteredRequest, account.pk, "request_id", list(counted_by), ("request_id",))
+        for (request_id,) in registered:
             del counted_by[request_id]
     return Plan(
         records=[r for r in rows if r["request_id"] not in counted_by],
@@ -91,10 +92,12 @@ def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
 
 def _holders(account: Account, keys: set[str]) -> dict[str, tuple[int, str, str]]:
     """key → (record id, request_id, source) of the record counting the call it names."""
-    found = CallKey.objects.filter(AnyOf(F("key"), list(keys)), account=account).values_list(
-        "key", "record_id", "record__request_id", "record__source"
-    )
-    return {key: (record_id, request_id, source) for key, record_id, request_id, source in found}
+    holders = dict(by_account_key(CallKey, account.pk, "key", list(keys), ("key", "record_id")))
+    if not holders:
+        return {}
+    records = UsageRecord.objects.filter(AnyOf(F("id"), list(set(holders.values()))))
+    found = {pk: (request_id, source) for pk, request_id, source in records.values_list("id", "request_id", "source")}
+    return {key: (record_id, *found[record_id]) for key, record_id in holders.items() if record_id in found}
 
 
 def claim(

@@ -10,7 +10,6 @@ from typing import Any
 
 from django.contrib.auth.models import Group
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -34,7 +33,7 @@ from usage.models import (
 )
 from usage.pricing.price_book import PriceBook
 from usage.signals import usage_recorded
-from usage.sql import AnyOf, insert_ignoring_conflicts, insert_returning, staged
+from usage.sql import by_account_key, insert_ignoring_conflicts, insert_returning, staged
 from usage.wire import IngestRecord
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
@@ -212,8 +211,7 @@ def _stored_hashes(account: Account, request_ids: list[str], sighted: dict[str, 
         missing = [request_id for request_id in request_ids if request_id not in found]
         if not missing:
             break
-        rows = model.objects.filter(AnyOf(F("request_id"), missing), account=account)
-        found.update(rows.values_list("request_id", "content_hash"))
+        found.update(by_account_key(model, account.pk, "request_id", missing, ("request_id", "content_hash")))
     return found
 
 
