@@ -4,8 +4,12 @@ say for the same account, and only a token with the `metrics` scope reads it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 from django.test import Client
@@ -127,3 +131,20 @@ def test_the_proxy_and_alert_counters_are_exposed(busy_account: Account):
     assert "process_cpu_seconds" in names or "process_cpu_seconds_total" in {
         s.name for f in text_string_to_metric_families(body) for s in f.samples
     }
+
+
+def test_an_empty_prometheus_multiproc_dir_keeps_the_counters_in_the_process_and_writes_no_file(tmp_path: Path):
+    """Empty is documented as "per process"; prometheus_client takes the variable being set at
+    all for a folder, and wrote each process's files into its working directory."""
+    environment = {
+        **os.environ,
+        "PROMETHEUS_MULTIPROC_DIR": "",
+        "TOKI_VAR_DIR": str(tmp_path / "var"),
+        "DJANGO_SETTINGS_MODULE": "toki_dashboard.settings",
+        "SECRET_KEY": "a-secret-only-this-test-uses-0123456789",
+    }
+    count = "import django; django.setup(); from usage import metrics; metrics.record_ingested('api', 3)"
+
+    subprocess.run([sys.executable, "-c", count], cwd=tmp_path, env=environment, check=True, timeout=60)
+
+    assert [path.name for path in tmp_path.iterdir()] == ["var"]

@@ -32,6 +32,8 @@ VAR_DIR = Path(os.environ.get("TOKI_VAR_DIR", BASE_DIR / "var"))
 os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics"))
 if os.environ["PROMETHEUS_MULTIPROC_DIR"]:
     Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
+else:  # prometheus_client takes the variable being set at all, even empty, for a folder (".")
+    del os.environ["PROMETHEUS_MULTIPROC_DIR"]
 # Written by `make run` (random development secrets, DEBUG on): every process started from
 # this checkout reads it for what the environment does not set, so manage.py works in a
 # second terminal. The environment always wins; production sets its own values.
