@@ -75,6 +75,26 @@ def test_postgres_connections_never_jit_compile_the_pages_queries(tmp_path: Path
     assert "-c jit=off" in config["OPTIONS"]["options"]
 
 
+def test_a_web_process_pools_its_postgres_connections_and_keeps_none_per_thread(tmp_path: Path) -> None:
+    config = database_from_url("postgres://toki:toki@127.0.0.1:5432/toki", base_dir=tmp_path, pool_size=6)
+
+    assert config["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 6}
+    assert config["CONN_MAX_AGE"] == 0  # a request's end gives the connection back to the pool
+
+
+def test_workers_and_commands_keep_a_persistent_postgres_connection_and_no_pool(tmp_path: Path) -> None:
+    config = database_from_url("postgres://toki:toki@127.0.0.1:5432/toki", base_dir=tmp_path)
+
+    assert "pool" not in config["OPTIONS"]
+    assert config["CONN_MAX_AGE"] == 60
+
+
+def test_sqlite_has_no_pool_even_in_a_web_process(tmp_path: Path) -> None:
+    config = database_from_url("sqlite:///toki.sqlite3", base_dir=tmp_path, pool_size=6)
+
+    assert "pool" not in config["OPTIONS"]
+
+
 @pytest.mark.django_db
 def test_the_jit_setting_is_in_force_on_the_connection_the_tests_use() -> None:
     from django.db import connection

@@ -5,7 +5,11 @@ from typing import cast
 
 from django.core.asgi import get_asgi_application
 
+from toki_dashboard.config import serve_requests
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "toki_dashboard.settings")
+# Before the settings load: this process's requests borrow pooled database connections.
+serve_requests()
 
 # WhiteNoise serves static files with synchronous iterators, which Django's ASGI handler
 # wraps (correctly) with a warning per file; the files are small and cached by browsers.

@@ -25,6 +25,7 @@ from typing import Any
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import SESSION_KEY as SESSION_USER_KEY
+from django.db import connection
 from django.urls import reverse
 
 Scope = dict[str, Any]
@@ -61,7 +62,12 @@ def _logged_in(session_key: str) -> bool:
     if not session_key:
         return False
     engine = import_module(settings.SESSION_ENGINE)
-    return bool(engine.SessionStore(session_key).get(SESSION_USER_KEY))
+    try:
+        return bool(engine.SessionStore(session_key).get(SESSION_USER_KEY))
+    finally:
+        # Outside Django's request cycle nothing else would give the connection back (to the
+        # web process's pool) or notice that it broke: this thread lives as long as the process.
+        connection.close()
 
 
 async def _limit_for(scope: Scope) -> tuple[int | None, str]:

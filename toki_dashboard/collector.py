@@ -7,10 +7,11 @@ everything the process loaded at start-up again. Freezing the start-up objects a
 over the young generation every 50,000 allocations made an import about 8% faster
 (bench/README.md, "Less Python per record"); cycles are still collected, a little later.
 
-Only the start-up objects are frozen in the web processes (toki_dashboard/asgi.py): with
-the thresholds raised there too, bench/ingest.py's API load ran PostgreSQL out of
-connections. A finished request's thread leaves its connection (CONN_MAX_AGE) to be closed
-when the collector frees it, and passes that much rarer left hundreds open.
+Only the start-up objects are frozen in the web processes (toki_dashboard/asgi.py). Raising
+the thresholds there too changed nothing measurable in bench/ingest.py's API load once the
+web processes pooled their connections (bench/README.md, "Pooled connections"). Before the
+pool it ran PostgreSQL out of connections: each finished request's thread left its own to be
+closed when the collector freed it, and passes that much rarer left hundreds open.
 """
 
 from __future__ import annotations

@@ -15,6 +15,9 @@ from django.core.exceptions import ImproperlyConfigured
 
 TRUTHY = {"1", "true", "yes", "on"}
 FALSY = {"0", "false", "no", "off", ""}
+# Connections a web process's pool keeps open when idle: the logging proxy's writer thread and
+# its account lookups each hold one for as long as the process runs.
+POOL_MIN_SIZE = 2
 
 
 def parse_bool(name: str, raw: str | None, *, default: bool) -> bool:
@@ -37,8 +40,31 @@ def parse_positive_int(name: str, raw: str | None, *, default: int) -> int:
     return int(value)
 
 
-def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:
-    """A DATABASES entry for sqlite:///path or postgres://user:pass@host:port/name."""
+# Set by toki_dashboard/asgi.py before the settings load (see database_from_url's pool_size).
+_serves_requests = False
+
+
+def serve_requests() -> None:
+    """Mark this process as a web process; call before Django's settings load."""
+    global _serves_requests
+    _serves_requests = True
+
+
+def serves_requests() -> bool:
+    return _serves_requests
+
+
+def database_from_url(url: str, *, base_dir: Path, pool_size: int | None = None) -> dict[str, Any]:
+    """A DATABASES entry for sqlite:///path or postgres://user:pass@host:port/name.
+
+    With `pool_size` (web processes only), PostgreSQL connections come from a pool of at most
+    that many. Django's ASGI handler runs each request in a thread of its own, so a connection
+    kept per thread (CONN_MAX_AGE) is a new PostgreSQL session per request, which creates its
+    staging tables again and stays open until the collector frees the finished thread. Pooled,
+    a request borrows a warm session and gives it back when it ends. Celery's workers and the
+    commands keep Django's connection per thread: Celery closes connections around every task,
+    and would close a pool with them.
+    """
     scheme = url.split("://", 1)[0] if "://" in url else ""
     if scheme not in {"sqlite", "postgres", "postgresql", "pgsql"}:
         raise ImproperlyConfigured(
@@ -67,13 +93,17 @@ def database_from_url(url: str, *, base_dir: Path) -> dict[str, Any]:
     else:
         if not config.get("NAME"):
             raise ImproperlyConfigured("DATABASE_URL for PostgreSQL needs a database name after the host.")
-        config.setdefault("CONN_MAX_AGE", 60)
-        config["CONN_HEALTH_CHECKS"] = True
+        config["CONN_HEALTH_CHECKS"] = True  # a broken connection is replaced, never handed out (pooled too)
         # No JIT compilation: the pages' aggregates over a month of records cross
         # jit_above_cost and PostgreSQL spent 130-150 ms compiling each for queries that run in
         # less (bench/README.md, "10 million records"). A libpq option, so every process gets it.
         options = config.setdefault("OPTIONS", {})
         options["options"] = f"{options.get('options', '')} -c jit=off".strip()
+        if pool_size:
+            config["CONN_MAX_AGE"] = 0  # Django's pool requires it: a request's end gives its connection back
+            options["pool"] = {"min_size": min(POOL_MIN_SIZE, pool_size), "max_size": pool_size}
+        else:
+            config.setdefault("CONN_MAX_AGE", 60)
     return config
 
 

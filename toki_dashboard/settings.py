@@ -20,6 +20,7 @@ from toki_dashboard.config import (
     parse_bool,
     parse_positive_int,
     require_secret_key,
+    serves_requests,
     split_list,
     time_zone_name,
 )
@@ -107,9 +108,14 @@ TEMPLATES = [
     },
 ]
 
+# Per web process (toki_dashboard/config.py, database_from_url): requests in flight plus the two
+# connections the logging proxy holds. Every process's pool counts against max_connections.
+DATABASE_POOL_SIZE = parse_positive_int("DATABASE_POOL_SIZE", os.environ.get("DATABASE_POOL_SIZE"), default=10)
 DATABASES = {
     "default": database_from_url(
-        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'toki.sqlite3'}"), base_dir=BASE_DIR
+        os.environ.get("DATABASE_URL", f"sqlite:///{VAR_DIR / 'toki.sqlite3'}"),
+        base_dir=BASE_DIR,
+        pool_size=DATABASE_POOL_SIZE if serves_requests() else None,
     )
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -32,6 +32,11 @@ ENVIRONMENT: dict[str, tuple[str, str | None]] = {
         "`postgres://user:password@host:port/name` or `sqlite:///path` (relative to the project).",
         "`sqlite:///$TOKI_VAR_DIR/toki.sqlite3`",
     ),
+    "DATABASE_POOL_SIZE": (
+        "PostgreSQL connections each web process pools and lends to its requests (two of them are held by "
+        "the logging proxy); requests beyond wait for one. Workers and commands keep a connection each.",
+        None,
+    ),
     "LOGIN_THROTTLING": ("Lock a username out from an address after too many wrong passwords.", None),
     "LOGIN_FAILURE_LIMIT": ("Wrong passwords for one username from one address before the lockout.", None),
     "LOGIN_LOCKOUT_MINUTES": ("How long a lockout lasts.", None),

@@ -1,0 +1,97 @@
+"""A web process serves its requests on the PostgreSQL sessions of a small pool.
+
+Django's ASGI handler runs every request in a thread of its own. With a connection kept per
+thread, each request opened a PostgreSQL session of its own (and its staging tables), left
+open until the collector freed the finished thread; a busy web process could hold dozens.
+Pooled (toki_dashboard/config.py, database_from_url), a request borrows a session and gives
+it back when it ends, and a web process never holds more than DATABASE_POOL_SIZE.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from django.conf import settings
+from django.db import connection
+
+from tests.test_many_processes import BIN, ROOT, database_url, free_port
+from usage.services import create_account, create_api_token
+
+pytestmark = pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the pool is PostgreSQL's; SQLite opens a file, not a server session"
+)
+
+POOL_SIZE = 4
+START_SECONDS = 60
+
+
+def sessions_opened() -> int:
+    """Sessions ever opened on the test database, by any process (PostgreSQL counts them at start)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_stat_clear_snapshot()")
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+@pytest.fixture
+def web_process(transactional_db, tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    environment = {
+        **{k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE"}},
+        "DATABASE_URL": database_url(),
+        "DATABASE_POOL_SIZE": str(POOL_SIZE),
+        "SECRET_KEY": settings.SECRET_KEY,
+        "ALLOWED_HOSTS": "127.0.0.1",
+        "SECURE_SSL_REDIRECT": "false",
+        "TOKI_VAR_DIR": str(tmp_path / "var"),
+        "PROMETHEUS_MULTIPROC_DIR": "",
+        "LOG_LEVEL": "WARNING",
+    }
+    log = tmp_path / "web.log"
+    process = subprocess.Popen(
+        [str(BIN / "uvicorn"), "toki_dashboard.asgi:application", "--port", str(port), "--no-access-log"],
+        cwd=ROOT,
+        env=environment,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + START_SECONDS
+        while True:
+            try:
+                httpx.get(f"{url}/login/", timeout=2)
+                break
+            except httpx.HTTPError:
+                assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_a_web_process_serves_many_requests_on_the_few_sessions_of_its_pool(web_process: str):
+    account = create_account(name="Pooled", slug="pooled")
+    _, token = create_api_token(account=account, name="reader", scopes=["read"])
+    headers = {"Authorization": f"Bearer {token}"}
+    before = sessions_opened()
+
+    with httpx.Client(base_url=web_process, headers=headers, timeout=30) as client:
+        one_by_one = [client.get("/api/v1/balance").status_code for _ in range(30)]
+    with ThreadPoolExecutor(max_workers=POOL_SIZE + 2) as callers:  # more callers than the pool lends
+
+        def read(_: int) -> int:
+            return httpx.get(f"{web_process}/api/v1/balance", headers=headers, timeout=30).status_code
+
+        at_once = list(callers.map(read, range(60)))
+
+    assert set(one_by_one) == set(at_once) == {200}
+    assert sessions_opened() - before <= POOL_SIZE
