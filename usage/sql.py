@@ -114,13 +114,15 @@ def by_account_key(
         return []
     connection = connections[DEFAULT_DB_ALIAS]
     if connection.vendor != "postgresql":
-        return list(model.objects.filter(**{"account_id": account_id, f"{key}__in": values}).values_list(*fields))
-    qn, meta = connection.ops.quote_name, model._meta
-    columns = ", ".join(qn(meta.get_field(name).column) for name in fields)
+        rows = model._default_manager.filter(**{"account_id": account_id, f"{key}__in": values})
+        return list(rows.values_list(*fields))
+    qn = connection.ops.quote_name
+    columns = ", ".join(qn(_column(field)) for field in _columns(model, fields))
+    account_column, key_column = (qn(_column(field)) for field in _columns(model, ("account", key)))
     sql = (
         f"SELECT found.* FROM unnest(%s::text[]) AS wanted(value) CROSS JOIN LATERAL ("  # noqa: S608  (names from the model)
-        f"SELECT {columns} FROM {qn(meta.db_table)} WHERE {qn(meta.get_field('account').column)} = %s "
-        f"AND {qn(meta.get_field(key).column)} = wanted.value LIMIT 1) AS found"
+        f"SELECT {columns} FROM {qn(model._meta.db_table)} WHERE {account_column} = %s "
+        f"AND {key_column} = wanted.value LIMIT 1) AS found"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, [values, account_id])
