@@ -78,7 +78,7 @@ def test_postgres_connections_never_jit_compile_the_pages_queries(tmp_path: Path
 def test_a_web_process_pools_its_postgres_connections_and_keeps_none_per_thread(tmp_path: Path) -> None:
     config = database_from_url("postgres://toki:toki@127.0.0.1:5432/toki", base_dir=tmp_path, pool_size=6)
 
-    assert config["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 6}
+    assert config["OPTIONS"]["pool"] == {"min_size": 2, "max_size": 6, "timeout": 10}
     assert config["CONN_MAX_AGE"] == 0  # a request's end gives the connection back to the pool
 
 

@@ -17,11 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
 
 from tests.test_many_processes import BIN, ROOT, database_url, free_port
+from tests.usage.test_sql_bulk import raw_record
 from usage.services import create_account, create_api_token
 
 pytestmark = pytest.mark.skipif(
@@ -95,3 +97,29 @@ def test_a_web_process_serves_many_requests_on_the_few_sessions_of_its_pool(web_
 
     assert set(one_by_one) == set(at_once) == {200}
     assert sessions_opened() - before <= POOL_SIZE
+
+
+def test_while_postgresql_refuses_connections_the_ingestion_api_answers_503_and_loses_nothing(web_process: str):
+    account = create_account(name="Outage", slug="outage")
+    _, token = create_api_token(account=account, name="ingest", scopes=["ingest"])
+    headers = {"Authorization": f"Bearer {token}"}
+    batch = {"records": [raw_record(i) for i in range(3)]}
+    name = connection.settings_dict["NAME"]
+
+    # From the server's maintenance database: a database cannot refuse its own sessions.
+    with psycopg.connect(database_url().rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                [name, connection.connection.info.backend_pid],
+            )
+            during = httpx.post(f"{web_process}/api/v1/usage", json=batch, headers=headers, timeout=60)
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    after = httpx.post(f"{web_process}/api/v1/usage", json=batch, headers=headers, timeout=60)
+
+    assert during.status_code == 503, during.text
+    assert during.json() == {"detail": "The database is unavailable. Try again in a few seconds."}
+    assert int(during.headers["Retry-After"]) > 0
+    assert after.status_code == 200 and after.json()["accepted"] == 3  # stored once, when it could be

@@ -8,6 +8,7 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import URLPattern
 from ninja import NinjaAPI
@@ -63,6 +64,22 @@ def invalid_request(request: HttpRequest, exc: ValidationError) -> HttpResponse:
     ]
     detail = "; ".join(f"{p['field']}: {p['message']}" for p in problems)
     return api.create_response(request, {"detail": detail, "errors": problems}, status=400)
+
+
+# Seconds a client is asked to wait before retrying while the database is unavailable.
+RETRY_AFTER_SECONDS = 5
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """The database refused or dropped the connection (or every pooled one stayed lent): a 503
+    to retry, never a 500. Sending an ingestion batch again is safe: a replay is a duplicate."""
+    logger.warning("api: database unavailable for %s %s (%s)", request.method, request.path, type(exc).__name__)
+    detail = "The database is unavailable. Try again in a few seconds."
+    response = api.create_response(request, {"detail": detail}, status=503)
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 def for_any_caller(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

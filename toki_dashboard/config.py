@@ -18,6 +18,9 @@ FALSY = {"0", "false", "no", "off", ""}
 # Connections a web process's pool keeps open when idle: the logging proxy's writer thread and
 # its account lookups each hold one for as long as the process runs.
 POOL_MIN_SIZE = 2
+# How long a request waits for a pooled connection (all lent, or the database refusing new
+# ones) before the API answers 503.
+POOL_WAIT_SECONDS = 10
 
 
 def parse_bool(name: str, raw: str | None, *, default: bool) -> bool:
@@ -101,7 +104,11 @@ def database_from_url(url: str, *, base_dir: Path, pool_size: int | None = None)
         options["options"] = f"{options.get('options', '')} -c jit=off".strip()
         if pool_size:
             config["CONN_MAX_AGE"] = 0  # Django's pool requires it: a request's end gives its connection back
-            options["pool"] = {"min_size": min(POOL_MIN_SIZE, pool_size), "max_size": pool_size}
+            options["pool"] = {
+                "min_size": min(POOL_MIN_SIZE, pool_size),
+                "max_size": pool_size,
+                "timeout": POOL_WAIT_SECONDS,
+            }
         else:
             config.setdefault("CONN_MAX_AGE", 60)
     return config

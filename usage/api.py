@@ -66,8 +66,9 @@ class Problem(Schema):
     detail: str
 
 
-# Answers every endpoint may give besides its success (documented so clients and fuzzers know them).
-PROBLEMS = {400: Problem, 401: Problem, 403: Problem, 404: Problem}
+# Answers every endpoint may give besides its success (documented so clients and fuzzers know
+# them); 503 while the database is unavailable (toki_dashboard.api.database_unavailable).
+PROBLEMS = {400: Problem, 401: Problem, 403: Problem, 404: Problem, 503: Problem}
 
 
 def _records_of(request: HttpRequest) -> list[Any]:
