@@ -92,12 +92,16 @@ def plan(account: Account, rows: Sequence[Row], source: str) -> Plan:
 
 def _holders(account: Account, keys: set[str]) -> dict[str, tuple[int, str, str]]:
     """key → (record id, request_id, source) of the record counting the call it names."""
-    holders = dict(by_account_key(CallKey, account.pk, "key", list(keys), ("key", "record_id")))
-    if not holders:
+    held = by_account_key(CallKey, account.pk, "key", list(keys), ("key", "record_id", "occurred_at"))
+    if not held:
         return {}
-    records = UsageRecord.objects.filter(AnyOf(F("id"), list(set(holders.values()))))
+    # The keys carry their records' moments: only the partitions of those months are read.
+    moments = [moment for _, _, moment in held]
+    records = UsageRecord.objects.filter(
+        AnyOf(F("id"), list({record_id for _, record_id, _ in held})), occurred_at__range=(min(moments), max(moments))
+    )
     found = {pk: (request_id, source) for pk, request_id, source in records.values_list("id", "request_id", "source")}
-    return {key: (record_id, *found[record_id]) for key, record_id in holders.items() if record_id in found}
+    return {key: (record_id, *found[record_id]) for key, record_id, _ in held if record_id in found}
 
 
 def claim(
