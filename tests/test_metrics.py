@@ -147,4 +147,4 @@ def test_an_empty_prometheus_multiproc_dir_keeps_the_counters_in_the_process_and
 
     subprocess.run([sys.executable, "-c", count], cwd=tmp_path, env=environment, check=True, timeout=60)
 
-    assert [path.name for path in tmp_path.iterdir()] == ["var"]
+    assert [path.name for path in tmp_path.iterdir() if path.name != "var"] == []  # no counter_<pid>.db here
