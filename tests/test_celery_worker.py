@@ -10,12 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from celery.contrib.testing.worker import start_worker
 from celery.signals import task_postrun
 from celery.worker import WorkController
-from django.db import connections
+from django.core.cache import cache
+from django.db import connection, connections
 from django.utils import timezone
 
 from toki_dashboard.celery import app
@@ -97,3 +99,34 @@ def test_the_worker_rebuilds_a_corrupted_rollup_to_match_the_records(worker: Wor
         time.sleep(0.1)
     assert rollups.verify(account) == [], f"the worker did not repair the rollup within {DEADLINE_SECONDS}s"
     assert not HourlyUsage.objects.filter(account=account, model="ghost-model").exists()
+
+
+def _known_accounts(table: str) -> set[int]:
+    """The accounts PostgreSQL's statistics of `table` name among its most common."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT most_common_vals::text FROM pg_stats WHERE tablename = %s AND attname = 'account_id'", [table]
+        )
+        row = cursor.fetchone()
+    return {int(value) for value in row[0].strip("{}").split(",")} if row and row[0] else set()
+
+
+@pytest.mark.skipif(
+    connection.vendor != "postgresql", reason="the statistics are PostgreSQL's planner's; SQLite keeps none per account"
+)
+def test_after_ingestion_the_worker_refreshes_the_statistics_so_the_planner_knows_the_new_account(
+    worker: WorkController, account: Account, settings: Any
+) -> None:
+    settings.STATISTICS_REFRESH_SECONDS = 0.5
+    cache.delete(f"usage:statistics:{connection.settings_dict['NAME']}")  # an earlier test's refresh window
+    with connection.cursor() as cursor:
+        cursor.execute("ANALYZE usage_registeredrequest")  # statistics from before the account had a record
+    assert account.pk not in _known_accounts("usage_registeredrequest")
+
+    record_usage(account, _records(12), source="api")
+
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while account.pk not in _known_accounts("usage_registeredrequest") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert account.pk in _known_accounts("usage_registeredrequest")
+    assert account.pk in _known_accounts("usage_hourlyusage")

@@ -355,6 +355,8 @@ CELERY_BEAT_SCHEDULE.update(
 )
 # After a batch of usage, enforced budgets are re-read this soon (requests within it share one run).
 BUDGET_GATE_DELAY_SECONDS = 2.0
+# After ingestion, PostgreSQL's statistics are refreshed at most this often (usage.statistics).
+STATISTICS_REFRESH_SECONDS = 300.0
 
 # --- Proxy -------------------------------------------------------------------------
 # The logging proxy (usage.proxy) and the calibrated token estimator it feeds. Owned by

@@ -4,6 +4,8 @@ However a price or an exchange rate is added, edited or deleted (admin, a dashbo
 page, a command, the shell), the records it can affect are repriced in the background
 after commit. Bulk writes send no signals: `usage.pricing.list_prices.sync_prices` schedules its own
 repricing.
+
+Ingestion keeps PostgreSQL's statistics up with the accounts that grow (usage.statistics).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from django.db.models import Min
 from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
-from usage.models import ExchangeRate, ModelPrice
+from usage import statistics
+from usage.models import ExchangeRate, ModelPrice, UsageRecord
 from usage.pricing.repricing import Scope, schedule
+from usage.signals import usage_recorded
 
 # Everything that decides which records a price applies to, and what they cost.
 PRICING_FIELDS = (
@@ -82,3 +86,8 @@ def revalue_after_rate_save(sender: type[ExchangeRate], instance: ExchangeRate, 
 def revalue_after_rate_delete(sender: type[ExchangeRate], instance: ExchangeRate, **kwargs: Any) -> None:
     # Its records lost their rate link (SET_NULL) but kept their cost until they are re-valued.
     schedule([_rate_scope(instance)])
+
+
+@receiver(usage_recorded, sender=UsageRecord, dispatch_uid="usage.refresh_statistics_after_usage")
+def refresh_statistics_after_usage(sender: type[UsageRecord], **kwargs: Any) -> None:
+    statistics.schedule_refresh()

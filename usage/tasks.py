@@ -6,7 +6,7 @@ from typing import Any
 
 from celery import shared_task
 
-from usage import partitions, rollups
+from usage import partitions, rollups, statistics
 from usage.estimation.calibration import calibrate
 from usage.import_jobs.services import process_import
 from usage.models import Account
@@ -53,6 +53,12 @@ def maintain_usage_partitions() -> dict[str, Any]:
     """Daily: drop raw months past RAW_RETENTION_MONTHS, create the partitions ahead."""
     done = partitions.maintain()
     return {"created": done.created, "dropped": done.dropped, "deleted_rows": done.deleted_rows}
+
+
+@shared_task
+def refresh_statistics() -> list[str]:
+    """ANALYZE the tables the pages read by account, after ingestion (usage.statistics)."""
+    return statistics.refresh()
 
 
 @shared_task
