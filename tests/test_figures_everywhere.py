@@ -339,7 +339,8 @@ def test_the_wallet_run_out(surfaces: Surfaces):
     assert api_time(surfaces.balance_api["wallet_projected_runout_at"]) is not None  # kept for existing readers
 
     assert text_by_id(surfaces.plans_page, "plans-wallet-run-out") == "Already run out"
-    assert text_by_id(surfaces.card, "balance-card-wallet-run-out") == "Already run out"
+    # On the card it follows "Plan tokens · wallet", mid-sentence.
+    assert text_by_id(surfaces.card, "balance-card-wallet-run-out") == "already run out"
     assert text_by_id(surfaces.forecast_card, "forecast-wallet-run-out") == "Already run out"
     assert email_row(surfaces.email("Wallet low"), "Projected run-out") == "already run out (at or below zero)"
     assert email_row(surfaces.email("Runs out"), "Wallet run-out") == "already run out (at or below zero)"
