@@ -14,16 +14,20 @@ import subprocess
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
 import pytest
 from django.conf import settings
 from django.db import connection
+from django.test import Client
 
 from tests.test_many_processes import BIN, ROOT, database_url, free_port
 from tests.usage.test_sql_bulk import raw_record
+from toki_dashboard.roles import Role
 from usage.services import create_account, create_api_token
 
 pytestmark = pytest.mark.skipif(
@@ -57,6 +61,10 @@ def web_process(transactional_db, tmp_path: Path) -> Iterator[str]:
         "LOG_LEVEL": "WARNING",
     }
     log = tmp_path / "web.log"
+    # As a host does after a deploy: pages link their static files through the manifest.
+    subprocess.run(
+        [str(BIN / "python"), "manage.py", "collectstatic", "--noinput", "-v0"], cwd=ROOT, env=environment, check=True
+    )
     process = subprocess.Popen(
         [str(BIN / "uvicorn"), "toki_dashboard.asgi:application", "--port", str(port), "--no-access-log"],
         cwd=ROOT,
@@ -78,6 +86,23 @@ def web_process(transactional_db, tmp_path: Path) -> Iterator[str]:
     finally:
         process.terminate()
         process.wait(timeout=30)
+
+
+@contextmanager
+def refused_connections() -> Iterator[None]:
+    """The test database refuses new sessions and loses all but this test's own, as in an outage."""
+    name = connection.settings_dict["NAME"]
+    # From the server's maintenance database: a database cannot refuse its own sessions.
+    with psycopg.connect(database_url().rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
+        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
+        try:
+            admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
+                [name, connection.connection.info.backend_pid],
+            )
+            yield
+        finally:
+            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
 
 
 def test_a_web_process_serves_many_requests_on_the_few_sessions_of_its_pool(web_process: str):
@@ -104,22 +129,28 @@ def test_while_postgresql_refuses_connections_the_ingestion_api_answers_503_and_
     _, token = create_api_token(account=account, name="ingest", scopes=["ingest"])
     headers = {"Authorization": f"Bearer {token}"}
     batch = {"records": [raw_record(i) for i in range(3)]}
-    name = connection.settings_dict["NAME"]
 
-    # From the server's maintenance database: a database cannot refuse its own sessions.
-    with psycopg.connect(database_url().rsplit("/", 1)[0] + "/postgres", autocommit=True) as admin:
-        admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS false')
-        try:
-            admin.execute(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s AND pid <> %s",
-                [name, connection.connection.info.backend_pid],
-            )
-            during = httpx.post(f"{web_process}/api/v1/usage", json=batch, headers=headers, timeout=60)
-        finally:
-            admin.execute(f'ALTER DATABASE "{name}" WITH ALLOW_CONNECTIONS true')
+    with refused_connections():
+        during = httpx.post(f"{web_process}/api/v1/usage", json=batch, headers=headers, timeout=60)
     after = httpx.post(f"{web_process}/api/v1/usage", json=batch, headers=headers, timeout=60)
 
     assert during.status_code == 503, during.text
     assert during.json() == {"detail": "The database is unavailable. Try again in a few seconds."}
     assert int(during.headers["Retry-After"]) > 0
     assert after.status_code == 200 and after.json()["accepted"] == 3  # stored once, when it could be
+
+
+def test_while_postgresql_refuses_connections_a_page_answers_503_and_asks_to_retry(web_process: str, make_user: Any):
+    user = make_user("fiona", Role.FINANCE)
+    client = Client()
+    client.force_login(user)
+    cookies = {settings.SESSION_COOKIE_NAME: client.cookies[settings.SESSION_COOKIE_NAME].value}
+    before = httpx.get(f"{web_process}/", cookies=cookies, timeout=60)
+
+    with refused_connections():
+        during = httpx.get(f"{web_process}/", cookies=cookies, timeout=60)
+
+    assert before.status_code == 200
+    assert during.status_code == 503
+    assert "The database is unavailable. Try again in a few seconds." in during.text
+    assert int(during.headers["Retry-After"]) > 0

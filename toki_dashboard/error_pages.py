@@ -1,13 +1,20 @@
-"""The 403 page: which role a page needs, the user's own roles, and whom to ask."""
+"""The 403 page: which role a page needs, the user's own roles, and whom to ask; and the 500
+handler, which answers a database outage with a 503 to retry."""
 
 from __future__ import annotations
 
+import sys
+
 from django.core.exceptions import PermissionDenied
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.translation import gettext
+from django.views import defaults
 
+from toki_dashboard.api import RETRY_AFTER_SECONDS
 from toki_dashboard.context_processors import NAVIGATION
 from toki_dashboard.roles import Role, RoleRequired, administrators
 
@@ -37,3 +44,13 @@ def permission_denied(request: HttpRequest, exception: PermissionDenied | None =
             "administrators": administrators() if request.user.is_authenticated else [],
         }
     return render(request, "403.html", context, status=403)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500. A database that refuses or drops connections (or a pool that stayed lent)
+    gets a 503 that says so and asks to retry, as the API answers; any other error Django's
+    500. Rendered without the context processors, which read the database."""
+    if isinstance(sys.exc_info()[1], (OperationalError, InterfaceError)):
+        html = render_to_string("503.html", {"path": request.get_full_path()})
+        return HttpResponse(html, status=503, headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+    return defaults.server_error(request)

@@ -17,3 +17,4 @@ urlpatterns = [
 ]
 
 handler403 = "toki_dashboard.error_pages.permission_denied"
+handler500 = "toki_dashboard.error_pages.server_error"
