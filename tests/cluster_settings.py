@@ -10,5 +10,6 @@ CELERY_TASK_DEFAULT_QUEUE = os.environ["TOKI_TEST_QUEUE"]
 BILLING_ALLOCATION_DELAY_SECONDS = 1.0
 ALERTS_EVALUATION_DELAY_SECONDS = 1.0
 BUDGET_GATE_DELAY_SECONDS = 0.5
+STATISTICS_REFRESH_SECONDS = 1.0
 # A host would run collectstatic at deploy; these processes serve the source folders instead.
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
