@@ -7,9 +7,10 @@ account that no ANALYZE had seen sorted its whole month to show 50 rows (1.4 s i
 60 ms, bench/README.md). Autovacuum analyzes a table again only once a tenth of it has
 changed, and never analyzes the partitioned records table itself, only its partitions.
 
-So ingestion asks for an ANALYZE of the tables the pages read by account, debounced: at most
-one every STATISTICS_REFRESH_SECONDS per database, however many batches arrive. ANALYZE reads
-a fixed sample per table (30,000 rows), about 4 s for all of them at 10M records.
+So ingestion asks for an ANALYZE of the tables the pages read by account, debounced: seconds
+after a batch, then at most once every STATISTICS_REFRESH_SECONDS per database, however many
+batches arrive. ANALYZE reads a fixed sample per table (30,000 rows), about 4 s for all of
+them at 10M records.
 """
 
 from __future__ import annotations
@@ -28,17 +29,21 @@ ANALYZED = tuple(
 )
 
 
+# The first refresh of a window waits this long, so that it sees the burst that asked for it.
+FIRST_REFRESH_SECONDS = 10.0
+
+
 def schedule_refresh() -> None:
-    """Refresh the statistics soon after the current transaction commits (PostgreSQL only);
-    requests within STATISTICS_REFRESH_SECONDS share one refresh."""
+    """Refresh the statistics soon after the current transaction commits (PostgreSQL only):
+    the first request of every STATISTICS_REFRESH_SECONDS does, the others share it."""
     if connection.vendor != "postgresql":
         return
-    wait = settings.STATISTICS_REFRESH_SECONDS
+    window = settings.STATISTICS_REFRESH_SECONDS
     key = f"usage:statistics:{connection.settings_dict['NAME']}"
 
     def enqueue() -> None:
-        if cache.add(key, 1, timeout=max(1, int(wait))):
-            background.enqueue("usage.tasks.refresh_statistics", countdown=wait)
+        if cache.add(key, 1, timeout=max(1, int(window))):
+            background.enqueue("usage.tasks.refresh_statistics", countdown=min(window, FIRST_REFRESH_SECONDS))
 
     transaction.on_commit(enqueue, robust=True)
 
