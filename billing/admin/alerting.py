@@ -48,9 +48,13 @@ class BudgetAdminForm(forms.ModelForm):
     def clean(self) -> dict[str, Any]:
         super().clean()
         data = self.cleaned_data
+        account = data.get("account")
+        if account is None:
+            return data  # the account field says what is missing
         try:
             thresholds = parse_tiers(data.get("thresholds_text") or "")
             self.budget_data = services.validate(
+                account,
                 BudgetData(
                     name=data.get("name") or "",
                     amount=data.get("amount") or Decimal(0),
@@ -62,7 +66,7 @@ class BudgetAdminForm(forms.ModelForm):
                     ends_on=data.get("ends_on"),
                     thresholds=thresholds,
                     enforce=bool(data.get("enforce")),
-                )
+                ),
             )
         except (BillingError, ValidationError) as exc:
             raise ValidationError(str(exc.messages[0] if isinstance(exc, ValidationError) else exc)) from None

@@ -34,7 +34,11 @@ class BudgetIn(Schema):
     name: Annotated[Text, Field(min_length=1, max_length=200)]
     scope: Literal["account", "team", "api_key", "model"] = "account"
     target: Annotated[Text, Field(max_length=200)] | None = Field(
-        None, description="The team's name, the key's name, or a model name or glob; omitted for account"
+        None,
+        description=(
+            "The name of one of the account's teams or keys (any case; stored as the team or key spells it,"
+            " 400 when the account has none of that name), or a model name or glob; omitted for account"
+        ),
     )
     measure: Literal["paid", "usage_value", "tokens"] = "paid"
     amount: Money = Field(description="Decimal string: money in the account's currency, or tokens")

@@ -18,7 +18,9 @@ from billing.audit import Actor
 from billing.budgets import gate
 from billing.models import AlertKind, AlertRule, Budget, BudgetMeasure, BudgetPeriod, BudgetScope
 from billing.services import BillingError, IdempotencyConflict
-from usage.models import Account
+from usage.models import Account, ApiKey
+from usage.teams.models import Team
+from usage.teams.resolve import folded
 
 AUDITED = ("name", "scope", "target", "measure", "amount", "period", "starts_on", "ends_on", "thresholds", "enforce")
 MAX_THRESHOLDS = 10
@@ -43,8 +45,9 @@ class BudgetData:
         return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def validate(data: BudgetData) -> BudgetData:
-    """The data as stored (target trimmed, thresholds sorted), or a BillingError saying what is wrong."""
+def validate(account: Account, data: BudgetData) -> BudgetData:
+    """The data as stored (target as its team or key spells itself, thresholds sorted), or a
+    BillingError saying what is wrong."""
     name = data.name.strip()
     if not name:
         raise BillingError(gettext_noop("name: give the budget a name."))
@@ -57,6 +60,7 @@ def validate(data: BudgetData) -> BudgetData:
             BudgetScope.MODEL: gettext_noop("target: say which model or glob the budget is for."),
         }
         raise BillingError(missing.get(data.scope, "target: say which target the budget is for."))
+    target = _known_target(account, data.scope, target)
     if data.amount <= 0:
         raise BillingError(gettext_noop("amount: must be more than zero."))
     if data.measure == BudgetMeasure.TOKENS and data.amount != data.amount.to_integral_value():
@@ -84,6 +88,25 @@ def validate(data: BudgetData) -> BudgetData:
         thresholds=thresholds,
         enforce=data.enforce,
     )
+
+
+def _known_target(account: Account, scope: str, target: str) -> str:
+    """The team or key `target` names, as it spells itself. A budget's spend is matched on that
+    spelling, so a misspelt target would read as nothing spent for as long as it lives: refused.
+    A model budget may name models not seen yet (a glob of the next release)."""
+    if scope == BudgetScope.TEAM:
+        teams = {folded(name): name for name in Team.objects.filter(account=account).values_list("name", flat=True)}
+        if (found := teams.get(folded(target))) is None:
+            raise BillingError(gettext_noop("target: the account has no team of that name (see the Teams page)."))
+        return found
+    if scope == BudgetScope.API_KEY:
+        names = set(ApiKey.objects.filter(account=account, name__iexact=target).values_list("name", flat=True))
+        if target in names:
+            return target
+        if len(names) != 1:  # none, or several spellings of it: which one is meant cannot be told
+            raise BillingError(gettext_noop("target: the account has no key of that name (see Keys & teams)."))
+        return names.pop()
+    return target
 
 
 def _fields(data: BudgetData) -> dict[str, object]:
@@ -123,7 +146,7 @@ def create_budget(
 ) -> tuple[Budget, bool]:
     """(budget, created). The same idempotency key with the same content returns the budget
     made the first time; with other content it is an IdempotencyConflict."""
-    data = validate(data)
+    data = validate(account, data)
     digest = data.digest()
     if idempotency_key:
         found = Budget.objects.filter(account=account, idempotency_key=idempotency_key).first()
@@ -156,7 +179,7 @@ def create_budget(
 
 
 def update_budget(budget: Budget, data: BudgetData, actor: Actor) -> Budget:
-    data = validate(data)
+    data = validate(budget.account, data)
     before = audit.snapshot(budget, AUDITED)
     for name, value in _fields(data).items():
         setattr(budget, name, value)

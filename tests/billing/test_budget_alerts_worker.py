@@ -28,6 +28,7 @@ from tests.members import members_with_emails
 from tests.test_celery_worker import worker  # noqa: F401  (a real worker on the configured broker)
 from usage.models import Account
 from usage.periods import dashboard_tz
+from usage.teams.services import create_team
 
 SECRET = "whsec-test-budget-scenario"
 DEADLINE_SECONDS = 30
@@ -69,6 +70,7 @@ def test_a_team_budget_notifies_each_tier_once_then_resolves_in_the_next_month(
     members_with_emails(account, ["finance@example.com"])
     create_channel(account, kind=ChannelKind.EMAIL, target="finance@example.com")
     create_channel(account, kind=ChannelKind.WEBHOOK, target=webhook_receiver.url, secret=SECRET)
+    create_team(account, "search")
     create_budget(
         account,
         BudgetData(name="Search team", amount=Decimal(10), scope="team", target="search", measure="usage_value"),

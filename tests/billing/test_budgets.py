@@ -18,6 +18,7 @@ from billing.models import AlertKind, AlertRule, AuditEvent, Budget
 from tests.billing.conftest import allocate, buy, ingest, record
 from usage.models import Account, TokenScope, UsageRecord
 from usage.services import create_api_token
+from usage.teams.services import create_team
 
 FINANCE = Actor.system("tests")
 NOW = datetime(2026, 10, 15, 12, 0, tzinfo=UTC)  # a Thursday
@@ -170,6 +171,7 @@ BODY = {
 
 @pytest.fixture
 def billing_api(account: Account) -> Client:
+    create_team(account, "search")  # BODY's team
     token = create_api_token(account=account, name="finance", scopes=[TokenScope.BILLING, TokenScope.READ])[1]
     return Client(HTTP_AUTHORIZATION=f"Bearer {token}")
 

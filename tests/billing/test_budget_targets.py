@@ -1,0 +1,112 @@
+"""A budget for a team or a key names one the account has: a misspelt target would read as
+nothing spent, forever, so it is refused (naming the field) instead of stored; a target
+written in another case or spacing is stored as the team or key spells itself."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import pytest
+from django.test import Client
+from django.urls import reverse
+
+from billing.audit import Actor
+from billing.budgets import spend
+from billing.budgets.services import BudgetData, create_budget, update_budget
+from billing.models import Budget
+from billing.services import BillingError
+from tests.billing.conftest import ingest, record
+from usage.models import Account, TokenScope
+from usage.services import create_api_token
+from usage.teams.services import create_team
+
+FINANCE = Actor.system("tests")
+
+
+@pytest.fixture
+def spending(account: Account) -> Account:
+    """The search team's key spent 3.00 USD an hour ago."""
+    at = datetime.now(UTC) - timedelta(hours=1)
+    ingest(account, record("s-1", at, "gpt-4o", 10, 10, "3.00", api_key="name:search-key", metadata={"team": "Search"}))
+    return account
+
+
+@pytest.fixture
+def billing_api(account: Account) -> Client:
+    token = create_api_token(account=account, name="finance", scopes=[TokenScope.BILLING, TokenScope.READ])[1]
+    return Client(HTTP_AUTHORIZATION=f"Bearer {token}")
+
+
+def budget(scope: str, target: str, **fields) -> BudgetData:
+    return BudgetData(name=fields.pop("name", "B"), amount=Decimal(10), scope=scope, target=target, **fields)
+
+
+@pytest.mark.parametrize(("scope", "target"), [("team", "Serch"), ("api_key", "search-kee")])
+def test_a_budget_for_a_team_or_key_the_account_does_not_have_is_refused(spending: Account, scope, target):
+    with pytest.raises(BillingError, match=r"^target: "):
+        create_budget(spending, budget(scope, target), FINANCE)
+
+    assert not Budget.objects.exists()
+
+
+@pytest.mark.parametrize(
+    ("scope", "written", "stored"), [("team", "  search ", "Search"), ("api_key", "SEARCH-KEY", "search-key")]
+)
+def test_a_target_in_another_case_is_stored_as_the_team_or_key_spells_itself(spending, scope, written, stored):
+    created, _ = create_budget(spending, budget(scope, written, measure="usage_value"), FINANCE)
+
+    assert created.target == stored
+    assert spend.status(created).spent == Decimal("3.00")
+
+
+def test_a_team_the_account_created_before_any_usage_can_have_a_budget(account: Account):
+    create_team(account, "Platform")
+
+    created, _ = create_budget(account, budget("team", "platform"), FINANCE)
+
+    assert created.target == "Platform"
+
+
+def test_a_model_budget_may_name_models_not_seen_yet(account: Account):
+    created, _ = create_budget(account, budget("model", "claude-5*"), FINANCE)
+
+    assert created.target == "claude-5*"
+
+
+def test_changing_a_budget_to_an_unknown_team_keeps_it_as_it_was(spending: Account):
+    created, _ = create_budget(spending, budget("team", "Search"), FINANCE)
+
+    with pytest.raises(BillingError, match=r"^target: "):
+        update_budget(created, budget("team", "Serch"), FINANCE)
+
+    created.refresh_from_db()
+    assert created.target == "Search"
+
+
+def test_the_api_answers_400_naming_the_target(billing_api: Client, spending: Account):
+    body = {"name": "Search", "scope": "team", "target": "Serch", "amount": "10", "idempotency_key": "k"}
+
+    response = billing_api.post("/api/v1/budgets", body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("target: ")
+    assert not Budget.objects.exists()
+
+
+def test_the_budgets_page_shows_the_refusal_on_the_target_field(finance_client: Client, spending: Account):
+    form = {
+        "name": "Search",
+        "scope": "team",
+        "target": "Serch",
+        "measure": "usage_value",
+        "amount": "15",
+        "period": "month",
+        "thresholds": "50, 80, 100",
+    }
+
+    response = finance_client.post(reverse("billing:budgets"), form)
+
+    assert response.status_code == 400
+    assert "target" in response.context["form"].errors
+    assert not Budget.objects.exists()
