@@ -77,10 +77,10 @@ def test_an_admin_renames_a_team_and_merges_a_typo_from_the_page(keyed, admin_cl
     assert rollups.verify(keyed) == []
 
 
-def test_moving_a_key_from_a_date_on_its_edit_page_moves_its_usage_from_that_day(keyed, engineer_client: Client):
+def test_moving_a_key_from_a_date_on_its_edit_page_moves_its_usage_from_that_day(keyed, admin_client: Client):
     key = ApiKey.objects.get(name="search-api")
 
-    response = engineer_client.post(
+    response = admin_client.post(
         f"/keys/{key.pk}/edit/", {"name": "search-api", "team": "growth", "since": "date", "day": "2026-03-20"}
     )
 
@@ -88,14 +88,42 @@ def test_moving_a_key_from_a_date_on_its_edit_page_moves_its_usage_from_that_day
     teams = dict(UsageRecord.objects.values_list("request_id", "team"))
     assert teams == {"r1": "", "r2": "", "r3": "", "r20": "growth", "r21": "growth"}
     assert rollups.verify(keyed) == []
-    page = engineer_client.get(f"/keys/{key.pk}/edit/").content.decode()
+    page = admin_client.get(f"/keys/{key.pk}/edit/").content.decode()
     assert 'id="key-history-table"' in page and "growth" in page
 
 
-def test_from_a_date_without_the_date_is_refused_naming_the_field(keyed, engineer_client: Client):
+@pytest.mark.parametrize("since", [{"since": "all"}, {"since": "date", "day": "2026-03-20"}])
+def test_an_engineer_moves_a_key_from_now_only_its_past_usage_is_finances_record(
+    keyed, engineer_client: Client, since: dict
+):
     key = ApiKey.objects.get(name="search-api")
 
-    response = engineer_client.post(f"/keys/{key.pk}/edit/", {"name": "search-api", "team": "growth", "since": "date"})
+    response = engineer_client.post(f"/keys/{key.pk}/edit/", {"name": "search-api", "team": "growth"} | since)
+
+    assert response.status_code == 400
+    assert "Re-attribute its past usage?: Select a valid choice." in response.content.decode()
+    key.refresh_from_db()
+    assert key.team == "" and not key.team_assignments.exists()
+    assert set(UsageRecord.objects.values_list("team", flat=True)) == {""}
+
+
+def test_an_engineers_key_form_offers_only_a_move_from_now_and_says_who_can_move_the_past(
+    keyed, engineer_client: Client, admin_client: Client
+):
+    key = ApiKey.objects.get(name="search-api")
+
+    engineers = engineer_client.get(f"/keys/{key.pk}/edit/").content.decode()
+    admins = admin_client.get(f"/keys/{key.pk}/edit/").content.decode()
+
+    assert 'value="all"' not in engineers and 'name="day"' not in engineers
+    assert "an admin can move its past usage" in engineers
+    assert 'value="all"' in admins and 'name="day"' in admins
+
+
+def test_from_a_date_without_the_date_is_refused_naming_the_field(keyed, admin_client: Client):
+    key = ApiKey.objects.get(name="search-api")
+
+    response = admin_client.post(f"/keys/{key.pk}/edit/", {"name": "search-api", "team": "growth", "since": "date"})
 
     assert response.status_code == 400
     assert "Choose the day the key moved." in response.content.decode()

@@ -45,7 +45,10 @@ SINCE_CHOICES = [
 
 class KeyForm(StyledForm):
     """The things people may change about a key: its name, and its team from a moment. Its
-    fingerprint and last four never change; a team is chosen among the account's teams."""
+    fingerprint and last four never change; a team is chosen among the account's teams.
+
+    Moving a key's past usage rewrites what finance has already reported by team, so only
+    those who may (`may_move_the_past`: admins) are offered it; anyone else moves a key from now."""
 
     name = forms.CharField(label=gettext_lazy("Display name"), max_length=200)
     team = forms.ChoiceField(label=gettext_lazy("Team"), required=False)
@@ -63,10 +66,17 @@ class KeyForm(StyledForm):
         help_text=gettext_lazy("With “from a date”: the first day (dashboard time zone) counted for the new team."),
     )
 
-    def __init__(self, *args: Any, account: Account, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, account: Account, may_move_the_past: bool, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.account = account
-        self.fields["since"].widget.attrs.pop("class", None)  # radio buttons, not a text box
+        since: forms.ChoiceField = self.fields["since"]
+        since.widget.attrs.pop("class", None)  # radio buttons, not a text box
+        if not may_move_the_past:
+            since.choices = SINCE_CHOICES[:1]
+            since.help_text = gettext_lazy(
+                "Its past usage stays with the team it was counted for: an admin can move its past usage."
+            )
+            del self.fields["day"]
         names = list(Team.objects.filter(account=account).values_list("name", flat=True))
         field: forms.ChoiceField = self.fields["team"]
         field.choices = [("", gettext_lazy("No team")), *((name, name) for name in names)]

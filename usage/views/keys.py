@@ -12,7 +12,7 @@ from django.utils.http import urlencode
 
 from toki_dashboard.forms import form_invalid, form_saved
 from toki_dashboard.htmx import render_page
-from toki_dashboard.roles import Role, role_required
+from toki_dashboard.roles import Role, has_any_role, role_required
 from usage import graphs, selectors
 from usage.models import ApiKey
 from usage.periods import PRESETS, Period, dashboard_tz
@@ -62,8 +62,9 @@ def key_edit(request: HttpRequest, pk: int) -> HttpResponse:
     back = request.POST.get("next") or request.GET.get("next") or ""
     if not back.startswith("?"):
         back = ""  # only a query string of the keys page, never another site
+    may_move_the_past = has_any_role(request.user, Role.ADMIN)
     if request.method == "POST":
-        form = KeyForm(request.POST, account=account)
+        form = KeyForm(request.POST, account=account, may_move_the_past=may_move_the_past)
         with timezone.override(dashboard_tz()):
             valid = form.is_valid()
         if valid:
@@ -75,7 +76,11 @@ def key_edit(request: HttpRequest, pk: int) -> HttpResponse:
                 messages.success(request, saved_message(key, move))
                 return form_saved(request, reverse("usage:keys") + back)
     else:
-        form = KeyForm(initial={"name": key.name, "team": key.team, "since": "now"}, account=account)
+        form = KeyForm(
+            initial={"name": key.name, "team": key.team, "since": "now"},
+            account=account,
+            may_move_the_past=may_move_the_past,
+        )
     context = {"form": form, "key": key, "next": back, "history": key_history(key)}
     with timezone.override(dashboard_tz()):
         if form.errors:
