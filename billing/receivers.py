@@ -17,11 +17,12 @@ from django.dispatch import receiver
 from billing import teams
 from billing.alert_defaults import create_default_rules
 from billing.alert_episodes import schedule_evaluation
+from billing.budgets import services as budgets
 from billing.budgets.gate import schedule_publish
 from billing.recompute import request_recompute, schedule_allocation
 from usage.estimation.calibration import tokens_reestimated
 from usage.models import Account, RepricingRun, UsageRecord
-from usage.signals import usage_recorded, usage_revised
+from usage.signals import key_renamed, usage_recorded, usage_revised
 from usage.teams.signals import key_usage_moved, team_changed, team_renamed
 
 
@@ -77,6 +78,13 @@ def reallocate_revised_usage(
 @receiver(team_renamed, dispatch_uid="billing.follow_team_rename")
 def follow_team_rename(sender: Any, account: Account, old_names: list[str], new_name: str, **kwargs: Any) -> None:
     teams.follow_rename(account, old_names, new_name)
+
+
+@receiver(key_renamed, dispatch_uid="billing.follow_key_rename")
+def follow_key_rename(
+    sender: Any, account: Account, old_name: str, new_name: str, user: Any = None, **kwargs: Any
+) -> None:
+    budgets.follow_key_rename(account, old_name, new_name, user)
 
 
 @receiver(key_usage_moved, dispatch_uid="billing.follow_key_move")

@@ -20,6 +20,7 @@ from usage.models import (
     RateSource,
     UsageRecord,
 )
+from usage.services import rename_api_key
 
 
 class MembershipInline(admin.TabularInline):
@@ -63,6 +64,11 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ("account", "team", "provider_status")
     search_fields = ("name", "team")
     readonly_fields = ("account", "fingerprint", "team", "last4", "first_seen_at")
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if change and "name" in form.changed_data:  # a rename: key budgets follow it
+            rename_api_key(obj, name=obj.name, team=obj.team, user=request.user)
+        super().save_model(request, obj, form, change)
 
 
 @admin.register(ModelPrice)

@@ -32,7 +32,7 @@ from usage.models import (
     UserLanguage,
 )
 from usage.pricing.price_book import PriceBook
-from usage.signals import usage_recorded
+from usage.signals import key_renamed, usage_recorded
 from usage.sql import by_account_key, insert_ignoring_conflicts, insert_returning, staged
 from usage.wire import IngestRecord
 
@@ -281,10 +281,16 @@ def authenticate_api_token(plaintext: str) -> ApiToken | None:
 # --- Keys, as people edit them ------------------------------------------------------------
 
 
-def rename_api_key(key: ApiKey, *, name: str, team: str) -> ApiKey:
+def rename_api_key(key: ApiKey, *, name: str, team: str, user: Any = None) -> ApiKey:
     # An UPDATE of these two columns only: records keep pointing at the same row, and the
     # fingerprint that recognises the key is never touched.
-    ApiKey.objects.filter(pk=key.pk).update(name=name, team=team)
+    with transaction.atomic():
+        old_name = ApiKey.objects.select_for_update().values_list("name", flat=True).get(pk=key.pk)
+        ApiKey.objects.filter(pk=key.pk).update(name=name, team=team)
+        if old_name != name:  # what billing keeps by key name (key budgets) follows the key
+            key_renamed.send(
+                sender=ApiKey, account=key.account, api_key_id=key.pk, old_name=old_name, new_name=name, user=user
+            )
     key.name, key.team = name, team
     return key
 

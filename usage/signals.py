@@ -9,3 +9,7 @@ usage_recorded = Signal()
 # follows through RepricingRun). Arguments: account, since (the earliest occurred_at changed),
 # reason (str).
 usage_revised = Signal()
+
+# Sent inside the transaction that renamed an API key. Arguments: account, api_key_id (int),
+# old_name, new_name (str), user (or None).
+key_renamed = Signal()

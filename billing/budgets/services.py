@@ -8,6 +8,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext_noop
@@ -206,4 +207,20 @@ def delete_budget(budget: Budget, actor: Actor) -> None:
     with transaction.atomic():
         audit.record(actor, "budget.delete", budget, account=account, before=audit.snapshot(budget, AUDITED))
         budget.delete()  # its alert rule, episodes and notifications go with it
+        _after_change(account)
+
+
+def follow_key_rename(account: Account, old_name: str, new_name: str, user: Any = None) -> None:
+    """Inside the rename's transaction: key budgets on `old_name` take `new_name`, unless
+    another key of the account still has the old name (the budget is then still theirs)."""
+    if ApiKey.objects.filter(account=account, name=old_name).exists():
+        return
+    actor = Actor.of_user(user) if getattr(user, "pk", None) else Actor.system("key rename")
+    for budget in Budget.objects.filter(account=account, scope=BudgetScope.API_KEY, target=old_name):
+        before = audit.snapshot(budget, AUDITED)
+        budget.target = new_name
+        budget.save(update_fields=["target"])
+        audit.record(
+            actor, "budget.update", budget, account=account, before=before, after=audit.snapshot(budget, AUDITED)
+        )
         _after_change(account)

@@ -14,11 +14,11 @@ from django.urls import reverse
 from billing.audit import Actor
 from billing.budgets import spend
 from billing.budgets.services import BudgetData, create_budget, update_budget
-from billing.models import Budget
+from billing.models import AuditEvent, Budget
 from billing.services import BillingError
 from tests.billing.conftest import ingest, record
-from usage.models import Account, TokenScope
-from usage.services import create_api_token
+from usage.models import Account, ApiKey, TokenScope
+from usage.services import create_api_token, rename_api_key
 from usage.teams.services import create_team
 
 FINANCE = Actor.system("tests")
@@ -110,3 +110,28 @@ def test_the_budgets_page_shows_the_refusal_on_the_target_field(finance_client: 
     assert response.status_code == 400
     assert "target" in response.context["form"].errors
     assert not Budget.objects.exists()
+
+
+def test_a_key_budget_follows_its_key_when_the_key_is_renamed(spending: Account, engineer_client: Client):
+    """Renaming a key on its edit page kept the budget on the old name: it read as nothing
+    spent, and an enforced one stopped blocking the key."""
+    created, _ = create_budget(spending, budget("api_key", "search-key", measure="usage_value", enforce=True), FINANCE)
+    key = ApiKey.objects.get(account=spending, name="search-key")
+
+    response = engineer_client.post(f"/keys/{key.pk}/edit/", {"name": "search-prod", "team": "Search"})
+
+    assert response.status_code == 302
+    created.refresh_from_db()
+    assert created.target == "search-prod"
+    assert spend.status(created).spent == Decimal("3.00")
+    assert AuditEvent.objects.filter(action="budget.update", object_id=str(created.pk)).exists()
+
+
+def test_a_key_budget_stays_on_a_name_other_keys_still_have(spending: Account):
+    twin = ApiKey.objects.create(account=spending, fingerprint="sha256:" + "a" * 64, name="search-key")
+    created, _ = create_budget(spending, budget("api_key", "search-key"), FINANCE)
+
+    rename_api_key(twin, name="search-twin", team="")
+
+    created.refresh_from_db()
+    assert created.target == "search-key"

@@ -3,6 +3,8 @@ which records from when it holds (usage.teams.services.move_key)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
@@ -58,3 +60,22 @@ def test_saving_a_key_in_the_admin_renames_it_and_leaves_its_team_and_history_al
     # A late record from before any move still counts for the team the key has always had.
     record_usage(account, _record("late", "2026-11-01T10:00:00Z"), source="import")
     assert UsageRecord.objects.get(request_id="late").team == "search"
+
+
+def test_a_rename_in_the_admin_takes_the_keys_budgets_with_it(superuser_client, account):
+    from billing.audit import Actor
+    from billing.budgets.services import BudgetData, create_budget
+
+    record_usage(account, _record("early", "2026-11-20T10:00:00Z"), source="api")
+    key = ApiKey.objects.get()
+    budget, _ = create_budget(
+        account, BudgetData(name="Bot", amount=Decimal(5), scope="api_key", target="search-bot"), Actor.system("tests")
+    )
+
+    saved = superuser_client.post(
+        reverse("admin:usage_apikey_change", args=[key.pk]), {"name": "Search bot", "provider_status": ""}
+    )
+
+    assert saved.status_code == 302, saved.content.decode()[:2000]
+    budget.refresh_from_db()
+    assert budget.target == "Search bot"

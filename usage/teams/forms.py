@@ -100,7 +100,7 @@ class KeyForm(StyledForm):
         data = self.cleaned_data
         try:
             with transaction.atomic():
-                rename_api_key(key, name=data["name"], team=key.team)
+                rename_api_key(key, name=data["name"], team=key.team, user=user)
                 unchanged = folded(data["team"]) == folded(key.team)
                 if unchanged and data.get("since") not in (Since.DATE, Since.ALL):
                     return None
