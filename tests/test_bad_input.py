@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.core.signals import request_finished
+from django.db import connections
 from django.test import Client
 from django.urls import reverse
 
@@ -104,6 +106,16 @@ def test_dates_before_any_usage_could_exist_are_a_400(api, account):
     assert response.status_code == 400
 
 
+def _close_request_connections(**kwargs: object) -> None:
+    # Django's ASGI handler runs the request's sync code in a thread of its own, which opens
+    # its own connection. A web process gives it back to its pool at the request's end; this
+    # process has no pool (its settings loaded before toki_dashboard.asgi asked for one) and
+    # keeps connections for CONN_MAX_AGE, so the finished thread's connection would stay open
+    # until the collector freed it, keeping the test database busy at teardown. request_finished
+    # is sent in that thread.
+    connections.close_all()
+
+
 async def _post_chunked(
     path: str, chunks: int, chunk: bytes, headers: list[tuple[bytes, bytes]]
 ) -> tuple[int, Any, int]:
@@ -136,7 +148,11 @@ async def _post_chunked(
         "client": ("127.0.0.1", 50000),
         "server": ("testserver", 80),
     }
-    await asyncio.wait_for(application(scope, receive, send), timeout=30)
+    request_finished.connect(_close_request_connections, weak=False)
+    try:
+        await asyncio.wait_for(application(scope, receive, send), timeout=30)
+    finally:
+        request_finished.disconnect(_close_request_connections)
     start = next(m for m in sent if m["type"] == "http.response.start")
     body = b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body")
     return start["status"], body, read
