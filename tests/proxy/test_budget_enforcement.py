@@ -19,6 +19,7 @@ from billing.budgets.services import BudgetData, create_budget, update_budget
 from billing.models import Budget
 from tests.proxy.conftest import KEY, Proxy
 from usage.models import ErrorCause
+from usage.teams.services import create_team
 
 MESSAGES = [{"role": "user", "content": "Hello"}]
 FINANCE = Actor.system("tests")
@@ -50,6 +51,7 @@ def fast_refresh(settings) -> None:
 
 
 def team_budget(proxy: Proxy, tokens: int, *, enforce: bool = True) -> Budget:
+    create_team(proxy.account, "search")  # as an admin does on the Teams page
     data = BudgetData(
         name="Search daily tokens",
         amount=Decimal(tokens),
