@@ -7,6 +7,7 @@ import os
 from toki_dashboard.settings import *  # noqa: F403
 
 CELERY_TASK_DEFAULT_QUEUE = os.environ["TOKI_TEST_QUEUE"]
+CACHES["default"]["KEY_PREFIX"] = f"toki-test-{os.environ['TOKI_TEST_RUN']}"  # noqa: F405  (the run's, tests/settings.py)
 BILLING_ALLOCATION_DELAY_SECONDS = 1.0
 ALERTS_EVALUATION_DELAY_SECONDS = 1.0
 BUDGET_GATE_DELAY_SECONDS = 0.5

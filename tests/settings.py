@@ -17,8 +17,13 @@ CSRF_COOKIE_SECURE = False
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # speed; tests only
 STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}  # noqa: F405
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
-# A queue of its own per run, so tasks left in a shared Redis by another run are never consumed.
-CELERY_TASK_DEFAULT_QUEUE = f"toki-test-{uuid.uuid4().hex[:8]}"
+# A queue and cache keys of its own per run, so what another run left in a shared Redis is never
+# read: a task is never consumed, and a published budget gate or debounce key is never found by an
+# account of this run that has the same id (each run's test database counts ids from 1 again).
+# Processes a test starts inherit the run's name through the environment.
+TEST_RUN = os.environ.setdefault("TOKI_TEST_RUN", uuid.uuid4().hex[:8])
+CELERY_TASK_DEFAULT_QUEUE = f"toki-test-{TEST_RUN}"
+CACHES["default"]["KEY_PREFIX"] = f"toki-test-{TEST_RUN}"  # noqa: F405
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # noqa: F405  (WhiteNoise warns when it is missing)
 if DATABASES["default"]["ENGINE"].endswith("sqlite3"):  # noqa: F405
     # A file, not shared-cache memory: threads and worker processes then wait for locks
