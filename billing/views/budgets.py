@@ -24,6 +24,7 @@ from billing.models import Budget, BudgetMeasure, BudgetPeriod, BudgetScope, par
 from billing.services import BillingError
 from toki_dashboard.forms import ErrorsInPlace, form_invalid, form_saved
 from toki_dashboard.roles import Role, role_required
+from usage import selectors as usage_selectors
 from usage.tenancy import current_account, current_account_or_none
 
 INPUT = {"class": "input"}
@@ -45,7 +46,7 @@ class BudgetForm(ErrorsInPlace, forms.Form):
         help_text=gettext_lazy(
             "The team's name, the key's name, or a model name or glob such as gpt-4o*; empty for the account."
         ),
-        widget=forms.TextInput(attrs=INPUT),
+        widget=forms.TextInput(attrs=INPUT | {"list": "budget-targets", "autocomplete": "off"}),
     )
     measure = forms.ChoiceField(
         choices=BudgetMeasure.choices, widget=forms.Select(attrs=INPUT), label=gettext_lazy("Counts")
@@ -154,6 +155,7 @@ def _page(request: HttpRequest, *, form: BudgetForm | None = None, editing: Budg
     if account is not None:
         context |= {
             "rows": _rows(account),
+            "targets": usage_selectors.budget_targets(account=account),
             "form": form or (BudgetForm.of(editing) if editing else BudgetForm()),
         }
     if form is not None and form.errors:

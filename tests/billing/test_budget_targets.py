@@ -135,3 +135,15 @@ def test_a_key_budget_stays_on_a_name_other_keys_still_have(spending: Account):
 
     created.refresh_from_db()
     assert created.target == "search-key"
+
+
+def test_the_budget_form_suggests_the_accounts_teams_and_keys(finance_client: Client, spending: Account):
+    create_team(spending, "Platform")
+
+    page = finance_client.get(reverse("billing:budgets")).content.decode()
+
+    assert 'list="budget-targets"' in page
+    datalist = page[page.index('<datalist id="budget-targets">') :]
+    datalist = datalist[: datalist.index("</datalist>")]
+    assert datalist.count("<option") == 3
+    assert all(f'<option value="{name}">' in datalist for name in ("Platform", "Search", "search-key"))

@@ -24,7 +24,15 @@ from usage.selectors.engineering import (
     raw_detail_notice,
     top_by_for_model,
 )
-from usage.selectors.keys import NO_TEAM, KeyUsage, TeamUsage, team_names, usage_by_key, usage_by_team
+from usage.selectors.keys import (
+    NO_TEAM,
+    KeyUsage,
+    TeamUsage,
+    budget_targets,
+    team_names,
+    usage_by_key,
+    usage_by_team,
+)
 from usage.selectors.progress import RepricingProgress, repricing_progress
 from usage.selectors.totals import (
     SUMMARY_DIMENSIONS,
@@ -62,6 +70,7 @@ __all__ = [
     "SummaryRow",
     "TeamUsage",
     "Totals",
+    "budget_targets",
     "dimension_values",
     "errors_by_cause",
     "errors_per_day",

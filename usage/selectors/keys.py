@@ -8,7 +8,7 @@ from typing import Any
 
 from django.db.models import Count, Max, Q, QuerySet
 
-from usage.models import Account, ApiKey, DailyUsage
+from usage.models import Account, ApiKey, DailyUsage, Team
 from usage.periods import Period
 from usage.selectors.totals import Totals, rollup_rows, rollup_sums
 
@@ -99,3 +99,11 @@ def team_names(*, account: Account) -> list[str]:
     recorded = DailyUsage.objects.filter(account=account).exclude(team="").values_list("team", flat=True)
     owners = ApiKey.objects.filter(account=account).exclude(team="").values_list("team", flat=True)
     return sorted(set(recorded.distinct().order_by()) | set(owners.distinct().order_by()), key=str.lower)
+
+
+def budget_targets(*, account: Account) -> list[str]:
+    """What a team or key budget may name (billing.budgets.services checks the same): the
+    account's teams and its keys' names, each once."""
+    teams = Team.objects.filter(account=account).values_list("name", flat=True)
+    keys = ApiKey.objects.filter(account=account).values_list("name", flat=True).distinct().order_by()
+    return sorted(set(teams) | set(keys), key=str.lower)
