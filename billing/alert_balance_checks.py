@@ -4,7 +4,9 @@ page, banner and API shows)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime, timedelta
 from decimal import Decimal
 from functools import partial
 from typing import TYPE_CHECKING
@@ -26,7 +28,8 @@ from billing.alert_facts import (
     run_out_range,
     runs_out,
 )
-from billing.alert_texts import later
+from billing.alert_texts import later, rule_name
+from billing.alert_tiers import TOKEN_KINDS
 from billing.balances import PlanBalance
 from billing.models import AlertKind, AlertRule
 from billing.paid import paid_for_tokens
@@ -150,22 +153,62 @@ def check_wallet(rule: AlertRule, facts: Facts) -> Check:
     return measured(rule, value, summary, details)
 
 
+# The rules that tell of each balance once it has run out, and how each is checked.
+_TOLD_BY: dict[str, tuple[tuple[str, ...], Callable[[AlertRule, Facts], Check]]] = {
+    "token": (TOKEN_KINDS, check_token_balance),
+    "wallet": ((AlertKind.WALLET_BELOW,), check_wallet),
+}
+
+
+def _told_by(facts: Facts, what: str) -> AlertRule | None:
+    """The enabled rule of the account that fires about the `what` balance ("token" or
+    "wallet") now: it tells of that balance having run out, so the run-out rule need not."""
+    kinds, check = _TOLD_BY[what]
+    for other in facts.enabled_rules:
+        if other.kind in kinds and check(other, facts).firing:
+            return other
+    return None
+
+
+def _handed_over_words(told: dict[str, AlertRule]) -> str:
+    words = {
+        "token": _("Token balance has already run out: the rule “%(rule)s” tells of it"),
+        "wallet": _("Wallet has already run out: the rule “%(rule)s” tells of it"),
+    }
+    return "; ".join(words[what] % {"rule": rule_name(other)} for what, other in told.items())
+
+
 def check_run_out(rule: AlertRule, facts: Facts) -> Check:
+    """The run-out rule warns before a balance runs out. A balance that has already run out is
+    the business of the rule for that balance (wallet below zero, token balance low) when one
+    is enabled and firing: the run-out rule then leaves it to that rule, so one state is told
+    once; without such a rule it tells of it itself, so nobody goes untold."""
     forecast = facts.forecast
     token, wallet = forecast.token_run_out, forecast.wallet_run_out
+    told: dict[str, AlertRule] = {}
+    for run_out, what in ((token, "token"), (wallet, "wallet")):
+        if run_out.already and (other := _told_by(facts, what)) is not None:
+            told[what] = other
     # An already run-out balance comes first (at its moment, `now`, it ties with a run-out due now).
     candidates = [
         (not run_out.already, run_out.at, what)
         for run_out, what in ((token, "token"), (wallet, "wallet"))
-        if run_out.at is not None
+        if run_out.at is not None and what not in told
     ]
     details = _token_details(facts) + [
         (gettext_lazy("Wallet balance"), f"{money(facts.wallet)} {facts.account.currency}"),
         (gettext_lazy("Wallet run-out"), later(lambda: run_out_label(wallet))),
     ]
-    if not candidates:
-        return quiet(rule, gettext_lazy("No run-out projected within a year"), details)
-    pending, at, what = min(candidates)
+    if candidates:
+        check = _run_out_check(rule, facts, details, *min(candidates))
+    elif told:
+        check = quiet(rule, later(lambda: _handed_over_words(told)), details)
+    else:
+        check = quiet(rule, gettext_lazy("No run-out projected within a year"), details)
+    return replace(check, handed_over=tuple(told))
+
+
+def _run_out_check(rule: AlertRule, facts: Facts, details: list[Row], pending: bool, at: datetime, what: str) -> Check:
     days = Decimal(max((at - facts.balances.at) / timedelta(days=1), 0)).quantize(Decimal("0.1"))
 
     def words() -> str:
@@ -178,8 +221,7 @@ def check_run_out(rule: AlertRule, facts: Facts) -> Check:
             return _("Token balance runs out around %(day)s (%(when)s)") % {"day": day_label(at), "when": when}
         return _("Wallet runs out around %(day)s (%(when)s)") % {"day": day_label(at), "when": when}
 
-    summary = later(words)
-    return measured(rule, days, summary, details)
+    return replace(measured(rule, days, later(words), details), balance=what)
 
 
 def check_plan_expiring(rule: AlertRule, facts: Facts) -> Check:

@@ -13,7 +13,9 @@ episode so that several evaluators running at once send it once:
   older than that); falling back to a milder tier notifies nothing;
 - when it stops firing, the episode is **resolved** by a conditional UPDATE of
   `resolved_at`; whoever resolves it sends the one "resolved" notification, if anything
-  had been notified.
+  had been notified. A run-out rule's episode about a balance that has run out since and
+  that the rule for that balance now tells of closes without one: that rule's notification
+  is the one for the transition (`billing.alert_balance_checks.check_run_out`).
 
 The claim and the notification's deliveries commit together; sending happens after the
 commit (`billing.notify.deliveries`), never inside a transaction.
@@ -53,8 +55,12 @@ class Outcome:
 
 
 def details_of(check: Check) -> dict[str, Any]:
-    """The check's rows and summary in the site's language, and in every language under "texts"."""
-    return alert_texts.stored_details(check.summary, check.details, page=list(check.page), tiers=len(check.tiers))
+    """The check's rows and summary in the site's language, and in every language under "texts";
+    a run-out's balance under "balance", which the episode remembers it was about."""
+    more = {"balance": check.balance} if check.balance else {}
+    return alert_texts.stored_details(
+        check.summary, check.details, page=list(check.page), tiers=len(check.tiers), **more
+    )
 
 
 def subject(account: Account, kind: str, check: Check) -> str:
@@ -162,13 +168,21 @@ def _while_firing(rule: AlertRule, episode: AlertEpisode, check: Check, now: dat
     )
 
 
+def _handed_over(episode: AlertEpisode, check: Check) -> bool:
+    """The episode, as last told (`episode` is read before this evaluation's update), was about
+    a balance that has run out since and that another rule tells of now: its notification is
+    the one for this transition (`billing.alert_balance_checks.check_run_out`)."""
+    about = (episode.last_details or {}).get("balance")
+    return bool(about) and about in check.handed_over
+
+
 def _resolve(rule: AlertRule, episode: AlertEpisode, check: Check, now: datetime) -> AlertNotification | None:
     with transaction.atomic():
         resolved = AlertEpisode.objects.filter(pk=episode.pk, resolved_at__isnull=True).update(
             resolved_at=now, **_latest(check, now)
         )
         notified = AlertEpisode.objects.filter(pk=episode.pk).values_list("notified_at", flat=True).first()
-        if resolved != 1 or notified is None:
+        if resolved != 1 or notified is None or _handed_over(episode, check):
             return None
         return create_notification(
             account=rule.account,

@@ -3,7 +3,7 @@ measured against, read once per evaluation (`Facts`), and the wording of moments
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from functools import cached_property
@@ -41,6 +41,11 @@ class Check:
     details: list[Row] = field(default_factory=list)
     page: tuple[str, ...] = ("billing:plans", "billing:alerts")  # URL names, first that exists
     tiers: tuple[Decimal, ...] = ()
+    # The balance a run-out figure is about ("token", "wallet"; stored with the episode) and the
+    # balances already run out that another rule tells of now: an episode about one of those
+    # closes without a "resolved" notification, a second word for the other rule's transition.
+    balance: str = ""
+    handed_over: tuple[str, ...] = ()
 
     @property
     def firing(self) -> bool:
@@ -70,8 +75,8 @@ def measured(
     """The Check of a figure: its tier is worked out from the rule's tiers unless given."""
     tiers = tuple(effective_tiers(rule))
     found = tier_of(rule, value, tiers) if tier is None else tier
-    extra = {"page": page} if page is not None else {}
-    return Check(found, value, summary, details or [], tiers=tiers, **extra)
+    check = Check(found, value, summary, details or [], tiers=tiers)
+    return check if page is None else replace(check, page=page)
 
 
 def quiet(rule: AlertRule, summary: StrOrPromise, details: list[Row] | None = None, **page: tuple[str, ...]) -> Check:
@@ -146,6 +151,12 @@ class Facts:
     @cached_property
     def balances(self) -> AccountBalances:
         return account_balances(self.account, at=self.balances_at)
+
+    @cached_property
+    def enabled_rules(self) -> list[AlertRule]:
+        """The account's enabled rules, for a check that leaves a state to the rule made for it."""
+        rules = AlertRule.objects.filter(account=self.account, enabled=True)
+        return list(rules.select_related("account", "budget").order_by("pk"))
 
     @property
     def forecast(self) -> AccountForecast:
