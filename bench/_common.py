@@ -121,7 +121,7 @@ def _profile(chars: int, rng: random.Random, cjk_share: float) -> dict[str, int]
 
 
 def generate_records(
-    count: int, *, days: int = 60, seed: int = 1, prefix: str = "bench", end: datetime | None = None
+    count: int, *, days: float = 60, seed: int = 1, prefix: str = "bench", end: datetime | None = None
 ) -> Iterator[dict[str, Any]]:
     """`count` ingestion records spread over the `days` before `end`, oldest first.
 
