@@ -116,7 +116,7 @@ def test_an_engineers_key_form_offers_only_a_move_from_now_and_says_who_can_move
     admins = admin_client.get(f"/keys/{key.pk}/edit/").content.decode()
 
     assert 'value="all"' not in engineers and 'name="day"' not in engineers
-    assert "an admin can move its past usage" in engineers
+    assert "Only an admin can move its past usage" in engineers
     assert 'value="all"' in admins and 'name="day"' in admins
 
 

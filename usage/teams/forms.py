@@ -74,7 +74,8 @@ class KeyForm(StyledForm):
         if not may_move_the_past:
             since.choices = SINCE_CHOICES[:1]
             since.help_text = gettext_lazy(
-                "Its past usage stays with the team it was counted for: an admin can move its past usage."
+                "Only an admin can move its past usage (from a date, or all of it): that changes team figures"
+                " finance has already reported."
             )
             del self.fields["day"]
         names = list(Team.objects.filter(account=account).values_list("name", flat=True))
