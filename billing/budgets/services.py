@@ -216,11 +216,13 @@ def follow_key_rename(account: Account, old_name: str, new_name: str, user: Any 
     if ApiKey.objects.filter(account=account, name=old_name).exists():
         return
     actor = Actor.of_user(user) if getattr(user, "pk", None) else Actor.system("key rename")
-    for budget in Budget.objects.filter(account=account, scope=BudgetScope.API_KEY, target=old_name):
+    budgets = list(Budget.objects.filter(account=account, scope=BudgetScope.API_KEY, target=old_name))
+    for budget in budgets:
         before = audit.snapshot(budget, AUDITED)
         budget.target = new_name
         budget.save(update_fields=["target"])
         audit.record(
             actor, "budget.update", budget, account=account, before=before, after=audit.snapshot(budget, AUDITED)
         )
+    if budgets:
         _after_change(account)
