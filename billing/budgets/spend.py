@@ -29,6 +29,7 @@ from django.utils import timezone
 from billing.budgets.periods import Window, current_window, previous_windows, recurs
 from billing.models import Budget, BudgetMeasure, BudgetScope, DailyPaid
 from billing.paid import Ledger, rollup_is_current, stored_shares
+from usage.models import ApiKey, Team
 from usage.periods import Period, dashboard_tz
 from usage.selectors import rollup_rows
 
@@ -157,6 +158,16 @@ class BudgetStatus:
     def bar_percent(self) -> int:
         """The progress bar's width, 0–100."""
         return int(min(max(self.ratio * 100, ZERO), Decimal(100)))
+
+
+def names_nothing(budget: Budget) -> bool:
+    """A team or key budget naming no team or key the account has (one made before targets
+    were checked): what it spends cannot be counted, which is not the same as nothing spent."""
+    if budget.scope == BudgetScope.TEAM:
+        return not Team.objects.filter(account_id=budget.account_id, name=budget.target).exists()
+    if budget.scope == BudgetScope.API_KEY:
+        return not ApiKey.objects.filter(account_id=budget.account_id, name=budget.target).exists()
+    return False
 
 
 def status(budget: Budget, *, now: datetime | None = None, history: int = HISTORY_PERIODS) -> BudgetStatus:

@@ -143,6 +143,7 @@ def _rows(account: Any) -> list[dict[str, Any]]:
                 "projected": text.quantity(budget, found.projected) if found.projected is not None else None,
                 "resets": text.resets(found),
                 "scope": text.scope_label(budget),
+                "names_nothing": spend.names_nothing(budget),
                 "history": [(p, text.quantity(budget, p.spent)) for p in found.history],
             }
         )

@@ -147,3 +147,18 @@ def test_the_budget_form_suggests_the_accounts_teams_and_keys(finance_client: Cl
     datalist = datalist[: datalist.index("</datalist>")]
     assert datalist.count("<option") == 3
     assert all(f'<option value="{name}">' in datalist for name in ("Platform", "Search", "search-key"))
+
+
+def test_a_budget_made_before_targets_were_checked_says_it_counts_nothing(finance_client: Client, spending: Account):
+    for name, target in (("Typo", "Serch"), ("Fine", "Search")):
+        Budget.objects.create(
+            account=spending, name=name, scope="team", target=target, measure="usage_value", amount=Decimal(10)
+        )
+
+    page = finance_client.get(reverse("billing:budgets")).content.decode()
+
+    typo = page[page.index('data-budget="Typo"') :].split("</tr>")[0]
+    fine = page[page.index('data-budget="Fine"') :].split("</tr>")[0]
+    assert "No team or key of the account has this name" in typo and " of 10.00 USD" not in typo
+    assert ">Unknown</span>" in typo and ">OK</span>" not in typo
+    assert "No team or key of the account has this name" not in fine and "3.00 USD of 10.00 USD" in fine
