@@ -12,7 +12,8 @@ values equal the API's and no process has to hold them:
   (`billing.balances`); a run-out nobody projects is left out, never written as 0;
   `toki_already_run_out{account,balance}` (`tokens`, `wallet`) is 1 when that balance is
   already at or below zero, its run-out timestamp then being the scrape's time;
-- `toki_budget_ratio{account,budget}`: spent ÷ amount this period, as `/api/v1/budgets`;
+- `toki_budget_ratio{account,budget}`: spent ÷ amount this period, as `/api/v1/budgets`; a
+  budget whose spend cannot be counted (`counted` false there) is left out, never written as 0;
 - `toki_alert_deliveries_total{account,channel,result}` and `toki_alert_firing{account,rule}`.
 
 Counters the processes keep as they work (records ingested by source, proxy calls by status
@@ -127,6 +128,8 @@ class AccountCollector(Collector):
             "toki_budget_ratio", "Spent ÷ amount in the budget's current period", labels=["account", "budget"]
         )
         for budget in Budget.objects.filter(account=self.account).select_related("account").order_by("name"):
+            if spend.names_nothing(budget):
+                continue  # no sample rather than a ratio of 0: its spend cannot be counted
             found = spend.status(budget, history=0)
             ratio.add_metric([self.account.slug, budget.name], _number(found.ratio.quantize(spend.RATIO_QUANTUM)))
         yield ratio

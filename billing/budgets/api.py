@@ -74,6 +74,10 @@ class BudgetOut(Schema):
     spent: str
     ratio: str = Field(description="spent ÷ amount, a decimal string (1.12 = 112 %)")
     state: Literal["ok", "warning", "exceeded"]
+    counted: bool = Field(
+        description="False for a team or key budget naming no team or key of the account (made before targets"
+        " were checked): its spend cannot be counted, and `spent` 0 does not mean nothing was spent"
+    )
     projected_at_period_end: str | None = Field(description="The last 7 days' pace carried to the end; null once over")
     thresholds: list[str]
     enforce: bool
@@ -102,6 +106,7 @@ def budget_out(budget: Budget, found: spend.BudgetStatus) -> dict[str, Any]:
         "spent": decimal_string(found.spent),
         "ratio": decimal_string(found.ratio.quantize(spend.RATIO_QUANTUM)),
         "state": found.state,
+        "counted": not spend.names_nothing(budget),
         "projected_at_period_end": None if found.projected is None else decimal_string(found.projected),
         "thresholds": [decimal_string(t) for t in budget.threshold_values],
         "enforce": budget.enforce,

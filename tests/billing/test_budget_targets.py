@@ -162,3 +162,15 @@ def test_a_budget_made_before_targets_were_checked_says_it_counts_nothing(financ
     assert "No team or key of the account has this name" in typo and " of 10.00 USD" not in typo
     assert ">Unknown</span>" in typo and ">OK</span>" not in typo
     assert "No team or key of the account has this name" not in fine and "3.00 USD of 10.00 USD" in fine
+
+
+def test_the_api_and_metrics_do_not_read_such_a_budget_as_nothing_spent(billing_api: Client, spending: Account):
+    for name, target in (("Typo", "Serch"), ("Fine", "Search")):
+        Budget.objects.create(account=spending, name=name, scope="team", target=target, amount=Decimal(10))
+    scrape = create_api_token(account=spending, name="prometheus", scopes=[TokenScope.METRICS])[1]
+
+    listed = {b["name"]: b["counted"] for b in billing_api.get("/api/v1/budgets").json()["budgets"]}
+    metrics = Client(HTTP_AUTHORIZATION=f"Bearer {scrape}").get("/metrics").content.decode()
+
+    assert listed == {"Typo": False, "Fine": True}
+    assert 'budget="Fine"' in metrics and 'budget="Typo"' not in metrics  # no sample: unknown, not 0
