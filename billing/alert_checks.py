@@ -35,6 +35,7 @@ from billing.alert_facts import (
 )
 from billing.alert_texts import later
 from billing.alert_tiers import effective_tiers
+from billing.budgets import spend as budget_spend
 from billing.budgets import text as budget_text
 from billing.budgets.spend import BudgetStatus
 from billing.models import AlertKind, AlertRule, SyncState
@@ -151,6 +152,10 @@ def check_budget(rule: AlertRule, facts: Facts) -> Check:
     budget = rule.budget
     if budget is None:
         return quiet(rule, gettext_lazy("Budget: none attached to this rule"))
+    if budget_spend.names_nothing(budget):
+        return quiet(
+            rule, gettext_lazy("Budget: it names no team or key of the account, so its spend cannot be counted")
+        )
     found = facts.budget_status(budget)
     summary = later(lambda: budget_text.summary(found))
     details: list[Row] = [

@@ -11,10 +11,12 @@ import pytest
 from django.test import Client
 from django.urls import reverse
 
+from billing.alert_checks import check_rule
+from billing.alert_facts import Facts
 from billing.audit import Actor
 from billing.budgets import spend
 from billing.budgets.services import BudgetData, create_budget, update_budget
-from billing.models import AuditEvent, Budget
+from billing.models import AlertKind, AlertRule, AuditEvent, Budget
 from billing.services import BillingError
 from tests.billing.conftest import ingest, record
 from usage.models import Account, ApiKey, TokenScope
@@ -174,3 +176,17 @@ def test_the_api_and_metrics_do_not_read_such_a_budget_as_nothing_spent(billing_
 
     assert listed == {"Typo": False, "Fine": True}
     assert 'budget="Fine"' in metrics and 'budget="Typo"' not in metrics  # no sample: unknown, not 0
+
+
+def test_the_alert_rule_of_such_a_budget_says_it_cannot_count_and_never_fires(spending: Account):
+    typo = Budget.objects.create(
+        account=spending, name="Typo", scope="team", target="Serch", measure="tokens", amount=Decimal(1)
+    )
+    rule = AlertRule.objects.create(
+        account=spending, budget=typo, name="Budget Typo", kind=AlertKind.BUDGET, threshold=50
+    )
+
+    check = check_rule(rule, Facts(spending, datetime.now(UTC)))
+
+    assert not check.firing
+    assert "cannot be counted" in str(check.summary)
